@@ -1,0 +1,60 @@
+/**
+ * The msgpack batch envelope, protocol v1.
+ *
+ *   Batch  = map { v: 1, src: str, stream: str, bseq: uint, recs: [Record...] }
+ *   Record = array [ key: str, value: any, ts: uint (ms since epoch), seq: uint, trace?: str|nil ]
+ *
+ * `seq` is the producer sequence: it starts at 1 per (producer, stream) and grows
+ * by one per record, so a consumer can detect gaps and duplicates.
+ */
+import { Packr } from 'msgpackr';
+import { PROTOCOL_VERSION } from './subjects.js';
+import { MalformedBatchError } from './errors.js';
+
+/** Plain msgpack only: no msgpackr record extension, so every language can read it. */
+export const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: 'number' } as ConstructorParameters<typeof Packr>[0]);
+
+export type WireRecord = [key: string, value: unknown, ts: number, seq: number, trace?: string | null];
+
+export interface Batch {
+  v: number;
+  /** Producer instance id (subject-safe token). */
+  src: string;
+  stream: string;
+  /** Batch sequence per (producer, stream), from 1. */
+  bseq: number;
+  recs: WireRecord[];
+}
+
+export function encodeBatch(batch: Batch): Uint8Array {
+  return packr.pack(batch);
+}
+
+/** Decodes and checks a batch; throws MalformedBatchError naming what is wrong. */
+export function decodeBatch(bytes: Uint8Array): Batch {
+  let raw: unknown;
+  try {
+    raw = packr.unpack(bytes);
+  } catch (err) {
+    throw new MalformedBatchError(`not msgpack: ${(err as Error).message}`, { cause: err });
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new MalformedBatchError('batch must be a msgpack map');
+  }
+  const b = raw as Record<string, unknown>;
+  if (b.v !== PROTOCOL_VERSION) throw new MalformedBatchError(`unsupported protocol version ${JSON.stringify(b.v)} (expected ${PROTOCOL_VERSION})`);
+  if (typeof b.src !== 'string' || b.src.length === 0) throw new MalformedBatchError('batch.src must be a non-empty string');
+  if (typeof b.stream !== 'string') throw new MalformedBatchError('batch.stream must be a string');
+  if (typeof b.bseq !== 'number' || !Number.isInteger(b.bseq) || b.bseq < 0) throw new MalformedBatchError('batch.bseq must be an unsigned integer');
+  if (!Array.isArray(b.recs)) throw new MalformedBatchError('batch.recs must be an array');
+  const recs = b.recs as unknown[];
+  for (let i = 0; i < recs.length; i++) {
+    const r = recs[i];
+    if (!Array.isArray(r) || r.length < 4 || r.length > 5) throw new MalformedBatchError(`recs[${i}] must be an array of 4 or 5 items`);
+    if (typeof r[0] !== 'string') throw new MalformedBatchError(`recs[${i}].key must be a string`);
+    if (typeof r[2] !== 'number') throw new MalformedBatchError(`recs[${i}].ts must be a number`);
+    if (typeof r[3] !== 'number') throw new MalformedBatchError(`recs[${i}].seq must be a number`);
+    if (r.length === 5 && r[4] !== null && r[4] !== undefined && typeof r[4] !== 'string') throw new MalformedBatchError(`recs[${i}].trace must be a string or nil`);
+  }
+  return b as unknown as Batch;
+}

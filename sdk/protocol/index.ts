@@ -1,0 +1,13 @@
+/** Protocol v1 types and codecs, shared by the SDK and the runtime. */
+export { PROTOCOL_VERSION, PARTITIONS, NAME_PATTERN, subjects, buckets, jsStreams } from './subjects.js';
+export { fnv1a32, partitionOf, partitionsOwnedBy } from './hash.js';
+export { packr, encodeBatch, decodeBatch } from './envelope.js';
+export type { Batch, WireRecord } from './envelope.js';
+export { GROUPINGS, metadataSchema, validateMetadata } from './metadata.js';
+export type { Grouping, NormalizedMetadata } from './metadata.js';
+export {
+  TopoError, InvalidMetadataError, MalformedBatchError, ModuleLoadError, InitFailedError, NotFoundError,
+  ConflictError, NoWorkersError, TimeoutError, BadRequestError, ERROR_CODES, toWireError, fromWireError,
+} from './errors.js';
+export type { WireError } from './errors.js';
+export type * from './control.js';

@@ -1,0 +1,75 @@
+/**
+ * Computation metadata: the part of a computation the runtime can see without
+ * running it. Validated with zod at every edge (SDK, CLI, controller, worker);
+ * errors name the bad field by its path.
+ */
+import { z } from 'zod';
+import { NAME_PATTERN } from './subjects.js';
+import { InvalidMetadataError } from './errors.js';
+
+export const GROUPINGS = ['shuffle', 'key', 'broadcast'] as const;
+export type Grouping = (typeof GROUPINGS)[number];
+
+const name = z.string().regex(NAME_PATTERN, {
+  message: 'must start with a letter and contain only letters, digits, "_" or "-" (at most 64 characters)',
+});
+
+const istream = z.union([
+  name,
+  z.object({ stream: name, grouping: z.enum(GROUPINGS).default('shuffle') }).strict(),
+]);
+
+export const metadataSchema = z
+  .object({
+    name,
+    istreams: z.array(istream),
+    ostreams: z.array(name),
+  })
+  .superRefine((m, ctx) => {
+    const seen = new Set<string>();
+    m.istreams.forEach((s, i) => {
+      const stream = typeof s === 'string' ? s : s.stream;
+      if (seen.has(stream)) ctx.addIssue({ code: 'custom', path: ['istreams', i], message: `stream "${stream}" is listed twice` });
+      seen.add(stream);
+    });
+    const out = new Set<string>();
+    m.ostreams.forEach((s, i) => {
+      if (out.has(s)) ctx.addIssue({ code: 'custom', path: ['ostreams', i], message: `stream "${s}" is listed twice` });
+      out.add(s);
+    });
+  });
+
+/** Metadata as it travels on the wire and sits in KV: istreams always in object form. */
+export interface NormalizedMetadata {
+  name: string;
+  istreams: { stream: string; grouping: Grouping }[];
+  ostreams: string[];
+}
+
+function formatPath(path: PropertyKey[]): string {
+  let out = '';
+  for (const p of path) out += typeof p === 'number' ? `[${p}]` : out ? `.${String(p)}` : String(p);
+  return out || '(root)';
+}
+
+/** Validates metadata (and nothing else of the object) and returns it normalized. */
+export function validateMetadata(input: unknown): NormalizedMetadata {
+  const picked =
+    input !== null && typeof input === 'object'
+      ? (({ name, istreams, ostreams }) => ({ name, istreams, ostreams }))(input as Record<string, unknown>)
+      : input;
+  const parsed = metadataSchema.safeParse(picked);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => ({ path: formatPath(i.path), message: i.message }));
+    const who = typeof (picked as { name?: unknown } | null)?.name === 'string' ? ` of "${(picked as { name: string }).name}"` : '';
+    throw new InvalidMetadataError(
+      `invalid computation metadata${who}: ${issues.map((i) => `${i.path}: ${i.message}`).join('; ')}`,
+      { detail: issues },
+    );
+  }
+  return {
+    name: parsed.data.name,
+    istreams: parsed.data.istreams.map((s) => (typeof s === 'string' ? { stream: s, grouping: 'shuffle' as const } : s)),
+    ostreams: parsed.data.ostreams,
+  };
+}

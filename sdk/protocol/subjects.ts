@@ -1,0 +1,54 @@
+/**
+ * Subject naming, protocol v1. Every subject topo uses is built here so that
+ * the names in PROTOCOL.md and the code cannot drift apart.
+ */
+export const PROTOCOL_VERSION = 1;
+
+/** Number of partitions of every stream. Key grouping maps a key to one of them. */
+export const PARTITIONS = 32;
+
+/** Stream and computation names: subject-safe tokens (no dots, spaces or wildcards). */
+export const NAME_PATTERN = /^[A-Za-z][A-Za-z0-9_-]{0,63}$/;
+
+export const subjects = {
+  /** Data batches of one partition of a stream. */
+  data: (stream: string, partition: number) => `topo.data.${stream}.${partition}`,
+  /** All partitions of a stream (shuffle and broadcast consumers, tap). */
+  dataAll: (stream: string) => `topo.data.${stream}.*`,
+  /** Flow-control credits returned to one producer instance. */
+  credit: (producerId: string) => `topo.fc.${producerId}`,
+  /** Dead letters of one computation. */
+  deadLetter: (computation: string) => `topo.dlq.${computation}`,
+  deadLetterAll: 'topo.dlq.>',
+  /** Structured log lines of one computation instance. */
+  log: (computation: string, index: number) => `topo.log.${computation}.${index}`,
+  logAll: (computation: string) => `topo.log.${computation}.*`,
+  logEverything: 'topo.log.>',
+  /** CLI -> controller requests. */
+  api: (verb: string) => `topo.api.${verb}`,
+  /** Worker -> controller registration request. */
+  register: 'topo.worker.register',
+  /** Worker -> controller heartbeat (publish). */
+  heartbeat: (workerId: string) => `topo.worker.hb.${workerId}`,
+  heartbeatAll: 'topo.worker.hb.*',
+  /** Controller -> worker control requests. */
+  workerControl: (workerId: string) => `topo.worker.ctl.${workerId}`,
+} as const;
+
+/** KV buckets and object store of the control plane. */
+export const buckets = {
+  /** Desired state: key `comp.<name>` holds a ComputationRecord. */
+  state: 'topo_state',
+  /** Worker leases as last seen by the controller: key `<workerId>`. */
+  workers: 'topo_workers',
+  /** Deploy history: key `<name>.<version>`. */
+  history: 'topo_history',
+  /** Computation artifacts, object name = sha256 hex of the bundle. */
+  artifacts: 'topo_artifacts',
+} as const;
+
+/** JetStream streams that keep recent logs and dead letters for later reading. */
+export const jsStreams = {
+  logs: 'TOPO_LOGS',
+  deadLetters: 'TOPO_DLQ',
+} as const;
