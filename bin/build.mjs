@@ -1,0 +1,51 @@
+#!/usr/bin/env node
+// Bundles the runtime entry points into dist/ with esbuild (dependencies stay
+// in node_modules). Skips the work when dist/ is newer than every source file.
+import { build } from 'esbuild';
+import { readdirSync, statSync, existsSync, mkdirSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const entries = {
+  cli: 'runtime/cli/main.ts',
+  controller: 'runtime/controller/main.ts',
+  worker: 'runtime/worker/main.ts',
+};
+
+function newestMtime(dir) {
+  let newest = 0;
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    const st = statSync(p);
+    newest = Math.max(newest, st.isDirectory() ? newestMtime(p) : st.mtimeMs);
+  }
+  return newest;
+}
+
+export async function buildRuntime({ force = false, quiet = false } = {}) {
+  const outs = Object.keys(entries).map((k) => join(root, 'dist', `${k}.mjs`));
+  const srcNewest = Math.max(newestMtime(join(root, 'runtime')), newestMtime(join(root, 'sdk')), statSync(join(root, 'package.json')).mtimeMs);
+  const fresh = outs.every((o) => existsSync(o) && statSync(o).mtimeMs >= srcNewest);
+  if (fresh && !force) return false;
+  mkdirSync(join(root, 'dist'), { recursive: true });
+  await build({
+    absWorkingDir: root,
+    entryPoints: Object.fromEntries(Object.entries(entries).filter(([, src]) => existsSync(join(root, src)))),
+    outdir: 'dist',
+    outExtension: { '.js': '.mjs' },
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    sourcemap: true,
+    logLevel: quiet ? 'error' : 'warning',
+  });
+  return true;
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  const built = await buildRuntime({ force: process.argv.includes('--force') });
+  console.error(built ? 'topo: runtime built into dist/' : 'topo: dist/ is up to date');
+}
