@@ -71,7 +71,7 @@ export async function startNatsServer(opts: StartNatsOptions): Promise<StartedNa
   const bin = findNatsServer();
   const port = opts.port ?? (await freePort());
   mkdirSync(opts.storeDir, { recursive: true });
-  const args = ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', opts.storeDir, '--max_payload', '8MB'];
+  const args = ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', opts.storeDir];
   let out: number | 'ignore' = 'ignore';
   if (opts.logFile) out = openSync(opts.logFile, 'a');
   const child = spawn(bin, args, { stdio: ['ignore', out, out], detached: opts.detached ?? false });

@@ -1,0 +1,25 @@
+/**
+ * Per-instance structured logger: pino JSON lines go to this process's stderr
+ * and are published on topo.log.<computation>.<index>, where the controller's
+ * TOPO_LOGS stream keeps them for `topo logs`.
+ */
+import type { NatsConnection } from '@nats-io/transport-node';
+import { pino, type Logger } from 'pino';
+import { subjects } from '../../sdk/protocol/index.js';
+
+const enc = new TextEncoder();
+
+export function instanceLogger(nc: NatsConnection, bindings: { computation: string; index: number; instanceId: string; worker: string; version: number }): Logger {
+  const subject = subjects.log(bindings.computation, bindings.index);
+  const destination = {
+    write(line: string): void {
+      process.stderr.write(line);
+      try {
+        nc.publish(subject, enc.encode(line.endsWith('\n') ? line.slice(0, -1) : line));
+      } catch {
+        /* connection closing: stderr still has it */
+      }
+    },
+  };
+  return pino({ level: process.env.TOPO_LOG_LEVEL ?? 'info', base: { ...bindings, instance: bindings.index } }, destination);
+}

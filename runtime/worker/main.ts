@@ -1,0 +1,56 @@
+/** Worker process entry: `node dist/worker.mjs --nats URL [--id ID] [--data-dir DIR]`. */
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { connectNats } from '../transport/connect.js';
+import { processLogger } from '../log.js';
+import { Worker } from './worker.js';
+
+const { values } = parseArgs({
+  options: {
+    nats: { type: 'string' },
+    id: { type: 'string' },
+    'data-dir': { type: 'string' },
+    window: { type: 'string' },
+  },
+});
+
+const url = values.nats ?? process.env.TOPO_NATS_URL;
+if (!url) {
+  console.error('topo worker: no NATS URL: pass --nats URL or set TOPO_NATS_URL');
+  process.exit(2);
+}
+const workerId = values.id ?? `w-${hostname()}-${process.pid}`;
+if (!/^[A-Za-z0-9_-]+$/.test(workerId)) {
+  console.error(`topo worker: --id "${workerId}" must contain only letters, digits, "_" or "-"`);
+  process.exit(2);
+}
+const log = processLogger('topo-worker', { worker: workerId });
+const nc = await connectNats(url, { name: `topo-worker ${workerId}` });
+const worker = new Worker({
+  nc,
+  workerId,
+  dataDir: values['data-dir'] ?? `.topo/worker-${workerId}`,
+  log,
+  ...(values.window ? { window: Number(values.window) } : {}),
+});
+
+let exiting = false;
+async function shutdown(code: number): Promise<void> {
+  if (exiting) return;
+  exiting = true;
+  await worker.stop();
+  await nc.drain().catch(() => undefined);
+  process.exit(code);
+}
+process.on('SIGTERM', () => void shutdown(0));
+process.on('SIGINT', () => void shutdown(0));
+process.on('uncaughtException', (err) => {
+  // A computation's stray async error must not take down every other instance here.
+  log.error({ err }, `uncaught exception: ${err.message}`);
+});
+process.on('unhandledRejection', (err) => {
+  log.error({ err }, `unhandled rejection: ${(err as Error)?.message ?? String(err)}`);
+});
+
+await worker.start();
+void worker.stopped.then(() => shutdown(0));

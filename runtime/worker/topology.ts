@@ -1,0 +1,93 @@
+/**
+ * The worker's view of the desired state in KV (`topo_state`): which consumer
+ * groups read each stream. Producers use it for credit flow control (how many
+ * groups must acknowledge a record) and to know whether a stream needs key
+ * partitioning at all.
+ */
+import type { KV } from '@nats-io/kv';
+import type { ComputationRecord } from '../../sdk/protocol/index.js';
+
+export interface StreamConsumers {
+  /** Consumer group ids that must credit every record of the stream. */
+  groups: string[];
+  /** True when some consumer groups the stream by key, so producers must partition by key hash. */
+  keyed: boolean;
+}
+
+const NONE: StreamConsumers = Object.freeze({ groups: [], keyed: false }) as StreamConsumers;
+
+/** The group id a consumer instance acknowledges under (PROTOCOL.md, flow control). */
+export function groupIdOf(computation: string, grouping: string, index: number): string {
+  return grouping === 'broadcast' ? `${computation}#${index}` : computation;
+}
+
+export class TopologyView {
+  private readonly computations = new Map<string, ComputationRecord>();
+  private byStream = new Map<string, StreamConsumers>();
+  /** Bumped on every change so producers can cache their lookups cheaply. */
+  version = 0;
+  private stopWatch: (() => void) | undefined;
+
+  consumersOf(stream: string): StreamConsumers {
+    return this.byStream.get(stream) ?? NONE;
+  }
+
+  computation(name: string): ComputationRecord | undefined {
+    return this.computations.get(name);
+  }
+
+  /** Applies one KV entry (value undefined = deleted). */
+  apply(name: string, record: ComputationRecord | undefined): void {
+    if (record) this.computations.set(name, record);
+    else this.computations.delete(name);
+    this.rebuild();
+  }
+
+  private rebuild(): void {
+    const next = new Map<string, StreamConsumers>();
+    for (const c of this.computations.values()) {
+      for (const { stream, grouping } of c.metadata.istreams) {
+        let entry = next.get(stream);
+        if (!entry) next.set(stream, (entry = { groups: [], keyed: false }));
+        if (grouping === 'broadcast') {
+          for (let i = 0; i < c.instances; i++) entry.groups.push(groupIdOf(c.name, grouping, i));
+        } else {
+          entry.groups.push(c.name);
+        }
+        if (grouping === 'key') entry.keyed = true;
+      }
+    }
+    this.byStream = next;
+    this.version++;
+  }
+
+  /** Follows the KV bucket until stop(); resolves once the initial values are loaded. */
+  async watch(kv: KV): Promise<void> {
+    const iter = await kv.watch({ key: 'comp.>' });
+    let loaded!: () => void;
+    const initial = new Promise<void>((r) => (loaded = r));
+    this.stopWatch = () => iter.stop();
+    void (async () => {
+      for await (const e of iter) {
+        const name = e.key.slice('comp.'.length);
+        if (e.operation === 'DEL' || e.operation === 'PURGE' || e.value.length === 0) this.apply(name, undefined);
+        else {
+          try {
+            this.apply(name, e.json<ComputationRecord>());
+          } catch {
+            /* a corrupt entry must not take the worker down */
+          }
+        }
+        if (e.delta === 0) loaded();
+      }
+    })();
+    // An empty bucket yields no entries: do not wait for one.
+    const status = await kv.status();
+    if (status.values === 0) loaded();
+    await Promise.race([initial, new Promise((r) => setTimeout(r, 2_000))]);
+  }
+
+  stop(): void {
+    this.stopWatch?.();
+  }
+}
