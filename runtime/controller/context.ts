@@ -1,0 +1,46 @@
+/** What the controller's parts share: connection, stores, tables, queue and settings. */
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { ObjectStore } from '@nats-io/obj';
+import type { Logger } from 'pino';
+import { subjects, type WorkerControl } from '../../sdk/protocol/index.js';
+import { call } from '../transport/rpc.js';
+import type { SerialQueue } from './serialQueue.js';
+import type { StateStore } from './stateStore.js';
+import type { WorkerTable } from './workerTable.js';
+
+export interface ControllerSettings {
+  heartbeatMs: number;
+  leaseMs: number;
+  /** How long an assign (artifact fetch + import + init on the worker) may take. */
+  assignTimeoutMs: number;
+  /** How long unassign and other control requests may take. */
+  controlTimeoutMs: number;
+  /** An instance missing from (or unexpected in) a live worker's heartbeats for this long is corrected. */
+  reconcileGraceMs: number;
+  /** Dead workers are dropped from the table (and KV) after this long. */
+  forgetDeadAfterMs: number;
+}
+
+export interface ControllerContext {
+  nc: NatsConnection;
+  natsUrl: string;
+  log: Logger;
+  settings: ControllerSettings;
+  store: StateStore;
+  workers: WorkerTable;
+  artifacts: ObjectStore;
+  queue: SerialQueue;
+  /**
+   * Instances with an assign or unassign under way, or assigned but not yet
+   * in KV. Reconciliation leaves them alone.
+   */
+  inFlight: Set<string>;
+  /** When this controller started (workers get one lease to show up after a restart). */
+  startedAt: number;
+}
+
+/** Sends a WorkerControl request; the worker's error comes back rebuilt (InitFailedError, ...). */
+export function controlWorker(ctx: ControllerContext, workerId: string, ctl: WorkerControl, timeoutMs?: number): Promise<object> {
+  const timeout = timeoutMs ?? (ctl.op === 'assign' ? ctx.settings.assignTimeoutMs : ctx.settings.controlTimeoutMs);
+  return call<object>(ctx.nc, subjects.workerControl(workerId), ctl, timeout);
+}

@@ -1,0 +1,246 @@
+/**
+ * The topo controller: owns desired state, worker leases and placement, and
+ * serves the CLI API. `startController` runs it in-process (tests, `topo up`);
+ * main.ts wraps it as a process.
+ */
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import {
+  BadRequestError, subjects,
+  type DeployRequest, type Heartbeat, type KillRequest, type RegisterReply, type RegisterRequest, type StatusReply, type WorkerStatus,
+} from '../../sdk/protocol/index.js';
+import { connectNats } from '../transport/connect.js';
+import { decodeJson, serve } from '../transport/rpc.js';
+import { processLogger } from '../log.js';
+import type { ControllerContext, ControllerSettings } from './context.js';
+import { openControlPlane } from './infrastructure.js';
+import { deploy, kill } from './lifecycle.js';
+import { Reconciler } from './reconciler.js';
+import { SerialQueue } from './serialQueue.js';
+import { StateStore } from './stateStore.js';
+import { status, workerStatuses } from './status.js';
+import { WORKER_ID_PATTERN, WorkerTable, isLang, type WorkerChange, type WorkerEntry } from './workerTable.js';
+
+export type { KillReply } from './lifecycle.js';
+
+export interface ControllerOptions {
+  natsUrl: string;
+  logger?: Logger;
+  /** Heartbeat interval told to workers (default 1000). */
+  heartbeatMs?: number;
+  /** A worker silent this long is dead (default 5000). */
+  leaseMs?: number;
+  /** Timeout of one assign request (default 20000). */
+  assignTimeoutMs?: number;
+  /** Timeout of unassign and other control requests (default 10000). */
+  controlTimeoutMs?: number;
+  /** How long a heartbeat may disagree with desired state before it is corrected (default 3 heartbeats). */
+  reconcileGraceMs?: number;
+  /** Dead workers are forgotten after this long (default 10 minutes). */
+  forgetDeadAfterMs?: number;
+}
+
+export interface RunningController {
+  readonly natsUrl: string;
+  readonly settings: Readonly<ControllerSettings>;
+  /** Current status, as `topo.api.status` answers it. */
+  status(): StatusReply;
+  /** Resolves once queued deploy/kill/re-placement work has finished. */
+  idle(): Promise<void>;
+  /** Stops serving and drains the connection. Idempotent. */
+  stop(): Promise<void>;
+}
+
+function settingsFrom(o: ControllerOptions): ControllerSettings {
+  const heartbeatMs = o.heartbeatMs ?? 1_000;
+  const leaseMs = o.leaseMs ?? 5_000;
+  if (!(heartbeatMs > 0) || !(leaseMs > heartbeatMs)) {
+    throw new Error(`controller: leaseMs (${leaseMs}) must be greater than heartbeatMs (${heartbeatMs}) and both positive`);
+  }
+  return {
+    heartbeatMs,
+    leaseMs,
+    assignTimeoutMs: o.assignTimeoutMs ?? 20_000,
+    controlTimeoutMs: o.controlTimeoutMs ?? 10_000,
+    reconcileGraceMs: o.reconcileGraceMs ?? 3 * heartbeatMs,
+    forgetDeadAfterMs: o.forgetDeadAfterMs ?? 600_000,
+  };
+}
+
+function checkRegister(req: RegisterRequest): void {
+  if (req === null || typeof req !== 'object') throw new BadRequestError('register request must be a JSON object');
+  if (typeof req.workerId !== 'string' || !WORKER_ID_PATTERN.test(req.workerId)) {
+    throw new BadRequestError(`register: workerId must be 1-128 letters, digits, "_" or "-", got ${JSON.stringify(req.workerId)}`);
+  }
+  if (!isLang(req.lang)) throw new BadRequestError(`register: lang must be "ts" or "python", got ${JSON.stringify(req.lang)}`);
+  if (typeof req.host !== 'string' || typeof req.pid !== 'number') throw new BadRequestError('register: host (string) and pid (number) are required');
+}
+
+/** Returns why a heartbeat is unusable, or undefined when it is fine. */
+function heartbeatProblem(hb: Heartbeat): string | undefined {
+  if (hb === null || typeof hb !== 'object') return 'not a JSON object';
+  if (typeof hb.workerId !== 'string' || !WORKER_ID_PATTERN.test(hb.workerId)) return 'bad workerId';
+  if (!isLang(hb.lang)) return 'bad lang';
+  if (!Array.isArray(hb.instances)) return 'instances is not an array';
+  for (const i of hb.instances) {
+    if (typeof i?.instanceId !== 'string' || typeof i.metrics !== 'object' || i.metrics === null) return 'an instance lacks instanceId or metrics';
+  }
+  return undefined;
+}
+
+export async function startController(opts: ControllerOptions): Promise<RunningController> {
+  const settings = settingsFrom(opts);
+  const log = opts.logger ?? processLogger('topo-controller');
+  const nc: NatsConnection = await connectNats(opts.natsUrl, { name: 'topo-controller' });
+  let ctx: ControllerContext;
+  try {
+    const stores = await openControlPlane(nc);
+    const store = new StateStore(stores.state, stores.history);
+    const unreadable = await store.load();
+    for (const k of unreadable) log.error({ key: k }, `KV ${k} in topo_state is not a valid ComputationRecord; ignoring it`);
+    ctx = {
+      nc, natsUrl: opts.natsUrl, log, settings, store, workers: new WorkerTable(settings.leaseMs), artifacts: stores.artifacts,
+      queue: new SerialQueue(), inFlight: new Set(), startedAt: Date.now(),
+    };
+    await seedWorkers(ctx, stores.workers);
+    return run(ctx, stores.workers);
+  } catch (err) {
+    await nc.close().catch(() => {});
+    throw err;
+  }
+}
+
+async function seedWorkers(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openControlPlane>>['workers']): Promise<void> {
+  const keys: string[] = [];
+  for await (const k of await workersKv.keys()) keys.push(k);
+  for (const k of keys) {
+    const e = await workersKv.get(k);
+    if (!e || e.operation !== 'PUT') continue;
+    try {
+      const s = e.json<WorkerStatus>();
+      if (typeof s.workerId === 'string' && isLang(s.lang)) ctx.workers.seed(s, ctx.startedAt);
+    } catch {
+      // An unreadable mirror entry is only a hint; the worker's next heartbeat replaces it.
+    }
+  }
+}
+
+function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openControlPlane>>['workers']): RunningController {
+  const { nc, log, settings, workers, store, queue } = ctx;
+  const reconciler = new Reconciler(ctx);
+
+  const onWorkerChange = (w: WorkerEntry, change: WorkerChange, how: string): void => {
+    if (change === 'seen') return;
+    const what = { new: 'registered', revived: 'is back after its lease expired', restarted: 'restarted' }[change];
+    log.info({ workerId: w.workerId, host: w.host, pid: w.pid, lang: w.lang }, `worker ${w.workerId} (${w.lang}, ${w.host} pid ${w.pid}) ${what} (${how})`);
+    reconciler.forgetWorker(w.workerId);
+    // A worker that can take work: place anything waiting for one.
+    reconciler.requestOrphanPlacement();
+  };
+
+  const api: { unsubscribe(): void }[] = [];
+  api.push(
+    serve<RegisterRequest, RegisterReply>(nc, subjects.register, (req) => {
+      checkRegister(req);
+      const change = workers.register(req, Date.now());
+      const w = workers.get(req.workerId)!;
+      if (change === 'seen') {
+        log.info({ workerId: w.workerId }, `worker ${w.workerId} registered again (same process)`);
+        reconciler.requestOrphanPlacement();
+      } else {
+        onWorkerChange(w, change, 'register');
+      }
+      return { heartbeatMs: settings.heartbeatMs, leaseMs: settings.leaseMs };
+    }),
+    serve<DeployRequest, object>(nc, subjects.api('deploy'), (req) => queue.run(() => deploy(ctx, req))),
+    serve<KillRequest, object>(nc, subjects.api('kill'), (req) => queue.run(() => kill(ctx, req))),
+    serve<object, StatusReply>(nc, subjects.api('status'), () => status(ctx)),
+    serve<object, { workers: WorkerStatus[] }>(nc, subjects.api('workers'), () => ({ workers: workerStatuses(ctx) })),
+  );
+
+  const badHeartbeatLogged = new Set<string>();
+  const heartbeats: Subscription = nc.subscribe(subjects.heartbeatAll, {
+    callback: (err, msg: Msg) => {
+      if (err) return;
+      let hb: Heartbeat;
+      let problem: string | undefined;
+      try {
+        hb = decodeJson<Heartbeat>(msg.data);
+        problem = heartbeatProblem(hb);
+      } catch (e) {
+        problem = `not JSON: ${(e as Error).message}`;
+        hb = undefined as never;
+      }
+      if (problem) {
+        // Once per subject, so a broken worker cannot flood the log.
+        if (!badHeartbeatLogged.has(msg.subject)) {
+          badHeartbeatLogged.add(msg.subject);
+          log.warn({ subject: msg.subject }, `ignoring heartbeat on ${msg.subject}: ${problem}`);
+        }
+        return;
+      }
+      const now = Date.now();
+      const change = workers.heartbeat(hb, now);
+      const w = workers.get(hb.workerId)!;
+      onWorkerChange(w, change, 'heartbeat');
+      reconciler.onHeartbeat(w, now);
+    },
+  });
+
+  let mirroring = false;
+  const mirrorWorkers = async (): Promise<void> => {
+    if (mirroring) return;
+    mirroring = true;
+    try {
+      const { put, remove } = workers.takeMirrorWork(Date.now());
+      for (const s of put) await workersKv.put(s.workerId, JSON.stringify(s));
+      for (const id of remove) await workersKv.delete(id);
+      await store.flushUnsaved();
+    } catch (err) {
+      log.warn({ err }, `could not mirror worker leases to KV: ${(err as Error).message}`);
+    } finally {
+      mirroring = false;
+    }
+  };
+
+  const tick = (): void => {
+    const now = Date.now();
+    for (const w of workers.expire(now)) {
+      const placed = store.placementsOn(w.workerId).length;
+      log.warn({ workerId: w.workerId, lastSeen: w.lastSeen, instances: placed },
+        `worker ${w.workerId} missed its lease (no heartbeat for ${now - w.lastSeen} ms): marked dead` +
+          (placed ? `; re-placing its ${placed} instance(s)` : ''));
+      reconciler.forgetWorker(w.workerId);
+    }
+    for (const id of workers.forgetDead(now, settings.forgetDeadAfterMs)) {
+      log.info({ workerId: id }, `forgetting worker ${id} (dead for more than ${settings.forgetDeadAfterMs} ms)`);
+      reconciler.forgetWorker(id);
+    }
+    reconciler.prune();
+    if (reconciler.hasOrphans(now)) reconciler.requestOrphanPlacement();
+    void mirrorWorkers();
+  };
+  const timer = setInterval(tick, Math.max(25, Math.min(settings.heartbeatMs, settings.leaseMs / 5)));
+  timer.unref();
+
+  log.info({ natsUrl: ctx.natsUrl, computations: store.all().length, heartbeatMs: settings.heartbeatMs, leaseMs: settings.leaseMs },
+    `topo controller serving on ${ctx.natsUrl} (${store.all().length} computation(s) in desired state)`);
+
+  let stopping: Promise<void> | undefined;
+  return {
+    natsUrl: ctx.natsUrl,
+    settings,
+    status: () => status(ctx),
+    idle: () => queue.idle(),
+    stop: () =>
+      (stopping ??= (async () => {
+        clearInterval(timer);
+        for (const s of api) s.unsubscribe();
+        heartbeats.unsubscribe();
+        await queue.idle().catch(() => {});
+        await mirrorWorkers();
+        if (!nc.isClosed()) await nc.drain().catch(() => {});
+        log.info('topo controller stopped');
+      })()),
+  };
+}

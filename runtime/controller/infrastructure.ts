@@ -1,0 +1,62 @@
+/**
+ * Creates (or opens, when they already exist) the KV buckets, object store and
+ * JetStream streams the control plane uses. Safe to run on every controller start.
+ */
+import type { NatsConnection } from '@nats-io/transport-node';
+import { jetstreamManager, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
+import { Objm, type ObjectStore } from '@nats-io/obj';
+import { buckets, jsStreams, subjects } from '../../sdk/protocol/index.js';
+
+export interface ControlPlaneStores {
+  state: KV;
+  workers: KV;
+  history: KV;
+  artifacts: ObjectStore;
+}
+
+const HOUR_MS = 3_600_000;
+const msToNanos = (ms: number): number => ms * 1_000_000;
+
+export async function openControlPlane(nc: NatsConnection): Promise<ControlPlaneStores> {
+  const kvm = new Kvm(nc);
+  const state = await kvm.create(buckets.state, { history: 1, description: 'topo desired state: comp.<name> -> ComputationRecord' });
+  const workers = await kvm.create(buckets.workers, { history: 1, description: 'topo worker leases as seen by the controller' });
+  const history = await kvm.create(buckets.history, { history: 10, description: 'topo deploy/kill history: <name>.<version>' });
+  const artifacts = await new Objm(nc).create(buckets.artifacts, { description: 'topo computation bundles by sha256' });
+  const jsm = await jetstreamManager(nc);
+  await ensureStream(jsm, {
+    name: jsStreams.logs,
+    subjects: [subjects.logEverything],
+    max_msgs_per_subject: 2000,
+    max_age: msToNanos(HOUR_MS),
+    storage: 'file',
+    discard: 'old',
+  });
+  await ensureStream(jsm, {
+    name: jsStreams.deadLetters,
+    subjects: [subjects.deadLetterAll],
+    max_msgs: 100_000,
+    max_age: msToNanos(24 * HOUR_MS),
+    storage: 'file',
+    discard: 'old',
+  });
+  return { state, workers, history, artifacts };
+}
+
+/** Adds the stream, or brings an existing one's limits to this config. */
+async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
+  let exists = true;
+  try {
+    await jsm.streams.info(config.name);
+  } catch (err) {
+    if (!/stream not found/i.test((err as Error).message)) throw err;
+    exists = false;
+  }
+  if (exists) {
+    const { name, storage: _storage, ...limits } = config;
+    await jsm.streams.update(name, limits);
+  } else {
+    await jsm.streams.add(config);
+  }
+}

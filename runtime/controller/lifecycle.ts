@@ -1,0 +1,140 @@
+/** deploy and kill: the two API verbs that change desired state. Both run inside the serial queue. */
+import {
+  BadRequestError, ConflictError, NoWorkersError, NotFoundError, TimeoutError, validateMetadata,
+  type Assignment, type ComputationRecord, type DeployReply, type DeployRequest, type KillRequest, type Placement,
+} from '../../sdk/protocol/index.js';
+import { controlWorker, type ControllerContext } from './context.js';
+import { chooseWorkers, newInstanceId } from './placement.js';
+import type { HistoryEntry } from './stateStore.js';
+import { isLang } from './workerTable.js';
+
+export const MAX_INSTANCES = 64;
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+export interface KillReply {
+  name: string;
+  version: number;
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function checkRequest(req: DeployRequest): { instances: number } {
+  if (req === null || typeof req !== 'object') throw new BadRequestError('deploy request must be a JSON object with sha, lang and metadata');
+  if (typeof req.sha !== 'string' || !SHA256_HEX.test(req.sha)) {
+    throw new BadRequestError(`deploy request: sha must be 64 lowercase hex characters (sha256 of the artifact), got ${JSON.stringify(req.sha)}`);
+  }
+  if (!isLang(req.lang)) throw new BadRequestError(`deploy request: lang must be "ts" or "python", got ${JSON.stringify(req.lang)}`);
+  const instances = req.instances ?? 1;
+  if (!Number.isInteger(instances) || instances < 1 || instances > MAX_INSTANCES) {
+    throw new BadRequestError(`deploy request: instances must be an integer from 1 to ${MAX_INSTANCES}, got ${JSON.stringify(req.instances)}`);
+  }
+  if (req.source !== undefined && typeof req.source !== 'string') throw new BadRequestError('deploy request: source must be a string');
+  return { instances };
+}
+
+async function recordHistorySafely(ctx: ControllerContext, entry: HistoryEntry): Promise<void> {
+  try {
+    await ctx.store.recordHistory(entry);
+  } catch (err) {
+    ctx.log.warn({ err, computation: entry.name, version: entry.version }, `could not write history entry ${entry.name}.${entry.version}: ${errorMessage(err)}`);
+  }
+}
+
+export async function deploy(ctx: ControllerContext, req: DeployRequest): Promise<DeployReply> {
+  const { instances } = checkRequest(req);
+  const metadata = validateMetadata(req.metadata);
+  const name = metadata.name;
+  const running = ctx.store.get(name);
+  if (running) throw new ConflictError(`computation "${name}" is already deployed (version ${running.version}); kill it first`);
+  const info = await ctx.artifacts.info(req.sha);
+  if (!info || info.deleted) {
+    throw new NotFoundError(`artifact ${req.sha} is not in the object store; upload it before deploying "${name}"`);
+  }
+
+  const version = await ctx.store.nextVersion(name);
+  const history = (result: 'ok' | 'failed', error?: string): HistoryEntry => ({
+    name, version, sha: req.sha, ...(req.source !== undefined ? { source: req.source } : {}),
+    action: 'deploy', at: Date.now(), result, ...(error !== undefined ? { error } : {}),
+  });
+
+  const candidates = ctx.workers.alive(req.lang).map((w) => w.workerId);
+  if (candidates.length === 0) {
+    const err = new NoWorkersError(`no live ${req.lang} worker to run "${name}"; start a worker and deploy again`);
+    await recordHistorySafely(ctx, history('failed', err.message));
+    throw err;
+  }
+  const chosen = chooseWorkers({ candidates, load: ctx.store.loadByWorker(), count: instances });
+  const placements: Placement[] = chosen.map((workerId, index) => ({ index, instanceId: newInstanceId(name, index), workerId }));
+  const assignmentOf = (p: Placement): Assignment => ({
+    instanceId: p.instanceId, computation: name, version, sha: req.sha, lang: req.lang,
+    index: p.index, count: instances, metadata,
+  });
+
+  for (const p of placements) ctx.inFlight.add(p.instanceId);
+  try {
+    const results = await Promise.allSettled(placements.map((p) => controlWorker(ctx, p.workerId, { op: 'assign', assignment: assignmentOf(p) })));
+    const failedAt = results.findIndex((r) => r.status === 'rejected');
+    if (failedAt >= 0) {
+      const failure = (results[failedAt] as PromiseRejectedResult).reason as unknown;
+      const culprit = placements[failedAt]!;
+      ctx.log.error({ computation: name, version, workerId: culprit.workerId, instanceId: culprit.instanceId, err: failure },
+        `deploy of "${name}" v${version} failed: worker ${culprit.workerId} could not start instance ${culprit.index}: ${errorMessage(failure)}; undoing the other assigns`);
+      // Undo what started; a timed-out assign may still finish on the worker, so it is undone too.
+      await Promise.allSettled(
+        placements
+          .filter((_, i) => results[i]!.status === 'fulfilled' || (results[i] as PromiseRejectedResult).reason instanceof TimeoutError)
+          .map((p) => controlWorker(ctx, p.workerId, { op: 'unassign', instanceId: p.instanceId })),
+      );
+      await recordHistorySafely(ctx, history('failed', errorMessage(failure)));
+      throw failure;
+    }
+
+    const record: ComputationRecord = {
+      name, version, sha: req.sha, lang: req.lang, metadata, instances, placements,
+      ...(req.source !== undefined ? { source: req.source } : {}), deployedAt: Date.now(),
+    };
+    try {
+      await ctx.store.save(record);
+    } catch (err) {
+      await Promise.allSettled(placements.map((p) => controlWorker(ctx, p.workerId, { op: 'unassign', instanceId: p.instanceId })));
+      await recordHistorySafely(ctx, history('failed', `could not write desired state: ${errorMessage(err)}`));
+      throw new Error(`deploy of "${name}" failed: could not write desired state to KV: ${errorMessage(err)}`, { cause: err });
+    }
+    await recordHistorySafely(ctx, history('ok'));
+    ctx.log.info({ computation: name, version, sha: req.sha, placements }, `deployed "${name}" v${version}: ${instances} instance(s) on ${[...new Set(chosen)].join(', ')}`);
+    return { computation: record };
+  } finally {
+    for (const p of placements) ctx.inFlight.delete(p.instanceId);
+  }
+}
+
+export async function kill(ctx: ControllerContext, req: KillRequest): Promise<KillReply> {
+  if (req === null || typeof req !== 'object' || typeof req.name !== 'string') throw new BadRequestError('kill request must be {"name": "<computation>"}');
+  const rec = ctx.store.get(req.name);
+  if (!rec) throw new NotFoundError(`computation "${req.name}" is not deployed`);
+  // KV first: producers watching topo_state stop waiting for credits from this group.
+  await ctx.store.remove(rec.name);
+  const live = rec.placements.filter((p) => ctx.workers.isAlive(p.workerId));
+  for (const p of live) ctx.inFlight.add(p.instanceId);
+  try {
+    const results = await Promise.allSettled(live.map((p) => controlWorker(ctx, p.workerId, { op: 'unassign', instanceId: p.instanceId })));
+    results.forEach((r, i) => {
+      if (r.status === 'rejected') {
+        const p = live[i]!;
+        // Reconciliation unassigns it later if the worker still reports it.
+        ctx.log.warn({ computation: rec.name, workerId: p.workerId, instanceId: p.instanceId, err: r.reason },
+          `kill "${rec.name}": unassign of ${p.instanceId} on ${p.workerId} failed: ${errorMessage(r.reason)}`);
+      }
+    });
+  } finally {
+    for (const p of live) ctx.inFlight.delete(p.instanceId);
+  }
+  await recordHistorySafely(ctx, {
+    name: rec.name, version: rec.version, sha: rec.sha, ...(rec.source !== undefined ? { source: rec.source } : {}),
+    action: 'kill', at: Date.now(), result: 'ok',
+  });
+  ctx.log.info({ computation: rec.name, version: rec.version }, `killed "${rec.name}" v${rec.version}`);
+  return { name: rec.name, version: rec.version };
+}

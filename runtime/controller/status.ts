@@ -1,0 +1,46 @@
+/** Assembles StatusReply from desired state (KV copy) and the latest heartbeats. */
+import type { ComputationRecord, ComputationStatus, InstanceStatus, Placement, StatusReply, WorkerStatus } from '../../sdk/protocol/index.js';
+import type { ControllerContext } from './context.js';
+
+const ZERO_METRICS = { recordsIn: 0, recordsOut: 0, errors: 0, deadLetters: 0, malformed: 0 };
+
+function instanceStatus(ctx: ControllerContext, rec: ComputationRecord, p: Placement): InstanceStatus {
+  const worker = ctx.workers.get(p.workerId);
+  const report = worker?.alive ? worker.reported.get(p.instanceId) : undefined;
+  if (report) return { ...report, workerId: p.workerId, ...ctx.workers.rates(p.workerId, p.instanceId) };
+  // Expected but not (yet) reported: being started, or waiting for a live worker.
+  const waiting = !worker?.alive;
+  return {
+    instanceId: p.instanceId, computation: rec.name, version: rec.version, index: p.index, count: rec.instances,
+    state: 'starting', metrics: { ...ZERO_METRICS }, workerId: p.workerId, inPerSec: 0, outPerSec: 0,
+    ...(waiting ? { lastError: `worker ${p.workerId} is not alive; waiting for a live ${rec.lang} worker` } : {}),
+  };
+}
+
+export function computationStatus(ctx: ControllerContext, rec: ComputationRecord): ComputationStatus {
+  const instances = [...rec.placements].sort((a, b) => a.index - b.index).map((p) => instanceStatus(ctx, rec, p));
+  let inPerSec = 0, outPerSec = 0, errors = 0, deadLetters = 0;
+  for (const i of instances) {
+    inPerSec += i.inPerSec;
+    outPerSec += i.outPerSec;
+    errors += i.metrics.errors;
+    deadLetters += i.metrics.deadLetters;
+  }
+  return {
+    name: rec.name, version: rec.version, sha: rec.sha, lang: rec.lang,
+    istreams: rec.metadata.istreams, ostreams: rec.metadata.ostreams,
+    instances, inPerSec, outPerSec, errors, deadLetters,
+  };
+}
+
+export function workerStatuses(ctx: ControllerContext): WorkerStatus[] {
+  return ctx.workers.all().map((w) => ctx.workers.status(w)).sort((a, b) => a.workerId.localeCompare(b.workerId));
+}
+
+export function status(ctx: ControllerContext): StatusReply {
+  return {
+    natsUrl: ctx.natsUrl,
+    workers: workerStatuses(ctx),
+    computations: ctx.store.all().sort((a, b) => a.name.localeCompare(b.name)).map((rec) => computationStatus(ctx, rec)),
+  };
+}

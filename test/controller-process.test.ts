@@ -1,0 +1,103 @@
+/**
+ * The controller as a process: bundled like dist/controller.mjs, started with
+ * --nats, creates the control-plane stores idempotently, exits 0 on
+ * SIGTERM/SIGINT and 2 on missing arguments.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { build } from 'esbuild';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { buckets, jsStreams, subjects, type StatusReply } from '../sdk/protocol/index.js';
+import { connectNats } from '../runtime/transport/connect.js';
+import { startNatsServer, type StartedNats } from '../runtime/transport/natsServer.js';
+import { call } from '../runtime/transport/rpc.js';
+
+let dir: string;
+let bundle: string;
+let nats: StartedNats;
+let client: NatsConnection;
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'topo-controller-proc-'));
+  bundle = join(dir, 'controller.mjs');
+  // Self-contained bundle (no externals): it runs from a temp dir without node_modules next to it.
+  await build({
+    entryPoints: [join(import.meta.dirname, '../runtime/controller/main.ts')],
+    outfile: bundle, bundle: true, platform: 'node', format: 'esm', target: 'node20', logLevel: 'error',
+    banner: { js: "import { createRequire as __topoCreateRequire } from 'node:module'; const require = __topoCreateRequire(import.meta.url);" },
+  });
+  nats = await startNatsServer({ storeDir: join(dir, 'js') });
+  client = await connectNats(nats.url, { name: 'controller-process test' });
+});
+
+afterAll(async () => {
+  await client?.close();
+  await nats?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+interface Exit {
+  code: number | null;
+  stderr: string;
+}
+
+function runController(args: string[], env: NodeJS.ProcessEnv = {}) {
+  const { TOPO_NATS_URL: _ignored, ...base } = process.env;
+  const child = spawn(process.execPath, [bundle, ...args], { env: { ...base, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<Exit>((resolve) => child.once('exit', (code) => resolve({ code, stderr })));
+  return { child, exited, stderr: () => stderr };
+}
+
+async function waitForStatus(): Promise<StatusReply> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    try {
+      return await call<StatusReply>(client, subjects.api('status'), {}, 500);
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+}
+
+describe('controller process', () => {
+  it('exits 2 with a clear message when no NATS URL is given', async () => {
+    const { exited } = runController([]);
+    const { code, stderr } = await exited;
+    expect(code).toBe(2);
+    expect(stderr).toContain('pass --nats URL or set TOPO_NATS_URL');
+  });
+
+  it('creates buckets and bounded streams, restarts idempotently and exits 0 on SIGTERM and SIGINT', async () => {
+    const first = runController(['--nats', nats.url]);
+    expect((await waitForStatus()).natsUrl).toBe(nats.url);
+
+    const jsm = await jetstreamManager(client);
+    const logs = await jsm.streams.info(jsStreams.logs);
+    expect(logs.config).toMatchObject({ subjects: ['topo.log.>'], max_msgs_per_subject: 2000, max_age: 3_600 * 1e9, storage: 'file' });
+    const dlq = await jsm.streams.info(jsStreams.deadLetters);
+    expect(dlq.config).toMatchObject({ subjects: ['topo.dlq.>'], max_msgs: 100_000, max_age: 24 * 3_600 * 1e9 });
+    const kvm = new Kvm(client);
+    expect((await (await kvm.open(buckets.history)).status()).history).toBe(10);
+    await kvm.open(buckets.state);
+    await kvm.open(buckets.workers);
+
+    first.child.kill('SIGTERM');
+    expect((await first.exited).code).toBe(0);
+
+    // Second start over existing stores, URL from the environment.
+    const second = runController([], { TOPO_NATS_URL: nats.url });
+    expect((await waitForStatus()).computations).toEqual([]);
+    second.child.kill('SIGINT');
+    const { code, stderr } = await second.exited;
+    expect(code).toBe(0);
+    expect(stderr).toContain('topo controller stopped');
+  });
+});
