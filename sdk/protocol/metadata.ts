@@ -14,10 +14,25 @@ const name = z.string().regex(NAME_PATTERN, {
   message: 'must start with a letter and contain only letters, digits, "_" or "-" (at most 64 characters)',
 });
 
-const istream = z.union([
-  name,
-  z.object({ stream: name, grouping: z.enum(GROUPINGS).default('shuffle') }).strict(),
-]);
+const istreamObject = z.object({ stream: name, grouping: z.enum(GROUPINGS).default('shuffle') }).strict();
+
+/**
+ * A bare name or {stream, grouping}. Checked by hand rather than with
+ * z.union so that the error names the bad field (`istreams[0].grouping`)
+ * instead of a generic "invalid input".
+ */
+const istream = z.unknown().transform((v, ctx) => {
+  const r = typeof v === 'string' ? name.safeParse(v) : v !== null && typeof v === 'object' ? istreamObject.safeParse(v) : undefined;
+  if (!r) {
+    ctx.addIssue({ code: 'custom', message: 'must be a stream name or { stream, grouping }' });
+    return z.NEVER;
+  }
+  if (!r.success) {
+    for (const issue of r.error.issues) ctx.addIssue({ code: 'custom', path: issue.path as (string | number)[], message: issue.message });
+    return z.NEVER;
+  }
+  return r.data as string | { stream: string; grouping: Grouping };
+});
 
 export const metadataSchema = z
   .object({
