@@ -52,6 +52,9 @@ export class TimerTable {
     for (const [k] of due) this.pending.delete(k);
     return due.sort((a, b) => a[1] - b[1]);
   }
+  has(key: string): boolean {
+    return this.pending.has(key);
+  }
   /** Earliest pending time, or undefined when none. */
   next(): number | undefined {
     let min: number | undefined;

@@ -330,7 +330,8 @@ export class Instance {
     this.timersDue = false;
     const due = this.timers.takeDue(Date.now());
     for (const [key, at] of due) {
-      if (!this.comp.processTimer) continue;
+      // A callback earlier in this round set the key again: that replaces this firing.
+      if (!this.comp.processTimer || this.timers.has(key)) continue;
       try {
         const res = this.comp.processTimer(this.ctx, key, at);
         if (res && typeof (res as Promise<void>).then === 'function') await res;

@@ -11,8 +11,11 @@ import { Packr } from 'msgpackr';
 import { PROTOCOL_VERSION } from './subjects.js';
 import { MalformedBatchError } from './errors.js';
 
-/** Plain msgpack only: no msgpackr record extension, so every language can read it. */
-export const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: 'number' } as ConstructorParameters<typeof Packr>[0]);
+/**
+ * Plain msgpack only: no msgpackr record extension and `undefined` as nil (not
+ * msgpackr's fixext 0), so every language can read it.
+ */
+export const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: 'number', encodeUndefinedAsNil: true } as ConstructorParameters<typeof Packr>[0]);
 
 export type WireRecord = [key: string, value: unknown, ts: number, seq: number, trace?: string | null];
 
