@@ -1,0 +1,223 @@
+/**
+ * The benchmark runner (bundled into dist/bench/main.mjs by bench/run.mjs).
+ * Runs the raw NATS baseline and the topo pipelines in the same run, prints
+ * records/s with each figure's ratio to the batched raw baseline, and writes
+ * bench/RESULTS.md.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { findNatsServer, startNatsServer, type StartedNats } from '../runtime/transport/natsServer.js';
+import { parseOptions, USAGE, type BenchOptions } from './options.js';
+import { runRawCase } from './raw/run.js';
+import { formatMarkdownTable, formatTextTable, summarize, tableRows, type CaseResult, type CaseSummary } from './results.js';
+import { BATCH_SIZE } from './records.js';
+
+/** The signature of runTopoCase in bench/topo/harness.ts, bundled separately into dist/bench/topo.mjs. */
+type TopoKind = 'one-hop' | 'three-stage';
+interface TopoModule {
+  runTopoCase(o: { root: string; kind: TopoKind; count: number; timeoutMs: number; log: (line: string) => void }): Promise<CaseResult>;
+}
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const log = (line: string): void => console.error(`bench: ${line}`);
+
+const TARGET_VS_BATCHED = 0.8;
+const TARGET_VS_SINGLE = 4;
+
+/** Generous upper bound for one run: at least a minute, or 20k records/s. */
+const timeoutFor = (count: number): number => Math.max(60_000, Math.ceil(count / 20));
+
+interface BenchCase {
+  name: string;
+  description: string;
+  /** Set when the case cannot run at all. */
+  skipped?: string;
+  once(run: number): Promise<CaseResult>;
+}
+
+/**
+ * Runs every case `runs` times, interleaved (run 1 of each case, then run 2,
+ * ...) so that background load on the machine hits the baseline and topo alike.
+ */
+async function runInterleaved(cases: BenchCase[], runs: number): Promise<CaseSummary[]> {
+  const results = new Map<BenchCase, CaseResult[]>(cases.map((c) => [c, []]));
+  const errors = new Map<BenchCase, string>();
+  for (let r = 1; r <= runs; r++) {
+    for (const c of cases) {
+      if (c.skipped || errors.has(c)) continue;
+      try {
+        const res = await c.once(r);
+        results.get(c)!.push(res);
+        log(`${c.name} run ${r}/${runs}: ${Math.round(res.rate).toLocaleString('en-US')} records/s, ${res.records}/${res.expected} records in ${res.seconds.toFixed(3)} s${res.lost ? `, LOST ${res.lost}` : ''}${res.notes.length ? ` (${res.notes.join('; ')})` : ''}`);
+      } catch (err) {
+        log(`${c.name} run ${r}/${runs} failed: ${(err as Error).message}`);
+        errors.set(c, (err as Error).message);
+      }
+    }
+  }
+  return cases.map((c) => {
+    const error = errors.get(c);
+    return summarize(c.name, c.description, results.get(c)!, {
+      ...(error !== undefined ? { error } : {}),
+      ...(c.skipped !== undefined ? { skipped: c.skipped } : {}),
+    });
+  });
+}
+
+function rawCases(opts: BenchOptions, natsUrl: () => string): BenchCase[] {
+  const scripts = { publisher: join(here, 'raw-publisher.mjs'), subscriber: join(here, 'raw-subscriber.mjs') };
+  const raw = (mode: 'single' | 'batched', count: number) => (r: number) =>
+    runRawCase(scripts, { url: natsUrl(), mode, count, subject: `bench.raw.${mode}.${r}`, window: opts.rawWindow }, timeoutFor(count));
+  return [
+    {
+      name: 'raw, 1 record/msg',
+      description: 'hand-written NATS publisher -> subscriber (two processes), one msgpack record per message',
+      once: raw('single', opts.singleRecords),
+    },
+    {
+      name: 'raw, batched',
+      description: `hand-written NATS publisher -> subscriber (two processes), arrays of ${BATCH_SIZE} records per message`,
+      once: raw('batched', opts.batchedRecords),
+    },
+  ];
+}
+
+async function topoCases(opts: BenchOptions): Promise<BenchCase[]> {
+  const modPath = join(here, 'topo.mjs');
+  const mod = existsSync(modPath) ? ((await import(pathToFileURL(modPath).href)) as TopoModule) : undefined;
+  const skipped = mod ? undefined : 'topo harness not built: the runtime (runtime/client, runtime/worker, runtime/controller) is missing';
+  const topo = (kind: TopoKind) => async (): Promise<CaseResult> => {
+    if (!mod) throw new Error(skipped);
+    return mod.runTopoCase({ root, kind, count: opts.topoRecords, timeoutMs: timeoutFor(opts.topoRecords), log });
+  };
+  return [
+    {
+      name: 'topo one-hop',
+      description: 'bench-source -> bench-sink, each on its own worker process, fresh local topology per run',
+      once: topo('one-hop'),
+      ...(skipped ? { skipped } : {}),
+    },
+    {
+      name: 'topo three-stage',
+      description: 'bench-source -> bench-pass -> bench-sink3, each on its own worker process, fresh local topology per run',
+      once: topo('three-stage'),
+      ...(skipped ? { skipped } : {}),
+    },
+  ];
+}
+
+function natsVersion(): string {
+  try {
+    return execFileSync(findNatsServer(), ['--version'], { encoding: 'utf8' }).trim().replace(/^nats-server:\s*/, '');
+  } catch (err) {
+    return `unknown (${(err as Error).message})`;
+  }
+}
+
+function commandLine(argv: string[]): string {
+  return argv.length ? `npm run bench -- ${argv.join(' ')}` : 'npm run bench';
+}
+
+function verdict(cases: CaseSummary[]): string[] {
+  const by = (n: string): CaseSummary | undefined => cases.find((c) => c.name === n);
+  const batched = by('raw, batched')?.median;
+  const single = by('raw, 1 record/msg')?.median;
+  const oneHop = by('topo one-hop')?.median;
+  if (!batched || !single) return ['- The raw baseline did not run, so the targets cannot be checked.'];
+  if (!oneHop) {
+    const c = by('topo one-hop');
+    return [`- topo one-hop did not run (${c?.error ?? c?.skipped ?? 'not selected'}), so the targets are not checked yet.`];
+  }
+  const check = (what: string, baseRate: number, target: number): string => {
+    const ratio = oneHop.rate / baseRate;
+    const needs = Math.round(target * baseRate).toLocaleString('en-US');
+    const outcome = ratio >= target ? 'met' : `MISSED by ${(((target - ratio) / target) * 100).toFixed(0)}% (needs ${needs} records/s)`;
+    return `- one-hop vs ${what}: ${ratio.toFixed(2)}x, target >= ${target}x: ${outcome}.`;
+  };
+  return [check('batched raw', batched.rate, TARGET_VS_BATCHED), check('one-record-per-message raw', single.rate, TARGET_VS_SINGLE)];
+}
+
+function resultsMarkdown(argv: string[], opts: BenchOptions, cases: CaseSummary[], startedAt: Date, loadBefore: number): string {
+  const baseline = cases.find((c) => c.name === 'raw, batched');
+  const cpu = cpus()[0]?.model ?? 'unknown CPU';
+  const runsDetail = cases.flatMap((c) => [
+    `- **${c.name}**: ${c.description}. Runs: ${c.runs.map((r) => `${Math.round(r.rate).toLocaleString('en-US')}/s${r.lost ? ` (lost ${r.lost})` : ''}`).join(', ') || 'none'}${c.error ? `. Failed: ${c.error}` : ''}${c.skipped ? `. Not run: ${c.skipped}` : ''}.`,
+  ]);
+  return `# topo benchmark results
+
+Generated by \`bench/run.mjs\`; do not edit by hand.
+
+- Date: ${startedAt.toISOString()}
+- Command: \`${commandLine(argv)}\`
+- Machine: ${availableParallelism()} CPUs (nproc), ${cpu}, ${Math.round(totalmem() / 2 ** 30)} GiB RAM, ${process.platform} ${process.arch}
+- Node: ${process.version}; nats-server: ${natsVersion()}
+- 1-minute load average before the run: ${loadBefore.toFixed(2)} (other work on the machine skews the figures)
+- Runs per case: ${opts.runs}, interleaved across cases (median by records/s shown). Records per run: raw one-per-message ${opts.singleRecords.toLocaleString('en-US')}, raw batched ${opts.batchedRecords.toLocaleString('en-US')}, topo ${opts.topoRecords.toLocaleString('en-US')}.
+- Raw publisher flow control: ${opts.rawWindow > 0 ? `at most ${opts.rawWindow.toLocaleString('en-US')} records unacknowledged by the subscriber` : 'none (nc.flush() after each chunk only)'}.
+
+${formatMarkdownTable(tableRows(cases, baseline))}
+
+records/s is measured at the receiving end, from the first record to the last.
+"lost" counts records sent but never received (core NATS drops messages for slow consumers).
+
+## Targets
+
+${verdict(cases).join('\n')}
+
+## Cases
+
+${runsDetail.join('\n')}
+
+## Method
+
+- Every record is \`[key (8 chars), {id, user, text (~60 chars)}, ts, seq]\`, built by \`bench/records.ts\` on both sides and encoded with msgpackr (\`useRecords: false\`, as topo's envelope codec).
+- Raw baseline (\`bench/raw/\`): a publisher and a subscriber process on one nats-server, plain @nats-io/transport-node. The subscriber decodes every message. Records sent are a fixed count, and the publisher then sends an end marker. What has not arrived by then is lost. The publisher's hand-written flow control (\`--window\`) keeps a slow subscriber from being cut off as a slow consumer. With \`--window 0\` it only awaits \`nc.flush()\` after each chunk.
+- topo (\`bench/topo/\`): for each run a fresh local topology (nats-server, controller, one worker process per stage) is started with \`startLocalTopology\`. \`bench-source\`, [\`bench-pass\`,] and the sink are deployed with \`TopoClient.deployFile\`, one per worker. The harness publishes one start record \`{count}\` on \`bench-start\`. The source then emits chunks of 10,000 records from timers, so flow control can hold it. The sink times its first and its count-th record with \`performance.now()\` and reports on \`bench-report\`, which the harness taps.
+`;
+}
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(USAGE);
+    return;
+  }
+  const opts = parseOptions(argv, process.env);
+  const startedAt = new Date();
+  const loadBefore = loadavg()[0] ?? 0;
+  let nats: StartedNats | undefined;
+  const store = mkdtempSync(join(tmpdir(), 'topo-bench-nats-'));
+  let cases: CaseSummary[];
+  try {
+    if (opts.raw) {
+      nats = await startNatsServer({ storeDir: store });
+      log(`raw baseline: nats-server at ${nats.url}`);
+    }
+    const url = nats?.url ?? '';
+    const all = [...(opts.raw ? rawCases(opts, () => url) : []), ...(opts.topo ? await topoCases(opts) : [])];
+    for (const c of all) if (c.skipped) log(`${c.name}: not run: ${c.skipped}`);
+    cases = await runInterleaved(all, opts.runs);
+  } finally {
+    await nats?.stop();
+    rmSync(store, { recursive: true, force: true });
+  }
+  const baseline = cases.find((c) => c.name === 'raw, batched');
+  console.log(`\n${formatTextTable(tableRows(cases, baseline))}\n`);
+  const lines = verdict(cases);
+  console.log(lines.join('\n'));
+  if (opts.write) {
+    const file = join(root, 'bench', 'RESULTS.md');
+    writeFileSync(file, resultsMarkdown(argv, opts, cases, startedAt, loadBefore));
+    log(`wrote ${file}`);
+  }
+  if (cases.some((c) => c.error !== undefined)) process.exitCode = 1;
+}
+
+main().catch((err: unknown) => {
+  console.error(`bench: ${(err as Error).message}`);
+  process.exit(1);
+});

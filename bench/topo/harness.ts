@@ -1,0 +1,115 @@
+/**
+ * Runs one topo measurement on a fresh local topology (its own nats-server,
+ * controller and workers, as processes): deploys the bench computations one by
+ * one so each lands on its own worker (the controller places on the least
+ * loaded), sends the start record, and waits for the sink's final report.
+ * Bundled into dist/bench/topo.mjs by bench/run.mjs.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startLocalTopology, type LocalTopology } from '../../runtime/client/launcher.js';
+import { TopoClient } from '../../runtime/client/client.js';
+import { decodeBatch, encodeBatch, subjects, PROTOCOL_VERSION } from '../../sdk/protocol/index.js';
+import type { CaseResult } from '../results.js';
+import { BENCH_STREAMS, type BenchReport, type BenchStart } from './streams.js';
+
+export type TopoKind = 'one-hop' | 'three-stage';
+
+export interface TopoCaseOptions {
+  /** Repository root (the computations are bench/topo/*.ts under it). */
+  root: string;
+  kind: TopoKind;
+  count: number;
+  timeoutMs: number;
+  log: (line: string) => void;
+}
+
+const PIPELINES: Record<TopoKind, string[]> = {
+  'one-hop': ['source.ts', 'sink-one-hop.ts'],
+  'three-stage': ['source.ts', 'pass.ts', 'sink-three-stage.ts'],
+};
+
+/** No progress from the sink for this long means records were lost. */
+const STALL_MS = 15_000;
+/** Lets every worker see the final consumer groups (they watch the state KV) before data flows. */
+const SETTLE_MS = 500;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+export async function runTopoCase(o: TopoCaseOptions): Promise<CaseResult> {
+  const files = PIPELINES[o.kind];
+  const dir = mkdtempSync(join(tmpdir(), `topo-bench-${o.kind}-`));
+  let topo: LocalTopology | undefined;
+  let client: TopoClient | undefined;
+  let failed = false;
+  try {
+    topo = await startLocalTopology({ dir, workers: files.length });
+    client = await TopoClient.connect(topo.natsUrl, { name: 'topo-bench' });
+    for (const f of files) await client.deployFile(join(o.root, 'bench', 'topo', f));
+    const notes = await checkPlacement(client);
+    await sleep(SETTLE_MS);
+    const report = await measure(client, o);
+    const seconds = (report.lastMs - report.firstMs) / 1000;
+    return { records: report.count, expected: o.count, lost: 0, seconds, rate: seconds > 0 ? report.count / seconds : 0, notes };
+  } catch (err) {
+    failed = true;
+    const logs = topo ? ` (logs kept in ${topo.logDir})` : '';
+    throw new Error(`${(err as Error).message}${logs}`, { cause: err });
+  } finally {
+    await client?.close().catch(() => undefined);
+    await topo?.stop().catch(() => undefined);
+    // Keep the logs of a failed run; a passing run leaves nothing behind.
+    if (!failed) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Every bench computation should run on a worker of its own; says so when not. */
+async function checkPlacement(client: TopoClient): Promise<string[]> {
+  const status = await client.status();
+  const byWorker = new Map<string, string[]>();
+  for (const c of status.computations) {
+    for (const i of c.instances) byWorker.set(i.workerId, [...(byWorker.get(i.workerId) ?? []), c.name]);
+  }
+  const shared = [...byWorker].filter(([, names]) => names.length > 1);
+  return shared.map(([w, names]) => `${names.join(' and ')} share worker ${w}`);
+}
+
+/** Sends the start record and waits for the sink's final report, or a stall. */
+async function measure(client: TopoClient, o: TopoCaseOptions): Promise<BenchReport> {
+  const nc = client.nc;
+  let last: BenchReport = { count: 0, done: false, firstMs: 0, lastMs: 0 };
+  let lastProgressAt = Date.now();
+  let finish: (r: BenchReport) => void = () => undefined;
+  const finished = new Promise<BenchReport>((resolve) => (finish = resolve));
+  const sub = nc.subscribe(subjects.dataAll(BENCH_STREAMS.report), {
+    callback: (_err, msg) => {
+      for (const rec of decodeBatch(msg.data).recs) {
+        const r = rec[1] as BenchReport;
+        if (r.count !== last.count) lastProgressAt = Date.now();
+        last = r;
+        if (r.done) finish(r);
+      }
+    },
+  });
+  await nc.flush();
+  const start: BenchStart = { count: o.count };
+  nc.publish(
+    subjects.data(BENCH_STREAMS.start, 0),
+    encodeBatch({ v: PROTOCOL_VERSION, src: 'bench-harness', stream: BENCH_STREAMS.start, bseq: 1, recs: [['start', start, Date.now(), 1]] }),
+  );
+  const startedAt = Date.now();
+  try {
+    for (;;) {
+      const done = await Promise.race([finished, sleep(250).then(() => undefined)]);
+      if (done) return done;
+      const now = Date.now();
+      if (now - lastProgressAt > STALL_MS) {
+        throw new Error(`${o.kind}: lost ${o.count - last.count} records: the sink stopped at ${last.count} of ${o.count} (no progress for ${STALL_MS / 1000} s)`);
+      }
+      if (now - startedAt > o.timeoutMs) throw new Error(`${o.kind}: not done after ${o.timeoutMs / 1000} s (${last.count} of ${o.count} records arrived)`);
+    }
+  } finally {
+    sub.unsubscribe();
+  }
+}
