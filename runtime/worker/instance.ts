@@ -17,7 +17,7 @@ import { StreamProducer } from './producer.js';
 import { groupIdOf, type TopologyView } from './topology.js';
 
 /** Credit is returned at least this often (records per producer), and whenever the queue runs dry. */
-const CREDIT_EVERY = 1024;
+const CREDIT_EVERY = 4096;
 /** Give the event loop a turn after this long in the pump, so sockets and timers are served. */
 const PUMP_SLICE_MS = 8;
 const INIT_TIMEOUT_MS = 10_000;
@@ -207,7 +207,8 @@ export class Instance {
           this.queue.splice(0, this.queueHead);
           this.queueHead = 0;
         }
-        await this.processBatch(item);
+        const pending = this.processBatch(item);
+        if (pending) await pending;
         if (Date.now() > sliceEnd) {
           this.pumping = false;
           this.flushCredit();
@@ -226,41 +227,53 @@ export class Instance {
     }
   }
 
-  private async processBatch(item: Inbound): Promise<void> {
+  /**
+   * Runs processRecord over one batch. Stays synchronous (returns undefined)
+   * while the computation does; only a returned promise makes it async.
+   */
+  private processBatch(item: Inbound): Promise<void> | undefined {
     let batch;
     try {
       batch = decodeBatch(item.data);
     } catch (err) {
       this.metrics.malformed++;
       this.deadLetter({ stream: item.stream, reason: 'malformed batch', error: errMessage(err), raw: item.data });
-      return;
+      return undefined;
     }
-    const recs = batch.recs;
-    const producer = batch.src;
-    for (let i = 0; i < recs.length; i++) {
-      const r = recs[i] as WireRecord;
-      const rec: InputRecord = {
-        stream: item.stream,
-        key: r[0],
-        value: r[1],
-        timestamp: r[2],
-        seq: r[3],
-        producer,
-        ...(typeof r[4] === 'string' ? { traceId: r[4] } : {}),
-      };
+    return this.processRecords(batch.recs, 0, batch.src, item.stream);
+  }
+
+  private processRecords(recs: WireRecord[], from: number, producer: string, stream: string): Promise<void> | undefined {
+    for (let i = from; i < recs.length; i++) {
+      const rec = new Received(stream, recs[i]!, producer);
       this.metrics.recordsIn++;
+      let res: unknown;
       try {
-        const res = this.comp.processRecord(this.ctx, rec);
-        if (res && typeof (res as Promise<void>).then === 'function') await res;
+        res = this.comp.processRecord(this.ctx, rec);
       } catch (err) {
         this.onCallbackError('processRecord', err, rec);
+        continue;
+      }
+      if (res && typeof (res as Promise<void>).then === 'function') {
+        return (res as Promise<void>).then(
+          () => this.processRecords(recs, i + 1, producer, stream),
+          (err: unknown) => {
+            this.onCallbackError('processRecord', err, rec);
+            return this.processRecords(recs, i + 1, producer, stream);
+          },
+        );
       }
     }
-    const group = this.groupOf.get(item.stream) ?? this.assignment.computation;
+    this.owe(producer, stream, recs.length);
+    return undefined;
+  }
+
+  private owe(producer: string, stream: string, n: number): void {
+    const group = this.groupOf.get(stream) ?? this.assignment.computation;
     const k = `${producer} ${group}`;
     let owed = this.owedCredit.get(k);
     if (!owed) this.owedCredit.set(k, (owed = { producer, group, n: 0 }));
-    owed.n += recs.length;
+    owed.n += n;
     if (owed.n >= CREDIT_EVERY) {
       this.owedCredit.delete(k);
       this.sendCredit(owed.producer, owed.group, owed.n);
@@ -426,4 +439,24 @@ function errMessage(err: unknown): string {
 function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
   let t: NodeJS.Timeout;
   return Promise.race([p, new Promise<T>((_, reject) => (t = setTimeout(() => reject(new Error(message)), ms)))]).finally(() => clearTimeout(t));
+}
+
+/** The record handed to processRecord; a class so every record has the same shape. */
+class Received implements InputRecord {
+  readonly key: string;
+  readonly value: unknown;
+  readonly timestamp: number;
+  readonly seq: number;
+  readonly traceId?: string;
+  constructor(
+    readonly stream: string,
+    r: WireRecord,
+    readonly producer: string,
+  ) {
+    this.key = r[0];
+    this.value = r[1];
+    this.timestamp = r[2];
+    this.seq = r[3];
+    if (typeof r[4] === 'string') this.traceId = r[4];
+  }
 }

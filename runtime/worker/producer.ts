@@ -13,7 +13,7 @@ import type { TopologyView } from './topology.js';
 
 export const MAX_BATCH_RECORDS = 256;
 export const LINGER_MS = 1;
-export const DEFAULT_WINDOW = 8192;
+export const DEFAULT_WINDOW = 65_536;
 /** A group that gives no credit for this long while we are blocked is presumed gone. */
 export const STALL_RESET_MS = 5_000;
 /** Keep published messages well under the server's max_payload. */

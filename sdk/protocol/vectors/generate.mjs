@@ -505,7 +505,7 @@ const creditJson = {
     'Flow-control credits, msgpack map {g: consumer group id, n: records processed}, published on topo.fc.<producerId>. ' +
     'Canonical vectors are byte-exact TS SDK output; the others are how other msgpack libraries may write the same value. ' +
     '`groups` shows the consumer group id an instance credits as.',
-  window: 8192,
+  window: 65536,
   vectors: [
     ...[credit('counter', 1), credit('counter', 256), credit('audit#0', 8192), credit('audit#12', 70000), credit('big-group', 4294967295)]
       .map((c) => ({ name: `${c.g}-${c.n}`, canonical: true, hex: hex(encodeLikeTs(c)), decoded: c })),

@@ -1,0 +1,121 @@
+/**
+ * Argument parsing for the CLI: node:util parseArgs plus help text generated
+ * from the same option list, so a verb's --help never drifts from what it accepts.
+ */
+import { parseArgs } from 'node:util';
+
+/** Bad command line: the CLI prints it and exits with code 2. */
+export class UsageError extends Error {
+  constructor(message: string, readonly verb?: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export interface OptionSpec {
+  name: string;
+  short?: string;
+  type: 'string' | 'boolean';
+  /** Placeholder in help, e.g. "N" or "URL". */
+  value?: string;
+  description: string;
+}
+
+export interface VerbSpec {
+  name: string;
+  summary: string;
+  /** Usage lines after "Usage: ". */
+  usage: string[];
+  /** Extra paragraphs shown in --help. */
+  details?: string;
+  options: OptionSpec[];
+  /** Allowed number of positional arguments. */
+  positionals: { min: number; max: number; names: string };
+  examples: string[];
+}
+
+export const natsOption: OptionSpec = {
+  name: 'nats',
+  type: 'string',
+  value: 'URL',
+  description: 'NATS server of the topology (default: $TOPO_NATS_URL, else .topo/run.json here or in a parent folder)',
+};
+export const jsonOption: OptionSpec = { name: 'json', type: 'boolean', description: 'machine-readable output: JSON, one object per line' };
+const helpOption: OptionSpec = { name: 'help', short: 'h', type: 'boolean', description: 'show this help' };
+
+export interface ParsedArgs {
+  values: Record<string, string | boolean | undefined>;
+  positionals: string[];
+}
+
+export function parseVerbArgs(spec: VerbSpec, argv: string[]): ParsedArgs {
+  const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {};
+  for (const o of [...spec.options, helpOption]) options[o.name] = o.short ? { type: o.type, short: o.short } : { type: o.type };
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+  } catch (err) {
+    const e = err as { code?: string; message: string };
+    const quoted = /'([^']+)'/.exec(e.message)?.[1];
+    if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw new UsageError(`unknown option ${quoted ?? ''} for \`topo ${spec.name}\``.replace('  ', ' '), spec.name);
+    if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') throw new UsageError(`${e.message.split('.')[0]} (topo ${spec.name})`, spec.name);
+    throw new UsageError(e.message, spec.name);
+  }
+  const values = parsed.values as Record<string, string | boolean | undefined>;
+  if (values.help) return { values, positionals: parsed.positionals };
+  const n = parsed.positionals.length;
+  if (n < spec.positionals.min) throw new UsageError(`\`topo ${spec.name}\` needs ${spec.positionals.names}`, spec.name);
+  if (n > spec.positionals.max) {
+    const extra = parsed.positionals.slice(spec.positionals.max).join(' ');
+    throw new UsageError(`unexpected argument${n - spec.positionals.max > 1 ? 's' : ''} for \`topo ${spec.name}\`: ${extra}`, spec.name);
+  }
+  return { values, positionals: parsed.positionals };
+}
+
+/** A --flag N value as an integer >= min; UsageError otherwise. */
+export function intOption(values: ParsedArgs['values'], name: string, min: number, verb: string): number | undefined {
+  const raw = values[name];
+  if (raw === undefined) return undefined;
+  const n = typeof raw === 'string' && /^\d+$/.test(raw.trim()) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`, verb);
+  return n;
+}
+
+export function stringOption(values: ParsedArgs['values'], name: string): string | undefined {
+  const v = values[name];
+  return typeof v === 'string' ? v : undefined;
+}
+
+export function verbHelp(spec: VerbSpec): string {
+  const lines = [`topo ${spec.name} - ${spec.summary}`, '', ...spec.usage.map((u, i) => `${i === 0 ? 'Usage: ' : '       '}${u}`)];
+  if (spec.details) lines.push('', spec.details);
+  const opts = [...spec.options, helpOption];
+  const labels = opts.map((o) => `${o.short ? `-${o.short}, ` : '    '}--${o.name}${o.value ? ` ${o.value}` : ''}`);
+  const width = Math.max(...labels.map((l) => l.length));
+  lines.push('', 'Options:');
+  opts.forEach((o, i) => lines.push(`  ${(labels[i] ?? '').padEnd(width)}  ${o.description}`));
+  lines.push('', 'Examples:', ...spec.examples.map((e) => `  ${e}`));
+  return lines.join('\n') + '\n';
+}
+
+export function mainHelp(verbs: VerbSpec[]): string {
+  const width = Math.max(...verbs.map((v) => v.name.length));
+  return [
+    'topo - run a streaming topology and change it one computation at a time',
+    '',
+    'Usage: topo <command> [options]',
+    '',
+    'Commands:',
+    ...verbs.map((v) => `  ${v.name.padEnd(width)}  ${v.summary}`),
+    '',
+    'Run `topo <command> --help` for the options and examples of a command.',
+    '',
+    'Quick start:',
+    '  topo up --demo          start nats-server, a controller and 2 workers, deploy the tweets demo',
+    '  topo status             see computations, the stream graph and workers',
+    '  topo down               stop everything `topo up` started',
+    '',
+    'Environment: TOPO_NATS_URL (NATS server to use), TOPO_DEBUG=1 (print stack traces).',
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,131 @@
+/** Human-readable rendering of status, records, dead letters and log lines. */
+import type { ComputationRecord, StatusReply } from '../../sdk/protocol/index.js';
+import type { DeadLetterEntry, LogEntry, TapRecord } from '../client/index.js';
+
+/** JSON.stringify that survives what msgpack can carry: bytes, bigints, maps. */
+export function toJson(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) => {
+    if (typeof v === 'bigint') return v.toString();
+    if (v instanceof Uint8Array) return { base64: Buffer.from(v).toString('base64') };
+    if (v instanceof Map) return Object.fromEntries(v);
+    if (v instanceof Set) return [...v];
+    return v;
+  });
+}
+
+function clip(s: string, max = 160): string {
+  return s.length > max ? `${s.slice(0, max - 1)}…` : s;
+}
+
+export function clock(ms: unknown): string {
+  const d = new Date(typeof ms === 'number' ? ms : typeof ms === 'string' ? Date.parse(ms) : Date.now());
+  if (Number.isNaN(d.getTime())) return '--:--:--.---';
+  return `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}:${String(d.getSeconds()).padStart(2, '0')}.${String(d.getMilliseconds()).padStart(3, '0')}`;
+}
+
+/** Left-aligned columns; the header row is the first row. */
+export function table(rows: string[][]): string {
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((c, i) => (widths[i] = Math.max(widths[i] ?? 0, c.length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd()).join('\n');
+}
+
+function rate(n: number): string {
+  return n >= 100 ? n.toFixed(0) : n.toFixed(1);
+}
+
+function ago(ms: number, now: number): string {
+  const s = Math.max(0, now - ms) / 1000;
+  if (s < 60) return `${s.toFixed(1)} s ago`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  return `${Math.floor(s / 3600)} h ago`;
+}
+
+/** The stream graph: for every stream, who produces it and who consumes it (with grouping). */
+export function streamEdges(status: StatusReply): string[] {
+  const producers = new Map<string, string[]>();
+  const consumers = new Map<string, string[]>();
+  const add = (m: Map<string, string[]>, k: string, v: string): void => void (m.get(k) ?? m.set(k, []).get(k))?.push(v);
+  for (const c of status.computations) {
+    for (const s of c.ostreams) add(producers, s, c.name);
+    for (const s of c.istreams) add(consumers, s.stream, `${c.name} (${s.grouping})`);
+  }
+  const streams = [...new Set([...producers.keys(), ...consumers.keys()])].sort();
+  return streams.map((s) => `${s}: ${(producers.get(s) ?? ['(no producer)']).join(', ')} -> ${(consumers.get(s) ?? ['(no consumer)']).join(', ')}`);
+}
+
+export function renderStatus(status: StatusReply, now = Date.now()): string {
+  const out: string[] = [];
+  if (status.natsUrl) out.push(`NATS ${status.natsUrl}`, '');
+  out.push('COMPUTATIONS');
+  if (status.computations.length === 0) {
+    out.push('  (none deployed: `topo deploy <file>`)');
+  } else {
+    const rows = [['NAME', 'VER', 'SHA', 'IN/S', 'OUT/S', 'ERRORS', 'DLQ', 'INSTANCES (index@worker state)']];
+    for (const c of [...status.computations].sort((a, b) => a.name.localeCompare(b.name))) {
+      const inst = [...c.instances]
+        .sort((a, b) => a.index - b.index)
+        .map((i) => `${i.index}@${i.workerId} ${i.state}`)
+        .join(', ');
+      rows.push([c.name, String(c.version), c.sha.slice(0, 12), rate(c.inPerSec), rate(c.outPerSec), String(c.errors), String(c.deadLetters), inst || '(not placed)']);
+    }
+    out.push(...table(rows).split('\n').map((l) => `  ${l}`));
+    const failing = status.computations.flatMap((c) => c.instances.filter((i) => i.lastError).map((i) => `  ${c.name}[${i.index}] last error: ${clip(i.lastError ?? '', 200)}`));
+    if (failing.length) out.push('', ...failing);
+  }
+  out.push('', 'STREAMS');
+  const edges = streamEdges(status);
+  out.push(...(edges.length ? edges.map((e) => `  ${e}`) : ['  (none)']));
+  out.push('', 'WORKERS');
+  if (status.workers.length === 0) {
+    out.push('  (none: start some with `topo up`)');
+  } else {
+    const rows = [['ID', 'ALIVE', 'LAST SEEN', 'INSTANCES', 'PID', 'HOST', 'LANG']];
+    for (const w of [...status.workers].sort((a, b) => a.workerId.localeCompare(b.workerId, undefined, { numeric: true }))) {
+      rows.push([w.workerId, w.alive ? 'yes' : 'NO', ago(w.lastSeen, now), String(w.instances), String(w.pid), w.host, w.lang]);
+    }
+    out.push(...table(rows).split('\n').map((l) => `  ${l}`));
+  }
+  return out.join('\n') + '\n';
+}
+
+export function renderDeployed(c: ComputationRecord): string {
+  const workers = [...new Set(c.placements.map((p) => p.workerId))];
+  return `deployed ${c.name} v${c.version} (sha ${c.sha.slice(0, 12)}): ${c.instances} instance${c.instances === 1 ? '' : 's'}${workers.length ? ` on ${workers.join(', ')}` : ''}`;
+}
+
+export function renderTapRecord(r: TapRecord): string {
+  return `${clock(r.timestamp)}  ${r.stream}/${r.partition}  ${r.key}  ${clip(toJson(r.value) ?? 'undefined')}  (${r.producer} #${r.seq})`;
+}
+
+export function renderDeadLetter(d: DeadLetterEntry): string {
+  const rec = d.record ? `  key=${d.record.key} value=${clip(toJson(d.record.value) ?? 'undefined', 120)}` : d.raw ? `  (${d.raw.length} raw bytes)` : '';
+  return `${clock(d.at)}  ${d.instanceId} on ${d.stream}: ${d.reason}: ${clip(d.error, 200)}${rec}`;
+}
+
+const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+/** pino's own fields and the bindings every topo log line carries: not repeated after the message. */
+const QUIET_FIELDS = new Set(['level', 'time', 'msg', 'pid', 'hostname', 'name', 'v', 'computation', 'instance', 'instanceId', 'index', 'count', 'version']);
+
+export function levelName(level: unknown): string {
+  if (typeof level === 'number') return LEVELS[level] ?? String(level);
+  return typeof level === 'string' ? level.toUpperCase() : 'INFO';
+}
+
+/** "time level instance msg key=value..." */
+export function renderLogEntry(e: LogEntry, computation: string): string {
+  const l = e.line;
+  const extras: string[] = [];
+  for (const [k, v] of Object.entries(l)) {
+    if (QUIET_FIELDS.has(k)) continue;
+    // pino serializes errors as {type, message, stack}: the message is enough here (--json has the stack).
+    const errMessage = v !== null && typeof v === 'object' && typeof (v as { message?: unknown }).message === 'string' ? (v as { message: string }).message : undefined;
+    if (errMessage !== undefined) {
+      extras.push(`${k}=${JSON.stringify(clip(errMessage, 200))}`);
+      continue;
+    }
+    extras.push(`${k}=${clip(typeof v === 'string' ? v : (toJson(v) ?? 'undefined'), 200)}`);
+  }
+  const msg = typeof l.msg === 'string' ? l.msg : l.msg === undefined ? '' : toJson(l.msg);
+  return `${clock(l.time)} ${levelName(l.level).padEnd(5)} ${computation}[${e.index}] ${msg}${extras.length ? `  ${extras.join(' ')}` : ''}`;
+}

@@ -1,0 +1,308 @@
+/** The `topo` commands: each is a VerbSpec (for parsing and --help) plus a run function. */
+import { existsSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import {
+  DEFAULT_DIR, TopoClient, bundleComputation, findTopologyDir, isMalformed, packageRoot, resolveNatsUrl, startLocalTopology,
+  stopLocalTopology, topologyState,
+} from '../client/index.js';
+import type { StatusReply } from '../../sdk/protocol/index.js';
+import { UsageError, intOption, jsonOption, natsOption, stringOption, type ParsedArgs, type VerbSpec } from './args.js';
+import { renderDeadLetter, renderDeployed, renderLogEntry, renderStatus, renderTapRecord, toJson } from './format.js';
+
+export interface Io {
+  out(line: string): void;
+  err(line: string): void;
+  /** Aborted on Ctrl-C: long-running verbs stop cleanly. */
+  signal: AbortSignal;
+}
+
+export interface Verb extends VerbSpec {
+  run(args: ParsedArgs, io: Io): Promise<number>;
+}
+
+const DEMO_FILES = ['generator', 'hashtags', 'counter', 'sink'].map((n) => join('examples', 'tweets', `${n}.ts`));
+const DEMO_STREAM = 'top-hashtags';
+
+async function withClient<T>(args: ParsedArgs, fn: (client: TopoClient) => Promise<T>): Promise<T> {
+  const url = resolveNatsUrl({ flag: stringOption(args.values, 'nats') });
+  const client = await TopoClient.connect(url, { name: 'topo-cli' });
+  try {
+    return await fn(client);
+  } finally {
+    await client.close().catch(() => undefined);
+  }
+}
+
+function shortPath(p: string): string {
+  const rel = relative(process.cwd(), p);
+  return rel && !rel.startsWith('..') ? rel : p;
+}
+
+const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
+  new Promise((r) => {
+    const t = setTimeout(r, ms);
+    signal.addEventListener('abort', () => (clearTimeout(t), r()), { once: true });
+  });
+
+// ---- up / down ---------------------------------------------------------------
+
+const up: Verb = {
+  name: 'up',
+  summary: 'start a local topology: nats-server, a controller and workers (they keep running)',
+  usage: ['topo up [--workers N] [--nats URL] [--dir DIR] [--demo]'],
+  details:
+    'Processes run in the background and write their logs to DIR/logs. `topo down` stops them.\n' +
+    'With --demo, the tweets example (generator -> hashtags -> counter -> sink) is deployed and\n' +
+    `the ${DEMO_STREAM} stream is printed until Ctrl-C; the topology keeps running afterwards.`,
+  options: [
+    { name: 'workers', type: 'string', value: 'N', description: 'number of worker processes (default 2)' },
+    { name: 'nats', type: 'string', value: 'URL', description: 'use this NATS server (with JetStream) instead of starting one' },
+    { name: 'dir', type: 'string', value: 'DIR', description: `folder for run.json, logs and data (default ${DEFAULT_DIR})` },
+    { name: 'demo', type: 'boolean', description: `deploy examples/tweets and print the ${DEMO_STREAM} stream` },
+  ],
+  positionals: { min: 0, max: 0, names: '' },
+  examples: ['topo up', 'topo up --workers 4', 'topo up --demo', 'topo up --nats nats://127.0.0.1:4222'],
+  async run(args, io) {
+    const dir = resolve(stringOption(args.values, 'dir') ?? DEFAULT_DIR);
+    const workers = intOption(args.values, 'workers', 1, 'up') ?? 2;
+    const demo = args.values.demo === true;
+    const natsFlag = stringOption(args.values, 'nats');
+    const state = topologyState(dir);
+    let natsUrl: string;
+    if (state.running && state.run) {
+      natsUrl = state.run.natsUrl;
+      io.out(`topo is already running in ${shortPath(dir)} (NATS ${natsUrl}, started ${new Date(state.run.startedAt).toLocaleString()}).`);
+      if (!demo) {
+        io.out('`topo status` shows it; `topo down` stops it.');
+        return 0;
+      }
+    } else {
+      if (demo) checkDemoFiles();
+      io.out(`starting ${natsFlag ? '' : 'nats-server, '}a controller and ${workers} worker${workers === 1 ? '' : 's'}...`);
+      const t = await startLocalTopology({ dir, workers, detached: true, ...(natsFlag ? { natsUrl: natsFlag } : {}) });
+      natsUrl = t.natsUrl;
+      io.out(`topo is up: NATS ${natsUrl}, controller and ${workers} worker${workers === 1 ? '' : 's'} (${t.run.pids.workers.map((_, i) => `w-${i + 1}`).join(', ')}).`);
+      io.out(`logs: ${shortPath(t.logDir)}/ (controller.log, worker-<n>.log${t.ownsNats ? ', nats.log' : ''})`);
+      if (!demo) {
+        io.out('next:');
+        io.out('  topo deploy <file.ts>      deploy a computation (see examples/)');
+        io.out('  topo status                computations, stream graph, workers');
+        io.out('  topo tap <stream>          print the records on a stream');
+        io.out('  topo down                  stop everything');
+        return 0;
+      }
+    }
+    return runDemo(natsUrl, io);
+  },
+};
+
+function checkDemoFiles(): string[] {
+  const files = DEMO_FILES.map((f) => join(packageRoot(), f));
+  const missing = files.filter((f) => !existsSync(f));
+  if (missing.length) throw new Error(`the demo needs ${missing.map(shortPath).join(', ')}, which ${missing.length > 1 ? 'are' : 'is'} missing`);
+  return files;
+}
+
+async function runDemo(natsUrl: string, io: Io): Promise<number> {
+  const files = checkDemoFiles();
+  const client = await TopoClient.connect(natsUrl, { name: 'topo-cli' });
+  try {
+    const running = new Map((await client.status()).computations.map((c) => [c.name, c]));
+    for (const file of files) {
+      const bundle = await bundleComputation(file);
+      const current = running.get(bundle.metadata.name);
+      if (current) {
+        io.out(`${current.name} is already deployed (v${current.version}, sha ${current.sha.slice(0, 12)})`);
+        continue;
+      }
+      io.out(renderDeployed(await client.deployBundle(bundle, { source: shortPath(file) })));
+    }
+    io.out(`printing ${DEMO_STREAM} (Ctrl-C to stop; the topology keeps running, \`topo status\` shows it and \`topo down\` stops it)`);
+    for await (const item of client.tap(DEMO_STREAM, { signal: io.signal })) {
+      if (isMalformed(item)) io.err(`malformed message on ${item.subject}: ${item.malformed}`);
+      else io.out(renderTapRecord(item));
+    }
+    io.out('stopped printing; the topology keeps running: `topo down` stops it.');
+    return 0;
+  } finally {
+    await client.close().catch(() => undefined);
+  }
+}
+
+const down: Verb = {
+  name: 'down',
+  summary: 'stop the local topology that `topo up` started',
+  usage: ['topo down [--dir DIR]'],
+  details: 'Stops the workers, then the controller, then nats-server (if `topo up` started it).\nState in DIR/nats is kept: the next `topo up` starts from it.',
+  options: [{ name: 'dir', type: 'string', value: 'DIR', description: `topology folder (default: ${DEFAULT_DIR} here or in a parent folder)` }],
+  positionals: { min: 0, max: 0, names: '' },
+  examples: ['topo down', 'topo down --dir /tmp/my-topo'],
+  async run(args, io) {
+    const flag = stringOption(args.values, 'dir');
+    const dir = flag ? resolve(flag) : (findTopologyDir() ?? resolve(DEFAULT_DIR));
+    const result = await stopLocalTopology(dir);
+    if (!result.found) {
+      io.out(`no topo is running here (no ${shortPath(join(dir, 'run.json'))}); nothing to stop.`);
+      return 0;
+    }
+    io.out(result.stopped.length ? `stopped ${result.stopped.join(', ')}.` : 'the processes had already exited; cleaned up run.json.');
+    return 0;
+  },
+};
+
+// ---- deploy / kill ---------------------------------------------------------
+
+const deploy: Verb = {
+  name: 'deploy',
+  summary: 'bundle a computation file and deploy it into the running topology',
+  usage: ['topo deploy <file> [--instances N] [--nats URL]'],
+  details:
+    'The file (.ts or .js) must default-export a defineComputation(...). It is bundled into one\n' +
+    'artifact (the SDK and npm dependencies inlined) and its metadata is checked before anything\n' +
+    'is sent: a broken file changes nothing in the running topology.',
+  options: [{ name: 'instances', type: 'string', value: 'N', description: 'number of parallel instances (default: chosen by the controller)' }, natsOption],
+  positionals: { min: 1, max: 1, names: 'a computation file, e.g. `topo deploy examples/tweets/hashtags.ts`' },
+  examples: ['topo deploy examples/tweets/hashtags.ts', 'topo deploy counter.ts --instances 4'],
+  async run(args, io) {
+    const file = args.positionals[0] ?? '';
+    const instances = intOption(args.values, 'instances', 1, 'deploy');
+    // Bundle and validate first: a broken file fails here without touching the topology.
+    const bundle = await bundleComputation(file);
+    const record = await withClient(args, (c) =>
+      c.deployBundle(bundle, { source: shortPath(resolve(file)), ...(instances !== undefined ? { instances } : {}) }),
+    );
+    io.out(renderDeployed(record));
+    return 0;
+  },
+};
+
+const kill: Verb = {
+  name: 'kill',
+  summary: 'stop a computation and remove it from the topology',
+  usage: ['topo kill <name> [--nats URL]'],
+  options: [natsOption],
+  positionals: { min: 1, max: 1, names: 'the name of a computation (see `topo status`)' },
+  examples: ['topo kill hashtags'],
+  async run(args, io) {
+    const name = args.positionals[0] ?? '';
+    await withClient(args, (c) => c.kill(name));
+    io.out(`killed ${name}`);
+    return 0;
+  },
+};
+
+// ---- status / tap / logs -------------------------------------------------------
+
+const status: Verb = {
+  name: 'status',
+  summary: 'show computations, the stream graph and workers',
+  usage: ['topo status [--json] [--watch] [--nats URL]'],
+  options: [jsonOption, { name: 'watch', short: 'w', type: 'boolean', description: 'refresh every second until Ctrl-C' }, natsOption],
+  positionals: { min: 0, max: 0, names: '' },
+  examples: ['topo status', 'topo status --watch', 'topo status --json | jq .computations'],
+  async run(args, io) {
+    const json = args.values.json === true;
+    const watch = args.values.watch === true;
+    const show = (s: StatusReply): void => io.out(json ? toJson(s) : renderStatus(s).trimEnd());
+    return withClient(args, async (c) => {
+      if (!watch) {
+        show(await c.status());
+        return 0;
+      }
+      while (!io.signal.aborted) {
+        const s = await c.status();
+        if (!json && process.stdout.isTTY) process.stdout.write('\x1b[2J\x1b[H');
+        show(s);
+        if (!json) io.out(`\n(refreshing every second; Ctrl-C to stop)`);
+        await sleep(1_000, io.signal);
+      }
+      return 0;
+    });
+  },
+};
+
+const tap: Verb = {
+  name: 'tap',
+  summary: 'print the records flowing on a stream, or the dead letters',
+  usage: ['topo tap <stream> [--json] [--limit N] [--nats URL]', 'topo tap --dead-letters [computation] [--follow] [--json] [--limit N]'],
+  details:
+    'A tap sees records produced from now on, without slowing producers. Messages that are not\n' +
+    'valid batches are reported on stderr. --dead-letters prints the last stored dead letters (records\n' +
+    'a computation failed on) of one computation or all, then exits unless --follow is given.',
+  options: [
+    jsonOption,
+    { name: 'limit', short: 'n', type: 'string', value: 'N', description: 'stop after N records' },
+    { name: 'dead-letters', type: 'boolean', description: 'show dead letters instead of a stream' },
+    { name: 'last', type: 'string', value: 'N', description: 'with --dead-letters: how many stored ones to show first (default 50)' },
+    { name: 'follow', short: 'f', type: 'boolean', description: 'with --dead-letters: keep printing new ones until Ctrl-C' },
+    natsOption,
+  ],
+  positionals: { min: 0, max: 1, names: 'a stream name, e.g. `topo tap hashtags`' },
+  examples: ['topo tap hashtags', 'topo tap top-hashtags --limit 10 --json', 'topo tap --dead-letters', 'topo tap --dead-letters counter --last 5 -f'],
+  async run(args, io) {
+    const json = args.values.json === true;
+    const limit = intOption(args.values, 'limit', 1, 'tap') ?? Infinity;
+    const target = args.positionals[0];
+    const deadLetters = args.values['dead-letters'] === true;
+    if (!deadLetters && target === undefined) throw new UsageError('`topo tap` needs a stream name (or --dead-letters)', 'tap');
+    if (!deadLetters && args.values.follow) throw new UsageError('--follow only applies to --dead-letters (a stream tap always follows)', 'tap');
+    if (!deadLetters && args.values.last !== undefined) throw new UsageError('--last only applies to --dead-letters (a stream tap shows new records)', 'tap');
+    const last = intOption(args.values, 'last', 0, 'tap') ?? 50;
+    return withClient(args, async (c) => {
+      let count = 0;
+      if (deadLetters) {
+        for await (const d of c.deadLetters(target, { last, follow: args.values.follow === true, signal: io.signal })) {
+          if (isMalformed(d)) {
+            io.err(`undecodable dead letter #${d.seq} on ${d.subject}: ${d.malformed}`);
+            continue;
+          }
+          io.out(json ? toJson(d) : renderDeadLetter(d));
+          if (++count >= limit) break;
+        }
+        if (!json && count === 0 && !io.signal.aborted) io.err(`no dead letters${target ? ` for ${target}` : ''}`);
+        return 0;
+      }
+      if (!json) io.err(`tapping ${target} (Ctrl-C to stop)`);
+      for await (const item of c.tap(target ?? '', { signal: io.signal })) {
+        if (isMalformed(item)) {
+          io.err(`malformed message on ${item.subject}: ${item.malformed}`);
+          continue;
+        }
+        io.out(json ? toJson(item) : renderTapRecord(item));
+        if (++count >= limit) break;
+      }
+      return 0;
+    });
+  },
+};
+
+const logs: Verb = {
+  name: 'logs',
+  summary: "print a computation's log lines (all instances)",
+  usage: ['topo logs <computation> [-f|--follow] [-n N] [--json] [--nats URL]'],
+  details: 'Shows the last N stored lines as "time level computation[instance] message fields".',
+  options: [
+    { name: 'follow', short: 'f', type: 'boolean', description: 'keep printing new lines until Ctrl-C' },
+    { name: 'lines', short: 'n', type: 'string', value: 'N', description: 'how many stored lines to show first (default 50)' },
+    jsonOption,
+    natsOption,
+  ],
+  positionals: { min: 1, max: 1, names: 'a computation name, e.g. `topo logs hashtags`' },
+  examples: ['topo logs hashtags', 'topo logs counter -f', 'topo logs counter -n 200 --json'],
+  async run(args, io) {
+    const name = args.positionals[0] ?? '';
+    const lines = intOption(args.values, 'lines', 0, 'logs') ?? 50;
+    const json = args.values.json === true;
+    return withClient(args, async (c) => {
+      let count = 0;
+      for await (const e of c.logs(name, { follow: args.values.follow === true, lines, signal: io.signal })) {
+        count++;
+        io.out(json ? toJson({ instance: e.index, ...e.line }) : renderLogEntry(e, name));
+      }
+      if (count === 0 && !json && !args.values.follow) io.err(`no log lines stored for ${name}`);
+      return 0;
+    });
+  },
+};
+
+export const verbs: Verb[] = [up, down, deploy, kill, status, tap, logs];

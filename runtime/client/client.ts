@@ -1,0 +1,331 @@
+/**
+ * The topo client library: what the CLI (and tests, and anyone scripting topo)
+ * uses to deploy, kill, inspect and watch a running topology over NATS.
+ */
+import { basename } from 'node:path';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, DeliverPolicy, type Consumer, type JsMsg } from '@nats-io/jetstream';
+import { Objm } from '@nats-io/obj';
+import { connectNats } from '../transport/connect.js';
+import { call } from '../transport/rpc.js';
+import {
+  BadRequestError,
+  NAME_PATTERN,
+  NotFoundError,
+  buckets,
+  decodeBatch,
+  jsStreams,
+  packr,
+  subjects,
+  type ComputationRecord,
+  type DeadLetter,
+  type DeployReply,
+  type DeployRequest,
+  type KillRequest,
+  type StatusReply,
+} from '../../sdk/protocol/index.js';
+import { bundleComputation, type BundledComputation } from './bundle.js';
+
+/** One record seen on a stream by `tap`. */
+export interface TapRecord {
+  stream: string;
+  partition: number;
+  /** Producer instance id (the batch's `src`). */
+  producer: string;
+  key: string;
+  value: unknown;
+  timestamp: number;
+  seq: number;
+  trace?: string;
+}
+
+/** A message on a stream subject that is not a valid batch; `malformed` says why. */
+export interface TapMalformed {
+  malformed: string;
+  subject: string;
+  partition: number;
+}
+
+export type TapItem = TapRecord | TapMalformed;
+
+export function isMalformed<T extends object>(item: T | { malformed: string }): item is { malformed: string } {
+  return typeof (item as { malformed?: unknown }).malformed === 'string';
+}
+
+/** A dead letter as stored in TOPO_DLQ, with its JetStream sequence. */
+export type DeadLetterEntry = DeadLetter & { seq: number };
+/** A message in TOPO_DLQ that could not be decoded as a DeadLetter. */
+export interface DeadLetterMalformed {
+  malformed: string;
+  subject: string;
+  seq: number;
+}
+
+/** One structured log line of a computation instance. */
+export interface LogEntry {
+  /** Instance index (from the subject `topo.log.<computation>.<index>`). */
+  index: number;
+  subject: string;
+  /** JetStream sequence in TOPO_LOGS. */
+  seq: number;
+  /** The pino JSON object; non-JSON lines come as `{ msg: <text> }`. */
+  line: Record<string, unknown>;
+}
+
+export interface DeployOptions {
+  instances?: number;
+  /** Reply timeout of the deploy request (ms); deploy waits for every instance's init. */
+  timeoutMs?: number;
+}
+
+export interface StreamReadOptions {
+  /** Keep reading new entries until `signal` aborts (default false: stop at the current end). */
+  follow?: boolean;
+  /** Only the last N stored entries (default: all stored entries). */
+  last?: number;
+  signal?: AbortSignal;
+}
+
+const textDecoder = new TextDecoder();
+
+function checkName(what: string, name: string): void {
+  if (!NAME_PATTERN.test(name)) {
+    throw new BadRequestError(`invalid ${what} name ${JSON.stringify(name)}: must start with a letter and contain only letters, digits, "_" or "-"`);
+  }
+}
+
+function lastToken(subject: string): string {
+  return subject.slice(subject.lastIndexOf('.') + 1);
+}
+
+export class TopoClient {
+  private objm: Objm | undefined;
+
+  private constructor(readonly nc: NatsConnection, readonly url: string) {}
+
+  static async connect(url: string, opts: { name?: string } = {}): Promise<TopoClient> {
+    return new TopoClient(await connectNats(url, { name: opts.name ?? 'topo-client' }), url);
+  }
+
+  /** Uploads an artifact to the object store unless an object with that sha is already there. */
+  async uploadArtifact(bundle: Pick<BundledComputation, 'sha' | 'code'>, description?: string): Promise<void> {
+    this.objm ??= new Objm(this.nc);
+    const store = await this.objm.create(buckets.artifacts);
+    const existing = await store.info(bundle.sha);
+    if (existing && !existing.deleted) return;
+    await store.putBlob({ name: bundle.sha, ...(description ? { description } : {}) }, bundle.code);
+  }
+
+  /** Deploys an already bundled computation (see bundleComputation). */
+  async deployBundle(bundle: BundledComputation, opts: DeployOptions & { source?: string } = {}): Promise<ComputationRecord> {
+    if (opts.instances !== undefined && (!Number.isInteger(opts.instances) || opts.instances < 1)) {
+      throw new BadRequestError(`instances must be a positive integer, got ${opts.instances}`);
+    }
+    await this.uploadArtifact(bundle, opts.source);
+    const req: DeployRequest = {
+      sha: bundle.sha,
+      lang: bundle.lang,
+      metadata: bundle.metadata,
+      ...(opts.instances !== undefined ? { instances: opts.instances } : {}),
+      ...(opts.source !== undefined ? { source: opts.source } : {}),
+    };
+    const reply = await call<DeployReply>(this.nc, subjects.api('deploy'), req, opts.timeoutMs ?? 30_000);
+    return reply.computation;
+  }
+
+  /**
+   * Bundles `file`, validates its metadata (nothing is sent when that fails),
+   * uploads the artifact and asks the controller to deploy it.
+   */
+  async deployFile(file: string, opts: DeployOptions = {}): Promise<ComputationRecord> {
+    const bundle = await bundleComputation(file);
+    return this.deployBundle(bundle, { ...opts, source: basename(file) });
+  }
+
+  /** Stops and removes a computation. */
+  async kill(name: string, opts: { timeoutMs?: number } = {}): Promise<void> {
+    checkName('computation', name);
+    const req: KillRequest = { name };
+    await call<object>(this.nc, subjects.api('kill'), req, opts.timeoutMs ?? 30_000);
+  }
+
+  async status(opts: { timeoutMs?: number } = {}): Promise<StatusReply> {
+    const reply = await call<StatusReply & { ok?: true }>(this.nc, subjects.api('status'), {}, opts.timeoutMs ?? 10_000);
+    const { ok: _ok, ...status } = reply;
+    return status;
+  }
+
+  /**
+   * Every record on `stream` from now on (a plain subscription to all its
+   * partitions: it takes no part in flow control). Messages that are not valid
+   * batches are yielded as TapMalformed items rather than dropped, so a broken
+   * producer is visible. Ends when `signal` aborts or the caller breaks.
+   */
+  async *tap(stream: string, opts: { signal?: AbortSignal } = {}): AsyncGenerator<TapItem> {
+    checkName('stream', stream);
+    const { signal } = opts;
+    if (signal?.aborted) return;
+    const sub = this.nc.subscribe(subjects.dataAll(stream));
+    const onAbort = (): void => sub.unsubscribe();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const msg of sub) {
+        const partition = Number(lastToken(msg.subject));
+        let batch;
+        try {
+          batch = decodeBatch(msg.data);
+        } catch (err) {
+          yield { malformed: (err as Error).message, subject: msg.subject, partition };
+          continue;
+        }
+        for (const r of batch.recs) {
+          const rec: TapRecord = { stream, partition, producer: batch.src, key: r[0], value: r[1], timestamp: r[2], seq: r[3] };
+          if (typeof r[4] === 'string') rec.trace = r[4];
+          yield rec;
+        }
+      }
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+      sub.unsubscribe();
+    }
+  }
+
+  /** Dead letters of one computation (or all), oldest first, from TOPO_DLQ. */
+  async *deadLetters(computation?: string, opts: StreamReadOptions = {}): AsyncGenerator<DeadLetterEntry | DeadLetterMalformed> {
+    if (computation !== undefined) checkName('computation', computation);
+    const filter = computation === undefined ? subjects.deadLetterAll : subjects.deadLetter(computation);
+    for await (const m of this.readJetStream(jsStreams.deadLetters, filter, opts)) {
+      let decoded: unknown;
+      try {
+        decoded = packr.unpack(m.data);
+      } catch (err) {
+        yield { malformed: `not msgpack: ${(err as Error).message}`, subject: m.subject, seq: m.seq };
+        continue;
+      }
+      const d = decoded as Partial<DeadLetter> | null;
+      if (d === null || typeof d !== 'object' || typeof d.computation !== 'string' || typeof d.reason !== 'string') {
+        yield { malformed: 'not a dead letter (needs computation and reason)', subject: m.subject, seq: m.seq };
+        continue;
+      }
+      yield { ...(d as DeadLetter), seq: m.seq };
+    }
+  }
+
+  /**
+   * Log lines of a computation's instances from TOPO_LOGS: the last `lines`
+   * stored ones (default 50), then, with `follow`, new ones until `signal` aborts.
+   */
+  async *logs(computation: string, opts: { follow?: boolean; lines?: number; signal?: AbortSignal } = {}): AsyncGenerator<LogEntry> {
+    checkName('computation', computation);
+    const read = { last: opts.lines ?? 50, follow: opts.follow ?? false, ...(opts.signal ? { signal: opts.signal } : {}) };
+    for await (const m of this.readJetStream(jsStreams.logs, subjects.logAll(computation), read)) {
+      const text = textDecoder.decode(m.data);
+      let line: Record<string, unknown>;
+      try {
+        const parsed: unknown = JSON.parse(text);
+        line = parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : { msg: text };
+      } catch {
+        line = { msg: text };
+      }
+      yield { index: Number(lastToken(m.subject)), subject: m.subject, seq: m.seq, line };
+    }
+  }
+
+  /**
+   * Reads a JetStream stream filtered by subject with ordered consumers:
+   * first the last N stored messages (or all), then new ones when following.
+   */
+  private async *readJetStream(stream: string, filter: string, opts: StreamReadOptions): AsyncGenerator<JsMsg> {
+    const { signal, follow = false, last } = opts;
+    if (signal?.aborted) return;
+    const jsm = await jetstreamManager(this.nc);
+    try {
+      await jsm.streams.info(stream);
+    } catch (err) {
+      if (/not found/i.test((err as Error).message)) {
+        throw new NotFoundError(`JetStream stream ${stream} does not exist: is the topo controller running? (\`topo up\`)`, { cause: err });
+      }
+      throw err;
+    }
+    const js = jetstream(this.nc);
+
+    let startSeq: number | undefined;
+    if (last !== undefined) {
+      if (last <= 0) {
+        if (!follow) return;
+      } else {
+        startSeq = await this.seqOfLastN(stream, filter, last);
+      }
+    }
+    const consumer = await js.consumers.get(stream, {
+      filter_subjects: filter,
+      ...(last !== undefined && last <= 0
+        ? { deliver_policy: DeliverPolicy.New }
+        : startSeq !== undefined
+          ? { opt_start_seq: startSeq }
+          : { deliver_policy: DeliverPolicy.All }),
+    });
+    try {
+      // Without follow, stop at what was stored when we looked: at most `last`
+      // messages, even if more arrive while we read.
+      let remaining = Math.min((await consumer.info(true)).num_pending, last ?? Infinity);
+      if (!follow && remaining === 0) return;
+      const messages = await consumer.consume({ max_messages: 256 });
+      const stop = (): void => void messages.stop();
+      signal?.addEventListener('abort', stop, { once: true });
+      try {
+        for await (const m of messages) {
+          yield m;
+          remaining--;
+          if (!follow && (remaining <= 0 || m.info.pending === 0)) break;
+        }
+      } finally {
+        signal?.removeEventListener('abort', stop);
+        messages.stop();
+      }
+    } finally {
+      await deleteQuietly(consumer);
+    }
+  }
+
+  /**
+   * Stream sequence of the first of the last `n` messages matching `filter`,
+   * or undefined when there are at most `n`. Scans headers only, so it stays
+   * cheap even with many stored log lines.
+   */
+  private async seqOfLastN(stream: string, filter: string, n: number): Promise<number | undefined> {
+    const js = jetstream(this.nc);
+    const probe = await js.consumers.get(stream, { filter_subjects: filter, deliver_policy: DeliverPolicy.All, headers_only: true });
+    try {
+      const total = (await probe.info(true)).num_pending;
+      if (total <= n) return undefined;
+      const skip = total - n;
+      let seen = 0;
+      const messages = await probe.consume({ max_messages: 1024 });
+      try {
+        for await (const m of messages) {
+          seen++;
+          if (seen > skip) return m.seq;
+        }
+      } finally {
+        messages.stop();
+      }
+      return undefined;
+    } finally {
+      await deleteQuietly(probe);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.nc.isClosed()) return;
+    await this.nc.drain().catch(() => this.nc.close());
+  }
+}
+
+async function deleteQuietly(consumer: Consumer): Promise<void> {
+  try {
+    await consumer.delete();
+  } catch {
+    // ordered consumers expire on their own (inactive threshold)
+  }
+}

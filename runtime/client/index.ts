@@ -1,0 +1,13 @@
+/** The topo client library: deploy, kill, inspect and watch a topology; start a local one. */
+export { TopoClient, isMalformed } from './client.js';
+export type {
+  TapRecord, TapMalformed, TapItem, DeadLetterEntry, DeadLetterMalformed, LogEntry, DeployOptions, StreamReadOptions,
+} from './client.js';
+export { bundleComputation, bundleFile, importBundle } from './bundle.js';
+export type { BundledComputation } from './bundle.js';
+export { resolveNatsUrl, findTopologyDir, readRunInfo, writeRunInfo, removeRunInfo, runFilePath, DEFAULT_DIR, NO_TOPOLOGY_MESSAGE } from './runInfo.js';
+export type { RunInfo } from './runInfo.js';
+export { startLocalTopology, stopLocalTopology, topologyState, workerId } from './launcher.js';
+export type { LocalTopology, LocalTopologyOptions, StopResult } from './launcher.js';
+export { isAlive, terminatePid, tailFile } from './processes.js';
+export { packageRoot, distFile, buildRuntime } from './paths.js';
