@@ -76,19 +76,93 @@ export interface Assignment {
   index: number;
   count: number;
   metadata: NormalizedMetadata;
+  /** Explicit partitions to read on every istream (canary splits); default: partitionsOwnedBy(index, count). */
+  partitions?: number[];
 }
 
 /** Controller -> worker, request on `topo.worker.ctl.<workerId>`. */
 export type WorkerControl =
   | { op: 'assign'; assignment: Assignment }
   | { op: 'unassign'; instanceId: string }
-  /** Stop emitting to ostreams (output is held) and stop taking input. */
-  | { op: 'pause'; instanceId: string }
-  | { op: 'resume'; instanceId: string }
+  /**
+   * Hold output on `streams` (default: all ostreams): nothing more is published
+   * there; the instance keeps processing until its held output is full, then
+   * stops taking input. Replies PauseReply once what was published before the
+   * fence has reached the server. A pause is a lease: unless renewed (by
+   * sending pause again) or resumed, the worker resumes by itself after
+   * `leaseMs` (default 5000), so a dead controller cannot leave it paused.
+   */
+  | { op: 'pause'; instanceId: string; swapId?: string; streams?: string[]; leaseMs?: number }
+  | { op: 'resume'; instanceId: string; swapId?: string }
   /** Process everything already received, flush outputs, then reply. */
   | { op: 'drain'; instanceId: string; timeoutMs?: number }
+  /** Fetch and load an artifact ahead of a swap so load time is not pause time. Replies {loadMs}. */
+  | { op: 'preload'; sha: string; metadata: NormalizedMetadata }
+  /**
+   * Swap step "drain and snapshot": stop taking input, process everything
+   * received (after a round trip to the server, so all fenced input is in),
+   * flush output, snapshot keyed state and pending timers, and keep the
+   * instance on standby for a rollback. Replies ReleaseReply.
+   */
+  | { op: 'release'; instanceId: string; swapId: string; export: 'memory' | 'store' }
+  /**
+   * Swap step "start the new version": restore the snapshots `from` (state
+   * entries filtered to the partitions this instance owns when
+   * `filterByPartition`), subscribe, run init, and enter probation: output is
+   * held and every input record is kept until commit or abort. Replies once
+   * init has succeeded (InitFailedError otherwise; nothing is left running).
+   */
+  | { op: 'adopt'; swapId: string; assignment: Assignment; from: SnapshotRef[]; filterByPartition: boolean; probation: Probation }
+  /** Waits for the probation verdict of an adopted instance: HealthReply, or the failure as an error. */
+  | { op: 'health'; instanceId: string; timeoutMs: number }
+  /** Ends the swap here: adopted instances publish held output and leave probation; standby instances are destroyed. */
+  | { op: 'commit'; swapId: string }
+  /**
+   * Rolls the swap back here: adopted instances stop, their output is dropped,
+   * and every input record they took is handed back, in order, to the standby
+   * instances they replaced, which resume with their snapshot state.
+   */
+  | { op: 'abort'; swapId: string; reason: string }
   /** Destroy every instance and exit the process. */
   | { op: 'stop' };
+
+export interface PauseReply {
+  /** The producer id of the paused instance. */
+  producer: string;
+  /** Per held stream: the producer sequence of the last record published before the pause. */
+  fences: Record<string, number>;
+}
+
+export interface ReleaseReply {
+  /** Keyed-state entries and pending timers in the snapshot. */
+  keys: number;
+  timers: number;
+  /** msgpack size of the snapshot. */
+  bytes: number;
+  /** Records processed by the released instance while draining. */
+  drained: number;
+}
+
+/** Where an adopting instance finds a released instance's snapshot. */
+export interface SnapshotRef {
+  workerId: string;
+  instanceId: string;
+}
+
+/** How long a swapped-in instance is on probation, and what fails it. */
+export interface Probation {
+  /** Passes after this many records handled without error... */
+  records: number;
+  /** ...or after this long without an error, whichever comes first. */
+  ms: number;
+  /** A callback (including init) that has not returned after this long fails the probation (a hang). */
+  callbackTimeoutMs: number;
+}
+
+export interface HealthReply {
+  processed: number;
+  ms: number;
+}
 
 // ---- desired state (KV) ----------------------------------------------------
 
@@ -96,6 +170,23 @@ export interface Placement {
   index: number;
   instanceId: string;
   workerId: string;
+  /** Explicit partitions this instance reads (canary splits); default: partitionsOwnedBy(index, count). */
+  partitions?: number[];
+}
+
+/** A version running on part of the keys beside the current one (`topo swap --canary`). */
+export interface CanaryRecord {
+  version: number;
+  sha: string;
+  lang: Lang;
+  metadata: NormalizedMetadata;
+  /** Share of key partitions requested, 1..99. */
+  percent: number;
+  /** Partitions routed to the canary; the current version's placements no longer read them. */
+  partitions: number[];
+  placements: Placement[];
+  source?: string;
+  startedAt: number;
 }
 
 /** KV `topo_state`, key `comp.<name>`. */
@@ -110,6 +201,36 @@ export interface ComputationRecord {
   /** Where the artifact came from (file name), for humans. */
   source?: string;
   deployedAt: number;
+  /** Present while a canary of a newer version runs. */
+  canary?: CanaryRecord;
+}
+
+/** One step of a deploy or swap, as written to history. */
+export interface HistoryStep {
+  step: 'preload' | 'pause' | 'release' | 'adopt' | 'resume' | 'health' | 'commit' | 'abort' | 'lease-expired' | string;
+  at: number;
+  ms: number;
+  ok: boolean;
+  detail?: string;
+}
+
+/** KV `topo_history`, key `<name>.<version>` (the bucket keeps revisions). */
+export interface HistoryEntry {
+  name: string;
+  version: number;
+  sha: string;
+  source?: string;
+  action: 'deploy' | 'kill' | 'swap' | 'canary' | 'promote' | 'rollback';
+  at: number;
+  result: 'ok' | 'failed' | 'rolled-back';
+  error?: string;
+  /** Version that was running before a swap, canary, promote or rollback. */
+  fromVersion?: number;
+  /** Upstreams paused until resumed (ms), for swaps. */
+  pauseMs?: number;
+  /** Artifact fetch and load before the pause (ms). */
+  loadMs?: number;
+  steps?: HistoryStep[];
 }
 
 // ---- CLI -> controller -----------------------------------------------------
@@ -129,6 +250,62 @@ export interface DeployReply {
 /** `topo.api.kill` */
 export interface KillRequest {
   name: string;
+}
+
+/** `topo.api.swap`: replace a running computation's code live. The artifact must be in the object store. */
+export interface SwapRequest {
+  name: string;
+  sha: string;
+  lang: Lang;
+  metadata: NormalizedMetadata;
+  source?: string;
+  /** Route this percentage of key partitions (1..99) to the new version; the rest stay. */
+  canary?: number;
+  /** Only compute the metadata diff; change nothing. */
+  dryRun?: boolean;
+  probation?: Partial<Probation>;
+}
+
+export interface MetadataDiff {
+  istreams: { gained: string[]; lost: string[]; regrouped: { stream: string; from: string; to: string }[] };
+  ostreams: { gained: string[]; lost: string[] };
+  /** Computations producing to an istream gained or lost (they start or stop feeding it). */
+  producersAffected: string[];
+  /** Computations reading an ostream gained or lost. */
+  consumersAffected: string[];
+}
+
+export interface SwapReply {
+  name: string;
+  result: 'ok' | 'rolled-back' | 'dry-run';
+  fromVersion: number;
+  version: number;
+  sha: string;
+  pauseMs?: number;
+  loadMs?: number;
+  steps: HistoryStep[];
+  diff: MetadataDiff;
+  /** Why the new version was rolled back. */
+  error?: string;
+}
+
+/** `topo.api.rollback`: back to the previous (or `to`) version; with a canary running, drops the canary. */
+export interface RollbackRequest {
+  name: string;
+  to?: number;
+}
+
+/** `topo.api.promote`: the canary becomes the version on all keys. */
+export interface PromoteRequest {
+  name: string;
+}
+
+/** `topo.api.history` */
+export interface HistoryRequest {
+  name: string;
+}
+export interface HistoryReply {
+  entries: HistoryEntry[];
 }
 
 export interface WorkerStatus {

@@ -41,6 +41,8 @@ export class ConflictError extends TopoError { override readonly code = 'CONFLIC
 export class NoWorkersError extends TopoError { override readonly code = 'NO_WORKERS'; }
 /** A request to the controller or a worker got no answer in time. */
 export class TimeoutError extends TopoError { override readonly code = 'TIMEOUT'; }
+/** A swap was rolled back: the new version failed its health gate. detail: the SwapReply. */
+export class SwapRolledBackError extends TopoError { override readonly code = 'SWAP_ROLLED_BACK'; }
 /** The request itself is malformed (bad JSON, missing field). */
 export class BadRequestError extends TopoError { override readonly code = 'BAD_REQUEST'; }
 
@@ -54,6 +56,7 @@ const registry: Record<string, new (message: string, options?: { cause?: unknown
   NO_WORKERS: NoWorkersError,
   TIMEOUT: TimeoutError,
   BAD_REQUEST: BadRequestError,
+  SWAP_ROLLED_BACK: SwapRolledBackError,
 };
 
 /** All error codes of protocol v1 (PROTOCOL.md lists the same set; a test checks it). */

@@ -7,7 +7,7 @@ export { GROUPINGS, metadataSchema, validateMetadata } from './metadata.js';
 export type { Grouping, NormalizedMetadata } from './metadata.js';
 export {
   TopoError, InvalidMetadataError, MalformedBatchError, ModuleLoadError, InitFailedError, NotFoundError,
-  ConflictError, NoWorkersError, TimeoutError, BadRequestError, ERROR_CODES, toWireError, fromWireError,
+  ConflictError, NoWorkersError, TimeoutError, BadRequestError, SwapRolledBackError, ERROR_CODES, toWireError, fromWireError,
 } from './errors.js';
 export type { WireError } from './errors.js';
 export type * from './control.js';
