@@ -1,17 +1,27 @@
 /**
- * One running instance of a computation inside a worker: its context, keyed
- * state, timers, input queue and producers. Callbacks run strictly one at a
- * time, in a single serial loop (pump) that takes due timers first, then input
- * batches. Input stops being taken while any producer is blocked or the
- * instance is paused, and the queue is bounded by the producers' credit windows.
+ * One instance of a computation inside a worker: its context, keyed state,
+ * timers, input queue and producers. Callbacks run strictly one at a time, in
+ * a single serial loop (pump) that takes due timers first, then input
+ * batches. Input stops being taken while a producer is blocked (credit window,
+ * or a pause whose bounded buffer is full), and the queue is bounded by the
+ * upstream producers' credit windows.
+ *
+ * Hot swap adds three things here (PROTOCOL.md, "Hot swap"):
+ * - release(): drain everything received, snapshot state and timers, and wait
+ *   on standby, able to resume with its own state if the swap is rolled back;
+ * - probation: a swapped-in instance holds its output and keeps every input
+ *   batch it took, until the swap commits (output published) or aborts
+ *   (output dropped, input handed back to the standby instance, in order);
+ * - restore(): start from a snapshot.
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Computation, Context, InputRecord } from '../../sdk/computation.js';
-import { MemoryState, TimerTable } from '../../sdk/state.js';
+import { MemoryState, TimerTable, type StateSnapshot } from '../../sdk/state.js';
 import {
-  decodeBatch, packr, partitionsOwnedBy, subjects, InitFailedError,
-  type Assignment, type Credit, type DeadLetter, type InstanceMetrics, type InstanceReport, type InstanceState, type WireRecord,
+  decodeBatch, packr, partitionsOwnedBy, subjects, InitFailedError, TopoError,
+  type Assignment, type Credit, type DeadLetter, type InstanceMetrics, type InstanceReport, type InstanceState,
+  type Probation, type WireRecord,
 } from '../../sdk/protocol/index.js';
 import { StreamProducer } from './producer.js';
 import { groupIdOf, type TopologyView } from './topology.js';
@@ -22,9 +32,18 @@ const CREDIT_EVERY = 4096;
 const PUMP_SLICE_MS = 8;
 const INIT_TIMEOUT_MS = 10_000;
 
-interface Inbound {
+/** One message taken from an input subscription. */
+export interface Inbound {
   data: Uint8Array;
   stream: string;
+  /** Partition of the subject it came on (routes replayed input after a rollback). */
+  partition: number;
+}
+
+/** Keyed state and pending timers of an instance, as handed over by a swap. */
+export interface InstanceSnapshot {
+  state: StateSnapshot;
+  timers: [string, number][];
 }
 
 export interface InstanceDeps {
@@ -35,12 +54,30 @@ export interface InstanceDeps {
   window?: number;
 }
 
+/** The health gate of a swapped-in instance. */
+interface ProbationRun {
+  cfg: Probation;
+  /** Input batches taken while on probation, in order: replayed to the old version on abort. */
+  log: Inbound[];
+  processed: number;
+  /** Set by health(): the gate's clock starts once upstreams resume. */
+  startedAt: number | undefined;
+  verdict: 'passed' | Error | undefined;
+  waiters: (() => void)[];
+  deadline: NodeJS.Timeout | undefined;
+  /** A callback is still running: the deadline alone cannot pass the gate. */
+  inCallback: boolean;
+  deadlineReached: boolean;
+}
+
 export class Instance {
   readonly assignment: Assignment;
   readonly id: string;
   state: InstanceState = 'starting';
   readonly metrics: InstanceMetrics = { recordsIn: 0, recordsOut: 0, errors: 0, deadLetters: 0, malformed: 0 };
   lastError: string | undefined;
+  /** The swap this instance is part of (released or adopted by), if any. */
+  swapId: string | undefined;
 
   private readonly nc: NatsConnection;
   private readonly comp: Computation;
@@ -51,7 +88,7 @@ export class Instance {
   private readonly producerId: string;
   private readonly subs: Subscription[] = [];
   private creditSub: Subscription | undefined;
-  private readonly queue: Inbound[] = [];
+  private queue: Inbound[] = [];
   private queueHead = 0;
   /** Credit owed back, per producer and consumer group: key `${producer} ${group}`. */
   private readonly owedCredit = new Map<string, { producer: string; group: string; n: number }>();
@@ -62,11 +99,16 @@ export class Instance {
   private timersDue = false;
   private pumping = false;
   private pumpScheduled = false;
-  private paused = false;
-  private drainWaiters: (() => void)[] = [];
+  /** Set by release and stop: process everything queued, ignoring pauses and credit windows. */
+  private draining = false;
+  /** Abandoned (rolled-back probation): a late callback must not touch anything. */
+  private discarded = false;
+  private idleWaiters: (() => void)[] = [];
   private errorLogAt = 0;
   private errorsSinceLog = 0;
   private stallTimer: NodeJS.Timeout | undefined;
+  private pauseLease: NodeJS.Timeout | undefined;
+  private probation: ProbationRun | undefined;
 
   constructor(assignment: Assignment, comp: Computation, deps: InstanceDeps) {
     this.assignment = assignment;
@@ -120,8 +162,20 @@ export class Instance {
     };
   }
 
-  /** Subscribes inputs, runs init, and starts processing. Throws InitFailedError. */
-  async start(): Promise<void> {
+  // ---- lifecycle ---------------------------------------------------------------
+
+  /** Starts from a snapshot instead of empty state (before start()). */
+  restore(snapshot: InstanceSnapshot): void {
+    this.keyed.restore(snapshot.state);
+    this.timers.restore(snapshot.timers);
+  }
+
+  /**
+   * Subscribes inputs, runs init, and starts processing. Throws
+   * InitFailedError, leaving nothing subscribed. With `probation`, output is
+   * held and input kept until commit() or abort().
+   */
+  async start(probation?: Probation): Promise<void> {
     this.creditSub = this.nc.subscribe(subjects.credit(this.producerId), {
       callback: (err, msg) => {
         if (err) return;
@@ -135,45 +189,68 @@ export class Instance {
         }
       },
     });
+    if (probation) {
+      this.probation = { cfg: probation, log: [], processed: 0, startedAt: undefined, verdict: undefined, waiters: [], deadline: undefined, inCallback: false, deadlineReached: false };
+      for (const p of this.producers.values()) p.hold();
+    }
     this.subscribeInputs();
     this.stallTimer = setInterval(() => {
       const now = Date.now();
       for (const p of this.producers.values()) p.checkStall(now);
     }, 1_000);
+    const initTimeout = probation?.callbackTimeoutMs ?? INIT_TIMEOUT_MS;
     try {
       const r = this.comp.init?.(this.ctx);
       if (r && typeof (r as Promise<void>).then === 'function') {
-        await withTimeout(r as Promise<void>, INIT_TIMEOUT_MS, `init of "${this.assignment.computation}" did not finish within ${INIT_TIMEOUT_MS} ms`);
+        await withTimeout(r as Promise<void>, initTimeout, `init of "${this.assignment.computation}" did not finish within ${initTimeout} ms`);
       }
     } catch (err) {
+      this.discarded = true;
       await this.teardown();
       this.state = 'failed';
-      throw new InitFailedError(`init of "${this.assignment.computation}" threw: ${errMessage(err)}`, { cause: err });
+      throw new InitFailedError(`init of "${this.assignment.computation}" v${this.assignment.version} threw: ${errMessage(err)}`, { cause: err });
     }
-    this.state = 'running';
+    this.state = probation ? 'probation' : 'running';
+    this.armTimer();
     this.schedulePump();
+  }
+
+  /** The partitions read on a partitioned istream: explicit (canary) or owned by index. */
+  get partitions(): number[] {
+    const a = this.assignment;
+    return a.partitions ?? partitionsOwnedBy(a.index, a.count);
   }
 
   private subscribeInputs(): void {
     const a = this.assignment;
     for (const { stream, grouping } of a.metadata.istreams) {
-      const onMsg = (err: Error | null, msg: { data: Uint8Array }) => {
+      const onMsg = (err: Error | null, msg: { data: Uint8Array; subject: string }) => {
         if (err) return;
-        this.queue.push({ data: msg.data, stream });
+        const s = msg.subject;
+        this.queue.push({ data: msg.data, stream, partition: Number(s.slice(s.lastIndexOf('.') + 1)) });
         this.schedulePump();
       };
       if (grouping === 'key') {
-        for (const p of partitionsOwnedBy(a.index, a.count)) this.subs.push(this.nc.subscribe(subjects.data(stream, p), { callback: onMsg }));
+        for (const p of this.partitions) this.subs.push(this.nc.subscribe(subjects.data(stream, p), { callback: onMsg }));
       } else if (grouping === 'broadcast') {
         this.subs.push(this.nc.subscribe(subjects.dataAll(stream), { callback: onMsg }));
+      } else if (a.partitions) {
+        for (const p of a.partitions) this.subs.push(this.nc.subscribe(subjects.data(stream, p), { queue: a.computation, callback: onMsg }));
       } else {
         this.subs.push(this.nc.subscribe(subjects.dataAll(stream), { queue: a.computation, callback: onMsg }));
       }
     }
   }
 
+  private unsubscribeInputs(): void {
+    for (const s of this.subs) s.unsubscribe();
+    this.subs.length = 0;
+  }
+
+  // ---- the serial loop ---------------------------------------------------------
+
   private schedulePump(): void {
-    if (this.pumping || this.pumpScheduled || this.state === 'starting') return;
+    if (this.pumping || this.pumpScheduled || this.discarded) return;
     this.pumpScheduled = true;
     setImmediate(this.runPump);
   }
@@ -183,19 +260,22 @@ export class Instance {
     void this.pump();
   };
 
-  private outputBlocked(): boolean {
-    for (const p of this.producers.values()) if (p.isBlocked()) return true;
-    return false;
+  private canRun(): boolean {
+    if (this.discarded) return false;
+    if (this.draining) return true;
+    if (this.state !== 'running' && this.state !== 'probation') return false;
+    if (this.probation?.verdict instanceof Error) return false;
+    for (const p of this.producers.values()) if (p.isBlocked()) return false;
+    return true;
   }
 
-  /** The serial loop: due timers, then queued batches, until empty, paused, blocked or out of time slice. */
+  /** The serial loop: due timers, then queued batches, until empty, blocked or out of its time slice. */
   private async pump(): Promise<void> {
     if (this.pumping) return;
     this.pumping = true;
     const sliceEnd = Date.now() + PUMP_SLICE_MS;
     try {
-      while (!this.paused && (this.state === 'running' || this.state === 'stopping')) {
-        if (this.outputBlocked()) break;
+      while (this.canRun()) {
         if (this.timersDue) {
           await this.fireDueTimers();
           continue;
@@ -207,6 +287,7 @@ export class Instance {
           this.queue.splice(0, this.queueHead);
           this.queueHead = 0;
         }
+        this.probation?.log.push(item);
         const pending = this.processBatch(item);
         if (pending) await pending;
         if (Date.now() > sliceEnd) {
@@ -219,10 +300,11 @@ export class Instance {
     } finally {
       this.pumping = false;
     }
+    if (this.discarded) return;
     this.flushCredit();
     if (this.queueHead >= this.queue.length && !this.timersDue) {
-      const waiters = this.drainWaiters;
-      this.drainWaiters = [];
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
       for (const w of waiters) w();
     }
   }
@@ -245,6 +327,7 @@ export class Instance {
 
   private processRecords(recs: WireRecord[], from: number, producer: string, stream: string): Promise<void> | undefined {
     for (let i = from; i < recs.length; i++) {
+      if (this.discarded || this.probation?.verdict instanceof Error) return undefined;
       const rec = new Received(stream, recs[i]!, producer);
       this.metrics.recordsIn++;
       let res: unknown;
@@ -255,17 +338,47 @@ export class Instance {
         continue;
       }
       if (res && typeof (res as Promise<void>).then === 'function') {
-        return (res as Promise<void>).then(
-          () => this.processRecords(recs, i + 1, producer, stream),
+        return this.guard(res as Promise<void>, 'processRecord').then(
+          () => {
+            this.recordPassed();
+            return this.processRecords(recs, i + 1, producer, stream);
+          },
           (err: unknown) => {
             this.onCallbackError('processRecord', err, rec);
             return this.processRecords(recs, i + 1, producer, stream);
           },
         );
       }
+      this.recordPassed();
     }
     this.owe(producer, stream, recs.length);
     return undefined;
+  }
+
+  /** On probation, a callback that does not settle within callbackTimeoutMs fails the gate. */
+  private guard(p: Promise<void>, where: string): Promise<void> {
+    const pr = this.probation;
+    if (!pr || pr.verdict !== undefined) return p;
+    const ms = pr.cfg.callbackTimeoutMs;
+    pr.inCallback = true;
+    return withTimeout(p, ms, `${where} did not return within ${ms} ms`).then(
+      () => {
+        pr.inCallback = false;
+        if (pr.deadlineReached) this.passProbation();
+      },
+      (err: unknown) => {
+        pr.inCallback = false;
+        if (err instanceof HangError) this.failProbation(new TopoError(`${where} of "${this.assignment.computation}" v${this.assignment.version} hung: ${err.message}`));
+        throw err;
+      },
+    );
+  }
+
+  private recordPassed(): void {
+    const pr = this.probation;
+    if (!pr || pr.verdict !== undefined) return;
+    pr.processed++;
+    if (pr.processed >= pr.cfg.records) this.passProbation();
   }
 
   private owe(producer: string, stream: string, n: number): void {
@@ -281,8 +394,16 @@ export class Instance {
   }
 
   private onCallbackError(where: 'processRecord' | 'processTimer', err: unknown, rec?: InputRecord): void {
-    this.metrics.errors++;
+    if (this.discarded) return;
     const message = errMessage(err);
+    if (this.probation && this.probation.verdict === undefined) {
+      // On probation a throw fails the health gate; the record is not dead-lettered
+      // because the old version will process it again after the rollback.
+      this.failProbation(new TopoError(`${where} of "${this.assignment.computation}" v${this.assignment.version} threw: ${message}`));
+      return;
+    }
+    if (this.probation?.verdict instanceof Error) return;
+    this.metrics.errors++;
     this.lastError = `${where}: ${message}`;
     if (rec) {
       this.deadLetter({
@@ -345,9 +466,10 @@ export class Instance {
     for (const [key, at] of due) {
       // A callback earlier in this round set the key again: that replaces this firing.
       if (!this.comp.processTimer || this.timers.has(key)) continue;
+      if (this.discarded) return;
       try {
         const res = this.comp.processTimer(this.ctx, key, at);
-        if (res && typeof (res as Promise<void>).then === 'function') await res;
+        if (res && typeof (res as Promise<void>).then === 'function') await this.guard(res as Promise<void>, 'processTimer');
       } catch (err) {
         this.onCallbackError('processTimer', err);
       }
@@ -355,29 +477,176 @@ export class Instance {
     this.armTimer();
   }
 
-  pause(): void {
-    this.paused = true;
-    for (const p of this.producers.values()) p.hold();
-    if (this.state === 'running') this.state = 'paused';
+  /** Resolves once the queue is empty and no callback runs. */
+  private idle(timeoutMs: number): Promise<boolean> {
+    const done = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    this.schedulePump();
+    if (!this.pumping && !this.pumpScheduled && this.queueHead >= this.queue.length && !this.timersDue) {
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    }
+    return Promise.race([done.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref())]);
   }
 
-  resume(): void {
-    this.paused = false;
+  // ---- pause (upstream side of a swap) -----------------------------------------
+
+  /**
+   * Holds output on `streams` (default all) and returns the fences. The pause
+   * is a lease: calling again renews it; at expiry output resumes by itself.
+   */
+  async pauseOutput(streams: string[] | undefined, leaseMs: number): Promise<Record<string, number>> {
+    const held = streams ? streams.map((s) => this.producers.get(s)).filter((p): p is StreamProducer => p !== undefined) : [...this.producers.values()];
+    for (const p of held) p.hold();
+    if (this.state === 'running') this.state = 'paused';
+    if (this.pauseLease) clearTimeout(this.pauseLease);
+    this.pauseLease = setTimeout(() => {
+      this.pauseLease = undefined;
+      this.log.warn({ leaseMs }, `pause lease of ${leaseMs} ms expired without resume: resuming output by itself`);
+      this.resumeOutput();
+    }, leaseMs);
+    // What was published before the fence must reach the server before we report it.
+    await this.nc.flush();
+    const fences: Record<string, number> = {};
+    for (const p of held) fences[p.stream] = p.lastPublishedSeq;
+    return fences;
+  }
+
+  resumeOutput(): void {
+    if (this.pauseLease) clearTimeout(this.pauseLease);
+    this.pauseLease = undefined;
+    if (this.probation) return; // output of a probation is released by commit
     for (const p of this.producers.values()) p.release();
     if (this.state === 'paused') this.state = 'running';
     this.schedulePump();
   }
 
+  // ---- release (the old version in a swap) -------------------------------------
+
+  /**
+   * Stops taking input, processes everything received up to the fences (a
+   * round trip to the server first, so every fenced batch is in our queue),
+   * flushes output, snapshots, and waits on standby.
+   */
+  async release(swapId: string, timeoutMs = 10_000): Promise<{ snapshot: InstanceSnapshot; drained: number }> {
+    this.swapId = swapId;
+    const before = this.metrics.recordsIn;
+    await this.nc.flush();
+    this.unsubscribeInputs();
+    this.draining = true;
+    // Timers already due are pending work too: fire them before the snapshot.
+    if (this.timers.next() !== undefined && this.timers.next()! <= Date.now()) this.timersDue = true;
+    const drained = await this.idle(timeoutMs);
+    this.draining = false;
+    if (!drained) throw new TopoError(`instance ${this.id} did not drain within ${timeoutMs} ms`);
+    for (const p of this.producers.values()) p.flush(true);
+    this.flushCredit();
+    if (this.timerHandle) clearTimeout(this.timerHandle);
+    this.timerHandle = undefined;
+    this.timerAt = Infinity;
+    this.state = 'standby';
+    return { snapshot: this.snapshot(), drained: this.metrics.recordsIn - before };
+  }
+
+  /** Back from standby after a rolled-back swap: `replay` is processed first, in order. */
+  reinstate(replay: Inbound[]): void {
+    this.swapId = undefined;
+    this.queue = [...replay, ...this.queue.slice(this.queueHead)];
+    this.queueHead = 0;
+    this.subscribeInputs();
+    this.state = 'running';
+    for (const p of this.producers.values()) p.release();
+    this.armTimer();
+    this.timersDue = this.timers.next() !== undefined && this.timers.next()! <= Date.now();
+    this.schedulePump();
+  }
+
+  snapshot(): InstanceSnapshot {
+    return { state: this.keyed.snapshot(), timers: this.timers.snapshot() };
+  }
+
+  // ---- probation (the new version in a swap) -----------------------------------
+
+  /** Waits for the health verdict; the gate's clock starts at the first call (upstreams resumed). */
+  async health(timeoutMs: number): Promise<{ processed: number; ms: number }> {
+    const pr = this.probation;
+    if (!pr) return { processed: 0, ms: 0 };
+    if (pr.startedAt === undefined) {
+      pr.startedAt = Date.now();
+      if (pr.verdict === undefined) {
+        pr.deadline = setTimeout(() => {
+          pr.deadlineReached = true;
+          // A callback still running may be hung: its own timeout decides.
+          if (!pr.inCallback) this.passProbation();
+        }, pr.cfg.ms);
+      }
+    }
+    if (pr.verdict === undefined) {
+      const settled = new Promise<void>((r) => pr.waiters.push(r));
+      const inTime = await Promise.race([settled.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref())]);
+      if (!inTime) this.failProbation(new TopoError(`no health verdict for "${this.assignment.computation}" v${this.assignment.version} within ${timeoutMs} ms (a callback is stuck?)`));
+    }
+    if (pr.verdict instanceof Error) throw pr.verdict;
+    return { processed: pr.processed, ms: Date.now() - pr.startedAt };
+  }
+
+  private passProbation(): void {
+    const pr = this.probation;
+    if (!pr || pr.verdict !== undefined) return;
+    pr.verdict = 'passed';
+    this.settleProbation();
+  }
+
+  private failProbation(err: Error): void {
+    const pr = this.probation;
+    if (!pr || pr.verdict !== undefined) return;
+    pr.verdict = err;
+    this.lastError = err.message;
+    this.log.error({ err: err.message }, `health gate failed: ${err.message}`);
+    this.settleProbation();
+  }
+
+  private settleProbation(): void {
+    const pr = this.probation!;
+    if (pr.deadline) clearTimeout(pr.deadline);
+    const waiters = pr.waiters;
+    pr.waiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** The swap committed: publish held output and run normally. */
+  commit(): void {
+    this.swapId = undefined;
+    this.probation = undefined;
+    this.state = 'running';
+    for (const p of this.producers.values()) p.release();
+    this.schedulePump();
+  }
+
+  /**
+   * The swap is rolled back: stop, drop held output, and return every input
+   * batch this instance took or holds, in arrival order, for the old version.
+   */
+  async abandon(): Promise<Inbound[]> {
+    await this.nc.flush();
+    this.unsubscribeInputs();
+    this.discarded = true;
+    const replay = [...(this.probation?.log ?? []), ...this.queue.slice(this.queueHead)];
+    this.queue = [];
+    this.queueHead = 0;
+    for (const p of this.producers.values()) p.discard();
+    if (this.probation) this.settleProbation();
+    this.probation = undefined;
+    this.state = 'stopping';
+    await this.teardown();
+    return replay;
+  }
+
+  // ---- reports and stop --------------------------------------------------------
+
   /** Resolves once everything received so far is processed and output flushed (or the timeout passes). */
   async drain(timeoutMs = 10_000): Promise<{ drained: boolean }> {
-    const done = new Promise<void>((resolve) => this.drainWaiters.push(resolve));
-    this.schedulePump();
-    if (!this.pumping && this.queueHead >= this.queue.length) {
-      const waiters = this.drainWaiters;
-      this.drainWaiters = [];
-      for (const w of waiters) w();
-    }
-    const drained = await Promise.race([done.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref())]);
+    const drained = await this.idle(timeoutMs);
     for (const p of this.producers.values()) p.flush();
     return { drained };
   }
@@ -398,37 +667,35 @@ export class Instance {
 
   /** Stops input, processes what was already received, runs destroy, flushes output. */
   async stop(timeoutMs = 5_000): Promise<void> {
-    if (this.state === 'stopping') return;
-    for (const s of this.subs) s.unsubscribe();
-    this.subs.length = 0;
-    this.paused = false;
-    for (const p of this.producers.values()) p.release();
+    if (this.state === 'stopping' || this.discarded) return;
+    const wasStandby = this.state === 'standby';
+    this.unsubscribeInputs();
     this.state = 'stopping';
-    await this.drain(timeoutMs);
+    if (!wasStandby) {
+      this.draining = true;
+      await this.idle(timeoutMs);
+      this.draining = false;
+    }
     try {
       await this.comp.destroy?.(this.ctx);
     } catch (err) {
       this.log.error({ err }, `destroy threw: ${errMessage(err)}`);
     }
+    for (const p of this.producers.values()) {
+      p.release();
+      p.flush(true);
+    }
     await this.teardown();
   }
 
   private async teardown(): Promise<void> {
-    for (const s of this.subs) s.unsubscribe();
-    this.subs.length = 0;
+    this.unsubscribeInputs();
     if (this.timerHandle) clearTimeout(this.timerHandle);
     if (this.stallTimer) clearInterval(this.stallTimer);
-    for (const p of this.producers.values()) {
-      p.release();
-      p.close();
-    }
+    if (this.pauseLease) clearTimeout(this.pauseLease);
+    for (const p of this.producers.values()) p.close();
     this.flushCredit();
     this.creditSub?.unsubscribe();
-  }
-
-  /** Keyed state and pending timers, for a hand-over (hot swap). */
-  snapshot(): { state: ReturnType<MemoryState['snapshot']>; timers: [string, number][] } {
-    return { state: this.keyed.snapshot(), timers: this.timers.snapshot() };
   }
 }
 
@@ -436,9 +703,11 @@ function errMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+class HangError extends Error {}
+
 function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
   let t: NodeJS.Timeout;
-  return Promise.race([p, new Promise<T>((_, reject) => (t = setTimeout(() => reject(new Error(message)), ms)))]).finally(() => clearTimeout(t));
+  return Promise.race([p, new Promise<T>((_, reject) => (t = setTimeout(() => reject(new HangError(message)), ms)))]).finally(() => clearTimeout(t));
 }
 
 /** The record handed to processRecord; a class so every record has the same shape. */

@@ -18,6 +18,11 @@ export const DEFAULT_WINDOW = 65_536;
 export const STALL_RESET_MS = 5_000;
 /** Keep published messages well under the server's max_payload. */
 const MAX_BATCH_BYTES = 512 * 1024;
+/**
+ * While held by a pause, output accumulates up to this many records; then the
+ * instance stops taking input, so backpressure reaches the sources.
+ */
+export const HOLD_LIMIT = 16_384;
 
 export interface ProducerOptions {
   nc: NatsConnection;
@@ -53,9 +58,11 @@ export class StreamProducer {
   private groups: string[] = [];
   private keyed = false;
   private lastCreditAt = Date.now();
-  /** Held by a pause (hot swap): nothing is published until resume(). */
+  /** Held by a pause (hot swap): nothing is published until release(). */
   private held = false;
   private blockedNow = false;
+  /** Producer sequence of the last record published (the fence reported by a pause). */
+  private publishedSeq = 0;
   published = 0;
 
   constructor(o: ProducerOptions) {
@@ -85,7 +92,7 @@ export class StreamProducer {
     const buf = this.buffers[idx]!;
     buf.push(rec);
     this.pendingCount++;
-    if (buf.length >= MAX_BATCH_RECORDS && !this.isBlocked()) this.publishBuffer(idx);
+    if (buf.length >= MAX_BATCH_RECORDS && this.canPublish()) this.publishBuffer(idx);
     else if (this.linger === undefined) this.linger = setTimeout(this.onLinger, LINGER_MS);
   }
 
@@ -94,23 +101,45 @@ export class StreamProducer {
     this.flush();
   };
 
-  /** True while output must be held (flow control or pause). */
-  isBlocked(): boolean {
-    if (this.held) return true;
+  /** True while some consumer group owes more credit than the window. */
+  private creditBlocked(): boolean {
     for (const n of this.owed.values()) if (n > this.window) return (this.blockedNow = true);
     return (this.blockedNow = false);
   }
 
-  /** Publishes everything pending unless blocked. Returns true when nothing is left pending. */
-  flush(): boolean {
+  private canPublish(): boolean {
+    return !this.held && !this.creditBlocked();
+  }
+
+  /**
+   * True while the instance must stop taking input: output is held back by
+   * flow control, or by a pause whose bounded buffer is full.
+   */
+  isBlocked(): boolean {
+    if (this.held) return this.pendingCount >= HOLD_LIMIT;
+    return this.creditBlocked();
+  }
+
+  /**
+   * Publishes everything pending that may go out now. `force` ignores the
+   * credit window (used when an instance hands over or stops, so nothing it
+   * produced is stranded). Returns true when nothing is left pending.
+   */
+  flush(force = false): boolean {
     if (this.pendingCount === 0) return true;
     for (let i = 0; i <= PARTITIONS; i++) {
       while (this.buffers[i]!.length > 0) {
-        if (this.isBlocked()) return false;
+        if (this.held || (!force && this.creditBlocked())) return false;
         this.publishBuffer(i);
       }
     }
     return true;
+  }
+
+  /** Drops pending output (a rolled-back probation: another instance redoes this work). */
+  discard(): void {
+    for (const b of this.buffers) b.length = 0;
+    this.pendingCount = 0;
   }
 
   private publishBuffer(idx: number): void {
@@ -135,6 +164,7 @@ export class StreamProducer {
     }
     this.nc.publish(subjects.data(this.stream, partition), bytes);
     this.published += recs.length;
+    this.publishedSeq = recs[recs.length - 1]![3];
   }
 
   /** A consumer group acknowledged `n` records. */
@@ -143,7 +173,7 @@ export class StreamProducer {
     const cur = this.owed.get(group);
     if (cur === undefined) return;
     this.owed.set(group, Math.max(0, cur - n));
-    if (this.blockedNow && !this.isBlocked()) {
+    if (this.blockedNow && !this.creditBlocked()) {
       this.flush();
       this.onUnblocked();
     }
@@ -159,7 +189,7 @@ export class StreamProducer {
       }
     }
     this.lastCreditAt = now;
-    if (!this.isBlocked()) {
+    if (!this.creditBlocked()) {
       this.flush();
       this.onUnblocked();
     }
@@ -174,12 +204,17 @@ export class StreamProducer {
     this.flush();
   }
 
+  get isHeld(): boolean {
+    return this.held;
+  }
+
   get pending(): number {
     return this.pendingCount;
   }
 
-  get lastSeq(): number {
-    return this.seq;
+  /** The fence: sequence of the last record published on this stream. */
+  get lastPublishedSeq(): number {
+    return this.publishedSeq;
   }
 
   close(): void {

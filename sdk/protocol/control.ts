@@ -28,7 +28,8 @@ export interface RegisterReply {
   leaseMs: number;
 }
 
-export type InstanceState = 'starting' | 'running' | 'paused' | 'failed' | 'stopping';
+/** standby: released by a swap and kept for a rollback; probation: swapped in, output held until the swap commits. */
+export type InstanceState = 'starting' | 'running' | 'paused' | 'failed' | 'stopping' | 'standby' | 'probation';
 
 export interface InstanceMetrics {
   /** Records handed to processRecord. */
@@ -231,6 +232,9 @@ export interface HistoryEntry {
   /** Artifact fetch and load before the pause (ms). */
   loadMs?: number;
   steps?: HistoryStep[];
+  /** Metadata and language of this version, so a rollback can bring it back. */
+  metadata?: NormalizedMetadata;
+  lang?: Lang;
 }
 
 // ---- CLI -> controller -----------------------------------------------------

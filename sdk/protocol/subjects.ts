@@ -45,6 +45,8 @@ export const buckets = {
   history: 'topo_history',
   /** Computation artifacts, object name = sha256 hex of the bundle. */
   artifacts: 'topo_artifacts',
+  /** State snapshots handed between workers by a swap: object `<swapId>/<instanceId>`. */
+  snapshots: 'topo_snapshots',
 } as const;
 
 /** JetStream streams that keep recent logs and dead letters for later reading. */
