@@ -113,6 +113,8 @@ export function mainHelp(verbs: VerbSpec[]): string {
     'Quick start:',
     '  topo up --demo          start nats-server, a controller and 2 workers, deploy the tweets demo',
     '  topo status             see computations, the stream graph and workers',
+    '  topo swap counter examples/tweets/counter_v2.ts',
+    '                          replace the demo\'s counter live (`topo rollback counter` undoes it)',
     '  topo down               stop everything `topo up` started',
     '',
     'Environment: TOPO_NATS_URL (NATS server to use), TOPO_DEBUG=1 (print stack traces).',

@@ -1,6 +1,6 @@
-/** Human-readable rendering of status, records, dead letters and log lines. */
-import type { ComputationRecord, StatusReply } from '../../sdk/protocol/index.js';
-import type { DeadLetterEntry, LogEntry, TapRecord } from '../client/index.js';
+/** Human-readable rendering of status, records, dead letters and log lines (swaps: swapFormat.ts). */
+import { PARTITIONS, type ComputationRecord, type StatusReply } from '../../sdk/protocol/index.js';
+import type { CanarySummary, ComputationStatusView, DeadLetterEntry, LogEntry, StatusView, TapRecord } from '../client/index.js';
 
 /** JSON.stringify that survives what msgpack can carry: bytes, bigints, maps. */
 export function toJson(value: unknown): string {
@@ -30,6 +30,17 @@ export function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd()).join('\n');
 }
 
+/** "0, 2, 4 (3 of 32 partitions)" */
+export function partitionList(partitions: number[]): string {
+  return `${[...partitions].sort((a, b) => a - b).join(', ')} (${partitions.length} of ${PARTITIONS} partitions)`;
+}
+
+/** One line about a canary running beside its computation's current version. */
+export function canaryDetail(name: string, c: CanarySummary): string {
+  const where = [...c.placements].sort((a, b) => a.index - b.index).map((p) => `${p.index}@${p.workerId}`).join(', ');
+  return `${name} canary v${c.version} (sha ${c.sha.slice(0, 12)}) on ${c.percent}% of the keys: partitions ${partitionList(c.partitions)}${where ? `; instances ${where}` : ''}`;
+}
+
 function rate(n: number): string {
   return n >= 100 ? n.toFixed(0) : n.toFixed(1);
 }
@@ -54,22 +65,28 @@ export function streamEdges(status: StatusReply): string[] {
   return streams.map((s) => `${s}: ${(producers.get(s) ?? ['(no producer)']).join(', ')} -> ${(consumers.get(s) ?? ['(no consumer)']).join(', ')}`);
 }
 
-export function renderStatus(status: StatusReply, now = Date.now()): string {
+export function renderStatus(status: StatusView, now = Date.now()): string {
   const out: string[] = [];
   if (status.natsUrl) out.push(`NATS ${status.natsUrl}`, '');
   out.push('COMPUTATIONS');
   if (status.computations.length === 0) {
     out.push('  (none deployed: `topo deploy <file>`)');
   } else {
-    const rows = [['NAME', 'VER', 'SHA', 'IN/S', 'OUT/S', 'ERRORS', 'DLQ', 'INSTANCES (index@worker state)']];
-    for (const c of [...status.computations].sort((a, b) => a.name.localeCompare(b.name))) {
+    const computations: ComputationStatusView[] = [...status.computations].sort((a, b) => a.name.localeCompare(b.name));
+    // The CANARY column only appears while some computation runs one.
+    const canaries = computations.some((c) => c.canary);
+    const rows = [['NAME', 'VER', ...(canaries ? ['CANARY'] : []), 'SHA', 'IN/S', 'OUT/S', 'ERRORS', 'DLQ', 'INSTANCES (index@worker state)']];
+    for (const c of computations) {
       const inst = [...c.instances]
         .sort((a, b) => a.index - b.index)
-        .map((i) => `${i.index}@${i.workerId} ${i.state}`)
+        .map((i) => `${i.index}@${i.workerId} ${i.state}${i.version !== c.version ? ` v${i.version}` : ''}`)
         .join(', ');
-      rows.push([c.name, String(c.version), c.sha.slice(0, 12), rate(c.inPerSec), rate(c.outPerSec), String(c.errors), String(c.deadLetters), inst || '(not placed)']);
+      const canary = canaries ? [c.canary ? `v${c.canary.version} on ${c.canary.percent}%` : '-'] : [];
+      rows.push([c.name, String(c.version), ...canary, c.sha.slice(0, 12), rate(c.inPerSec), rate(c.outPerSec), String(c.errors), String(c.deadLetters), inst || '(not placed)']);
     }
     out.push(...table(rows).split('\n').map((l) => `  ${l}`));
+    const canaryLines = computations.flatMap((c) => (c.canary ? [`  ${canaryDetail(c.name, c.canary)}`] : []));
+    if (canaryLines.length) out.push('', ...canaryLines);
     const failing = status.computations.flatMap((c) => c.instances.filter((i) => i.lastError).map((i) => `  ${c.name}[${i.index}] last error: ${clip(i.lastError ?? '', 200)}`));
     if (failing.length) out.push('', ...failing);
   }

@@ -1,48 +1,19 @@
 /** The `topo` commands: each is a VerbSpec (for parsing and --help) plus a run function. */
 import { existsSync } from 'node:fs';
-import { join, relative, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import {
-  DEFAULT_DIR, TopoClient, bundleComputation, findTopologyDir, isMalformed, packageRoot, resolveNatsUrl, startLocalTopology,
-  stopLocalTopology, topologyState,
+  DEFAULT_DIR, TopoClient, bundleComputation, findTopologyDir, isMalformed, packageRoot, startLocalTopology,
+  stopLocalTopology, topologyState, type StatusView,
 } from '../client/index.js';
-import type { StatusReply } from '../../sdk/protocol/index.js';
-import { UsageError, intOption, jsonOption, natsOption, stringOption, type ParsedArgs, type VerbSpec } from './args.js';
+import { UsageError, intOption, jsonOption, natsOption, stringOption } from './args.js';
+import { shortPath, sleep, withClient, type Io, type Verb } from './common.js';
 import { renderDeadLetter, renderDeployed, renderLogEntry, renderStatus, renderTapRecord, toJson } from './format.js';
+import { history, promote, rollback, swap } from './swapVerbs.js';
 
-export interface Io {
-  out(line: string): void;
-  err(line: string): void;
-  /** Aborted on Ctrl-C: long-running verbs stop cleanly. */
-  signal: AbortSignal;
-}
-
-export interface Verb extends VerbSpec {
-  run(args: ParsedArgs, io: Io): Promise<number>;
-}
+export type { Io, Verb } from './common.js';
 
 const DEMO_FILES = ['generator', 'hashtags', 'counter', 'sink'].map((n) => join('examples', 'tweets', `${n}.ts`));
 const DEMO_STREAM = 'top-hashtags';
-
-async function withClient<T>(args: ParsedArgs, fn: (client: TopoClient) => Promise<T>): Promise<T> {
-  const url = resolveNatsUrl({ flag: stringOption(args.values, 'nats') });
-  const client = await TopoClient.connect(url, { name: 'topo-cli' });
-  try {
-    return await fn(client);
-  } finally {
-    await client.close().catch(() => undefined);
-  }
-}
-
-function shortPath(p: string): string {
-  const rel = relative(process.cwd(), p);
-  return rel && !rel.startsWith('..') ? rel : p;
-}
-
-const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
-  new Promise((r) => {
-    const t = setTimeout(r, ms);
-    signal.addEventListener('abort', () => (clearTimeout(t), r()), { once: true });
-  });
 
 // ---- up / down ---------------------------------------------------------------
 
@@ -203,7 +174,7 @@ const status: Verb = {
   async run(args, io) {
     const json = args.values.json === true;
     const watch = args.values.watch === true;
-    const show = (s: StatusReply): void => io.out(json ? toJson(s) : renderStatus(s).trimEnd());
+    const show = (s: StatusView): void => io.out(json ? toJson(s) : renderStatus(s).trimEnd());
     return withClient(args, async (c) => {
       if (!watch) {
         show(await c.status());
@@ -305,4 +276,4 @@ const logs: Verb = {
   },
 };
 
-export const verbs: Verb[] = [up, down, deploy, kill, status, tap, logs];
+export const verbs: Verb[] = [up, down, deploy, kill, swap, rollback, promote, history, status, tap, logs];

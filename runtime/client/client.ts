@@ -5,6 +5,7 @@
 import { basename } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, DeliverPolicy, type Consumer, type JsMsg } from '@nats-io/jetstream';
+import { Kvm, type KV } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import { connectNats } from '../transport/connect.js';
 import { call } from '../transport/rpc.js';
@@ -12,6 +13,8 @@ import {
   BadRequestError,
   NAME_PATTERN,
   NotFoundError,
+  TimeoutError,
+  TopoError,
   buckets,
   decodeBatch,
   jsStreams,
@@ -21,10 +24,20 @@ import {
   type DeadLetter,
   type DeployReply,
   type DeployRequest,
+  type HistoryEntry,
+  type HistoryReply,
+  type HistoryRequest,
   type KillRequest,
+  type PromoteRequest,
+  type RollbackRequest,
   type StatusReply,
+  type SwapReply,
 } from '../../sdk/protocol/index.js';
 import { bundleComputation, type BundledComputation } from './bundle.js';
+import {
+  SWAP_API_TIMEOUT_MS, canarySummary, checkSwapOptions, checkSwapTarget, swapRequest, swapTimeoutMs,
+  type ComputationStatusView, type StatusView, type SwapOptions, type SwapOutcome,
+} from './swap.js';
 
 /** One record seen on a stream by `tap`. */
 export interface TapRecord {
@@ -100,6 +113,7 @@ function lastToken(subject: string): string {
 
 export class TopoClient {
   private objm: Objm | undefined;
+  private stateKv: Promise<KV> | undefined;
 
   private constructor(readonly nc: NatsConnection, readonly url: string) {}
 
@@ -149,10 +163,113 @@ export class TopoClient {
     await call<object>(this.nc, subjects.api('kill'), req, opts.timeoutMs ?? 30_000);
   }
 
-  async status(opts: { timeoutMs?: number } = {}): Promise<StatusReply> {
+  /** Computations (each with its running canary, if any), the workers and the NATS URL. */
+  async status(opts: { timeoutMs?: number } = {}): Promise<StatusView> {
     const reply = await call<StatusReply & { ok?: true }>(this.nc, subjects.api('status'), {}, opts.timeoutMs ?? 10_000);
     const { ok: _ok, ...status } = reply;
-    return status;
+    return { ...status, computations: await Promise.all(status.computations.map((c) => this.withCanary(c))) };
+  }
+
+  /**
+   * StatusReply does not carry canaries; the desired state in KV does. Status
+   * must not fail over this decoration, so a KV error leaves it out.
+   */
+  private async withCanary(c: ComputationStatusView): Promise<ComputationStatusView> {
+    if (c.canary !== undefined) return c;
+    const rec = await this.computation(c.name).catch(() => undefined);
+    return rec?.canary ? { ...c, canary: canarySummary(rec.canary) } : c;
+  }
+
+  /** The desired state of one computation as the controller stored it (KV topo_state), or undefined. */
+  async computation(name: string): Promise<ComputationRecord | undefined> {
+    checkName('computation', name);
+    this.stateKv ??= new Kvm(this.nc).open(buckets.state);
+    const kv = await this.stateKv.catch((err: unknown) => {
+      this.stateKv = undefined;
+      throw err;
+    });
+    const entry = await kv.get(`comp.${name}`);
+    if (!entry || entry.operation !== 'PUT') return undefined;
+    return entry.json<ComputationRecord>();
+  }
+
+  /**
+   * Replaces the code of the running computation `name` with `file`, live
+   * (see SwapOptions for canary, dry run and probation). Bundling and
+   * metadata errors are thrown before anything is sent. Resolves with the
+   * SwapReply (result 'ok' or 'dry-run'); a swap the controller rolled back
+   * throws SwapRolledBackError whose detail is the SwapReply (see swapReplyOf).
+   */
+  async swap(name: string, file: string, opts: SwapOptions = {}): Promise<SwapOutcome> {
+    checkName('computation', name);
+    checkSwapOptions(opts);
+    const bundle = await bundleComputation(file);
+    return this.swapBundle(name, bundle, { ...opts, source: basename(file) });
+  }
+
+  /** swap() for an already bundled computation. */
+  async swapBundle(name: string, bundle: BundledComputation, opts: SwapOptions & { source?: string } = {}): Promise<SwapOutcome> {
+    checkName('computation', name);
+    checkSwapOptions(opts);
+    checkSwapTarget(name, bundle.metadata, opts.source ?? 'the bundle');
+    // Uploaded even for a dry run: the controller may check the artifact exists; it is content-addressed, so harmless.
+    await this.uploadArtifact(bundle, opts.source);
+    return this.swapCall('swap', swapRequest(name, bundle, opts), swapTimeoutMs(opts));
+  }
+
+  /**
+   * Back to the previous version (or version `to`) through the same swap
+   * steps; with a canary running, drops the canary instead.
+   */
+  async rollback(name: string, opts: { to?: number; timeoutMs?: number } = {}): Promise<SwapOutcome> {
+    checkName('computation', name);
+    if (opts.to !== undefined && (!Number.isInteger(opts.to) || opts.to < 1)) throw new BadRequestError(`to must be a version number >= 1, got ${opts.to}`);
+    const req: RollbackRequest = { name, ...(opts.to !== undefined ? { to: opts.to } : {}) };
+    return this.swapCall('rollback', req, opts.timeoutMs ?? SWAP_API_TIMEOUT_MS);
+  }
+
+  /** Makes the running canary of `name` the version on all keys. */
+  async promote(name: string, opts: { timeoutMs?: number } = {}): Promise<SwapOutcome> {
+    checkName('computation', name);
+    const req: PromoteRequest = { name };
+    return this.swapCall('promote', req, opts.timeoutMs ?? SWAP_API_TIMEOUT_MS);
+  }
+
+  /** Deploys, swaps, canaries, promotes, rollbacks and kills of `name`, oldest first. NotFoundError when there are none. */
+  async history(name: string, opts: { timeoutMs?: number } = {}): Promise<HistoryEntry[]> {
+    checkName('computation', name);
+    const req: HistoryRequest = { name };
+    const reply = await this.apiCall<HistoryReply>('history', req, opts.timeoutMs ?? 10_000);
+    const entries = Array.isArray(reply.entries) ? [...reply.entries] : [];
+    if (entries.length === 0) throw new NotFoundError(`no computation named "${name}" was ever deployed (no history)`);
+    // Stable sort: entries of the same millisecond keep the controller's order.
+    return entries.sort((a, b) => a.at - b.at);
+  }
+
+  private async swapCall(verb: 'swap' | 'rollback' | 'promote', body: object, timeoutMs: number): Promise<SwapOutcome> {
+    const started = performance.now();
+    const reply = await this.apiCall<SwapReply & { ok?: true }>(verb, body, timeoutMs);
+    const elapsedMs = performance.now() - started;
+    const { ok: _ok, ...rest } = reply;
+    return { ...rest, elapsedMs };
+  }
+
+  /**
+   * call() on `topo.api.<verb>`, telling "the controller is down" apart from
+   * "the controller runs but predates this verb" (both are no-responders).
+   */
+  private async apiCall<T extends object>(verb: string, body: object, timeoutMs: number): Promise<T> {
+    try {
+      return await call<T>(this.nc, subjects.api(verb), body, timeoutMs);
+    } catch (err) {
+      if (!(err instanceof TimeoutError) || !/nobody answers/.test(err.message)) throw err;
+      const controllerUp = await call<object>(this.nc, subjects.api('status'), {}, 2_000).then(() => true, () => false);
+      if (!controllerUp) throw err;
+      throw new TopoError(
+        `the controller does not serve \`${verb}\` (${subjects.api(verb)}): it is older than this client; restart the topology with this version (\`topo down\` then \`topo up\`)`,
+        { cause: err },
+      );
+    }
   }
 
   /**

@@ -1,8 +1,10 @@
-/** The topo client library: deploy, kill, inspect and watch a topology; start a local one. */
+/** The topo client library: deploy, swap, kill, inspect and watch a topology; start a local one. */
 export { TopoClient, isMalformed } from './client.js';
 export type {
   TapRecord, TapMalformed, TapItem, DeadLetterEntry, DeadLetterMalformed, LogEntry, DeployOptions, StreamReadOptions,
 } from './client.js';
+export { swapReplyOf, checkSwapTarget, SWAP_API_TIMEOUT_MS } from './swap.js';
+export type { SwapOptions, SwapOutcome, CanarySummary, ComputationStatusView, StatusView } from './swap.js';
 export { bundleComputation, bundleFile, importBundle } from './bundle.js';
 export type { BundledComputation } from './bundle.js';
 export { resolveNatsUrl, findTopologyDir, readRunInfo, writeRunInfo, removeRunInfo, runFilePath, DEFAULT_DIR, NO_TOPOLOGY_MESSAGE } from './runInfo.js';
