@@ -2,7 +2,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ObjectStore } from '@nats-io/obj';
 import type { Logger } from 'pino';
-import { subjects, type WorkerControl } from '../../sdk/protocol/index.js';
+import { subjects, TimeoutError, type WorkerControl } from '../../sdk/protocol/index.js';
 import { call } from '../transport/rpc.js';
 import type { SerialQueue } from './serialQueue.js';
 import type { StateStore } from './stateStore.js';
@@ -19,6 +19,12 @@ export interface ControllerSettings {
   reconcileGraceMs: number;
   /** Dead workers are dropped from the table (and KV) after this long. */
   forgetDeadAfterMs: number;
+  /** Timeout of one swap step request (pause, release, resume, commit, abort); adopt adds the probation's callback timeout. */
+  swapStepTimeoutMs: number;
+  /** Lease of a swap's pause on an upstream: without renewal the worker resumes it by itself after this long. */
+  pauseLeaseMs: number;
+  /** How often a swap renews the pauses it holds. */
+  pauseRenewMs: number;
 }
 
 export interface ControllerContext {
@@ -35,12 +41,27 @@ export interface ControllerContext {
    * in KV. Reconciliation leaves them alone.
    */
   inFlight: Set<string>;
+  /**
+   * Computations with a swap, canary, promote or rollback under way. Workers
+   * report the new instance ids before KV lists them, so reconciliation
+   * leaves these computations alone until KV is updated.
+   */
+  swapping: Set<string>;
   /** When this controller started (workers get one lease to show up after a restart). */
   startedAt: number;
 }
 
 /** Sends a WorkerControl request; the worker's error comes back rebuilt (InitFailedError, ...). */
-export function controlWorker(ctx: ControllerContext, workerId: string, ctl: WorkerControl, timeoutMs?: number): Promise<object> {
+export async function controlWorker(ctx: ControllerContext, workerId: string, ctl: WorkerControl, timeoutMs?: number): Promise<object> {
   const timeout = timeoutMs ?? (ctl.op === 'assign' ? ctx.settings.assignTimeoutMs : ctx.settings.controlTimeoutMs);
-  return call<object>(ctx.nc, subjects.workerControl(workerId), ctl, timeout);
+  try {
+    return await call<object>(ctx.nc, subjects.workerControl(workerId), ctl, timeout);
+  } catch (err) {
+    // rpc's own wording points at the controller; here the silent party is a worker.
+    if (err instanceof TimeoutError && (err.cause !== undefined)) {
+      const silent = /nobody answers/.test(err.message) ? 'is not listening (not running?)' : `did not answer within ${timeout} ms`;
+      throw new TimeoutError(`worker ${workerId} ${silent} (${ctl.op})`, { cause: err });
+    }
+    throw err;
+  }
 }

@@ -7,7 +7,8 @@ import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node'
 import type { Logger } from 'pino';
 import {
   BadRequestError, subjects,
-  type DeployRequest, type Heartbeat, type KillRequest, type RegisterReply, type RegisterRequest, type StatusReply, type WorkerStatus,
+  type DeployRequest, type Heartbeat, type HistoryReply, type HistoryRequest, type KillRequest, type PromoteRequest, type RegisterReply,
+  type RegisterRequest, type RollbackRequest, type StatusReply, type SwapReply, type SwapRequest, type WorkerStatus,
 } from '../../sdk/protocol/index.js';
 import { connectNats } from '../transport/connect.js';
 import { decodeJson, serve } from '../transport/rpc.js';
@@ -17,8 +18,10 @@ import { openControlPlane } from './infrastructure.js';
 import { deploy, kill } from './lifecycle.js';
 import { Reconciler } from './reconciler.js';
 import { SerialQueue } from './serialQueue.js';
-import { StateStore } from './stateStore.js';
+import { StateStore, type SwapJournal } from './stateStore.js';
 import { status, workerStatuses } from './status.js';
+import { history, promote, rollback, swap } from './swap.js';
+import { recoverInterruptedSwaps } from './swapRecovery.js';
 import { WORKER_ID_PATTERN, WorkerTable, isLang, type WorkerChange, type WorkerEntry } from './workerTable.js';
 
 export type { KillReply } from './lifecycle.js';
@@ -38,6 +41,12 @@ export interface ControllerOptions {
   reconcileGraceMs?: number;
   /** Dead workers are forgotten after this long (default 10 minutes). */
   forgetDeadAfterMs?: number;
+  /** Timeout of one swap step request to a worker (default 5000); short, so a dead worker fails a swap quickly. */
+  swapStepTimeoutMs?: number;
+  /** Lease of a swap's pause on an upstream (default 5000). */
+  pauseLeaseMs?: number;
+  /** How often a swap renews its pauses (default 1500). */
+  pauseRenewMs?: number;
 }
 
 export interface RunningController {
@@ -57,6 +66,12 @@ function settingsFrom(o: ControllerOptions): ControllerSettings {
   if (!(heartbeatMs > 0) || !(leaseMs > heartbeatMs)) {
     throw new Error(`controller: leaseMs (${leaseMs}) must be greater than heartbeatMs (${heartbeatMs}) and both positive`);
   }
+  const swapStepTimeoutMs = o.swapStepTimeoutMs ?? 5_000;
+  const pauseLeaseMs = o.pauseLeaseMs ?? 5_000;
+  const pauseRenewMs = o.pauseRenewMs ?? 1_500;
+  if (!(swapStepTimeoutMs > 0) || !(pauseRenewMs > 0) || !(pauseLeaseMs > pauseRenewMs)) {
+    throw new Error(`controller: pauseLeaseMs (${pauseLeaseMs}) must be greater than pauseRenewMs (${pauseRenewMs}), and swapStepTimeoutMs positive`);
+  }
   return {
     heartbeatMs,
     leaseMs,
@@ -64,6 +79,9 @@ function settingsFrom(o: ControllerOptions): ControllerSettings {
     controlTimeoutMs: o.controlTimeoutMs ?? 10_000,
     reconcileGraceMs: o.reconcileGraceMs ?? 3 * heartbeatMs,
     forgetDeadAfterMs: o.forgetDeadAfterMs ?? 600_000,
+    swapStepTimeoutMs,
+    pauseLeaseMs,
+    pauseRenewMs,
   };
 }
 
@@ -100,10 +118,13 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     for (const k of unreadable) log.error({ key: k }, `KV ${k} in topo_state is not a valid ComputationRecord; ignoring it`);
     ctx = {
       nc, natsUrl: opts.natsUrl, log, settings, store, workers: new WorkerTable(settings.leaseMs), artifacts: stores.artifacts,
-      queue: new SerialQueue(), inFlight: new Set(), startedAt: Date.now(),
+      queue: new SerialQueue(), inFlight: new Set(), swapping: new Set(), startedAt: Date.now(),
     };
     await seedWorkers(ctx, stores.workers);
-    return run(ctx, stores.workers);
+    // Swaps the previous controller left half done: reconciliation leaves them alone until recovered.
+    const journals = await store.swapJournals();
+    for (const j of journals) ctx.swapping.add(j.name);
+    return run(ctx, stores.workers, journals);
   } catch (err) {
     await nc.close().catch(() => {});
     throw err;
@@ -125,7 +146,7 @@ async function seedWorkers(ctx: ControllerContext, workersKv: Awaited<ReturnType
   }
 }
 
-function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openControlPlane>>['workers']): RunningController {
+function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openControlPlane>>['workers'], journals: SwapJournal[]): RunningController {
   const { nc, log, settings, workers, store, queue } = ctx;
   const reconciler = new Reconciler(ctx);
 
@@ -154,6 +175,11 @@ function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openCo
     }),
     serve<DeployRequest, object>(nc, subjects.api('deploy'), (req) => queue.run(() => deploy(ctx, req))),
     serve<KillRequest, object>(nc, subjects.api('kill'), (req) => queue.run(() => kill(ctx, req))),
+    // A dry run changes nothing, so it need not wait behind a running swap.
+    serve<SwapRequest, SwapReply>(nc, subjects.api('swap'), (req) => (req?.dryRun === true ? swap(ctx, req) : queue.run(() => swap(ctx, req)))),
+    serve<RollbackRequest, SwapReply>(nc, subjects.api('rollback'), (req) => queue.run(() => rollback(ctx, req))),
+    serve<PromoteRequest, SwapReply>(nc, subjects.api('promote'), (req) => queue.run(() => promote(ctx, req))),
+    serve<HistoryRequest, HistoryReply>(nc, subjects.api('history'), (req) => history(ctx, req)),
     serve<object, StatusReply>(nc, subjects.api('status'), () => status(ctx)),
     serve<object, { workers: WorkerStatus[] }>(nc, subjects.api('workers'), () => ({ workers: workerStatuses(ctx) })),
   );
@@ -220,6 +246,12 @@ function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openCo
     if (reconciler.hasOrphans(now)) reconciler.requestOrphanPlacement();
     void mirrorWorkers();
   };
+  if (journals.length) {
+    log.warn({ swaps: journals.map((j) => j.swapId) }, `${journals.length} swap(s) were under way when the previous controller stopped; finishing them`);
+    // First in the queue: nothing else touches these computations before.
+    void queue.run(() => recoverInterruptedSwaps(ctx, journals)).catch((err: unknown) => log.error({ err }, `swap recovery failed: ${(err as Error).message}`));
+  }
+
   const timer = setInterval(tick, Math.max(25, Math.min(settings.heartbeatMs, settings.leaseMs / 5)));
   timer.unref();
 

@@ -1,11 +1,11 @@
 /** deploy and kill: the two API verbs that change desired state. Both run inside the serial queue. */
 import {
   BadRequestError, ConflictError, NoWorkersError, NotFoundError, TimeoutError, validateMetadata,
-  type Assignment, type ComputationRecord, type DeployReply, type DeployRequest, type KillRequest, type Placement,
+  type Assignment, type ComputationRecord, type DeployReply, type DeployRequest, type HistoryEntry, type KillRequest, type Placement,
 } from '../../sdk/protocol/index.js';
 import { controlWorker, type ControllerContext } from './context.js';
 import { chooseWorkers, newInstanceId } from './placement.js';
-import type { HistoryEntry } from './stateStore.js';
+import { placementsOf } from './records.js';
 import { isLang } from './workerTable.js';
 
 export const MAX_INSTANCES = 64;
@@ -16,7 +16,7 @@ export interface KillReply {
   version: number;
 }
 
-function errorMessage(err: unknown): string {
+export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
@@ -34,7 +34,7 @@ function checkRequest(req: DeployRequest): { instances: number } {
   return { instances };
 }
 
-async function recordHistorySafely(ctx: ControllerContext, entry: HistoryEntry): Promise<void> {
+export async function recordHistorySafely(ctx: ControllerContext, entry: HistoryEntry): Promise<void> {
   try {
     await ctx.store.recordHistory(entry);
   } catch (err) {
@@ -56,7 +56,7 @@ export async function deploy(ctx: ControllerContext, req: DeployRequest): Promis
   const version = await ctx.store.nextVersion(name);
   const history = (result: 'ok' | 'failed', error?: string): HistoryEntry => ({
     name, version, sha: req.sha, ...(req.source !== undefined ? { source: req.source } : {}),
-    action: 'deploy', at: Date.now(), result, ...(error !== undefined ? { error } : {}),
+    action: 'deploy', at: Date.now(), result, ...(error !== undefined ? { error } : {}), metadata, lang: req.lang,
   });
 
   const candidates = ctx.workers.alive(req.lang).map((w) => w.workerId);
@@ -116,7 +116,7 @@ export async function kill(ctx: ControllerContext, req: KillRequest): Promise<Ki
   if (!rec) throw new NotFoundError(`computation "${req.name}" is not deployed`);
   // KV first: producers watching topo_state stop waiting for credits from this group.
   await ctx.store.remove(rec.name);
-  const live = rec.placements.filter((p) => ctx.workers.isAlive(p.workerId));
+  const live = placementsOf(rec).filter((p) => ctx.workers.isAlive(p.workerId));
   for (const p of live) ctx.inFlight.add(p.instanceId);
   try {
     const results = await Promise.allSettled(live.map((p) => controlWorker(ctx, p.workerId, { op: 'unassign', instanceId: p.instanceId })));
@@ -133,7 +133,7 @@ export async function kill(ctx: ControllerContext, req: KillRequest): Promise<Ki
   }
   await recordHistorySafely(ctx, {
     name: rec.name, version: rec.version, sha: rec.sha, ...(rec.source !== undefined ? { source: rec.source } : {}),
-    action: 'kill', at: Date.now(), result: 'ok',
+    action: 'kill', at: Date.now(), result: 'ok', metadata: rec.metadata, lang: rec.lang,
   });
   ctx.log.info({ computation: rec.name, version: rec.version }, `killed "${rec.name}" v${rec.version}`);
   return { name: rec.name, version: rec.version };

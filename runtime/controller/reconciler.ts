@@ -6,10 +6,13 @@
  * - a live worker that reports an instance KV does not give it is told to unassign it.
  * The two heartbeat checks wait reconcileGraceMs so in-between states settle first.
  * Every correction runs in the serial queue and re-checks its reason there.
+ * Canary placements count like any other; computations with a swap under way
+ * (ctx.swapping) are left alone, since their workers run instances KV does not list yet.
  */
 import type { ComputationRecord } from '../../sdk/protocol/index.js';
 import { controlWorker, type ControllerContext } from './context.js';
 import { chooseWorkers, newInstanceId } from './placement.js';
+import { assignmentFor, placementsOf, withPlacement } from './records.js';
 import type { WorkerEntry } from './workerTable.js';
 
 interface Backoff {
@@ -45,10 +48,10 @@ export class Reconciler {
     const expected = new Set<string>();
     const oldMissing = this.missingSince.get(worker.workerId);
     const missing = new Map<string, number>();
-    for (const { placement } of ctx.store.placementsOn(worker.workerId)) {
+    for (const { rec, placement } of ctx.store.placementsOn(worker.workerId)) {
       const id = placement.instanceId;
       expected.add(id);
-      if (ctx.inFlight.has(id)) continue;
+      if (ctx.inFlight.has(id) || ctx.swapping.has(rec.name)) continue;
       if (worker.reported.has(id)) {
         this.backoff.delete(id);
         continue;
@@ -61,8 +64,8 @@ export class Reconciler {
 
     const oldStray = this.straySince.get(worker.workerId);
     const stray = new Map<string, number>();
-    for (const id of worker.reported.keys()) {
-      if (expected.has(id) || ctx.inFlight.has(id)) continue;
+    for (const [id, report] of worker.reported) {
+      if (expected.has(id) || ctx.inFlight.has(id) || ctx.swapping.has(report.computation)) continue;
       const since = oldStray?.get(id) ?? now;
       stray.set(id, since);
       if (now - since >= grace) this.enqueueUnassign(worker.workerId, id);
@@ -80,14 +83,15 @@ export class Reconciler {
   prune(): void {
     if (this.backoff.size === 0) return;
     const live = new Set<string>();
-    for (const rec of this.ctx.store.all()) for (const p of rec.placements) live.add(p.instanceId);
+    for (const rec of this.ctx.store.all()) for (const p of placementsOf(rec)) live.add(p.instanceId);
     for (const id of this.backoff.keys()) if (!live.has(id)) this.backoff.delete(id);
   }
 
   /** True when some placement sits on a worker that is not alive and may be re-placed now. */
   hasOrphans(now: number): boolean {
     for (const rec of this.ctx.store.all()) {
-      for (const p of rec.placements) if (this.isOrphan(p.workerId, now) && !this.inBackoff(p.instanceId, now)) return true;
+      if (this.ctx.swapping.has(rec.name)) continue;
+      for (const p of placementsOf(rec)) if (this.isOrphan(p.workerId, now) && !this.inBackoff(p.instanceId, now)) return true;
     }
     return false;
   }
@@ -126,14 +130,14 @@ export class Reconciler {
     const { ctx } = this;
     for (const name of ctx.store.all().map((r) => r.name)) {
       const rec = ctx.store.get(name);
-      if (rec) await this.placeOrphansOf(rec);
+      if (rec && !ctx.swapping.has(name)) await this.placeOrphansOf(rec);
     }
   }
 
   private async placeOrphansOf(rec: ComputationRecord): Promise<void> {
     const { ctx } = this;
     const now = Date.now();
-    const orphans = rec.placements.filter((p) => this.isOrphan(p.workerId, now) && !this.inBackoff(p.instanceId, now));
+    const orphans = placementsOf(rec).filter((p) => this.isOrphan(p.workerId, now) && !this.inBackoff(p.instanceId, now));
     if (orphans.length === 0) return;
     const candidates = ctx.workers.alive(rec.lang).map((w) => w.workerId);
     if (candidates.length === 0) {
@@ -146,31 +150,24 @@ export class Reconciler {
     }
     this.waitingLogged.delete(rec.name);
 
-    const placements = [...rec.placements];
+    let current = rec;
     let moved = 0;
     for (const orphan of orphans) {
       const same = new Map<string, number>();
-      for (const p of placements) if (ctx.workers.isAlive(p.workerId)) same.set(p.workerId, (same.get(p.workerId) ?? 0) + 1);
+      for (const p of placementsOf(current)) if (ctx.workers.isAlive(p.workerId)) same.set(p.workerId, (same.get(p.workerId) ?? 0) + 1);
       const [target] = chooseWorkers({ candidates, load: ctx.store.loadByWorker(), sameComputation: same, count: 1 });
       if (!target) continue;
       const instanceId = newInstanceId(rec.name, orphan.index);
       ctx.inFlight.add(instanceId);
       try {
-        await controlWorker(ctx, target, {
-          op: 'assign',
-          assignment: {
-            instanceId, computation: rec.name, version: rec.version, sha: rec.sha, lang: rec.lang,
-            index: orphan.index, count: rec.instances, metadata: rec.metadata,
-          },
-        });
-        const at = placements.findIndex((p) => p.instanceId === orphan.instanceId);
-        placements[at] = { index: orphan.index, instanceId, workerId: target };
+        await controlWorker(ctx, target, { op: 'assign', assignment: assignmentFor(current, orphan, instanceId) });
+        current = withPlacement(current, orphan.instanceId, { ...orphan, instanceId, workerId: target });
         moved++;
         this.backoff.delete(orphan.instanceId);
         ctx.log.warn({ computation: rec.name, index: orphan.index, from: orphan.workerId, to: target, oldInstanceId: orphan.instanceId, instanceId },
           `re-placed instance ${orphan.index} of "${rec.name}" v${rec.version}: worker ${orphan.workerId} is not alive, now on ${target} as ${instanceId}`);
         // Memory first, so the next heartbeat of the target does not see a stray.
-        const err = await ctx.store.saveOrRetry({ ...rec, placements: [...placements] });
+        const err = await ctx.store.saveOrRetry(current);
         if (err) ctx.log.error({ err, computation: rec.name }, `could not write re-placement of "${rec.name}" to KV (will retry): ${err.message}`);
       } catch (err) {
         this.noteAttempt(orphan.instanceId, Date.now());
@@ -204,13 +201,7 @@ export class Reconciler {
       `worker ${workerId} does not run instance ${placement.index} of "${rec.name}" (${instanceId}) although desired state says so; assigning it again`);
     ctx.inFlight.add(instanceId);
     try {
-      await controlWorker(ctx, workerId, {
-        op: 'assign',
-        assignment: {
-          instanceId, computation: rec.name, version: rec.version, sha: rec.sha, lang: rec.lang,
-          index: placement.index, count: rec.instances, metadata: rec.metadata,
-        },
-      });
+      await controlWorker(ctx, workerId, { op: 'assign', assignment: assignmentFor(rec, placement) });
       // Backs off even on success: a worker that accepts but never reports it must not be asked every few heartbeats.
       // The backoff ends when a heartbeat reports the instance.
       this.noteAttempt(instanceId, Date.now());

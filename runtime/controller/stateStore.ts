@@ -1,24 +1,34 @@
 /**
- * Desired state (KV topo_state) with an in-memory copy, and the deploy
- * history (KV topo_history). The controller is the only writer of both, so
- * the memory copy is authoritative between writes.
+ * Desired state (KV topo_state) with an in-memory copy, the journal of swaps
+ * under way (topo_state `swap.<name>`), and the deploy history (KV
+ * topo_history). The controller is the only writer of both buckets, so the
+ * memory copy is authoritative between writes.
  */
 import type { KV } from '@nats-io/kv';
-import type { ComputationRecord, Placement } from '../../sdk/protocol/index.js';
+import type { ComputationRecord, HistoryEntry, Placement } from '../../sdk/protocol/index.js';
 import { encodeJson } from '../transport/rpc.js';
-
-export interface HistoryEntry {
-  name: string;
-  version: number;
-  sha: string;
-  source?: string;
-  action: 'deploy' | 'kill';
-  at: number;
-  result: 'ok' | 'failed';
-  error?: string;
-}
+import { placementsOf } from './records.js';
 
 const compKey = (name: string) => `comp.${name}`;
+const swapKey = (name: string) => `swap.${name}`;
+
+/**
+ * A swap under way, so that a controller restarted mid-swap can finish it:
+ * before commit it is aborted on its workers, once committing it is
+ * committed again and its record saved.
+ */
+export interface SwapJournal {
+  swapId: string;
+  name: string;
+  phase: 'started' | 'committing';
+  /** Workers with released or adopted instances. */
+  workers: string[];
+  startedAt: number;
+  /** The history entry to complete (result and error are set on recovery). */
+  history: HistoryEntry;
+  /** When committing: the desired state once committed. */
+  record?: ComputationRecord;
+}
 
 export class StateStore {
   private readonly comps = new Map<string, ComputationRecord>();
@@ -93,22 +103,23 @@ export class StateStore {
     this.unsaved.delete(name);
   }
 
-  /** Every placement on one worker. */
+  /** Every placement (canaries included) on one worker. */
   placementsOn(workerId: string): { rec: ComputationRecord; placement: Placement }[] {
     const out: { rec: ComputationRecord; placement: Placement }[] = [];
-    for (const rec of this.comps.values()) for (const p of rec.placements) if (p.workerId === workerId) out.push({ rec, placement: p });
+    for (const rec of this.comps.values()) for (const p of placementsOf(rec)) if (p.workerId === workerId) out.push({ rec, placement: p });
     return out;
   }
 
+  /** The placement (current version or canary) with this instance id. */
   findInstance(instanceId: string): { rec: ComputationRecord; placement: Placement } | undefined {
-    for (const rec of this.comps.values()) for (const p of rec.placements) if (p.instanceId === instanceId) return { rec, placement: p };
+    for (const rec of this.comps.values()) for (const p of placementsOf(rec)) if (p.instanceId === instanceId) return { rec, placement: p };
     return undefined;
   }
 
-  /** Desired instances per worker, over all computations. */
+  /** Desired instances per worker, over all computations and canaries. */
   loadByWorker(): Map<string, number> {
     const load = new Map<string, number>();
-    for (const rec of this.comps.values()) for (const p of rec.placements) load.set(p.workerId, (load.get(p.workerId) ?? 0) + 1);
+    for (const rec of this.comps.values()) for (const p of placementsOf(rec)) load.set(p.workerId, (load.get(p.workerId) ?? 0) + 1);
     return load;
   }
 
@@ -123,11 +134,37 @@ export class StateStore {
     return highest + 1;
   }
 
+  async putSwapJournal(j: SwapJournal): Promise<void> {
+    await this.stateKv.put(swapKey(j.name), encodeJson(j));
+  }
+
+  async deleteSwapJournal(name: string): Promise<void> {
+    await this.stateKv.delete(swapKey(name));
+  }
+
+  /** Journals of swaps that were under way when the previous controller stopped. */
+  async swapJournals(): Promise<SwapJournal[]> {
+    const keys: string[] = [];
+    for await (const k of await this.stateKv.keys('swap.*')) keys.push(k);
+    const out: SwapJournal[] = [];
+    for (const k of keys) {
+      const e = await this.stateKv.get(k);
+      if (!e || e.operation !== 'PUT') continue;
+      try {
+        const j = e.json<SwapJournal>();
+        if (typeof j?.swapId === 'string' && typeof j.name === 'string' && Array.isArray(j.workers)) out.push(j);
+      } catch {
+        // Unreadable: nothing to recover from it.
+      }
+    }
+    return out;
+  }
+
   async recordHistory(entry: HistoryEntry): Promise<void> {
     await this.historyKv.put(`${entry.name}.${entry.version}`, encodeJson(entry));
   }
 
-  /** Every history entry of a name, oldest first (all revisions kept by the bucket). */
+  /** Every history entry of a name, every revision the bucket keeps, oldest first. */
   async history(name: string): Promise<HistoryEntry[]> {
     const out: HistoryEntry[] = [];
     const it = await this.historyKv.history({ key: `${name}.*` });

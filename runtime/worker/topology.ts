@@ -46,12 +46,17 @@ export class TopologyView {
   private rebuild(): void {
     const next = new Map<string, StreamConsumers>();
     for (const c of this.computations.values()) {
-      for (const { stream, grouping } of c.metadata.istreams) {
+      // A canary reads with its own metadata but credits under the computation's group.
+      const istreams = c.canary ? [...c.metadata.istreams, ...c.canary.metadata.istreams] : c.metadata.istreams;
+      for (const { stream, grouping } of istreams) {
         let entry = next.get(stream);
         if (!entry) next.set(stream, (entry = { groups: [], keyed: false }));
         if (grouping === 'broadcast') {
-          for (let i = 0; i < c.instances; i++) entry.groups.push(groupIdOf(c.name, grouping, i));
-        } else {
+          for (let i = 0; i < c.instances; i++) {
+            const g = groupIdOf(c.name, grouping, i);
+            if (!entry.groups.includes(g)) entry.groups.push(g);
+          }
+        } else if (!entry.groups.includes(c.name)) {
           entry.groups.push(c.name);
         }
         if (grouping === 'key') entry.keyed = true;

@@ -1,0 +1,213 @@
+/**
+ * The live-change API: swap (optionally as a canary or a dry run), promote,
+ * rollback and history. Each checks its request, builds a plan and hands it
+ * to runSwap. Everything but dry runs and history runs in the serial queue.
+ */
+import {
+  BadRequestError, ConflictError, NotFoundError, validateMetadata,
+  type ComputationRecord, type HistoryEntry, type HistoryReply, type HistoryRequest, type Probation, type PromoteRequest,
+  type RollbackRequest, type SwapReply, type SwapRequest,
+} from '../../sdk/protocol/index.js';
+import { canaryPlan, canaryRollbackPlan, istreamsOf, promotePlan } from './canary.js';
+import type { ControllerContext } from './context.js';
+import { metadataDiff } from './diff.js';
+import { newInstanceId } from './placement.js';
+import { DEFAULT_PROBATION, runSwap, type AdoptPlan, type SwapPlan, type SwapTarget } from './swapRunner.js';
+import { isLang } from './workerTable.js';
+
+const SHA256_HEX = /^[0-9a-f]{64}$/;
+
+function checkName(verb: string, req: { name?: unknown } | null | undefined): string {
+  if (req === null || typeof req !== 'object' || typeof req.name !== 'string' || req.name === '') {
+    throw new BadRequestError(`${verb} request must be a JSON object with "name": "<computation>"`);
+  }
+  return req.name;
+}
+
+function checkSwapRequest(req: SwapRequest): void {
+  checkName('swap', req);
+  if (typeof req.sha !== 'string' || !SHA256_HEX.test(req.sha)) {
+    throw new BadRequestError(`swap request: sha must be 64 lowercase hex characters (sha256 of the artifact), got ${JSON.stringify(req.sha)}`);
+  }
+  if (!isLang(req.lang)) throw new BadRequestError(`swap request: lang must be "ts" or "python", got ${JSON.stringify(req.lang)}`);
+  if (req.canary !== undefined && (!Number.isInteger(req.canary) || req.canary < 1 || req.canary > 99)) {
+    throw new BadRequestError(`swap request: canary must be an integer percentage from 1 to 99, got ${JSON.stringify(req.canary)}`);
+  }
+  if (req.dryRun !== undefined && typeof req.dryRun !== 'boolean') throw new BadRequestError('swap request: dryRun must be true or false');
+  if (req.source !== undefined && typeof req.source !== 'string') throw new BadRequestError('swap request: source must be a string');
+}
+
+/** DEFAULT_PROBATION with the request's overrides (integers >= 0). */
+export function probationOf(p: unknown): Probation {
+  if (p === undefined) return { ...DEFAULT_PROBATION };
+  if (p === null || typeof p !== 'object') throw new BadRequestError('swap request: probation must be an object {records?, ms?, callbackTimeoutMs?}');
+  const out = { ...DEFAULT_PROBATION };
+  for (const [field, value] of Object.entries(p)) {
+    if (value === undefined) continue;
+    if (!(field in DEFAULT_PROBATION)) throw new BadRequestError(`swap request: unknown probation field "${field}" (records, ms, callbackTimeoutMs)`);
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+      throw new BadRequestError(`swap request: probation.${field} must be an integer >= 0, got ${JSON.stringify(value)}`);
+    }
+    out[field as keyof Probation] = value;
+  }
+  return out;
+}
+
+function deployed(ctx: ControllerContext, name: string): ComputationRecord {
+  const rec = ctx.store.get(name);
+  if (!rec) throw new NotFoundError(`computation "${name}" is not deployed`);
+  return rec;
+}
+
+/** The new code must be able to run where the old one does, and be in the object store. */
+async function checkTarget(ctx: ControllerContext, rec: ComputationRecord, target: SwapTarget): Promise<void> {
+  if (target.lang !== rec.lang) {
+    throw new BadRequestError(
+      `"${rec.name}" runs on ${rec.lang} workers; a ${target.lang} version cannot take over its state live (kill it and deploy the new version)`,
+    );
+  }
+  const info = await ctx.artifacts.info(target.sha);
+  if (!info || info.deleted) throw new NotFoundError(`artifact ${target.sha} is not in the object store; upload it before swapping "${rec.name}"`);
+}
+
+function noCanaryRunning(rec: ComputationRecord): void {
+  if (rec.canary) {
+    throw new ConflictError(
+      `a canary of "${rec.name}" (v${rec.canary.version} on ${rec.canary.percent}% of keys) is running; promote or roll back the canary first`,
+    );
+  }
+}
+
+/** Swap every instance of `rec` to `target`, each adopting its predecessor's state on the same worker. */
+async function fullSwapPlan(
+  ctx: ControllerContext, rec: ComputationRecord, target: SwapTarget, probation: Probation,
+  opts: { action: 'swap' | 'rollback'; what?: (version: number) => string; steps?: SwapPlan['steps'] } = { action: 'swap' },
+): Promise<SwapPlan> {
+  const version = await ctx.store.nextVersion(rec.name);
+  const olds = [...rec.placements].sort((a, b) => a.index - b.index);
+  const adopts: AdoptPlan[] = olds.map((p) => ({
+    workerId: p.workerId,
+    assignment: {
+      instanceId: newInstanceId(rec.name, p.index), computation: rec.name, version, sha: target.sha, lang: target.lang,
+      index: p.index, count: rec.instances, metadata: target.metadata,
+    },
+    from: [{ workerId: p.workerId, instanceId: p.instanceId }],
+    filterByPartition: false,
+  }));
+  return {
+    action: opts.action, rec, version, fromVersion: rec.version, target,
+    diff: metadataDiff(rec.metadata, target.metadata, ctx.store.all()),
+    releases: olds, adopts, istreams: istreamsOf(rec.metadata, target.metadata), probation,
+    what: opts.what?.(version) ?? `swap of "${rec.name}" to v${version}`,
+    ...(opts.steps ? { steps: opts.steps } : {}),
+    committed: () => ({
+      name: rec.name, version, sha: target.sha, lang: target.lang, metadata: target.metadata, instances: rec.instances,
+      placements: adopts.map((a) => ({ index: a.assignment.index, instanceId: a.assignment.instanceId, workerId: a.workerId })),
+      ...(target.source !== undefined ? { source: target.source } : {}), deployedAt: Date.now(),
+    }),
+  };
+}
+
+/** Runs a plan with the computation marked as swapping, so reconciliation leaves it alone. */
+async function execute(ctx: ControllerContext, plan: SwapPlan): Promise<SwapReply> {
+  const dead = plan.releases.filter((p) => !ctx.workers.isAlive(p.workerId));
+  if (dead.length) {
+    throw new ConflictError(
+      `${plan.what}: ${dead.map((p) => `instance ${p.instanceId} is on worker ${p.workerId}`).join(', ')}, which is not alive; ` +
+        'wait until it is re-placed on a live worker, then try again',
+    );
+  }
+  ctx.swapping.add(plan.rec.name);
+  try {
+    return await runSwap(ctx, plan);
+  } finally {
+    ctx.swapping.delete(plan.rec.name);
+  }
+}
+
+/** `topo.api.swap`. With dryRun it only reports the diff (safe outside the queue). */
+export async function swap(ctx: ControllerContext, req: SwapRequest): Promise<SwapReply> {
+  checkSwapRequest(req);
+  const rec = deployed(ctx, req.name);
+  const declared = (req.metadata as { name?: unknown } | null | undefined)?.name;
+  if (declared !== req.name) {
+    throw new BadRequestError(`the file defines ${JSON.stringify(declared)}, not "${req.name}": a swap replaces a computation by one of the same name`);
+  }
+  const metadata = validateMetadata(req.metadata);
+  const probation = probationOf(req.probation);
+  const target: SwapTarget = { sha: req.sha, lang: req.lang, metadata, ...(req.source !== undefined ? { source: req.source } : {}) };
+  await checkTarget(ctx, rec, target);
+  noCanaryRunning(rec);
+  const plan = req.canary !== undefined
+    ? await canaryPlan(ctx, rec, target, req.canary, probation)
+    : await fullSwapPlan(ctx, rec, target, probation);
+  if (req.dryRun) {
+    return { name: rec.name, result: 'dry-run', fromVersion: rec.version, version: plan.version, sha: target.sha, steps: [], diff: plan.diff };
+  }
+  return execute(ctx, plan);
+}
+
+/** `topo.api.promote`: the canary's version takes every key. */
+export async function promote(ctx: ControllerContext, req: PromoteRequest): Promise<SwapReply> {
+  const rec = deployed(ctx, checkName('promote', req));
+  if (!rec.canary) throw new BadRequestError(`no canary running for "${rec.name}" (start one with \`topo swap ${rec.name} <file> --canary <percent>\`)`);
+  return execute(ctx, promotePlan(ctx, rec, probationOf(undefined)));
+}
+
+const ranOk = (e: HistoryEntry): boolean => e.result === 'ok' && e.action !== 'kill';
+
+/** The version `rec` came from: fromVersion of the entry that made it current, else the highest earlier version that ran. */
+function previousVersion(rec: ComputationRecord, entries: HistoryEntry[]): number | undefined {
+  const current = entries.filter((e) => e.version === rec.version && ranOk(e)).at(-1);
+  if (current?.fromVersion !== undefined) return current.fromVersion;
+  const earlier = entries.filter((e) => ranOk(e) && e.version < rec.version).map((e) => e.version);
+  return earlier.length ? Math.max(...earlier) : undefined;
+}
+
+/** `topo.api.rollback`: drops a running canary, or swaps back to the code of an earlier version (as a new version). */
+export async function rollback(ctx: ControllerContext, req: RollbackRequest): Promise<SwapReply> {
+  const name = checkName('rollback', req);
+  if (req.to !== undefined && (!Number.isSafeInteger(req.to) || req.to < 1)) {
+    throw new BadRequestError(`rollback request: to must be a version number (an integer >= 1), got ${JSON.stringify(req.to)}`);
+  }
+  const rec = deployed(ctx, name);
+  if (rec.canary) {
+    if (req.to !== undefined && req.to !== rec.version) {
+      throw new BadRequestError(
+        `a canary of "${name}" is running: rollback drops it and keeps v${rec.version} on all keys; roll back without --to first`,
+      );
+    }
+    return execute(ctx, canaryRollbackPlan(ctx, rec, probationOf(undefined)));
+  }
+  const entries = await ctx.store.history(name);
+  const to = req.to ?? previousVersion(rec, entries);
+  if (to === undefined) throw new NotFoundError(`"${name}" has no earlier version in history to roll back to`);
+  if (to === rec.version) throw new BadRequestError(`"${name}" already runs version ${to}`);
+  const ofVersion = entries.filter((e) => e.version === to);
+  if (ofVersion.length === 0) throw new NotFoundError(`version ${to} of ${name} is not in history`);
+  const usable = ofVersion.filter((e) => e.metadata !== undefined && isLang(e.lang));
+  const entry = usable.filter(ranOk).at(-1);
+  if (!entry) {
+    throw new NotFoundError(
+      usable.length
+        ? `version ${to} of ${name} never ran (${usable.at(-1)!.action} ${usable.at(-1)!.result}); pick another with --to`
+        : `version ${to} of ${name} is in history without its metadata (recorded before swaps existed); deploy that file again instead`,
+    );
+  }
+  const target: SwapTarget = { sha: entry.sha, lang: entry.lang!, metadata: entry.metadata!, ...(entry.source !== undefined ? { source: entry.source } : {}) };
+  await checkTarget(ctx, rec, target);
+  const plan = await fullSwapPlan(ctx, rec, target, probationOf(undefined), {
+    action: 'rollback',
+    what: (version) => `rollback of "${name}" from v${rec.version} to the code of v${to} (as v${version})`,
+    steps: [{ step: 'target', at: Date.now(), ms: 0, ok: true, detail: `back to the code of v${to} (sha ${entry.sha.slice(0, 12)})` }],
+  });
+  return execute(ctx, plan);
+}
+
+/** `topo.api.history`: every entry of a name, every revision, oldest first. */
+export async function history(ctx: ControllerContext, req: HistoryRequest): Promise<HistoryReply> {
+  const name = checkName('history', req);
+  const entries = await ctx.store.history(name);
+  if (entries.length === 0) throw new NotFoundError(`no history for "${name}": it was never deployed`);
+  return { entries };
+}

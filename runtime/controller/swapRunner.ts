@@ -1,0 +1,384 @@
+/**
+ * Runs one live code change (swap, canary, promote, rollback) as the same
+ * sequence of worker steps:
+ *   preload -> pause upstreams -> release old -> adopt new -> resume -> health -> commit
+ * A failed preload or pause fails it before anything changed. A failed
+ * release, adopt or health check rolls it back: upstreams held again, abort
+ * on every involved worker (old instances resume with their state and get
+ * back the input the new ones took), upstreams resumed. Every step is timed
+ * into the history entry. A journal in KV (topo_state `swap.<name>`) lets a
+ * restarted controller finish a swap the previous one left half done (see
+ * swapRecovery.ts). Runs inside the serial queue.
+ */
+import { randomBytes } from 'node:crypto';
+import { Objm } from '@nats-io/obj';
+import type { Logger } from 'pino';
+import {
+  SwapRolledBackError, buckets, fromWireError, toWireError,
+  type Assignment, type ComputationRecord, type HealthReply, type HistoryEntry, type HistoryStep, type Lang, type MetadataDiff,
+  type NormalizedMetadata, type Placement, type Probation, type ReleaseReply, type SnapshotRef, type SwapReply, type WorkerControl,
+} from '../../sdk/protocol/index.js';
+import { controlWorker, type ControllerContext } from './context.js';
+import { errorMessage, recordHistorySafely } from './lifecycle.js';
+import type { SwapJournal } from './stateStore.js';
+import { findUpstreams, UpstreamPause, type Upstream, type UpstreamFailure } from './upstreams.js';
+
+export const DEFAULT_PROBATION: Probation = { records: 20, ms: 500, callbackTimeoutMs: 2_000 };
+/** Extra time a health request gets beyond the probation itself. */
+const HEALTH_SLACK_MS = 3_000;
+
+export interface AdoptPlan {
+  workerId: string;
+  assignment: Assignment;
+  from: SnapshotRef[];
+  filterByPartition: boolean;
+}
+
+/** The code that runs once the change is done (written to history so a rollback can find it). */
+export interface SwapTarget {
+  sha: string;
+  lang: Lang;
+  metadata: NormalizedMetadata;
+  source?: string;
+}
+
+export interface SwapPlan {
+  action: 'swap' | 'canary' | 'promote' | 'rollback';
+  /** The record as it is now. */
+  rec: ComputationRecord;
+  /** Version reported and used as the history key. */
+  version: number;
+  fromVersion: number;
+  target: SwapTarget;
+  diff: MetadataDiff;
+  /** Instances drained and snapshotted (kept on standby until commit). */
+  releases: Placement[];
+  /** Instances started from those snapshots, on probation until commit. */
+  adopts: AdoptPlan[];
+  /** Streams read by the old or the new code: their producers are paused. */
+  istreams: ReadonlySet<string>;
+  probation: Probation;
+  /** Desired state once every worker has committed. */
+  committed: () => ComputationRecord;
+  /** For messages: `swap of "counter" to v3`. */
+  what: string;
+  /** Steps recorded before the run (e.g. which version a rollback goes back to). */
+  steps?: HistoryStep[];
+}
+
+interface Outcome<T, R> {
+  item: T;
+  value?: R;
+  error?: unknown;
+}
+
+/** Runs `fn` on every item in parallel and reports each outcome. */
+async function each<T, R>(items: readonly T[], fn: (t: T) => Promise<R>): Promise<Outcome<T, R>[]> {
+  const results = await Promise.allSettled(items.map(fn));
+  return results.map((r, i) => (r.status === 'fulfilled' ? { item: items[i]!, value: r.value } : { item: items[i]!, error: r.reason }));
+}
+
+const failed = <T, R>(outcomes: Outcome<T, R>[]): Outcome<T, R>[] => outcomes.filter((o) => 'error' in o);
+
+function describeUpstreams(us: readonly Upstream[]): string {
+  return us.map((u) => `${u.computation}/${u.instanceId}@${u.workerId}`).join(', ');
+}
+
+function describeFailures(fs: UpstreamFailure[]): string {
+  return fs.map((f) => `${f.upstream.instanceId} on ${f.upstream.workerId}: ${errorMessage(f.error)}`).join('; ');
+}
+
+/** The same error class with a message that says where it happened. */
+function withContext(err: unknown, prefix: string): Error {
+  const wire = toWireError(err);
+  return fromWireError({ ...wire, message: `${prefix}${wire.message}` });
+}
+
+/** `counter-v3-1a2b3c4d`: names the swap in worker logs and lets workers tell swaps apart. */
+export function newSwapId(name: string, version: number): string {
+  return `${name}-v${version}-${randomBytes(4).toString('hex')}`;
+}
+
+/**
+ * Where each released snapshot is needed: in memory when every instance
+ * adopting it runs on the same worker, else in the store (another worker fetches it).
+ */
+function exportOf(release: Placement, adopts: readonly AdoptPlan[]): 'memory' | 'store' {
+  const readers = adopts.filter((a) => a.from.some((f) => f.instanceId === release.instanceId));
+  return readers.every((a) => a.workerId === release.workerId) ? 'memory' : 'store';
+}
+
+export async function runSwap(ctx: ControllerContext, plan: SwapPlan): Promise<SwapReply> {
+  return new SwapRun(ctx, plan).run();
+}
+
+/** One run of a plan; holds the steps and timings that end up in the reply and the history entry. */
+class SwapRun {
+  private readonly swapId: string;
+  private readonly steps: HistoryStep[];
+  private readonly log: Logger;
+  /** Workers with released or adopted instances: commit and abort go to them. */
+  private readonly involved: string[];
+  private loadMs: number | undefined;
+  private pauseMs: number | undefined;
+  private pause: UpstreamPause | undefined;
+  /** Reasons of the rollback, the first one reported. */
+  private readonly failures: { step: string; message: string }[] = [];
+
+  constructor(private readonly ctx: ControllerContext, private readonly plan: SwapPlan) {
+    this.swapId = newSwapId(plan.rec.name, plan.version);
+    this.steps = [...(plan.steps ?? [])];
+    this.log = ctx.log.child({ computation: plan.rec.name, swapId: this.swapId });
+    this.involved = [...new Set([...plan.releases.map((p) => p.workerId), ...plan.adopts.map((a) => a.workerId)])];
+  }
+
+  async run(): Promise<SwapReply> {
+    const { plan } = this;
+    this.log.info({ action: plan.action, fromVersion: plan.fromVersion, version: plan.version, releases: plan.releases.length, adopts: plan.adopts.length },
+      `${plan.what}: starting (swap ${this.swapId})`);
+    await this.journal('started');
+    try {
+      await this.preload();
+      await this.pauseUpstreams();
+      await this.transfer();
+      if (this.failures.length) return await this.rollBack();
+      return await this.commit();
+    } finally {
+      // Whatever happens, this swap stops renewing (a forgotten timer would hold the upstreams until their lease ends).
+      this.pause?.stopRenewing();
+      await this.dropJournal();
+      void this.removeStoredSnapshots();
+    }
+  }
+
+  // ---- steps -----------------------------------------------------------
+
+  /** a. Load the new code where it will run, before anything waits for it. A failure ends the swap here. */
+  private async preload(): Promise<void> {
+    const at = Date.now();
+    const targets = [...new Map(this.plan.adopts.map((a) => [`${a.workerId} ${a.assignment.sha}`, a])).values()];
+    const loaded = await each(targets, (a) =>
+      this.send(a.workerId, { op: 'preload', sha: a.assignment.sha, metadata: a.assignment.metadata }, this.ctx.settings.assignTimeoutMs) as Promise<{ loadMs?: number }>);
+    this.loadMs = Math.round(Math.max(0, ...loaded.map((o) => (typeof o.value?.loadMs === 'number' ? o.value.loadMs : Date.now() - at))));
+    const first = failed(loaded)[0];
+    if (first) {
+      this.time('preload', at, false, `worker ${first.item.workerId}: ${errorMessage(first.error)}`);
+      this.log.error({ err: first.error, workerId: first.item.workerId },
+        `${this.plan.what} failed: worker ${first.item.workerId} could not load the new code: ${errorMessage(first.error)}`);
+      await recordHistorySafely(this.ctx, this.history('failed', errorMessage(first.error)));
+      throw first.error;
+    }
+    this.time('preload', at, true, `${targets.length} worker(s), slowest load ${this.loadMs} ms`);
+  }
+
+  /** b. Hold every producer of what the old and new code read. A failure resumes them and ends the swap here. */
+  private async pauseUpstreams(): Promise<void> {
+    const { live, skipped } = findUpstreams(this.ctx, this.plan.rec.name, this.plan.istreams);
+    const pause = (this.pause = new UpstreamPause(this.ctx, this.swapId, live));
+    let at = Date.now();
+    const pauseFailed = await pause.pause();
+    const skippedNote = skipped.length ? `; skipped (worker not alive): ${describeUpstreams(skipped)}` : '';
+    if (pauseFailed.length === 0) {
+      this.time('pause', at, true, `${live.length} upstream instance(s)${live.length ? `: ${describeUpstreams(live)}` : ''}${skippedNote}`);
+      return;
+    }
+    this.time('pause', at, false, `could not pause ${describeFailures(pauseFailed)}${skippedNote}`);
+    at = Date.now();
+    const resumeFailed = await pause.resume();
+    this.pauseMs = pause.pausedMs;
+    this.time('resume', at, resumeFailed.length === 0, resumeFailed.length ? `resume failed (their lease ends the pause): ${describeFailures(resumeFailed)}` : undefined);
+    const first = pauseFailed[0]!;
+    const err = withContext(first.error,
+      `${this.plan.what} failed before anything changed: could not pause upstream ${first.upstream.instanceId} (${first.upstream.computation}) on ${first.upstream.workerId}: `);
+    this.log.error({ err: first.error }, err.message);
+    await recordHistorySafely(this.ctx, this.history('failed', err.message));
+    throw err;
+  }
+
+  /** c-f. Release, adopt, resume, health. A failure is noted (this.failures) for the rollback, not thrown. */
+  private async transfer(): Promise<void> {
+    const { plan, ctx } = this;
+    const pause = this.pause!;
+    try {
+      // c. Drain and snapshot the old instances; they stay on standby for a rollback.
+      let at = Date.now();
+      const released = await each(plan.releases, (p) =>
+        this.send(p.workerId, { op: 'release', instanceId: p.instanceId, swapId: this.swapId, export: exportOf(p, plan.adopts) }) as Promise<ReleaseReply>);
+      for (const o of failed(released)) this.fail('release', `${o.item.instanceId} on ${o.item.workerId}`, o.error);
+      const sum = (f: keyof ReleaseReply) => released.reduce((n, o) => n + (o.value?.[f] ?? 0), 0);
+      this.time('release', at, this.ok(), this.ok()
+        ? `${plan.releases.length} instance(s): ${sum('keys')} key(s), ${sum('timers')} timer(s), ${sum('drained')} record(s) drained`
+        : this.failures[0]!.message);
+      if (!this.ok()) return;
+
+      // d. Start the new instances from the snapshots, on probation.
+      at = Date.now();
+      const adopted = await each(plan.adopts, (a) =>
+        this.send(a.workerId, { op: 'adopt', swapId: this.swapId, assignment: a.assignment, from: a.from, filterByPartition: a.filterByPartition, probation: plan.probation },
+          ctx.settings.swapStepTimeoutMs + plan.probation.callbackTimeoutMs));
+      for (const o of failed(adopted)) this.fail('adopt', `${o.item.assignment.instanceId} (v${o.item.assignment.version}) on ${o.item.workerId}`, o.error);
+      this.time('adopt', at, this.ok(), this.ok()
+        ? plan.adopts.map((a) => `${a.assignment.instanceId} (v${a.assignment.version}) on ${a.workerId}`).join(', ')
+        : this.failures[0]!.message);
+      this.noteExpiredLeases();
+      if (!this.ok()) return;
+
+      // e. Let the upstreams go: the new instances take the held output.
+      at = Date.now();
+      const resumeFailed = await pause.resume();
+      this.pauseMs = pause.pausedMs;
+      this.time('resume', at, resumeFailed.length === 0,
+        resumeFailed.length ? `resume failed (their lease ends the pause): ${describeFailures(resumeFailed)}` : `paused ${this.pauseMs} ms`);
+
+      // f. The health gate: init passed; now the first records (or a quiet deadline).
+      at = Date.now();
+      const timeoutMs = plan.probation.ms + plan.probation.callbackTimeoutMs + HEALTH_SLACK_MS;
+      const health = await each(plan.adopts, (a) =>
+        this.send(a.workerId, { op: 'health', instanceId: a.assignment.instanceId, timeoutMs }, timeoutMs) as Promise<HealthReply>);
+      for (const o of failed(health)) this.fail('health', `${o.item.assignment.instanceId} on ${o.item.workerId}`, o.error);
+      const processed = health.reduce((n, o) => n + (o.value?.processed ?? 0), 0);
+      this.time('health', at, this.ok(), this.ok()
+        ? `${plan.adopts.length} instance(s) passed probation, ${processed} record(s) handled`
+        : this.failures[0]!.message);
+    } catch (err) {
+      // A bug here must not leave upstreams paused or the new version half in: roll back.
+      this.fail('swap', 'controller', err);
+    }
+  }
+
+  /** Upstreams held again, abort everywhere (old instances resume with their state and the input the new ones took), upstreams resumed. */
+  private async rollBack(): Promise<never> {
+    const { plan, ctx } = this;
+    const pause = this.pause!;
+    const failure = this.failures[0]!;
+    const reason = failure.message;
+    // The old instances must get back what the new ones took before anything new arrives.
+    if (!pause.paused) {
+      const at = Date.now();
+      const again = await pause.pause();
+      this.time('pause', at, again.length === 0,
+        again.length ? `could not pause again: ${describeFailures(again)}` : `again, for the rollback: ${pause.upstreams.length} upstream instance(s)`);
+    }
+    let at = Date.now();
+    const live = this.involved.filter((w) => ctx.workers.isAlive(w));
+    const dead = this.involved.filter((w) => !live.includes(w));
+    const aborted = failed(await each(live, (w) => this.send(w, { op: 'abort', swapId: this.swapId, reason })));
+    for (const o of aborted) this.log.error({ err: o.error, workerId: o.item }, `${plan.what}: abort on ${o.item} failed: ${errorMessage(o.error)}`);
+    this.time('abort', at, aborted.length === 0,
+      `${live.length} worker(s)` +
+        (aborted.length ? `; failed on ${aborted.map((o) => `${o.item}: ${errorMessage(o.error)}`).join('; ')}` : '') +
+        (dead.length ? `; not alive (their instances are re-placed from desired state): ${dead.join(', ')}` : ''));
+    at = Date.now();
+    const resumeFailed = await pause.resume();
+    this.pauseMs = pause.pausedMs;
+    this.time('resume', at, resumeFailed.length === 0,
+      resumeFailed.length ? `resume failed (their lease ends the pause): ${describeFailures(resumeFailed)}` : undefined);
+    await recordHistorySafely(ctx, this.history('rolled-back', reason));
+    this.log.warn({ step: failure.step, pauseMs: this.pauseMs }, `${plan.what} rolled back (${failure.step} failed): ${reason}`);
+    throw new SwapRolledBackError(`${plan.what} rolled back: ${reason}`, { detail: this.reply('rolled-back', reason) });
+  }
+
+  /** g. Point of no return: workers publish the held output and drop the standby instances; then desired state follows. */
+  private async commit(): Promise<SwapReply> {
+    const { plan, ctx } = this;
+    const next = plan.committed();
+    await this.journal('committing', next);
+    const at = Date.now();
+    const live = this.involved.filter((w) => ctx.workers.isAlive(w));
+    const failures = failed(await each(live, (w) => this.send(w, { op: 'commit', swapId: this.swapId })));
+    for (const o of failures) {
+      this.log.error({ err: o.error, workerId: o.item }, `${plan.what}: commit on ${o.item} failed: ${errorMessage(o.error)}; reconciliation corrects it`);
+    }
+    this.time('commit', at, failures.length === 0,
+      failures.length ? `failed on ${failures.map((o) => `${o.item}: ${errorMessage(o.error)}`).join('; ')}` : `${live.length} worker(s)`);
+    const saveErr = await ctx.store.saveOrRetry(next);
+    if (saveErr) this.log.error({ err: saveErr }, `${plan.what}: could not write desired state to KV (will retry): ${saveErr.message}`);
+    await recordHistorySafely(ctx, this.history('ok'));
+    this.log.info({ pauseMs: this.pauseMs, loadMs: this.loadMs, version: plan.version },
+      `${plan.what}: done, upstreams paused ${this.pauseMs} ms, load ${this.loadMs} ms`);
+    return this.reply('ok');
+  }
+
+  // ---- helpers ---------------------------------------------------------
+
+  private send(workerId: string, ctl: WorkerControl, timeoutMs = this.ctx.settings.swapStepTimeoutMs): Promise<object> {
+    return controlWorker(this.ctx, workerId, ctl, timeoutMs);
+  }
+
+  private ok(): boolean {
+    return this.failures.length === 0;
+  }
+
+  private fail(step: string, where: string, err: unknown): void {
+    this.failures.push({ step, message: errorMessage(err) });
+    this.log.warn({ err, step }, `${this.plan.what}: ${step} failed (${where}): ${errorMessage(err)}`);
+  }
+
+  private time(step: string, at: number, ok: boolean, detail?: string): void {
+    this.steps.push({ step, at, ms: Date.now() - at, ok, ...(detail !== undefined ? { detail } : {}) });
+  }
+
+  /** A lease not renewed in time may have let an upstream resume while the swap still held it: recorded, not fatal. */
+  private noteExpiredLeases(): void {
+    const expired = this.pause?.expired() ?? [];
+    if (expired.length === 0) return;
+    this.steps.push({
+      step: 'lease-expired', at: Date.now(), ms: 0, ok: false,
+      detail: `pause not renewed for ${this.ctx.settings.pauseLeaseMs} ms: ${describeUpstreams(expired)}`,
+    });
+    this.log.error({ upstreams: expired }, `${this.plan.what}: the pause lease of ${describeUpstreams(expired)} was not renewed in time; they may have resumed`);
+  }
+
+  private reply(result: SwapReply['result'], error?: string): SwapReply {
+    const { plan } = this;
+    return {
+      name: plan.rec.name, result, fromVersion: plan.fromVersion, version: plan.version, sha: plan.target.sha,
+      ...(this.pauseMs !== undefined ? { pauseMs: this.pauseMs } : {}), ...(this.loadMs !== undefined ? { loadMs: this.loadMs } : {}),
+      steps: this.steps, diff: plan.diff, ...(error !== undefined ? { error } : {}),
+    };
+  }
+
+  private history(result: HistoryEntry['result'], error?: string): HistoryEntry {
+    const { plan } = this;
+    const { target } = plan;
+    return {
+      name: plan.rec.name, version: plan.version, sha: target.sha, ...(target.source !== undefined ? { source: target.source } : {}),
+      action: plan.action, at: Date.now(), result, ...(error !== undefined ? { error } : {}), fromVersion: plan.fromVersion,
+      ...(this.pauseMs !== undefined ? { pauseMs: this.pauseMs } : {}), ...(this.loadMs !== undefined ? { loadMs: this.loadMs } : {}),
+      steps: [...this.steps], metadata: target.metadata, lang: target.lang,
+    };
+  }
+
+  /** Best effort: a journal that cannot be written only weakens recovery after a controller crash. */
+  private async journal(phase: SwapJournal['phase'], record?: ComputationRecord): Promise<void> {
+    const j: SwapJournal = {
+      swapId: this.swapId, name: this.plan.rec.name, phase, workers: this.involved, startedAt: Date.now(),
+      history: this.history(phase === 'committing' ? 'ok' : 'rolled-back'), ...(record ? { record } : {}),
+    };
+    try {
+      await this.ctx.store.putSwapJournal(j);
+    } catch (err) {
+      this.log.warn({ err }, `${this.plan.what}: could not write the swap journal: ${errorMessage(err)}`);
+    }
+  }
+
+  private async dropJournal(): Promise<void> {
+    try {
+      await this.ctx.store.deleteSwapJournal(this.plan.rec.name);
+    } catch (err) {
+      this.log.warn({ err }, `${this.plan.what}: could not delete the swap journal: ${errorMessage(err)}`);
+    }
+  }
+
+  /** Snapshots exported to the store are only needed during the swap. */
+  private async removeStoredSnapshots(): Promise<void> {
+    const stored = this.plan.releases.filter((p) => exportOf(p, this.plan.adopts) === 'store');
+    if (stored.length === 0) return;
+    try {
+      const os = await new Objm(this.ctx.nc).open(buckets.snapshots);
+      for (const p of stored) await os.delete(`${this.swapId}/${p.instanceId}`).catch(() => undefined);
+    } catch (err) {
+      this.log.debug({ err }, `could not clean up the snapshots of swap ${this.swapId}: ${errorMessage(err)}`);
+    }
+  }
+}
