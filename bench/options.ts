@@ -10,9 +10,16 @@ export interface BenchOptions {
   topoRecords: number;
   /** Raw publisher flow-control window in records (0 = only nc.flush pacing). */
   rawWindow: number;
+  /** Swaps in the swap bench. */
+  swaps: number;
+  /** Keys of the swap bench's source (one record per key every 10 ms). */
+  swapKeys: number;
+  /** Instances of the swap bench's counter. */
+  swapInstances: number;
   /** Which parts to run. */
   raw: boolean;
   topo: boolean;
+  swap: boolean;
   /** Write bench/RESULTS.md. */
   write: boolean;
 }
@@ -23,14 +30,17 @@ const FLAGS: Record<string, { env: string; key: keyof BenchOptions; def: number;
   batched: { env: 'BENCH_BATCHED_RECORDS', key: 'batchedRecords', def: 2_000_000, help: 'records per raw batched run' },
   topo: { env: 'BENCH_TOPO_RECORDS', key: 'topoRecords', def: 2_000_000, help: 'records per topo run (keep it equal to --batched: JIT warm-up makes rates grow with the count)' },
   window: { env: 'BENCH_RAW_WINDOW', key: 'rawWindow', def: 262_144, help: 'raw publisher flow-control window in records, 0 = none' },
+  swaps: { env: 'BENCH_SWAPS', key: 'swaps', def: 50, help: 'swaps in the swap bench' },
+  'swap-keys': { env: 'BENCH_SWAP_KEYS', key: 'swapKeys', def: 1_000, help: 'swap bench source keys, one record each per 10 ms' },
+  'swap-instances': { env: 'BENCH_SWAP_INSTANCES', key: 'swapInstances', def: 1, help: 'instances of the swapped counter, one worker each' },
 };
 
 export const USAGE = `usage: npm run bench -- [options]
 ${Object.entries(FLAGS)
-  .map(([f, d]) => `  --${f} N`.padEnd(19) + `${d.help} (env ${d.env}, default ${d.def})`)
+  .map(([f, d]) => `  --${f} N`.padEnd(23) + `${d.help} (env ${d.env}, default ${d.def})`)
   .join('\n')}
-  --only raw|topo  run only that part
-  --no-write       do not write bench/RESULTS.md`;
+  --only raw|topo|swap  run only that part (swap: the live hot swap bench)
+  --no-write             do not write bench/RESULTS.md`;
 
 function positiveInt(name: string, raw: string, allowZero: boolean): number {
   const n = Number(raw.replace(/_/g, ''));
@@ -39,7 +49,10 @@ function positiveInt(name: string, raw: string, allowZero: boolean): number {
 }
 
 export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptions {
-  const opts: BenchOptions = { runs: 0, singleRecords: 0, batchedRecords: 0, topoRecords: 0, rawWindow: 0, raw: true, topo: true, write: true };
+  const opts: BenchOptions = {
+    runs: 0, singleRecords: 0, batchedRecords: 0, topoRecords: 0, rawWindow: 0, swaps: 0, swapKeys: 0, swapInstances: 0,
+    raw: true, topo: true, swap: true, write: true,
+  };
   for (const [flag, d] of Object.entries(FLAGS)) {
     const v = env[d.env];
     (opts[d.key] as number) = v === undefined || v === '' ? d.def : positiveInt(d.env, v, flag === 'window');
@@ -56,9 +69,10 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
     if (d) (opts[d.key] as number) = positiveInt(`--${flag}`, value(), flag === 'window');
     else if (flag === 'only') {
       const part = value();
-      if (part !== 'raw' && part !== 'topo') throw new Error(`--only must be "raw" or "topo", got "${part}"`);
+      if (part !== 'raw' && part !== 'topo' && part !== 'swap') throw new Error(`--only must be "raw", "topo" or "swap", got "${part}"`);
       opts.raw = part === 'raw';
       opts.topo = part === 'topo';
+      opts.swap = part === 'swap';
     } else if (flag === 'no-write') opts.write = false;
     else throw new Error(`unknown option "${arg}"\n${USAGE}`);
   }

@@ -35,8 +35,9 @@ try {
   process.exit(1);
 }
 
-// The topo half needs the runtime; without it (or when it does not build) the raw half still runs.
+// The topo and swap cases need the runtime; without it (or when it does not build) the raw half still runs.
 rmSync(join(root, 'dist/bench/topo.mjs'), { force: true });
+rmSync(join(root, 'dist/bench/swap.mjs'), { force: true });
 const runtimeParts = ['runtime/client/launcher.ts', 'runtime/client/client.ts', 'runtime/worker/main.ts', 'runtime/controller/main.ts'];
 const missing = runtimeParts.filter((p) => !has(p));
 if (missing.length) {
@@ -44,9 +45,10 @@ if (missing.length) {
 } else {
   try {
     await buildRuntime({ quiet: true });
-    await bundle({ topo: 'bench/topo/harness.ts' });
+    await bundle({ topo: 'bench/topo/harness.ts', swap: 'bench/swap/harness.ts' });
   } catch (err) {
     rmSync(join(root, 'dist/bench/topo.mjs'), { force: true });
+    rmSync(join(root, 'dist/bench/swap.mjs'), { force: true });
     console.error(`bench: the topo cases will not run: building them failed: ${firstError(err)}`);
   }
 }
