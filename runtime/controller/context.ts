@@ -54,8 +54,16 @@ export interface ControllerContext {
 /** Sends a WorkerControl request; the worker's error comes back rebuilt (InitFailedError, ...). */
 export async function controlWorker(ctx: ControllerContext, workerId: string, ctl: WorkerControl, timeoutMs?: number): Promise<object> {
   const timeout = timeoutMs ?? (ctl.op === 'assign' ? ctx.settings.assignTimeoutMs : ctx.settings.controlTimeoutMs);
+  // A worker whose lease expires mid-request will never answer: fail then, not at the timeout.
+  let watch: NodeJS.Timeout | undefined;
+  const leaseLost = new Promise<never>((_, reject) => {
+    watch = setInterval(() => {
+      if (!ctx.workers.isAlive(workerId)) reject(new TimeoutError(`worker ${workerId} died (its lease expired) during ${ctl.op}`));
+    }, 250);
+  });
+  leaseLost.catch(() => undefined);
   try {
-    return await call<object>(ctx.nc, subjects.workerControl(workerId), ctl, timeout);
+    return await Promise.race([call<object>(ctx.nc, subjects.workerControl(workerId), ctl, timeout), leaseLost]);
   } catch (err) {
     // rpc's own wording points at the controller; here the silent party is a worker.
     if (err instanceof TimeoutError && (err.cause !== undefined)) {
@@ -63,5 +71,7 @@ export async function controlWorker(ctx: ControllerContext, workerId: string, ct
       throw new TimeoutError(`worker ${workerId} ${silent} (${ctl.op})`, { cause: err });
     }
     throw err;
+  } finally {
+    clearInterval(watch);
   }
 }
