@@ -2,7 +2,7 @@
 // Bundles the runtime entry points into dist/ with esbuild (dependencies stay
 // in node_modules). Skips the work when dist/ is newer than every source file.
 import { build } from 'esbuild';
-import { readdirSync, statSync, existsSync, mkdirSync } from 'node:fs';
+import { readdirSync, statSync, existsSync, mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -29,10 +29,13 @@ export async function buildRuntime({ force = false, quiet = false } = {}) {
   const fresh = outs.every((o) => existsSync(o) && statSync(o).mtimeMs >= srcNewest);
   if (fresh && !force) return false;
   mkdirSync(join(root, 'dist'), { recursive: true });
+  // Build beside dist/ and rename into place, so a process starting from
+  // dist/ while another CLI call rebuilds never loads a half-written file.
+  const tmp = mkdtempSync(join(root, '.dist-')); // same depth as dist/, so source map paths stay right
   await build({
     absWorkingDir: root,
     entryPoints: Object.fromEntries(Object.entries(entries).filter(([, src]) => existsSync(join(root, src)))),
-    outdir: 'dist',
+    outdir: tmp,
     outExtension: { '.js': '.mjs' },
     bundle: true,
     platform: 'node',
@@ -41,7 +44,12 @@ export async function buildRuntime({ force = false, quiet = false } = {}) {
     packages: 'external',
     sourcemap: true,
     logLevel: quiet ? 'error' : 'warning',
+  }).catch((err) => {
+    rmSync(tmp, { recursive: true, force: true });
+    throw err;
   });
+  for (const f of readdirSync(tmp)) renameSync(join(tmp, f), join(root, 'dist', f));
+  rmSync(tmp, { recursive: true, force: true });
   return true;
 }
 
