@@ -6,23 +6,17 @@
  * What changes, visibly on `topo tap top-hashtags`: the top 10 instead of 5,
  * and a `version: 2` field in each record.
  */
-import { defineComputation, type KeyedState } from '../../sdk/index.js';
-import type { Hashtag, TagCount, TopHashtags } from './model.js';
+import { defineComputation } from '../../sdk/index.js';
+import type { Hashtag, TopHashtags } from './model.js';
+import { WINDOW_MS, clearWindow, nextWindowEnd, topTags } from './window.js';
 
-export const WINDOW_MS = 5_000;
+export { WINDOW_MS };
 export const TOP_N = 10;
 export const VERSION = 2;
 
 /** A TopHashtags record that says which counter version made it. */
 export interface TopHashtagsV2 extends TopHashtags {
   version: typeof VERSION;
-}
-
-function topTags(state: KeyedState, n: number): TagCount[] {
-  const all: TagCount[] = [];
-  for (const tag of state.keys()) all.push({ tag, count: state.get<number>(tag) ?? 0 });
-  all.sort((a, b) => b.count - a.count || (a.tag < b.tag ? -1 : 1));
-  return all.slice(0, n);
 }
 
 export default defineComputation({
@@ -36,8 +30,7 @@ export default defineComputation({
     // due during the swap itself are that window's counts emitted with the
     // next window's; no count is lost. Setting it always (rather than only on
     // a fresh start) keeps v2 emitting even where no timer was handed over.
-    const firstEnd = (Math.floor(Date.now() / WINDOW_MS) + 1) * WINDOW_MS;
-    ctx.setTimer('window', firstEnd);
+    ctx.setTimer('window', nextWindowEnd(Date.now()));
     ctx.log.info({ version: VERSION, tags: ctx.state.size }, `counter v${VERSION} started with ${ctx.state.size} tags counted so far in this window`);
   },
   processRecord(ctx, record) {
@@ -54,7 +47,7 @@ export default defineComputation({
       ctx.produceRecord('top-hashtags', String(window), out);
     }
     ctx.log.info({ window, tags, version: VERSION }, `v${VERSION} window ${new Date(window).toISOString()}: ${tags} distinct tags, top ${top.map((t) => `#${t.tag} ${t.count}`).join(', ') || 'none'}`);
-    for (const tag of [...ctx.state.keys()]) ctx.state.delete(tag);
+    clearWindow(ctx.state);
     ctx.setTimer('window', windowEnd + WINDOW_MS);
   },
 });
