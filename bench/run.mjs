@@ -3,28 +3,15 @@
 // esbuild (and the runtime into dist/ via bin/build.mjs), then runs
 // dist/bench/main.mjs. Options: `npm run bench -- --help`.
 import { build } from 'esbuild';
-import { existsSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { buildRuntime } from '../bin/build.mjs';
+import { buildRuntime, nodeBundleOptions } from '../bin/build.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const has = (p) => existsSync(join(root, p));
 
 const bundle = (entryPoints) =>
-  build({
-    absWorkingDir: root,
-    entryPoints,
-    outdir: 'dist/bench',
-    outExtension: { '.js': '.mjs' },
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    sourcemap: true,
-    logLevel: 'silent',
-  });
+  build({ ...nodeBundleOptions, entryPoints, outdir: 'dist/bench', logLevel: 'silent' });
 
 const firstError = (err) => (err.errors?.[0] ? `${err.errors[0].location?.file ?? ''}:${err.errors[0].location?.line ?? ''} ${err.errors[0].text}` : err.message);
 
@@ -35,22 +22,16 @@ try {
   process.exit(1);
 }
 
-// The topo and swap cases need the runtime; without it (or when it does not build) the raw half still runs.
+// The topo and swap cases need the runtime; when it does not build, the raw half still runs.
 rmSync(join(root, 'dist/bench/topo.mjs'), { force: true });
 rmSync(join(root, 'dist/bench/swap.mjs'), { force: true });
-const runtimeParts = ['runtime/client/launcher.ts', 'runtime/client/client.ts', 'runtime/worker/main.ts', 'runtime/controller/main.ts'];
-const missing = runtimeParts.filter((p) => !has(p));
-if (missing.length) {
-  console.error(`bench: the topo cases will not run: ${missing.join(', ')} missing`);
-} else {
-  try {
-    await buildRuntime({ quiet: true });
-    await bundle({ topo: 'bench/topo/harness.ts', swap: 'bench/swap/harness.ts' });
-  } catch (err) {
-    rmSync(join(root, 'dist/bench/topo.mjs'), { force: true });
-    rmSync(join(root, 'dist/bench/swap.mjs'), { force: true });
-    console.error(`bench: the topo cases will not run: building them failed: ${firstError(err)}`);
-  }
+try {
+  await buildRuntime({ quiet: true });
+  await bundle({ topo: 'bench/topo/harness.ts', swap: 'bench/swap/harness.ts' });
+} catch (err) {
+  rmSync(join(root, 'dist/bench/topo.mjs'), { force: true });
+  rmSync(join(root, 'dist/bench/swap.mjs'), { force: true });
+  console.error(`bench: the topo cases will not run: building them failed: ${firstError(err)}`);
 }
 
 await import(pathToFileURL(join(root, 'dist/bench/main.mjs')).href);

@@ -13,6 +13,18 @@ export const entries = {
   worker: 'runtime/worker/main.ts',
 };
 
+/** esbuild options for code that runs on Node from dist/ (dependencies stay in node_modules). */
+export const nodeBundleOptions = {
+  absWorkingDir: root,
+  outExtension: { '.js': '.mjs' },
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  packages: 'external',
+  sourcemap: true,
+};
+
 function newestMtime(dir) {
   let newest = 0;
   for (const name of readdirSync(dir)) {
@@ -33,16 +45,9 @@ export async function buildRuntime({ force = false, quiet = false } = {}) {
   // dist/ while another CLI call rebuilds never loads a half-written file.
   const tmp = mkdtempSync(join(root, '.dist-')); // same depth as dist/, so source map paths stay right
   await build({
-    absWorkingDir: root,
+    ...nodeBundleOptions,
     entryPoints: Object.fromEntries(Object.entries(entries).filter(([, src]) => existsSync(join(root, src)))),
     outdir: tmp,
-    outExtension: { '.js': '.mjs' },
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    packages: 'external',
-    sourcemap: true,
     logLevel: quiet ? 'error' : 'warning',
   }).catch((err) => {
     rmSync(tmp, { recursive: true, force: true });
