@@ -28,8 +28,11 @@ export interface RegisterReply {
   leaseMs: number;
 }
 
-/** standby: released by a swap and kept for a rollback; probation: swapped in, output held until the swap commits. */
-export type InstanceState = 'starting' | 'running' | 'paused' | 'failed' | 'stopping' | 'standby' | 'probation';
+/**
+ * standby: released by a swap and kept for a rollback; probation: swapped in, output held until the swap commits;
+ * stuck: a callback has not returned for longer than the stuck threshold (InstanceReport.stuck says which).
+ */
+export type InstanceState = 'starting' | 'running' | 'paused' | 'failed' | 'stopping' | 'standby' | 'probation' | 'stuck';
 
 export interface InstanceMetrics {
   /** Records handed to processRecord. */
@@ -54,6 +57,20 @@ export interface InstanceReport {
   metrics: InstanceMetrics;
   /** Last error message, if any. */
   lastError?: string;
+  /** Present while a callback has not returned for longer than the stuck threshold. */
+  stuck?: StuckCallback;
+  /** Input batches received and not yet processed. */
+  queued?: number;
+}
+
+/** A callback that did not return: which one, since when, and how often this instance got stuck. */
+export interface StuckCallback {
+  /** 'processRecord' | 'processTimer' | 'init' | 'destroy' */
+  callback: string;
+  /** How long it has been running, at the time of the report. */
+  forMs: number;
+  /** Times this instance has been detected stuck. */
+  count: number;
 }
 
 /** Worker -> controller, publish on `topo.worker.hb.<workerId>`. */
@@ -105,7 +122,18 @@ export type WorkerControl =
    * flush output, snapshot keyed state and pending timers, and keep the
    * instance on standby for a rollback. Replies ReleaseReply.
    */
-  | { op: 'release'; instanceId: string; swapId: string; export: 'memory' | 'store' }
+  | {
+    op: 'release'; instanceId: string; swapId: string; export: 'memory' | 'store';
+    /**
+     * Drain budget: a release still draining after this long gives up (a TIMEOUT error) and
+     * stays the swap's old instance, to be reinstated by the abort. Default 30000.
+     */
+    budgetMs?: number;
+    /** Swap lease: unless renewed ('renew'), commit or abort arrives within it, the worker aborts the swap by itself. */
+    leaseMs?: number;
+    /** The swap's paused upstreams: a worker aborting by itself keeps them paused until its old instances are back. */
+    upstreams?: UpstreamRef[];
+  }
   /**
    * Swap step "start the new version": restore the snapshots `from` (state
    * entries filtered to the partitions this instance owns when
@@ -113,7 +141,12 @@ export type WorkerControl =
    * held and every input record is kept until commit or abort. Replies once
    * init has succeeded (InitFailedError otherwise; nothing is left running).
    */
-  | { op: 'adopt'; swapId: string; assignment: Assignment; from: SnapshotRef[]; filterByPartition: boolean; probation: Probation }
+  | {
+    op: 'adopt'; swapId: string; assignment: Assignment; from: SnapshotRef[]; filterByPartition: boolean; probation: Probation;
+    leaseMs?: number; upstreams?: UpstreamRef[];
+  }
+  /** Renews the swap lease on a worker with released or adopted instances. */
+  | { op: 'renew'; swapId: string; leaseMs: number }
   /** Waits for the probation verdict of an adopted instance: HealthReply, or the failure as an error. */
   | { op: 'health'; instanceId: string; timeoutMs: number }
   /** Ends the swap here: adopted instances publish held output and leave probation; standby instances are destroyed. */
@@ -142,6 +175,18 @@ export interface ReleaseReply {
   bytes: number;
   /** Records processed by the released instance while draining. */
   drained: number;
+  /**
+   * Records not processed because a callback was stuck: handed over with the
+   * snapshot, so the adopting instance processes them first (the stuck one included).
+   */
+  handedOver?: number;
+}
+
+/** An upstream producer instance paused by a swap. */
+export interface UpstreamRef {
+  workerId: string;
+  instanceId: string;
+  streams: string[];
 }
 
 /** Where an adopting instance finds a released instance's snapshot. */
