@@ -387,6 +387,63 @@ export interface ComputationStatus {
   outPerSec: number;
   errors: number;
   deadLetters: number;
+  /** Times an instance of it was reported stuck (a synchronous hang that cost its worker process). */
+  stuckCount?: number;
+  /** Present while the controller does not re-place its instances because they keep failing. */
+  coolDown?: ComputationCoolDown;
+}
+
+/**
+ * JSON on `topo.worker.stuck.<workerId>`, published by a worker's watchdog
+ * thread when the worker's event loop has been blocked for longer than its
+ * threshold (a callback in a synchronous loop). The worker process is killed
+ * right after and restarted by its supervisor: the keyed state its instances
+ * held in memory is lost.
+ */
+export interface StuckReport {
+  workerId: string;
+  pid: number;
+  /** Absent when the loop was blocked outside any callback. */
+  computation?: string;
+  instanceId?: string;
+  /** 'processRecord' | 'processTimer' | 'init' | ... as noted by the worker. */
+  callback?: string;
+  /** How long the event loop had been blocked. */
+  forMs: number;
+  thresholdMs: number;
+  at: number;
+  /** What the watchdog does about it, e.g. 'killing the worker process (SIGKILL)'. */
+  action: string;
+}
+
+/** A computation the controller stopped re-placing for a while, because its instances keep failing. */
+export interface ComputationCoolDown {
+  until: number;
+  /** Failures counted in the window that triggered it. */
+  failures: number;
+  windowMs: number;
+  /** The last failure, e.g. 'stuck in processRecord for 3012 ms on w-1'. */
+  reason: string;
+}
+
+/** One process of a local topology as its supervisor sees it (`topo status` reads it from .topo/run.json). */
+export interface ProcessStatus {
+  /** 'nats-server' | 'controller' | 'w-1' ... */
+  name: string;
+  kind: 'nats' | 'controller' | 'worker';
+  pid?: number;
+  /** backoff: waiting to be restarted; cool-down: crashed too often, not restarted until coolDownUntil. */
+  state: 'running' | 'backoff' | 'cool-down' | 'stopped';
+  restarts: number;
+  startedAt?: number;
+  /** 'code 1' / 'signal SIGKILL', and when. */
+  lastExit?: { code: number | null; signal: string | null; at: number };
+  nextStartAt?: number;
+  coolDownUntil?: number;
+  /** Unexpected exits within the crash window. */
+  recentCrashes: number;
+  /** The last stuck report of this worker (its watchdog killed it). */
+  lastStuck?: StuckReport;
 }
 
 /** `topo.api.status` */
@@ -394,6 +451,10 @@ export interface StatusReply {
   natsUrl?: string;
   workers: WorkerStatus[];
   computations: ComputationStatus[];
+  /** Stuck reports seen by the controller, newest last (bounded), and how many in all. */
+  stuck?: { total: number; recent: StuckReport[] };
+  /** Filled by the CLI from the supervisor's table in .topo/run.json, not by the controller. */
+  processes?: ProcessStatus[];
 }
 
 // ---- data plane -----------------------------------------------------------

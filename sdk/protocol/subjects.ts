@@ -33,6 +33,9 @@ export const subjects = {
   heartbeatAll: 'topo.worker.hb.*',
   /** Controller -> worker control requests. */
   workerControl: (workerId: string) => `topo.worker.ctl.${workerId}`,
+  /** Worker (its watchdog thread) -> anyone: a callback blocked the worker's event loop (StuckReport, JSON publish). */
+  stuck: (workerId: string) => `topo.worker.stuck.${workerId}`,
+  stuckAll: 'topo.worker.stuck.*',
 } as const;
 
 /** KV buckets and object store of the control plane. */
