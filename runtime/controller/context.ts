@@ -25,6 +25,13 @@ export interface ControllerSettings {
   pauseLeaseMs: number;
   /** How often a swap renews the pauses it holds. */
   pauseRenewMs: number;
+  /**
+   * Lease of a swap on the workers running its old and new instances: without renewal they roll it back by
+   * themselves. Shorter than pauseLeaseMs, so they do so while the upstreams are still paused.
+   */
+  swapLeaseMs: number;
+  /** How long a release may drain before the swap is rolled back (a release that makes progress is otherwise alive). */
+  drainBudgetMs: number;
 }
 
 export interface ControllerContext {

@@ -47,6 +47,10 @@ export interface ControllerOptions {
   pauseLeaseMs?: number;
   /** How often a swap renews its pauses (default 1500). */
   pauseRenewMs?: number;
+  /** Lease of a swap on its workers (default pauseLeaseMs - pauseRenewMs); must be shorter than pauseLeaseMs. */
+  swapLeaseMs?: number;
+  /** Drain budget of a release (default 30000). */
+  drainBudgetMs?: number;
 }
 
 export interface RunningController {
@@ -72,6 +76,12 @@ function settingsFrom(o: ControllerOptions): ControllerSettings {
   if (!(swapStepTimeoutMs > 0) || !(pauseRenewMs > 0) || !(pauseLeaseMs > pauseRenewMs)) {
     throw new Error(`controller: pauseLeaseMs (${pauseLeaseMs}) must be greater than pauseRenewMs (${pauseRenewMs}), and swapStepTimeoutMs positive`);
   }
+  const swapLeaseMs = o.swapLeaseMs ?? Math.max(pauseLeaseMs - pauseRenewMs, pauseRenewMs + 1);
+  if (!(swapLeaseMs > pauseRenewMs / 2) || !(swapLeaseMs < pauseLeaseMs)) {
+    throw new Error(`controller: swapLeaseMs (${swapLeaseMs}) must be shorter than pauseLeaseMs (${pauseLeaseMs}) and longer than pauseRenewMs / 2`);
+  }
+  const drainBudgetMs = o.drainBudgetMs ?? 30_000;
+  if (!(drainBudgetMs > 0)) throw new Error(`controller: drainBudgetMs must be positive, got ${drainBudgetMs}`);
   return {
     heartbeatMs,
     leaseMs,
@@ -82,6 +92,8 @@ function settingsFrom(o: ControllerOptions): ControllerSettings {
     swapStepTimeoutMs,
     pauseLeaseMs,
     pauseRenewMs,
+    swapLeaseMs,
+    drainBudgetMs,
   };
 }
 

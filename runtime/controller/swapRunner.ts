@@ -58,6 +58,8 @@ export interface SwapPlan {
   /** Streams read by the old or the new code: their producers are paused. */
   istreams: ReadonlySet<string>;
   probation: Probation;
+  /** Drain budget of each release (default: the controller's drainBudgetMs). */
+  drainBudgetMs?: number;
   /** Desired state once every worker has committed. */
   committed: () => ComputationRecord;
   /** For messages: `swap of "counter" to v3`. */
@@ -122,6 +124,7 @@ class SwapRun {
   private loadMs: number | undefined;
   private pauseMs: number | undefined;
   private pause: UpstreamPause | undefined;
+  private leaseTimer: NodeJS.Timeout | undefined;
   /** Reasons of the rollback, the first one reported. */
   private readonly failures: { step: string; message: string }[] = [];
 
@@ -146,6 +149,7 @@ class SwapRun {
     } finally {
       // Whatever happens, this swap stops renewing (a forgotten timer would hold the upstreams until their lease ends).
       this.pause?.stopRenewing();
+      if (this.leaseTimer) clearInterval(this.leaseTimer);
       await this.dropJournal();
       void this.removeStoredSnapshots();
     }
@@ -199,22 +203,29 @@ class SwapRun {
   private async transfer(): Promise<void> {
     const { plan, ctx } = this;
     const pause = this.pause!;
+    const swapLease = { leaseMs: ctx.settings.swapLeaseMs, upstreams: pause.upstreams.map((u) => ({ workerId: u.workerId, instanceId: u.instanceId, streams: u.streams })) };
+    this.renewSwapLease();
     try {
-      // c. Drain and snapshot the old instances; they stay on standby for a rollback.
+      // c. Drain and snapshot the old instances; they stay on standby for a rollback. A drain that
+      // makes progress may take up to its budget; the worker gives up after that, keeping everything.
       let at = Date.now();
+      const budgetMs = plan.drainBudgetMs ?? ctx.settings.drainBudgetMs;
       const released = await each(plan.releases, (p) =>
-        this.send(p.workerId, { op: 'release', instanceId: p.instanceId, swapId: this.swapId, export: exportOf(p, plan.adopts) }) as Promise<ReleaseReply>);
+        this.send(p.workerId, { op: 'release', instanceId: p.instanceId, swapId: this.swapId, export: exportOf(p, plan.adopts), budgetMs, ...swapLease },
+          budgetMs + ctx.settings.swapStepTimeoutMs) as Promise<ReleaseReply>);
       for (const o of failed(released)) this.fail('release', `${o.item.instanceId} on ${o.item.workerId}`, o.error);
       const sum = (f: keyof ReleaseReply) => released.reduce((n, o) => n + (o.value?.[f] ?? 0), 0);
+      const handedOver = sum('handedOver');
       this.time('release', at, this.ok(), this.ok()
-        ? `${plan.releases.length} instance(s): ${sum('keys')} key(s), ${sum('timers')} timer(s), ${sum('drained')} record(s) drained`
+        ? `${plan.releases.length} instance(s): ${sum('keys')} key(s), ${sum('timers')} timer(s), ${sum('drained')} record(s) drained` +
+          (handedOver ? `, ${handedOver} record(s) of a stuck callback handed over` : '')
         : this.failures[0]!.message);
       if (!this.ok()) return;
 
       // d. Start the new instances from the snapshots, on probation.
       at = Date.now();
       const adopted = await each(plan.adopts, (a) =>
-        this.send(a.workerId, { op: 'adopt', swapId: this.swapId, assignment: a.assignment, from: a.from, filterByPartition: a.filterByPartition, probation: plan.probation },
+        this.send(a.workerId, { op: 'adopt', swapId: this.swapId, assignment: a.assignment, from: a.from, filterByPartition: a.filterByPartition, probation: plan.probation, ...swapLease },
           ctx.settings.swapStepTimeoutMs + plan.probation.callbackTimeoutMs));
       for (const o of failed(adopted)) this.fail('adopt', `${o.item.assignment.instanceId} (v${o.item.assignment.version}) on ${o.item.workerId}`, o.error);
       this.time('adopt', at, this.ok(), this.ok()
@@ -300,6 +311,21 @@ class SwapRun {
   }
 
   // ---- helpers ---------------------------------------------------------
+
+  /**
+   * Keeps the swap alive on its workers: each rolls it back by itself once
+   * renewals stop for swapLeaseMs (this controller died), which is before the
+   * upstream pauses run out, so the old instances are back before anything flows.
+   */
+  private renewSwapLease(): void {
+    const leaseMs = this.ctx.settings.swapLeaseMs;
+    this.leaseTimer = setInterval(() => {
+      for (const w of this.involved) {
+        this.send(w, { op: 'renew', swapId: this.swapId, leaseMs }).catch((err: unknown) =>
+          this.log.warn({ err, workerId: w }, `${this.plan.what}: could not renew the swap lease on ${w}: ${errorMessage(err)}`));
+      }
+    }, Math.max(50, Math.floor(leaseMs / 3)));
+  }
 
   private send(workerId: string, ctl: WorkerControl, timeoutMs = this.ctx.settings.swapStepTimeoutMs): Promise<object> {
     return controlWorker(this.ctx, workerId, ctl, timeoutMs);

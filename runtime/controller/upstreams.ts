@@ -18,13 +18,14 @@ export interface Upstream {
 /**
  * Upstreams of `name` for the given istreams. Those on a worker that is not
  * alive are returned apart: they publish nothing, so there is nothing to pause.
+ * A computation that reads its own output (a self-loop) is its own upstream:
+ * its old instances' output to those streams is held while they drain (no one
+ * reads it then) and published on resume, to the new instances.
  */
 export function findUpstreams(ctx: ControllerContext, name: string, istreams: ReadonlySet<string>): { live: Upstream[]; skipped: Upstream[] } {
   const live: Upstream[] = [];
   const skipped: Upstream[] = [];
   for (const rec of ctx.store.all()) {
-    // The swapped computation's own output (a self-loop) is fenced by its release instead.
-    if (rec.name === name) continue;
     const groups = [{ ostreams: rec.metadata.ostreams, placements: rec.placements }];
     if (rec.canary) groups.push({ ostreams: rec.canary.metadata.ostreams, placements: rec.canary.placements });
     for (const g of groups) {

@@ -19,8 +19,8 @@ import type { Logger } from 'pino';
 import type { Computation, Context, InputRecord } from '../../sdk/computation.js';
 import { MemoryState, TimerTable, type StateSnapshot } from '../../sdk/state.js';
 import {
-  decodeBatch, packr, partitionsOwnedBy, subjects, InitFailedError, TopoError,
-  type Assignment, type Credit, type DeadLetter, type InstanceMetrics, type InstanceReport, type InstanceState,
+  decodeBatch, encodeBatch, packr, partitionsOwnedBy, subjects, InitFailedError, TimeoutError, TopoError,
+  type Assignment, type Batch, type Credit, type DeadLetter, type InstanceMetrics, type InstanceReport, type InstanceState,
   type Probation, type WireRecord,
 } from '../../sdk/protocol/index.js';
 import { StreamProducer } from './producer.js';
@@ -31,6 +31,10 @@ const CREDIT_EVERY = 4096;
 /** Give the event loop a turn after this long in the pump, so sockets and timers are served. */
 const PUMP_SLICE_MS = 8;
 const INIT_TIMEOUT_MS = 10_000;
+/** An async callback that has not settled for this long is reported stuck (TOPO_STUCK_AFTER_MS overrides it per worker). */
+export const DEFAULT_STUCK_AFTER_MS = 10_000;
+/** How often a release checks its drain for progress, a stuck callback, its budget and cancellation. */
+const RELEASE_CHECK_MS = 100;
 
 /** One message taken from an input subscription. */
 export interface Inbound {
@@ -44,6 +48,23 @@ export interface Inbound {
 export interface InstanceSnapshot {
   state: StateSnapshot;
   timers: [string, number][];
+  /**
+   * Input a released instance could not process because a callback was stuck
+   * (the stuck record first): the adopting instance processes it before anything new.
+   */
+  pending?: Inbound[];
+}
+
+/** The async callback running now: where it is, so a stuck one can be reported and its input handed over. */
+interface InFlight {
+  where: 'processRecord' | 'processTimer';
+  since: number;
+  /** processRecord: the batch, the index of the record running, and how it arrived. */
+  batch?: Batch;
+  index?: number;
+  item?: Inbound;
+  /** processTimer: the firing, put back for the next version when handed over. */
+  timer?: [string, number];
 }
 
 export interface InstanceDeps {
@@ -52,6 +73,8 @@ export interface InstanceDeps {
   log: Logger;
   workerId: string;
   window?: number;
+  /** See DEFAULT_STUCK_AFTER_MS. */
+  stuckAfterMs?: number;
 }
 
 /** The health gate of a swapped-in instance. */
@@ -59,6 +82,8 @@ interface ProbationRun {
   cfg: Probation;
   /** Input batches taken while on probation, in order: replayed to the old version on abort. */
   log: Inbound[];
+  /** Dead letters of records that failed after the gate passed: published on commit, dropped on abort (the old version redoes them). */
+  deadLetters: DeadLetter[];
   processed: number;
   /** Set by health(): the gate's clock starts once upstreams resume. */
   startedAt: number | undefined;
@@ -109,6 +134,16 @@ export class Instance {
   private stallTimer: NodeJS.Timeout | undefined;
   private pauseLease: NodeJS.Timeout | undefined;
   private probation: ProbationRun | undefined;
+  private readonly stuckAfterMs: number;
+  private inflight: InFlight | undefined;
+  /** Bumped when a stuck callback is abandoned: its late continuation then does nothing. */
+  private callbackGen = 0;
+  /** Lets the serial loop stop awaiting an abandoned callback. */
+  private unstick: (() => void) | undefined;
+  private stuckReported = false;
+  private stuckCount = 0;
+  /** Set by reinstate(): a release still draining gives up and leaves the instance running. */
+  private releaseCancelled = false;
 
   constructor(assignment: Assignment, comp: Computation, deps: InstanceDeps) {
     this.assignment = assignment;
@@ -116,6 +151,7 @@ export class Instance {
     this.nc = deps.nc;
     this.comp = comp;
     this.log = deps.log;
+    this.stuckAfterMs = deps.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS;
     // Subject-safe and unique per incarnation: credits come back on topo.fc.<producerId>.
     this.producerId = assignment.instanceId;
     for (const stream of assignment.metadata.ostreams) {
@@ -168,6 +204,8 @@ export class Instance {
   restore(snapshot: InstanceSnapshot): void {
     this.keyed.restore(snapshot.state);
     this.timers.restore(snapshot.timers);
+    if (snapshot.pending?.length) this.queue = [...snapshot.pending, ...this.queue.slice(this.queueHead)];
+    this.queueHead = 0;
   }
 
   /**
@@ -190,13 +228,14 @@ export class Instance {
       },
     });
     if (probation) {
-      this.probation = { cfg: probation, log: [], processed: 0, startedAt: undefined, verdict: undefined, waiters: [], deadline: undefined, inCallback: false, deadlineReached: false };
+      this.probation = { cfg: probation, log: [], deadLetters: [], processed: 0, startedAt: undefined, verdict: undefined, waiters: [], deadline: undefined, inCallback: false, deadlineReached: false };
       for (const p of this.producers.values()) p.hold();
     }
     this.subscribeInputs();
     this.stallTimer = setInterval(() => {
       const now = Date.now();
       for (const p of this.producers.values()) p.checkStall(now);
+      this.checkStuck(now);
     }, 1_000);
     const initTimeout = probation?.callbackTimeoutMs ?? INIT_TIMEOUT_MS;
     try {
@@ -289,7 +328,7 @@ export class Instance {
         }
         this.probation?.log.push(item);
         const pending = this.processBatch(item);
-        if (pending) await pending;
+        if (pending) await this.settledOrAbandoned(pending);
         if (Date.now() > sliceEnd) {
           this.pumping = false;
           this.flushCredit();
@@ -322,13 +361,14 @@ export class Instance {
       this.deadLetter({ stream: item.stream, reason: 'malformed batch', error: errMessage(err), raw: item.data });
       return undefined;
     }
-    return this.processRecords(batch.recs, 0, batch.src, item.stream);
+    return this.processRecords(batch, 0, item);
   }
 
-  private processRecords(recs: WireRecord[], from: number, producer: string, stream: string): Promise<void> | undefined {
+  private processRecords(batch: Batch, from: number, item: Inbound): Promise<void> | undefined {
+    const recs = batch.recs;
     for (let i = from; i < recs.length; i++) {
       if (this.discarded || this.probation?.verdict instanceof Error) return undefined;
-      const rec = new Received(stream, recs[i]!, producer);
+      const rec = new Received(item.stream, recs[i]!, batch.src);
       this.metrics.recordsIn++;
       let res: unknown;
       try {
@@ -338,21 +378,88 @@ export class Instance {
         continue;
       }
       if (res && typeof (res as Promise<void>).then === 'function') {
+        const gen = this.callbackGen;
+        this.inflight = { where: 'processRecord', since: Date.now(), batch, index: i, item };
         return this.guard(res as Promise<void>, 'processRecord').then(
           () => {
+            if (gen !== this.callbackGen) return undefined;
+            this.settled();
             this.recordPassed();
-            return this.processRecords(recs, i + 1, producer, stream);
+            return this.processRecords(batch, i + 1, item);
           },
           (err: unknown) => {
+            if (gen !== this.callbackGen) return undefined;
+            this.settled();
             this.onCallbackError('processRecord', err, rec);
-            return this.processRecords(recs, i + 1, producer, stream);
+            return this.processRecords(batch, i + 1, item);
           },
         );
       }
       this.recordPassed();
     }
-    this.owe(producer, stream, recs.length);
+    this.owe(batch.src, item.stream, recs.length);
     return undefined;
+  }
+
+  // ---- stuck callbacks ---------------------------------------------------------
+
+  /** Awaits a callback chain, unless it is abandoned as stuck first (abandonStuck). */
+  private settledOrAbandoned(p: Promise<void>): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.unstick = resolve;
+      p.then(resolve, reject);
+    }).finally(() => {
+      this.unstick = undefined;
+    });
+  }
+
+  private settled(): void {
+    const f = this.inflight;
+    this.inflight = undefined;
+    if (this.stuckReported && f) {
+      this.stuckReported = false;
+      this.log.warn({ callback: f.where, ms: Date.now() - f.since }, `${f.where} returned after ${Date.now() - f.since} ms; no longer stuck`);
+    }
+  }
+
+  private isStuck(now: number): boolean {
+    return this.inflight !== undefined && now - this.inflight.since >= this.stuckAfterMs;
+  }
+
+  /** Reports (once per callback) an async callback that has not settled within stuckAfterMs. */
+  private checkStuck(now: number): void {
+    if (!this.isStuck(now) || this.stuckReported) return;
+    const f = this.inflight!;
+    this.stuckReported = true;
+    this.stuckCount++;
+    this.log.error({ callback: f.where, ms: now - f.since, stuck: this.stuckCount },
+      `${f.where} of "${this.assignment.computation}" v${this.assignment.version} has not returned for ${now - f.since} ms: stuck ` +
+        '(`topo rollback` or `topo swap` hands its input and state to another version)');
+  }
+
+  /**
+   * Gives up on the stuck callback: its late continuation will do nothing,
+   * and the input it had not finished (its own record first) plus everything
+   * queued is returned for the next version, in order.
+   */
+  private abandonStuck(): Inbound[] {
+    const f = this.inflight!;
+    this.callbackGen++;
+    this.inflight = undefined;
+    this.stuckReported = false;
+    const out: Inbound[] = [];
+    if (f.batch && f.item && f.index !== undefined) {
+      out.push({ ...f.item, data: encodeBatch({ ...f.batch, recs: f.batch.recs.slice(f.index) }) });
+      // The records before the stuck one were processed here: their credit is ours to give.
+      if (f.index > 0) this.owe(f.batch.src, f.item.stream, f.index);
+    }
+    if (f.timer) this.timers.set(f.timer[0], f.timer[1]);
+    out.push(...this.queue.slice(this.queueHead));
+    this.queue = [];
+    this.queueHead = 0;
+    this.timersDue = false;
+    this.unstick?.();
+    return out;
   }
 
   /** On probation, a callback that does not settle within callbackTimeoutMs fails the gate. */
@@ -426,6 +533,11 @@ export class Instance {
   private deadLetter(d: Omit<DeadLetter, 'computation' | 'instanceId' | 'at'>): void {
     this.metrics.deadLetters++;
     const letter: DeadLetter = { computation: this.assignment.computation, instanceId: this.id, at: Date.now(), ...d };
+    if (this.probation) this.probation.deadLetters.push(letter);
+    else this.publishDeadLetter(letter);
+  }
+
+  private publishDeadLetter(letter: DeadLetter): void {
     try {
       this.nc.publish(subjects.deadLetter(this.assignment.computation), packr.pack(letter));
     } catch (err) {
@@ -467,10 +579,18 @@ export class Instance {
       // A callback earlier in this round set the key again: that replaces this firing.
       if (!this.comp.processTimer || this.timers.has(key)) continue;
       if (this.discarded) return;
+      const gen = this.callbackGen;
       try {
         const res = this.comp.processTimer(this.ctx, key, at);
-        if (res && typeof (res as Promise<void>).then === 'function') await this.guard(res as Promise<void>, 'processTimer');
+        if (res && typeof (res as Promise<void>).then === 'function') {
+          this.inflight = { where: 'processTimer', since: Date.now(), timer: [key, at] };
+          await this.settledOrAbandoned(this.guard(res as Promise<void>, 'processTimer'));
+          if (gen !== this.callbackGen) return; // abandoned as stuck
+          this.settled();
+        }
       } catch (err) {
+        if (gen !== this.callbackGen) return;
+        this.settled();
         this.onCallbackError('processTimer', err);
       }
     }
@@ -527,32 +647,75 @@ export class Instance {
    * Stops taking input, processes everything received up to the fences (a
    * round trip to the server first, so every fenced batch is in our queue),
    * flushes output, snapshots, and waits on standby.
+   *
+   * Draining is judged by progress, not by a fixed timeout: a callback that
+   * has not returned for stuckAfterMs is abandoned and the input not yet
+   * processed (its record first) goes into the snapshot for the next version;
+   * a drain still running after `budgetMs` gives up with a TimeoutError.
+   * Either way nothing here is discarded: after a failed or cancelled
+   * release the instance still holds its state and queue, and reinstate()
+   * brings it back.
    */
-  async release(swapId: string, timeoutMs = 10_000): Promise<{ snapshot: InstanceSnapshot; drained: number }> {
+  async release(swapId: string, budgetMs: number): Promise<{ snapshot: InstanceSnapshot; drained: number; handedOver: number }> {
     this.swapId = swapId;
+    this.releaseCancelled = false;
     const before = this.metrics.recordsIn;
+    const startedAt = Date.now();
     await this.nc.flush();
+    this.checkCancelled();
     this.unsubscribeInputs();
     this.draining = true;
     // Timers already due are pending work too: fire them before the snapshot.
     if (this.timers.next() !== undefined && this.timers.next()! <= Date.now()) this.timersDue = true;
-    const drained = await this.idle(timeoutMs);
-    this.draining = false;
-    if (!drained) throw new TopoError(`instance ${this.id} did not drain within ${timeoutMs} ms`);
+    let pending: Inbound[] = [];
+    try {
+      for (;;) {
+        if (await this.idle(RELEASE_CHECK_MS)) break;
+        this.checkCancelled();
+        const now = Date.now();
+        if (this.isStuck(now)) {
+          pending = this.abandonStuck();
+          this.log.warn({ swapId, batches: pending.length }, `release: handing ${pending.length} unprocessed batch(es) of a stuck callback to the next version`);
+          continue;
+        }
+        if (now - startedAt > budgetMs) {
+          throw new TimeoutError(
+            `instance ${this.id} did not drain within its budget of ${budgetMs} ms (${this.metrics.recordsIn - before} record(s) processed, ` +
+              `${this.queue.length - this.queueHead} batch(es) still queued); it keeps its state and input`,
+          );
+        }
+      }
+    } finally {
+      this.draining = false;
+    }
+    this.checkCancelled();
     for (const p of this.producers.values()) p.flush(true);
     this.flushCredit();
     if (this.timerHandle) clearTimeout(this.timerHandle);
     this.timerHandle = undefined;
     this.timerAt = Infinity;
     this.state = 'standby';
-    return { snapshot: this.snapshot(), drained: this.metrics.recordsIn - before };
+    const snapshot = this.snapshot();
+    if (pending.length) snapshot.pending = pending;
+    return { snapshot, drained: this.metrics.recordsIn - before, handedOver: countRecords(pending) };
   }
 
-  /** Back from standby after a rolled-back swap: `replay` is processed first, in order. */
+  private checkCancelled(): void {
+    if (this.releaseCancelled) throw new TopoError(`release of ${this.id} was cancelled: its swap was rolled back`);
+  }
+
+  /**
+   * Back from a rolled-back swap, whatever point its release had reached
+   * (standby, still draining, or given up): `replay` is processed first, in
+   * order, then what is still queued here.
+   */
   reinstate(replay: Inbound[]): void {
     this.swapId = undefined;
+    this.releaseCancelled = true;
+    this.draining = false;
     this.queue = [...replay, ...this.queue.slice(this.queueHead)];
     this.queueHead = 0;
+    this.unsubscribeInputs();
     this.subscribeInputs();
     this.state = 'running';
     for (const p of this.producers.values()) p.release();
@@ -617,7 +780,9 @@ export class Instance {
   /** The swap committed: publish held output and run normally. */
   commit(): void {
     this.swapId = undefined;
+    const letters = this.probation?.deadLetters ?? [];
     this.probation = undefined;
+    for (const l of letters) this.publishDeadLetter(l);
     this.state = 'running';
     for (const p of this.producers.values()) p.release();
     this.schedulePump();
@@ -662,7 +827,17 @@ export class Instance {
       state: this.state,
       metrics: { ...this.metrics },
       ...(this.lastError ? { lastError: this.lastError } : {}),
+      ...this.stuckReport(),
     };
+  }
+
+  /** State 'stuck' and which callback, while one has not returned for stuckAfterMs. */
+  private stuckReport(): Partial<InstanceReport> {
+    const now = Date.now();
+    const queued = this.queue.length - this.queueHead;
+    if (!this.isStuck(now)) return queued ? { queued } : {};
+    const f = this.inflight!;
+    return { state: 'stuck', stuck: { callback: f.where, forMs: now - f.since, count: Math.max(1, this.stuckCount) }, queued };
   }
 
   /** Stops input, processes what was already received, runs destroy, flushes output. */
@@ -697,6 +872,19 @@ export class Instance {
     this.flushCredit();
     this.creditSub?.unsubscribe();
   }
+}
+
+/** Records in a list of raw batches (the handed-over input of a stuck instance). */
+function countRecords(items: Inbound[]): number {
+  let n = 0;
+  for (const it of items) {
+    try {
+      n += decodeBatch(it.data).recs.length;
+    } catch {
+      /* a malformed batch is dead-lettered by whoever processes it */
+    }
+  }
+  return n;
 }
 
 function errMessage(err: unknown): string {

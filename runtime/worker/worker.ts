@@ -10,17 +10,21 @@ import { Kvm } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import type { Logger } from 'pino';
 import {
-  buckets, packr, partitionOf, subjects, NotFoundError, BadRequestError, TopoError,
+  buckets, packr, partitionOf, subjects, ConflictError, NotFoundError, BadRequestError, TopoError,
   type Assignment, type Heartbeat, type PauseReply, type Probation, type RegisterReply, type RegisterRequest, type ReleaseReply,
-  type SnapshotRef, type WorkerControl,
+  type SnapshotRef, type UpstreamRef, type WorkerControl,
 } from '../../sdk/protocol/index.js';
 import { call, encodeJson, serve } from '../transport/rpc.js';
 import { ArtifactCache, checkMetadata } from './artifacts.js';
 import { Instance, type Inbound, type InstanceSnapshot } from './instance.js';
+import { SwapSessions, type SwapSession } from './swapSessions.js';
 import { instanceLogger } from './logs.js';
 import { TopologyView } from './topology.js';
 
-const SWAP_DEADLINE_MS = 60_000;
+/** A release still draining after this long gives up, unless the request sets its own budget. */
+const DEFAULT_DRAIN_BUDGET_MS = 30_000;
+/** When a worker aborts a swap by itself, its upstreams get a fresh pause of this long, so they resume only after the old instances are back. */
+const SELF_ABORT_PAUSE_MS = 2_000;
 
 export interface WorkerOptions {
   nc: NatsConnection;
@@ -29,6 +33,8 @@ export interface WorkerOptions {
   log: Logger;
   /** Credit window per consumer group, in records. */
   window?: number;
+  /** An async callback running longer than this is reported stuck (default TOPO_STUCK_AFTER_MS, else 10 s). */
+  stuckAfterMs?: number;
 }
 
 export class Worker {
@@ -46,10 +52,9 @@ export class Worker {
   private stopping: Promise<void> | undefined;
   /** Snapshots of released (standby) instances, by instance id, until their swap ends. */
   private readonly snapshots = new Map<string, InstanceSnapshot>();
-  /** For each adopted instance: the instances it replaced (where a rollback hands its input back). */
-  private readonly adoptedFrom = new Map<string, SnapshotRef[]>();
-  /** A swap neither committed nor aborted by then is aborted here (the controller died). */
-  private readonly swapDeadlines = new Map<string, NodeJS.Timeout>();
+  /** Swaps under way here: which instances are the old version and which the new. */
+  private readonly swaps: SwapSessions;
+  private readonly stuckAfterMs: number | undefined;
   private snapshotStore: ObjectStore | undefined;
   private readonly startedAt = Date.now();
   /** Resolves when a stop was requested (control 'stop' or a signal). */
@@ -62,6 +67,9 @@ export class Worker {
     this.log = o.log;
     this.dataDir = o.dataDir;
     this.window = o.window;
+    const envStuck = Number(process.env.TOPO_STUCK_AFTER_MS);
+    this.stuckAfterMs = o.stuckAfterMs ?? (envStuck > 0 ? envStuck : undefined);
+    this.swaps = new SwapSessions((swapId) => void this.abortBySelf(swapId));
     this.stopped = new Promise((r) => (this.resolveStopped = r));
   }
 
@@ -130,9 +138,11 @@ export class Worker {
         return { loadMs: performance.now() - t0 };
       }
       case 'release':
-        return this.release(req.instanceId, req.swapId, req.export);
+        return this.release(req.instanceId, this.swaps.join(req.swapId, req.leaseMs, req.upstreams), req.export, req.budgetMs ?? DEFAULT_DRAIN_BUDGET_MS);
       case 'adopt':
-        return this.adopt(req.swapId, req.assignment, req.from, req.filterByPartition, req.probation);
+        return this.adopt(this.swaps.join(req.swapId, req.leaseMs, req.upstreams), req.assignment, req.from, req.filterByPartition, req.probation);
+      case 'renew':
+        return { renewed: this.swaps.renew(req.swapId, req.leaseMs) };
       case 'health':
         return this.instance(req.instanceId).health(req.timeoutMs);
       case 'commit':
@@ -158,7 +168,7 @@ export class Worker {
     const comp = await this.artifacts.load(a.sha);
     checkMetadata(comp, a.metadata);
     const log = instanceLogger(this.nc, { computation: a.computation, index: a.index, instanceId: a.instanceId, worker: this.id, version: a.version });
-    const inst = new Instance(a, comp, { nc: this.nc, view: this.view, log, workerId: this.id, ...(this.window !== undefined ? { window: this.window } : {}) });
+    const inst = new Instance(a, comp, this.instanceDeps(log));
     this.instances.set(a.instanceId, inst);
     try {
       await inst.start();
@@ -172,41 +182,39 @@ export class Worker {
     return { instanceId: a.instanceId };
   }
 
+  private instanceDeps(log: Logger) {
+    return {
+      nc: this.nc, view: this.view, log, workerId: this.id,
+      ...(this.window !== undefined ? { window: this.window } : {}),
+      ...(this.stuckAfterMs !== undefined ? { stuckAfterMs: this.stuckAfterMs } : {}),
+    };
+  }
+
   // ---- hot swap (PROTOCOL.md, "Hot swap") -------------------------------------
 
-  private armSwapDeadline(swapId: string): void {
-    if (this.swapDeadlines.has(swapId)) return;
-    const t = setTimeout(() => {
-      this.swapDeadlines.delete(swapId);
-      this.log.warn({ swapId }, `swap ${swapId} got neither commit nor abort within ${SWAP_DEADLINE_MS} ms: rolling it back here`);
-      void this.abortSwap(swapId, 'swap deadline passed').catch((err: unknown) => this.log.error({ err }, 'rollback after swap deadline failed'));
-    }, SWAP_DEADLINE_MS);
-    t.unref();
-    this.swapDeadlines.set(swapId, t);
-  }
-
-  private endSwap(swapId: string): void {
-    const t = this.swapDeadlines.get(swapId);
-    if (t) clearTimeout(t);
-    this.swapDeadlines.delete(swapId);
-  }
-
-  private async release(instanceId: string, swapId: string, exportTo: 'memory' | 'store'): Promise<ReleaseReply> {
+  /**
+   * Drains and snapshots an old instance. It belongs to the swap's old
+   * version from the first moment, so an abort reinstates it whatever its
+   * release reached: a release that fails or runs out of budget discards nothing.
+   */
+  private async release(instanceId: string, s: SwapSession, exportTo: 'memory' | 'store', budgetMs: number): Promise<ReleaseReply> {
     const inst = this.instance(instanceId);
-    if (inst.state === 'standby' && inst.swapId === swapId) {
-      const snap = this.snapshots.get(instanceId)!;
-      return { keys: snap.state.entries.length, timers: snap.timers.length, bytes: packr.pack(snap).length, drained: 0 };
+    const other = this.swaps.holding(instanceId);
+    if (other && other !== s) throw new ConflictError(`instance ${instanceId} is already part of swap ${other.swapId}`);
+    const kept = this.snapshots.get(instanceId);
+    if (inst.state === 'standby' && s.old.has(instanceId) && kept) {
+      return { keys: kept.state.entries.length, timers: kept.timers.length, bytes: packr.pack(kept).length, drained: 0 };
     }
-    this.armSwapDeadline(swapId);
-    const { snapshot, drained } = await inst.release(swapId);
+    s.old.add(instanceId);
+    const { snapshot, drained, handedOver } = await inst.release(s.swapId, budgetMs);
     this.snapshots.set(instanceId, snapshot);
     const bytes = packr.pack(snapshot);
     if (exportTo === 'store') {
       const store = await this.snapshotsBucket();
-      await store.putBlob({ name: `${swapId}/${instanceId}` }, bytes);
+      await store.putBlob({ name: `${s.swapId}/${instanceId}` }, bytes);
     }
     this.heartbeat();
-    return { keys: snapshot.state.entries.length, timers: snapshot.timers.length, bytes: bytes.length, drained };
+    return { keys: snapshot.state.entries.length, timers: snapshot.timers.length, bytes: bytes.length, drained, ...(handedOver ? { handedOver } : {}) };
   }
 
   private async snapshotsBucket(): Promise<ObjectStore> {
@@ -214,10 +222,14 @@ export class Worker {
     return this.snapshotStore;
   }
 
-  /** Merges the snapshots of the instances being replaced, keeping only this instance's keys when asked. */
+  /**
+   * Merges the snapshots of the instances being replaced, keeping only this
+   * instance's keys (and handed-over input of its partitions) when asked.
+   */
   private async gatherSnapshot(swapId: string, from: SnapshotRef[], keep: Set<number> | undefined): Promise<InstanceSnapshot> {
     const entries: [string, unknown][] = [];
     const timers = new Map<string, number>();
+    const pending: Inbound[] = [];
     for (const ref of from) {
       let snap = ref.workerId === this.id ? this.snapshots.get(ref.instanceId) : undefined;
       if (!snap) {
@@ -228,69 +240,75 @@ export class Worker {
       for (const e of snap.state.entries) if (!keep || keep.has(partitionOf(e[0]))) entries.push(e);
       // Timers are not keyed by record key in general (a window timer): every adopter gets them.
       for (const [k, at] of snap.timers) timers.set(k, Math.min(at, timers.get(k) ?? Infinity));
+      for (const item of snap.pending ?? []) if (!keep || keep.has(item.partition)) pending.push(item);
     }
-    return { state: { entries }, timers: [...timers] };
+    return { state: { entries }, timers: [...timers], ...(pending.length ? { pending } : {}) };
   }
 
-  private async adopt(swapId: string, a: Assignment, from: SnapshotRef[], filterByPartition: boolean, probation: Probation): Promise<object> {
+  private async adopt(s: SwapSession, a: Assignment, from: SnapshotRef[], filterByPartition: boolean, probation: Probation): Promise<object> {
     if (this.instances.has(a.instanceId)) return { instanceId: a.instanceId, already: true };
-    this.armSwapDeadline(swapId);
     const comp = await this.artifacts.load(a.sha);
     checkMetadata(comp, a.metadata);
     const log = instanceLogger(this.nc, { computation: a.computation, index: a.index, instanceId: a.instanceId, worker: this.id, version: a.version });
-    const inst = new Instance(a, comp, { nc: this.nc, view: this.view, log, workerId: this.id, ...(this.window !== undefined ? { window: this.window } : {}) });
-    inst.restore(await this.gatherSnapshot(swapId, from, filterByPartition ? new Set(inst.partitions) : undefined));
-    inst.swapId = swapId;
+    const inst = new Instance(a, comp, this.instanceDeps(log));
+    inst.restore(await this.gatherSnapshot(s.swapId, from, filterByPartition ? new Set(inst.partitions) : undefined));
+    inst.swapId = s.swapId;
     this.instances.set(a.instanceId, inst);
-    this.adoptedFrom.set(a.instanceId, from);
+    s.adopted.set(a.instanceId, from);
     try {
       await inst.start(probation);
     } catch (err) {
       this.instances.delete(a.instanceId);
-      this.adoptedFrom.delete(a.instanceId);
+      s.adopted.delete(a.instanceId);
       log.error({ err }, (err as Error).message);
       throw err;
     }
-    log.info({ sha: a.sha.slice(0, 12), swapId }, `v${a.version} of "${a.computation}" swapped in (instance ${a.index + 1}/${a.count}), on probation`);
+    log.info({ sha: a.sha.slice(0, 12), swapId: s.swapId }, `v${a.version} of "${a.computation}" swapped in (instance ${a.index + 1}/${a.count}), on probation`);
     this.heartbeat();
     return { instanceId: a.instanceId };
   }
 
-  private swapInstances(swapId: string): Instance[] {
-    return [...this.instances.values()].filter((i) => i.swapId === swapId);
-  }
-
   private async commitSwap(swapId: string): Promise<object> {
-    this.endSwap(swapId);
+    const s = this.swaps.end(swapId);
+    if (!s) return { committed: 0 };
     let committed = 0;
-    for (const inst of this.swapInstances(swapId)) {
-      if (inst.state === 'standby') {
-        this.instances.delete(inst.id);
-        this.snapshots.delete(inst.id);
-        await inst.stop();
-      } else {
-        inst.commit();
-        this.adoptedFrom.delete(inst.id);
-        committed++;
-      }
+    for (const id of s.old) {
+      const inst = this.instances.get(id);
+      this.snapshots.delete(id);
+      if (!inst) continue;
+      this.instances.delete(id);
+      await inst.stop();
+    }
+    for (const id of s.adopted.keys()) {
+      const inst = this.instances.get(id);
+      if (!inst) continue;
+      inst.commit();
+      committed++;
     }
     this.heartbeat();
     return { committed };
   }
 
+  /**
+   * Rolls the swap back here: the new instances stop and hand back every
+   * input batch they took, in order, to the old instances they replaced,
+   * which resume with their own state and queue. An old instance is never
+   * discarded, whatever point its release reached.
+   */
   private async abortSwap(swapId: string, reason: string): Promise<object> {
-    this.endSwap(swapId);
-    const involved = this.swapInstances(swapId);
-    const standby = involved.filter((i) => i.state === 'standby');
-    const replay = new Map<Instance, Inbound[]>(standby.map((s) => [s, []]));
-    for (const inst of involved) {
-      if (inst.state === 'standby') continue;
+    const s = this.swaps.end(swapId);
+    if (!s) return { reinstated: 0 };
+    const olds = [...s.old].map((id) => this.instances.get(id)).filter((i): i is Instance => i !== undefined);
+    const replay = new Map<Instance, Inbound[]>(olds.map((o) => [o, []]));
+    let unrouted = 0;
+    for (const [id, from] of s.adopted) {
+      const inst = this.instances.get(id);
+      if (!inst) continue;
       const items = await inst.abandon();
-      this.instances.delete(inst.id);
-      const targets = (this.adoptedFrom.get(inst.id) ?? []).map((r) => this.instances.get(r.instanceId)).filter((t): t is Instance => t?.state === 'standby');
-      this.adoptedFrom.delete(inst.id);
+      this.instances.delete(id);
+      const targets = from.map((r) => this.instances.get(r.instanceId)).filter((t): t is Instance => t !== undefined && s.old.has(t.id));
       if (targets.length === 0) {
-        if (items.length > 0) this.log.error({ swapId, instance: inst.id, batches: items.length }, 'rolled-back instance has input but no standby instance here to hand it to');
+        unrouted += items.length;
         continue;
       }
       for (const item of items) {
@@ -298,13 +316,32 @@ export class Worker {
         replay.get(to)!.push(item);
       }
     }
-    for (const s of standby) {
-      this.snapshots.delete(s.id);
-      s.reinstate(replay.get(s) ?? []);
-      s.lastError = `swap rolled back: ${reason}`;
+    if (unrouted) this.log.error({ swapId, batches: unrouted }, `swap ${swapId}: ${unrouted} input batch(es) of rolled-back instances had no old instance on this worker to go back to: lost`);
+    for (const o of olds) {
+      this.snapshots.delete(o.id);
+      o.reinstate(replay.get(o) ?? []);
     }
+    this.log.info({ swapId, reason, reinstated: olds.length }, `swap ${swapId} rolled back here: ${reason}`);
     this.heartbeat();
-    return { reinstated: standby.length };
+    return { reinstated: olds.length, ...(unrouted ? { lostBatches: unrouted } : {}) };
+  }
+
+  /**
+   * The swap lease ran out (the controller stopped renewing it): roll back
+   * here. The upstreams get a fresh short pause first, so they resume only
+   * after the old instances are subscribed again and nothing they publish is lost.
+   */
+  private async abortBySelf(swapId: string): Promise<void> {
+    const s = this.swaps.get(swapId);
+    if (!s) return;
+    this.log.warn({ swapId, upstreams: s.upstreams.length }, `swap ${swapId} got no commit, abort or renewal within its lease: rolling it back here`);
+    await Promise.allSettled(s.upstreams.map((u: UpstreamRef) =>
+      call(this.nc, subjects.workerControl(u.workerId), { op: 'pause', instanceId: u.instanceId, swapId, streams: u.streams, leaseMs: SELF_ABORT_PAUSE_MS }, 2_000)));
+    try {
+      await this.abortSwap(swapId, 'the swap lease expired (controller gone)');
+    } catch (err) {
+      this.log.error({ err, swapId }, `rollback of swap ${swapId} after its lease expired failed: ${(err as Error).message}`);
+    }
   }
 
   /** Stops every instance (processing what they hold), then the connection. Idempotent. */
