@@ -35,6 +35,7 @@ import {
 } from '../../sdk/protocol/index.js';
 import { bundleComputation, type BundledComputation } from './bundle.js';
 import {
+  watchSwapOutcome,
   SWAP_API_TIMEOUT_MS, canarySummary, checkSwapOptions, checkSwapTarget, swapRequest, swapTimeoutMs,
   type ComputationStatusView, type StatusView, type SwapOptions, type SwapOutcome,
 } from './swap.js';
@@ -246,12 +247,33 @@ export class TopoClient {
     return entries.sort((a, b) => a.at - b.at);
   }
 
-  private async swapCall(verb: 'swap' | 'rollback' | 'promote', body: object, timeoutMs: number): Promise<SwapOutcome> {
+  /**
+   * Sends a live-change request and waits for its reply, watching history
+   * meanwhile: a controller that dies mid-swap never replies, so the outcome
+   * is taken from history once a restarted controller has recorded it, and a
+   * controller that stays away is reported as such instead of waiting out the timeout.
+   */
+  private async swapCall(verb: 'swap' | 'rollback' | 'promote', body: { name: string; sha?: string }, timeoutMs: number): Promise<SwapOutcome> {
     const started = performance.now();
-    const reply = await this.apiCall<SwapReply & { ok?: true }>(verb, body, timeoutMs);
-    const elapsedMs = performance.now() - started;
-    const { ok: _ok, ...rest } = reply;
-    return { ...rest, elapsedMs };
+    const sentAt = Date.now();
+    const watch = new AbortController();
+    const replied = this.apiCall<SwapReply & { ok?: true }>(verb, body, timeoutMs).then((reply) => {
+      const { ok: _ok, ...rest } = reply;
+      return rest as SwapReply;
+    });
+    const reply = await Promise.race([replied, watchSwapOutcome(this, verb, body, sentAt, watch.signal)]).finally(() => watch.abort());
+    return { ...reply, elapsedMs: performance.now() - started };
+  }
+
+  /** The history entries of `name` (empty when there are none), or undefined when the controller does not answer in `timeoutMs`. */
+  async historyIfAnswered(name: string, timeoutMs: number): Promise<HistoryEntry[] | undefined> {
+    try {
+      return await this.history(name, { timeoutMs });
+    } catch (err) {
+      if (err instanceof NotFoundError) return [];
+      if (err instanceof TimeoutError) return undefined;
+      throw err;
+    }
   }
 
   /**

@@ -141,6 +141,12 @@ export async function swap(ctx: ControllerContext, req: SwapRequest): Promise<Sw
   const plan = req.canary !== undefined
     ? await canaryPlan(ctx, rec, target, req.canary, probation)
     : await fullSwapPlan(ctx, rec, target, probation);
+  if (req.drainBudgetMs !== undefined) {
+    if (!Number.isSafeInteger(req.drainBudgetMs) || req.drainBudgetMs < 1) {
+      throw new BadRequestError(`swap request: drainBudgetMs must be a positive integer (ms), got ${JSON.stringify(req.drainBudgetMs)}`);
+    }
+    plan.drainBudgetMs = req.drainBudgetMs;
+  }
   if (req.dryRun) {
     return { name: rec.name, result: 'dry-run', fromVersion: rec.version, version: plan.version, sha: target.sha, steps: [], diff: plan.diff };
   }

@@ -313,6 +313,8 @@ export interface SwapRequest {
   /** Only compute the metadata diff; change nothing. */
   dryRun?: boolean;
   probation?: Partial<Probation>;
+  /** How long each old instance may drain before the swap is rolled back (default: the controller's, 30 s). */
+  drainBudgetMs?: number;
 }
 
 export interface MetadataDiff {
