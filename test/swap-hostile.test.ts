@@ -110,6 +110,22 @@ describe('a version that hangs after passing its probation', () => {
   }, 120_000);
 });
 
+describe('a rollback after one new instance passed its probation and then threw', () => {
+  it('leaves no dead letter for records the old version then processed, and no error on the healthy instances', async () => {
+    const { c, input, output } = await counterUnderLoad({ counter: 'counter-a', source: 'source', instances: 2 });
+    const err = await c.client.swap(COUNTER, fixture('counter-split'), { probation: { callbackTimeoutMs: 1_500 } }).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(SwapRolledBackError);
+    expect((err as Error).message).toMatch(/hung/);
+    const a = await expectNothingLost(c, input, output, 40);
+    expect(a.records).toBeGreaterThan(1_000);
+    const letters: unknown[] = [];
+    for await (const d of c.client.deadLetters(COUNTER)) letters.push(d);
+    expect(letters).toEqual([]);
+    const insts = (await c.client.status()).computations.find((x) => x.name === COUNTER)!.instances;
+    expect(insts.map((i) => [i.state, i.lastError, i.metrics.errors])).toEqual([['running', undefined, 0], ['running', undefined, 0]]);
+  }, 120_000);
+});
+
 describe('a computation that reads its own output (a self-loop)', () => {
   it('loses and duplicates no token over 5 swaps', async () => {
     const c = (cluster = await startCluster({ workers: 2 }));
