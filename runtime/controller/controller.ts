@@ -6,7 +6,7 @@
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import {
-  BadRequestError, subjects,
+  checkMessage, schemas, subjects,
   type DeployRequest, type Heartbeat, type HistoryReply, type HistoryRequest, type KillRequest, type PromoteRequest, type RegisterReply,
   type RegisterRequest, type RollbackRequest, type StatusReply, type SwapReply, type SwapRequest, type WorkerStatus,
 } from '../../sdk/protocol/index.js';
@@ -22,7 +22,7 @@ import { StateStore, type SwapJournal } from './stateStore.js';
 import { status, workerStatuses } from './status.js';
 import { history, promote, rollback, swap } from './swap.js';
 import { recoverInterruptedSwaps } from './swapRecovery.js';
-import { WORKER_ID_PATTERN, WorkerTable, isLang, type WorkerChange, type WorkerEntry } from './workerTable.js';
+import { WorkerTable, type WorkerChange, type WorkerEntry } from './workerTable.js';
 
 export type { KillReply } from './lifecycle.js';
 
@@ -97,27 +97,6 @@ function settingsFrom(o: ControllerOptions): ControllerSettings {
   };
 }
 
-function checkRegister(req: RegisterRequest): void {
-  if (req === null || typeof req !== 'object') throw new BadRequestError('register request must be a JSON object');
-  if (typeof req.workerId !== 'string' || !WORKER_ID_PATTERN.test(req.workerId)) {
-    throw new BadRequestError(`register: workerId must be 1-128 letters, digits, "_" or "-", got ${JSON.stringify(req.workerId)}`);
-  }
-  if (!isLang(req.lang)) throw new BadRequestError(`register: lang must be "ts" or "python", got ${JSON.stringify(req.lang)}`);
-  if (typeof req.host !== 'string' || typeof req.pid !== 'number') throw new BadRequestError('register: host (string) and pid (number) are required');
-}
-
-/** Returns why a heartbeat is unusable, or undefined when it is fine. */
-function heartbeatProblem(hb: Heartbeat): string | undefined {
-  if (hb === null || typeof hb !== 'object') return 'not a JSON object';
-  if (typeof hb.workerId !== 'string' || !WORKER_ID_PATTERN.test(hb.workerId)) return 'bad workerId';
-  if (!isLang(hb.lang)) return 'bad lang';
-  if (!Array.isArray(hb.instances)) return 'instances is not an array';
-  for (const i of hb.instances) {
-    if (typeof i?.instanceId !== 'string' || typeof i.metrics !== 'object' || i.metrics === null) return 'an instance lacks instanceId or metrics';
-  }
-  return undefined;
-}
-
 export async function startController(opts: ControllerOptions): Promise<RunningController> {
   const settings = settingsFrom(opts);
   const log = opts.logger ?? processLogger('topo-controller');
@@ -149,14 +128,23 @@ async function seedWorkers(ctx: ControllerContext, workersKv: Awaited<ReturnType
   for (const k of keys) {
     const e = await workersKv.get(k);
     if (!e || e.operation !== 'PUT') continue;
+    // An unreadable mirror entry is only a hint; the worker's next heartbeat replaces it.
+    let problem: string;
     try {
-      const s = e.json<WorkerStatus>();
-      if (typeof s.workerId === 'string' && isLang(s.lang)) ctx.workers.seed(s, ctx.startedAt);
-    } catch {
-      // An unreadable mirror entry is only a hint; the worker's next heartbeat replaces it.
+      const r = checkMessage(schemas.workerStatus, e.json(), 'WorkerStatus');
+      if (r.ok) {
+        ctx.workers.seed(r.value, ctx.startedAt);
+        continue;
+      }
+      problem = r.message;
+    } catch (err) {
+      problem = `not JSON: ${(err as Error).message}`;
     }
+    ctx.log.error({ key: k }, `KV ${k} in topo_workers is not a valid WorkerStatus (${problem}); ignoring it`);
   }
 }
+
+const apiSchema = (verb: keyof typeof schemas.api) => ({ schema: schemas.api[verb], what: `${verb} request` });
 
 function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openControlPlane>>['workers'], journals: SwapJournal[]): RunningController {
   const { nc, log, settings, workers, store, queue } = ctx;
@@ -174,7 +162,6 @@ function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openCo
   const api: { unsubscribe(): void }[] = [];
   api.push(
     serve<RegisterRequest, RegisterReply>(nc, subjects.register, (req) => {
-      checkRegister(req);
       const change = workers.register(req, Date.now());
       const w = workers.get(req.workerId)!;
       if (change === 'seen') {
@@ -184,32 +171,33 @@ function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openCo
         onWorkerChange(w, change, 'register');
       }
       return { heartbeatMs: settings.heartbeatMs, leaseMs: settings.leaseMs };
-    }),
-    serve<DeployRequest, object>(nc, subjects.api('deploy'), (req) => queue.run(() => deploy(ctx, req))),
-    serve<KillRequest, object>(nc, subjects.api('kill'), (req) => queue.run(() => kill(ctx, req))),
+    }, { schema: schemas.registerRequest, what: 'register request' }),
+    // Every request is validated by its schema (sdk/protocol/schemas.ts) before its handler runs.
+    serve<DeployRequest, object>(nc, subjects.api('deploy'), (req) => queue.run(() => deploy(ctx, req)), apiSchema('deploy')),
+    serve<KillRequest, object>(nc, subjects.api('kill'), (req) => queue.run(() => kill(ctx, req)), apiSchema('kill')),
     // A dry run changes nothing, so it need not wait behind a running swap.
-    serve<SwapRequest, SwapReply>(nc, subjects.api('swap'), (req) => (req?.dryRun === true ? swap(ctx, req) : queue.run(() => swap(ctx, req)))),
-    serve<RollbackRequest, SwapReply>(nc, subjects.api('rollback'), (req) => queue.run(() => rollback(ctx, req))),
-    serve<PromoteRequest, SwapReply>(nc, subjects.api('promote'), (req) => queue.run(() => promote(ctx, req))),
-    serve<HistoryRequest, HistoryReply>(nc, subjects.api('history'), (req) => history(ctx, req)),
-    serve<object, StatusReply>(nc, subjects.api('status'), () => status(ctx)),
-    serve<object, { workers: WorkerStatus[] }>(nc, subjects.api('workers'), () => ({ workers: workerStatuses(ctx) })),
+    serve<SwapRequest, SwapReply>(nc, subjects.api('swap'), (req) => (req.dryRun === true ? swap(ctx, req) : queue.run(() => swap(ctx, req))), apiSchema('swap')),
+    serve<RollbackRequest, SwapReply>(nc, subjects.api('rollback'), (req) => queue.run(() => rollback(ctx, req)), apiSchema('rollback')),
+    serve<PromoteRequest, SwapReply>(nc, subjects.api('promote'), (req) => queue.run(() => promote(ctx, req)), apiSchema('promote')),
+    serve<HistoryRequest, HistoryReply>(nc, subjects.api('history'), (req) => history(ctx, req), apiSchema('history')),
+    serve<object, StatusReply>(nc, subjects.api('status'), () => status(ctx), apiSchema('status')),
+    serve<object, { workers: WorkerStatus[] }>(nc, subjects.api('workers'), () => ({ workers: workerStatuses(ctx) }), apiSchema('workers')),
   );
 
   const badHeartbeatLogged = new Set<string>();
   const heartbeats: Subscription = nc.subscribe(subjects.heartbeatAll, {
     callback: (err, msg: Msg) => {
       if (err) return;
-      let hb: Heartbeat;
+      let hb: Heartbeat | undefined;
       let problem: string | undefined;
       try {
-        hb = decodeJson<Heartbeat>(msg.data);
-        problem = heartbeatProblem(hb);
+        const r = checkMessage(schemas.heartbeat, decodeJson(msg.data), 'heartbeat');
+        if (r.ok) hb = r.value;
+        else problem = r.message;
       } catch (e) {
         problem = `not JSON: ${(e as Error).message}`;
-        hb = undefined as never;
       }
-      if (problem) {
+      if (!hb) {
         // Once per subject, so a broken worker cannot flood the log.
         if (!badHeartbeatLogged.has(msg.subject)) {
           badHeartbeatLogged.add(msg.subject);

@@ -1,15 +1,13 @@
 /** deploy and kill: the two API verbs that change desired state. Both run inside the serial queue. */
 import {
-  BadRequestError, ConflictError, NoWorkersError, NotFoundError, TimeoutError, validateMetadata,
+  ConflictError, NoWorkersError, NotFoundError, TimeoutError, parseRequest, schemas, truncateError, validateMetadata, MAX_INSTANCES as MAX,
   type Assignment, type ComputationRecord, type DeployReply, type DeployRequest, type HistoryEntry, type KillRequest, type Placement,
 } from '../../sdk/protocol/index.js';
 import { controlWorker, type ControllerContext } from './context.js';
 import { chooseWorkers, newInstanceId } from './placement.js';
 import { placementsOf } from './records.js';
-import { isLang } from './workerTable.js';
 
-export const MAX_INSTANCES = 64;
-const SHA256_HEX = /^[0-9a-f]{64}$/;
+export const MAX_INSTANCES = MAX;
 
 export interface KillReply {
   name: string;
@@ -20,30 +18,25 @@ export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-function checkRequest(req: DeployRequest): { instances: number } {
-  if (req === null || typeof req !== 'object') throw new BadRequestError('deploy request must be a JSON object with sha, lang and metadata');
-  if (typeof req.sha !== 'string' || !SHA256_HEX.test(req.sha)) {
-    throw new BadRequestError(`deploy request: sha must be 64 lowercase hex characters (sha256 of the artifact), got ${JSON.stringify(req.sha)}`);
-  }
-  if (!isLang(req.lang)) throw new BadRequestError(`deploy request: lang must be "ts" or "python", got ${JSON.stringify(req.lang)}`);
-  const instances = req.instances ?? 1;
-  if (!Number.isInteger(instances) || instances < 1 || instances > MAX_INSTANCES) {
-    throw new BadRequestError(`deploy request: instances must be an integer from 1 to ${MAX_INSTANCES}, got ${JSON.stringify(req.instances)}`);
-  }
-  if (req.source !== undefined && typeof req.source !== 'string') throw new BadRequestError('deploy request: source must be a string');
-  return { instances };
+/** History error strings are capped (schemas.historyEntry): a 180 KB error must not make the entry unwritable or unreadable. */
+export function capHistory(entry: HistoryEntry): HistoryEntry {
+  const out: HistoryEntry = { ...entry };
+  if (out.error !== undefined) out.error = truncateError(out.error);
+  if (out.steps) out.steps = out.steps.map((st) => (st.detail !== undefined ? { ...st, detail: truncateError(st.detail) } : st));
+  return out;
 }
 
 export async function recordHistorySafely(ctx: ControllerContext, entry: HistoryEntry): Promise<void> {
   try {
-    await ctx.store.recordHistory(entry);
+    await ctx.store.recordHistory(capHistory(entry));
   } catch (err) {
     ctx.log.warn({ err, computation: entry.name, version: entry.version }, `could not write history entry ${entry.name}.${entry.version}: ${errorMessage(err)}`);
   }
 }
 
-export async function deploy(ctx: ControllerContext, req: DeployRequest): Promise<DeployReply> {
-  const { instances } = checkRequest(req);
+export async function deploy(ctx: ControllerContext, input: DeployRequest): Promise<DeployReply> {
+  const req = parseRequest(schemas.api.deploy, input, 'deploy request');
+  const instances = req.instances ?? 1;
   const metadata = validateMetadata(req.metadata);
   const name = metadata.name;
   const running = ctx.store.get(name);
@@ -110,8 +103,8 @@ export async function deploy(ctx: ControllerContext, req: DeployRequest): Promis
   }
 }
 
-export async function kill(ctx: ControllerContext, req: KillRequest): Promise<KillReply> {
-  if (req === null || typeof req !== 'object' || typeof req.name !== 'string') throw new BadRequestError('kill request must be {"name": "<computation>"}');
+export async function kill(ctx: ControllerContext, input: KillRequest): Promise<KillReply> {
+  const req = parseRequest(schemas.api.kill, input, 'kill request');
   const rec = ctx.store.get(req.name);
   if (!rec) throw new NotFoundError(`computation "${req.name}" is not deployed`);
   // KV first: producers watching topo_state stop waiting for credits from this group.

@@ -4,7 +4,7 @@
  * to runSwap. Everything but dry runs and history runs in the serial queue.
  */
 import {
-  BadRequestError, ConflictError, NotFoundError, validateMetadata,
+  BadRequestError, ConflictError, NotFoundError, parseRequest, schemas, validateMetadata,
   type ComputationRecord, type HistoryEntry, type HistoryReply, type HistoryRequest, type Probation, type PromoteRequest,
   type RollbackRequest, type SwapReply, type SwapRequest,
 } from '../../sdk/protocol/index.js';
@@ -15,41 +15,10 @@ import { newInstanceId } from './placement.js';
 import { DEFAULT_PROBATION, runSwap, type AdoptPlan, type SwapPlan, type SwapTarget } from './swapRunner.js';
 import { isLang } from './workerTable.js';
 
-const SHA256_HEX = /^[0-9a-f]{64}$/;
-
-function checkName(verb: string, req: { name?: unknown } | null | undefined): string {
-  if (req === null || typeof req !== 'object' || typeof req.name !== 'string' || req.name === '') {
-    throw new BadRequestError(`${verb} request must be a JSON object with "name": "<computation>"`);
-  }
-  return req.name;
-}
-
-function checkSwapRequest(req: SwapRequest): void {
-  checkName('swap', req);
-  if (typeof req.sha !== 'string' || !SHA256_HEX.test(req.sha)) {
-    throw new BadRequestError(`swap request: sha must be 64 lowercase hex characters (sha256 of the artifact), got ${JSON.stringify(req.sha)}`);
-  }
-  if (!isLang(req.lang)) throw new BadRequestError(`swap request: lang must be "ts" or "python", got ${JSON.stringify(req.lang)}`);
-  if (req.canary !== undefined && (!Number.isInteger(req.canary) || req.canary < 1 || req.canary > 99)) {
-    throw new BadRequestError(`swap request: canary must be an integer percentage from 1 to 99, got ${JSON.stringify(req.canary)}`);
-  }
-  if (req.dryRun !== undefined && typeof req.dryRun !== 'boolean') throw new BadRequestError('swap request: dryRun must be true or false');
-  if (req.source !== undefined && typeof req.source !== 'string') throw new BadRequestError('swap request: source must be a string');
-}
-
-/** DEFAULT_PROBATION with the request's overrides (integers >= 0). */
-export function probationOf(p: unknown): Probation {
-  if (p === undefined) return { ...DEFAULT_PROBATION };
-  if (p === null || typeof p !== 'object') throw new BadRequestError('swap request: probation must be an object {records?, ms?, callbackTimeoutMs?}');
+/** DEFAULT_PROBATION with the request's overrides (already checked by schemas.api.swap). */
+export function probationOf(p: Partial<Probation> | undefined): Probation {
   const out = { ...DEFAULT_PROBATION };
-  for (const [field, value] of Object.entries(p)) {
-    if (value === undefined) continue;
-    if (!(field in DEFAULT_PROBATION)) throw new BadRequestError(`swap request: unknown probation field "${field}" (records, ms, callbackTimeoutMs)`);
-    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-      throw new BadRequestError(`swap request: probation.${field} must be an integer >= 0, got ${JSON.stringify(value)}`);
-    }
-    out[field as keyof Probation] = value;
-  }
+  if (p) for (const k of Object.keys(DEFAULT_PROBATION) as (keyof Probation)[]) if (p[k] !== undefined) out[k] = p[k];
   return out;
 }
 
@@ -126,10 +95,10 @@ async function execute(ctx: ControllerContext, plan: SwapPlan): Promise<SwapRepl
 }
 
 /** `topo.api.swap`. With dryRun it only reports the diff (safe outside the queue). */
-export async function swap(ctx: ControllerContext, req: SwapRequest): Promise<SwapReply> {
-  checkSwapRequest(req);
+export async function swap(ctx: ControllerContext, input: SwapRequest): Promise<SwapReply> {
+  const req = parseRequest(schemas.api.swap, input, 'swap request');
   const rec = deployed(ctx, req.name);
-  const declared = (req.metadata as { name?: unknown } | null | undefined)?.name;
+  const declared = req.metadata.name;
   if (declared !== req.name) {
     throw new BadRequestError(`the file defines ${JSON.stringify(declared)}, not "${req.name}": a swap replaces a computation by one of the same name`);
   }
@@ -141,12 +110,7 @@ export async function swap(ctx: ControllerContext, req: SwapRequest): Promise<Sw
   const plan = req.canary !== undefined
     ? await canaryPlan(ctx, rec, target, req.canary, probation)
     : await fullSwapPlan(ctx, rec, target, probation);
-  if (req.drainBudgetMs !== undefined) {
-    if (!Number.isSafeInteger(req.drainBudgetMs) || req.drainBudgetMs < 1) {
-      throw new BadRequestError(`swap request: drainBudgetMs must be a positive integer (ms), got ${JSON.stringify(req.drainBudgetMs)}`);
-    }
-    plan.drainBudgetMs = req.drainBudgetMs;
-  }
+  if (req.drainBudgetMs !== undefined) plan.drainBudgetMs = req.drainBudgetMs;
   if (req.dryRun) {
     return { name: rec.name, result: 'dry-run', fromVersion: rec.version, version: plan.version, sha: target.sha, steps: [], diff: plan.diff };
   }
@@ -154,8 +118,8 @@ export async function swap(ctx: ControllerContext, req: SwapRequest): Promise<Sw
 }
 
 /** `topo.api.promote`: the canary's version takes every key. */
-export async function promote(ctx: ControllerContext, req: PromoteRequest): Promise<SwapReply> {
-  const rec = deployed(ctx, checkName('promote', req));
+export async function promote(ctx: ControllerContext, input: PromoteRequest): Promise<SwapReply> {
+  const rec = deployed(ctx, parseRequest(schemas.api.promote, input, 'promote request').name);
   if (!rec.canary) throw new BadRequestError(`no canary running for "${rec.name}" (start one with \`topo swap ${rec.name} <file> --canary <percent>\`)`);
   return execute(ctx, promotePlan(ctx, rec, probationOf(undefined)));
 }
@@ -171,11 +135,9 @@ function previousVersion(rec: ComputationRecord, entries: HistoryEntry[]): numbe
 }
 
 /** `topo.api.rollback`: drops a running canary, or swaps back to the code of an earlier version (as a new version). */
-export async function rollback(ctx: ControllerContext, req: RollbackRequest): Promise<SwapReply> {
-  const name = checkName('rollback', req);
-  if (req.to !== undefined && (!Number.isSafeInteger(req.to) || req.to < 1)) {
-    throw new BadRequestError(`rollback request: to must be a version number (an integer >= 1), got ${JSON.stringify(req.to)}`);
-  }
+export async function rollback(ctx: ControllerContext, input: RollbackRequest): Promise<SwapReply> {
+  const req = parseRequest(schemas.api.rollback, input, 'rollback request');
+  const name = req.name;
   const rec = deployed(ctx, name);
   if (rec.canary) {
     if (req.to !== undefined && req.to !== rec.version) {
@@ -211,8 +173,8 @@ export async function rollback(ctx: ControllerContext, req: RollbackRequest): Pr
 }
 
 /** `topo.api.history`: every entry of a name, every revision, oldest first. */
-export async function history(ctx: ControllerContext, req: HistoryRequest): Promise<HistoryReply> {
-  const name = checkName('history', req);
+export async function history(ctx: ControllerContext, input: HistoryRequest): Promise<HistoryReply> {
+  const { name } = parseRequest(schemas.api.history, input, 'history request');
   const entries = await ctx.store.history(name);
   if (entries.length === 0) throw new NotFoundError(`no history for "${name}": it was never deployed`);
   return { entries };

@@ -3,7 +3,8 @@
  * back as WireError and are rebuilt into their TopoError class here.
  */
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
-import { fromWireError, toWireError, TimeoutError, BadRequestError, type Reply } from '../../sdk/protocol/index.js';
+import type { z } from 'zod';
+import { fromWireError, parseRequest, toWireError, TimeoutError, BadRequestError, type Reply } from '../../sdk/protocol/index.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -35,6 +36,18 @@ export async function call<T extends object>(nc: NatsConnection, subject: string
   return reply as T;
 }
 
+export interface ServeOptions {
+  queue?: string;
+  /**
+   * Validates every request (sdk/protocol/schemas.ts): an invalid one gets
+   * BAD_REQUEST naming the field (INVALID_METADATA for bad metadata) and the
+   * handler is not called; a valid one reaches it parsed.
+   */
+  schema?: z.ZodType;
+  /** Names the request in error messages (default: the subject). */
+  what?: string;
+}
+
 /**
  * Serves requests on a subject: the handler's result becomes `{ok:true,...}`,
  * a thrown error becomes `{ok:false,error}`. Handlers run concurrently.
@@ -43,7 +56,7 @@ export function serve<Req, Res extends object>(
   nc: NatsConnection,
   subject: string,
   handler: (req: Req, msg: Msg) => Promise<Res> | Res,
-  opts: { queue?: string } = {},
+  opts: ServeOptions = {},
 ): { unsubscribe(): void } {
   const sub = nc.subscribe(subject, {
     ...(opts.queue ? { queue: opts.queue } : {}),
@@ -58,6 +71,7 @@ export function serve<Req, Res extends object>(
           } catch (e) {
             throw new BadRequestError(`request on ${msg.subject} is not JSON: ${(e as Error).message}`);
           }
+          if (opts.schema) req = parseRequest(opts.schema, req, opts.what ?? `request on ${msg.subject}`) as Req;
           const res = await handler(req, msg);
           reply = { ok: true, ...res };
         } catch (e) {

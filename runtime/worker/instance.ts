@@ -19,7 +19,7 @@ import type { Logger } from 'pino';
 import type { Computation, Context, InputRecord } from '../../sdk/computation.js';
 import { MemoryState, TimerTable, type StateSnapshot } from '../../sdk/state.js';
 import {
-  decodeBatch, encodeBatch, packr, partitionsOwnedBy, subjects, InitFailedError, TimeoutError, TopoError,
+  decodeBatch, encodeBatch, packr, partitionsOwnedBy, schemas, subjects, truncateError, InitFailedError, TimeoutError, TopoError,
   type Assignment, type Batch, type Credit, type DeadLetter, type InstanceMetrics, type InstanceReport, type InstanceState,
   type Probation, type WireRecord,
 } from '../../sdk/protocol/index.js';
@@ -217,13 +217,20 @@ export class Instance {
     this.creditSub = this.nc.subscribe(subjects.credit(this.producerId), {
       callback: (err, msg) => {
         if (err) return;
+        // Garbage on the credit subject (not msgpack, NaN, negative or huge n) is counted and ignored:
+        // it must never turn flow control off or stall a producer.
+        let raw: unknown;
         try {
-          const c = packr.unpack(msg.data) as Credit;
-          if (typeof c?.g === 'string' && typeof c.n === 'number') {
-            for (const p of this.producers.values()) p.credit(c.g, c.n);
-          }
+          raw = packr.unpack(msg.data);
         } catch {
-          /* ignore garbage on the credit subject */
+          raw = undefined;
+        }
+        const r = schemas.credit.safeParse(raw);
+        if (r.success) {
+          for (const p of this.producers.values()) p.credit(r.data.g, r.data.n);
+        } else if ((raw as { n?: unknown } | undefined)?.n !== 0) {
+          // (n = 0 is what an empty batch is owed: pointless, not garbage.)
+          this.metrics.malformedCredits = (this.metrics.malformedCredits ?? 0) + 1;
         }
       },
     });
@@ -826,7 +833,8 @@ export class Instance {
       count: a.count,
       state: this.state,
       metrics: { ...this.metrics },
-      ...(this.lastError ? { lastError: this.lastError } : {}),
+      // Capped so that one huge error (a 180 KB key in it) cannot push the heartbeat over max_payload.
+      ...(this.lastError ? { lastError: truncateError(this.lastError) } : {}),
       ...this.stuckReport(),
     };
   }

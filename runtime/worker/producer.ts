@@ -169,6 +169,9 @@ export class StreamProducer {
 
   /** A consumer group acknowledged `n` records. */
   credit(group: string, n: number): void {
+    // Defends itself whatever the caller checked: NaN would make the debt NaN (never blocked again:
+    // flow control off), a negative n would add debt (a stall).
+    if (!Number.isSafeInteger(n) || n <= 0) return;
     this.lastCreditAt = Date.now();
     const cur = this.owed.get(group);
     if (cur === undefined) return;

@@ -10,7 +10,7 @@ import { Kvm } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import type { Logger } from 'pino';
 import {
-  buckets, packr, partitionOf, subjects, ConflictError, NotFoundError, BadRequestError, TopoError,
+  buckets, packr, partitionOf, schemas, subjects, ConflictError, NotFoundError, BadRequestError, TopoError,
   type Assignment, type Heartbeat, type PauseReply, type Probation, type RegisterReply, type RegisterRequest, type ReleaseReply,
   type SnapshotRef, type UpstreamRef, type WorkerControl,
 } from '../../sdk/protocol/index.js';
@@ -25,6 +25,8 @@ import { TopologyView } from './topology.js';
 const DEFAULT_DRAIN_BUDGET_MS = 30_000;
 /** When a worker aborts a swap by itself, its upstreams get a fresh pause of this long, so they resume only after the old instances are back. */
 const SELF_ABORT_PAUSE_MS = 2_000;
+/** A heartbeat that cannot be sent is logged at most this often. */
+const HEARTBEAT_PROBLEM_LOG_MS = 5_000;
 
 export interface WorkerOptions {
   nc: NatsConnection;
@@ -48,6 +50,7 @@ export class Worker {
   private artifacts!: ArtifactCache;
   private heartbeatMs = 1_000;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  private heartbeatProblemAt = -Infinity;
   private control: { unsubscribe(): void } | undefined;
   private stopping: Promise<void> | undefined;
   /** Snapshots of released (standby) instances, by instance id, until their swap ends. */
@@ -81,7 +84,10 @@ export class Worker {
     const store = await retry(() => objm.open(buckets.artifacts), 'the artifact store', this.log);
     this.artifacts = new ArtifactCache(store, join(this.dataDir, 'artifacts'));
     await this.view.watch(stateKv);
-    this.control = serve<WorkerControl, object>(this.nc, subjects.workerControl(this.id), (req) => this.onControl(req));
+    // Validated by its schema: an op without a required field (a commit or abort without swapId) gets BAD_REQUEST and changes nothing.
+    this.control = serve<WorkerControl, object>(this.nc, subjects.workerControl(this.id), (req) => this.onControl(req), {
+      schema: schemas.workerControl, what: 'worker control',
+    });
     await this.register();
     this.heartbeatTimer = setInterval(() => this.heartbeat(), this.heartbeatMs);
     this.heartbeat();
@@ -103,10 +109,28 @@ export class Worker {
       at: Date.now(),
       instances: [...this.instances.values()].map((i) => i.report()),
     };
+    let bytes = encodeJson(hb);
+    const max = this.nc.info?.max_payload;
+    let problem: string | undefined;
+    if (max !== undefined && bytes.length > max) {
+      // Never skip a heartbeat for its size: a live worker would be declared dead and its instances placed twice.
+      problem = `heartbeat of ${bytes.length} bytes is over the server's max_payload (${max})`;
+      bytes = encodeJson({ ...hb, instances: hb.instances.map(({ lastError: _, ...r }) => r) });
+      if (bytes.length > max) problem += ', even without the instances\' last errors: not sent';
+      else problem += '; sent without the instances\' last errors';
+    }
     try {
-      this.nc.publish(subjects.heartbeat(this.id), encodeJson(hb));
-    } catch {
-      /* reconnecting */
+      if (max === undefined || bytes.length <= max) this.nc.publish(subjects.heartbeat(this.id), bytes);
+    } catch (err) {
+      problem = `could not publish the heartbeat: ${(err as Error).message}`;
+    }
+    if (problem) {
+      const now = Date.now();
+      // At most once every few seconds, so a worker that cannot heartbeat says so without flooding its log.
+      if (now - this.heartbeatProblemAt >= HEARTBEAT_PROBLEM_LOG_MS) {
+        this.heartbeatProblemAt = now;
+        this.log.error({ worker: this.id, bytes: bytes.length, maxPayload: max }, `${problem}; the controller may declare this worker dead`);
+      }
     }
   }
 

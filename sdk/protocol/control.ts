@@ -45,6 +45,8 @@ export interface InstanceMetrics {
   deadLetters: number;
   /** Messages on an input subject that were not valid batches. */
   malformed: number;
+  /** Messages on the instance's credit subject that were not valid Credits (ignored). */
+  malformedCredits?: number;
 }
 
 export interface InstanceReport {

@@ -10,6 +10,7 @@
 import { Packr } from 'msgpackr';
 import { PROTOCOL_VERSION } from './subjects.js';
 import { MalformedBatchError } from './errors.js';
+import { MAX_ID_LENGTH, isId } from './schemas.js';
 
 /**
  * Plain msgpack only: no msgpackr record extension and `undefined` as nil (not
@@ -33,7 +34,11 @@ export function encodeBatch(batch: Batch): Uint8Array {
   return packr.pack(batch);
 }
 
-/** Decodes and checks a batch; throws MalformedBatchError naming what is wrong. */
+/**
+ * Decodes and checks a batch; throws MalformedBatchError naming what is wrong.
+ * It accepts exactly what `schemas.batch` accepts (test/schemas.test.ts runs
+ * the vectors through both), checked by hand because this is the hot path.
+ */
 export function decodeBatch(bytes: Uint8Array): Batch {
   let raw: unknown;
   try {
@@ -47,6 +52,8 @@ export function decodeBatch(bytes: Uint8Array): Batch {
   const b = raw as Record<string, unknown>;
   if (b.v !== PROTOCOL_VERSION) throw new MalformedBatchError(`unsupported protocol version ${JSON.stringify(b.v)} (expected ${PROTOCOL_VERSION})`);
   if (typeof b.src !== 'string' || b.src.length === 0) throw new MalformedBatchError('batch.src must be a non-empty string');
+  // Credits go to topo.fc.<src>: a src that is not one subject token would poison credit sending.
+  if (!isId(b.src)) throw new MalformedBatchError(badSrc(b.src));
   if (typeof b.stream !== 'string') throw new MalformedBatchError('batch.stream must be a string');
   if (typeof b.bseq !== 'number' || !Number.isInteger(b.bseq) || b.bseq < 0) throw new MalformedBatchError('batch.bseq must be an unsigned integer');
   if (!Array.isArray(b.recs)) throw new MalformedBatchError('batch.recs must be an array');
@@ -55,9 +62,14 @@ export function decodeBatch(bytes: Uint8Array): Batch {
     const r = recs[i];
     if (!Array.isArray(r) || r.length < 4 || r.length > 5) throw new MalformedBatchError(`recs[${i}] must be an array of 4 or 5 items`);
     if (typeof r[0] !== 'string') throw new MalformedBatchError(`recs[${i}].key must be a string`);
-    if (typeof r[2] !== 'number') throw new MalformedBatchError(`recs[${i}].ts must be a number`);
-    if (typeof r[3] !== 'number') throw new MalformedBatchError(`recs[${i}].seq must be a number`);
+    if (typeof r[2] !== 'number' || !Number.isFinite(r[2])) throw new MalformedBatchError(`recs[${i}].ts must be a number`);
+    if (typeof r[3] !== 'number' || !Number.isFinite(r[3])) throw new MalformedBatchError(`recs[${i}].seq must be a number`);
     if (r.length === 5 && r[4] !== null && r[4] !== undefined && typeof r[4] !== 'string') throw new MalformedBatchError(`recs[${i}].trace must be a string or nil`);
   }
   return b as unknown as Batch;
+}
+
+function badSrc(src: string): string {
+  const shown = src.length > 40 ? `${JSON.stringify(src.slice(0, 40))}… (${src.length} characters)` : JSON.stringify(src);
+  return `batch.src must be a subject-safe id (1-${MAX_ID_LENGTH} letters, digits, "_" or "-"), got ${shown}`;
 }
