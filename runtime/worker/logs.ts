@@ -4,8 +4,9 @@
  * TOPO_LOGS stream keeps them for `topo logs`.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import { pino, type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { subjects } from '../../sdk/protocol/index.js';
+import { boundLogger } from '../log.js';
 
 const enc = new TextEncoder();
 
@@ -21,5 +22,6 @@ export function instanceLogger(nc: NatsConnection, bindings: { computation: stri
       }
     },
   };
-  return pino({ level: process.env.TOPO_LOG_LEVEL ?? 'info', base: { ...bindings, instance: bindings.index } }, destination);
+  // Each key once per line, even when a computation logs a field of the same name (e.g. its own `version`): see boundLogger.
+  return boundLogger({ ...bindings, instance: bindings.index }, { level: process.env.TOPO_LOG_LEVEL ?? 'info' }, destination);
 }
