@@ -93,6 +93,8 @@ class SwapFakeWorker {
         return {};
       case 'health':
         return { processed: 5, ms: 40 };
+      case 'renew':
+        return { renewed: true };
       case 'commit':
         for (const [id, r] of this.instances) {
           if (r.swapId !== ctl.swapId) continue;
@@ -378,6 +380,20 @@ describe('swap', () => {
     // The next swap gets a new version number.
     wb.script = undefined;
     expect((await h.swap({ sha: sha2 })).version).toBe(3);
+  });
+
+  it('rolls back instead of committing when a worker no longer holds the swap (its lease ran out)', async () => {
+    const { wb, counter } = await topology(h);
+    wb.script = (ctl) => {
+      if (ctl.op === 'renew') throw new TopoError('swap lease ran out here');
+    };
+    const sha2 = await h.upload('counter v2');
+    const err = await rejection(h.swap({ sha: sha2 }));
+    expect(err.code).toBe('SWAP_ROLLED_BACK');
+    expect(err.message).toContain('swap lease ran out here');
+    expect(ops(h.events, 'commit')).toEqual([]);
+    expect((err.detail as SwapReply).steps.map((s) => s.step)).toEqual(['preload', 'pause', 'release', 'adopt', 'resume', 'health', 'pause', 'abort', 'resume']);
+    expect(await h.record('counter')).toEqual(counter);
   });
 
   it('rolls back when the health gate fails after resume: pauses upstreams again, aborts, resumes', async () => {

@@ -144,6 +144,7 @@ class SwapRun {
       await this.preload();
       await this.pauseUpstreams();
       await this.transfer();
+      if (this.ok()) await this.confirmLease();
       if (this.failures.length) return await this.rollBack();
       return await this.commit();
     } finally {
@@ -308,6 +309,20 @@ class SwapRun {
     this.log.info({ pauseMs: this.pauseMs, loadMs: this.loadMs, version: plan.version },
       `${plan.what}: done, upstreams paused ${this.pauseMs} ms, load ${this.loadMs} ms`);
     return this.reply('ok');
+  }
+
+  /**
+   * Before the point of no return, every worker must still hold the swap: one
+   * that let its lease run out has rolled it back by itself, and committing
+   * the others would leave the new version running without that worker's part.
+   */
+  private async confirmLease(): Promise<void> {
+    const leaseMs = this.ctx.settings.swapLeaseMs;
+    const replies = await each(this.involved, (w) => this.send(w, { op: 'renew', swapId: this.swapId, leaseMs }) as Promise<{ renewed?: boolean }>);
+    for (const o of replies) {
+      if (o.error !== undefined) this.fail('lease', `worker ${o.item}`, o.error);
+      else if (o.value?.renewed !== true) this.fail('lease', `worker ${o.item}`, new Error(`worker ${o.item} no longer holds swap ${this.swapId} (its swap lease ran out and it rolled back by itself)`));
+    }
   }
 
   // ---- helpers ---------------------------------------------------------
