@@ -132,15 +132,14 @@ async function seedWorkers(ctx: ControllerContext, workersKv: Awaited<ReturnType
     let problem: string;
     try {
       const r = checkMessage(schemas.workerStatus, e.json(), 'WorkerStatus');
-      if (r.ok) {
-        ctx.workers.seed(r.value, ctx.startedAt);
-        continue;
-      }
-      problem = r.message;
+      if (r.ok && r.value.workerId === k && ctx.workers.seed(r.value, ctx.startedAt)) continue;
+      problem = r.ok ? `its workerId is ${JSON.stringify(r.value.workerId)}` : r.message;
     } catch (err) {
       problem = `not JSON: ${(err as Error).message}`;
     }
     ctx.log.error({ key: k }, `KV ${k} in topo_workers is not a valid WorkerStatus (${problem}); ignoring it`);
+    // Deleted, so it is not read (and listed) again by every later controller.
+    await workersKv.delete(k).catch(() => undefined);
   }
 }
 
@@ -184,7 +183,11 @@ function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openCo
     serve<object, { workers: WorkerStatus[] }>(nc, subjects.api('workers'), () => ({ workers: workerStatuses(ctx) }), apiSchema('workers')),
   );
 
+  // Bad heartbeats are logged once per subject for a few subjects, then counted and summed up every
+  // 10 s: a flood on made-up subjects must grow neither this set nor the log.
   const badHeartbeatLogged = new Set<string>();
+  let badHeartbeatsUnlogged = 0;
+  let badHeartbeatSummaryAt = 0;
   const heartbeats: Subscription = nc.subscribe(subjects.heartbeatAll, {
     callback: (err, msg: Msg) => {
       if (err) return;
@@ -199,9 +202,18 @@ function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openCo
       }
       if (!hb) {
         // Once per subject, so a broken worker cannot flood the log.
-        if (!badHeartbeatLogged.has(msg.subject)) {
+        if (badHeartbeatLogged.has(msg.subject)) return;
+        if (badHeartbeatLogged.size < 64) {
           badHeartbeatLogged.add(msg.subject);
-          log.warn({ subject: msg.subject }, `ignoring heartbeat on ${msg.subject}: ${problem}`);
+          log.warn({ subject: msg.subject.slice(0, 200) }, `ignoring heartbeat on ${msg.subject.slice(0, 200)}: ${problem?.slice(0, 500)}`);
+          return;
+        }
+        badHeartbeatsUnlogged++;
+        const at = Date.now();
+        if (at - badHeartbeatSummaryAt >= 10_000) {
+          log.warn({ ignored: badHeartbeatsUnlogged }, `ignored ${badHeartbeatsUnlogged} more bad heartbeat(s) on other subjects (last on ${msg.subject.slice(0, 200)}: ${problem?.slice(0, 500)})`);
+          badHeartbeatSummaryAt = at;
+          badHeartbeatsUnlogged = 0;
         }
         return;
       }

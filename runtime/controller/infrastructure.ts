@@ -16,6 +16,16 @@ export interface ControlPlaneStores {
 }
 
 const HOUR_MS = 3_600_000;
+const MIB = 1024 * 1024;
+/**
+ * Limits of the log and dead-letter streams: by count and by bytes, so a flood
+ * of large messages (dead letters carry the raw bytes of malformed batches)
+ * cannot fill the server's disk or memory. The oldest messages go first.
+ */
+export const STREAM_LIMITS = {
+  logs: { maxMsgsPerSubject: 2_000, maxMsgs: 200_000, maxBytes: 64 * MIB, maxMsgSize: 1 * MIB },
+  deadLetters: { maxMsgs: 100_000, maxBytes: 64 * MIB, maxMsgSize: 2 * MIB },
+} as const;
 const msToNanos = (ms: number): number => ms * 1_000_000;
 
 export async function openControlPlane(nc: NatsConnection): Promise<ControlPlaneStores> {
@@ -28,7 +38,10 @@ export async function openControlPlane(nc: NatsConnection): Promise<ControlPlane
   await ensureStream(jsm, {
     name: jsStreams.logs,
     subjects: [subjects.logEverything],
-    max_msgs_per_subject: 2000,
+    max_msgs_per_subject: STREAM_LIMITS.logs.maxMsgsPerSubject,
+    max_msgs: STREAM_LIMITS.logs.maxMsgs,
+    max_bytes: STREAM_LIMITS.logs.maxBytes,
+    max_msg_size: STREAM_LIMITS.logs.maxMsgSize,
     max_age: msToNanos(HOUR_MS),
     storage: 'file',
     discard: 'old',
@@ -36,7 +49,9 @@ export async function openControlPlane(nc: NatsConnection): Promise<ControlPlane
   await ensureStream(jsm, {
     name: jsStreams.deadLetters,
     subjects: [subjects.deadLetterAll],
-    max_msgs: 100_000,
+    max_msgs: STREAM_LIMITS.deadLetters.maxMsgs,
+    max_bytes: STREAM_LIMITS.deadLetters.maxBytes,
+    max_msg_size: STREAM_LIMITS.deadLetters.maxMsgSize,
     max_age: msToNanos(24 * HOUR_MS),
     storage: 'file',
     discard: 'old',
@@ -44,7 +59,7 @@ export async function openControlPlane(nc: NatsConnection): Promise<ControlPlane
   return { state, workers, history, artifacts };
 }
 
-/** Adds the stream, or brings an existing one's limits to this config. */
+/** Adds the stream, or brings an existing one's limits to this config (e.g. a stream from an older controller capped by count only). */
 async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
   let exists = true;
   try {

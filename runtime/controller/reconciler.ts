@@ -79,8 +79,15 @@ export class Reconciler {
     this.straySince.delete(workerId);
   }
 
-  /** Drops backoff entries of instances no longer in desired state. */
+  /**
+   * Drops heartbeat bookkeeping of workers the table no longer knows (a pending id dropped
+   * without a death: these maps must not grow with ids a flood of heartbeats made up), and
+   * backoff entries of instances no longer in desired state.
+   */
   prune(): void {
+    for (const m of [this.missingSince, this.straySince]) {
+      for (const id of m.keys()) if (!this.ctx.workers.get(id)) m.delete(id);
+    }
     if (this.backoff.size === 0) return;
     const live = new Set<string>();
     for (const rec of this.ctx.store.all()) for (const p of placementsOf(rec)) live.add(p.instanceId);

@@ -2,6 +2,16 @@
  * The lease table: which workers exist, whether their lease is current, what
  * they last reported, and two metric samples per instance for rate computation.
  * Pure bookkeeping; the controller decides what to do about changes.
+ *
+ * Bounded under floods: an id is *pending* until it has been seen twice
+ * (register then heartbeat, or two heartbeats; ids remembered from the KV
+ * mirror are not pending). Pending ids are not mirrored to KV, not listed by
+ * all() (status), and a pending id whose lease runs out is dropped at once
+ * rather than kept as dead; at most `maxPending` exist (the oldest is dropped
+ * first: a real worker's next heartbeat brings it back). A registration that
+ * never heartbeats is so gone within one lease, and a garbage heartbeat from
+ * an unknown id leaves nothing behind. Dead workers are dropped after
+ * forgetDead's bound, including ones remembered from KV.
  */
 import type { Heartbeat, InstanceReport, Lang, RegisterRequest, WorkerStatus } from '../../sdk/protocol/index.js';
 
@@ -26,12 +36,21 @@ export interface WorkerEntry {
   reported: Map<string, InstanceReport>;
   /** Latest and previous metric sample per instanceId. */
   samples: Map<string, { last: RateSample; prev?: RateSample }>;
+  /** Seen only once so far (see the file comment); `announced` says whether a 'new' was returned already. */
+  pending?: { announced: boolean };
 }
 
 export type WorkerChange = 'new' | 'revived' | 'restarted' | 'seen';
 
 export const WORKER_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 const LANGS: readonly Lang[] = ['ts', 'python'];
+/** Pending ids kept at most (a flood of registrations with fresh ids cannot grow the table beyond this). */
+export const MAX_PENDING_WORKERS = 1024;
+/** Longest host name kept (longer ones are cut: the table must not hold attacker-sized strings). */
+export const MAX_HOST_CHARS = 256;
+
+const clipHost = (h: unknown): string => (typeof h === 'string' ? (h.length > MAX_HOST_CHARS ? h.slice(0, MAX_HOST_CHARS) : h) : '');
+const saneNumber = (n: unknown, fallback: number): number => (typeof n === 'number' && Number.isFinite(n) ? n : fallback);
 
 export function isLang(v: unknown): v is Lang {
   return typeof v === 'string' && (LANGS as readonly string[]).includes(v);
@@ -43,35 +62,52 @@ export class WorkerTable {
   private readonly dirty = new Set<string>();
   private readonly forgotten = new Set<string>();
   private readonly mirroredAt = new Map<string, number>();
+  /** Ids of pending entries, oldest first. */
+  private readonly pendingIds = new Set<string>();
 
-  constructor(private readonly leaseMs: number) {}
+  constructor(private readonly leaseMs: number, private readonly maxPending = MAX_PENDING_WORKERS) {}
 
-  /** Remembers a worker from the KV mirror after a controller restart; it gets one full lease to show up. */
-  seed(s: WorkerStatus, now: number): void {
-    if (this.entries.has(s.workerId)) return;
+  /**
+   * Remembers a worker from the KV mirror after a controller restart; it gets one full lease to show up.
+   * Returns false (nothing remembered) for an entry that is not a usable WorkerStatus: the caller deletes it.
+   */
+  seed(s: WorkerStatus, now: number): boolean {
+    if (s === null || typeof s !== 'object' || typeof s.workerId !== 'string' || !WORKER_ID_PATTERN.test(s.workerId) || !isLang(s.lang)) return false;
+    if (this.entries.has(s.workerId)) return true;
+    // A lastSeen that is not a time, or lies in the future, must not keep a dead worker listed for ever.
+    const lastSeen = Math.min(saneNumber(s.lastSeen, 0), now);
     this.entries.set(s.workerId, {
-      workerId: s.workerId, host: s.host, pid: s.pid, lang: s.lang, alive: s.alive,
-      lastSeen: s.lastSeen, leaseFrom: Math.max(s.lastSeen, now), reported: new Map(), samples: new Map(),
+      workerId: s.workerId, host: clipHost(s.host), pid: saneNumber(s.pid, 0), lang: s.lang, alive: s.alive === true,
+      lastSeen, leaseFrom: Math.max(lastSeen, now), reported: new Map(), samples: new Map(),
     });
+    return true;
   }
 
   register(req: RegisterRequest, now: number): WorkerChange {
     const e = this.entries.get(req.workerId);
     if (!e) {
-      this.entries.set(req.workerId, {
-        workerId: req.workerId, host: req.host, pid: req.pid, lang: req.lang, startedAt: req.startedAt,
-        alive: true, lastSeen: now, leaseFrom: now, reported: new Map(), samples: new Map(),
+      this.addPending({
+        workerId: req.workerId, host: clipHost(req.host), pid: req.pid, lang: req.lang, startedAt: req.startedAt,
+        alive: true, lastSeen: now, leaseFrom: now, reported: new Map(), samples: new Map(), pending: { announced: true },
       });
-      this.touch(req.workerId);
       return 'new';
     }
     const wasAlive = e.alive;
     const restarted = e.pid !== req.pid || e.startedAt !== req.startedAt;
-    Object.assign(e, { host: req.host, pid: req.pid, lang: req.lang, startedAt: req.startedAt, alive: true, lastSeen: now, leaseFrom: now });
+    Object.assign(e, { host: clipHost(req.host), pid: req.pid, lang: req.lang, startedAt: req.startedAt, alive: true, lastSeen: now, leaseFrom: now });
     if (restarted) {
       // A fresh process runs nothing yet, whatever the old one reported.
       e.reported = new Map();
       e.samples = new Map();
+    }
+    if (e.pending) {
+      // Its lease starts again: move it to the young end, so expire() can stop at the first young id.
+      this.pendingIds.delete(e.workerId);
+      this.pendingIds.add(e.workerId);
+      // Registered twice without a heartbeat: still pending, and not news twice.
+      if (e.pending.announced) return 'seen';
+      e.pending.announced = true;
+      return 'new';
     }
     this.touch(req.workerId);
     return !wasAlive ? 'revived' : restarted ? 'restarted' : 'seen';
@@ -81,22 +117,25 @@ export class WorkerTable {
     let e = this.entries.get(hb.workerId);
     let change: WorkerChange = 'seen';
     if (!e) {
-      e = {
-        workerId: hb.workerId, host: hb.host, pid: hb.pid, lang: hb.lang, alive: true,
-        lastSeen: now, leaseFrom: now, reported: new Map(), samples: new Map(),
-      };
-      this.entries.set(hb.workerId, e);
-      change = 'new';
-    } else {
-      if (!e.alive) change = 'revived';
-      else if (e.pid !== hb.pid) change = 'restarted';
-      e.host = hb.host;
-      e.pid = hb.pid;
-      e.lang = hb.lang;
-      e.alive = true;
-      e.lastSeen = now;
-      e.leaseFrom = now;
+      // An id never seen: a worker that outlived a controller restart, or garbage. Pending until its next
+      // heartbeat; what it reports is not kept before then (a one-off message must leave nothing behind).
+      this.addPending({
+        workerId: hb.workerId, host: clipHost(hb.host), pid: hb.pid, lang: hb.lang, alive: true,
+        lastSeen: now, leaseFrom: now, reported: new Map(), samples: new Map(), pending: { announced: false },
+      });
+      return 'seen';
     }
+    if (e.pending) {
+      change = e.pending.announced ? 'seen' : 'new';
+      this.confirm(e);
+    } else if (!e.alive) change = 'revived';
+    else if (e.pid !== hb.pid) change = 'restarted';
+    e.host = clipHost(hb.host);
+    e.pid = hb.pid;
+    e.lang = hb.lang;
+    e.alive = true;
+    e.lastSeen = now;
+    e.leaseFrom = now;
     const at = Number.isFinite(hb.at) ? hb.at : now;
     const reported = new Map<string, InstanceReport>();
     const samples = new Map<string, { last: RateSample; prev?: RateSample }>();
@@ -116,11 +155,19 @@ export class WorkerTable {
     return change;
   }
 
-  /** Marks workers whose lease ran out as dead and returns them. */
+  /**
+   * Marks workers whose lease ran out as dead and returns them. Pending ids whose lease ran out
+   * (registered but never heard from again) are dropped instead, silently: they never were workers.
+   */
   expire(now: number): WorkerEntry[] {
     const died: WorkerEntry[] = [];
+    for (const id of this.pendingIds) {
+      const e = this.entries.get(id);
+      if (e && now - e.leaseFrom <= this.leaseMs) break; // oldest first: the rest are younger
+      this.dropPending(id);
+    }
     for (const e of this.entries.values()) {
-      if (e.alive && now - e.leaseFrom > this.leaseMs) {
+      if (e.alive && !e.pending && now - e.leaseFrom > this.leaseMs) {
         e.alive = false;
         e.reported = new Map();
         e.samples = new Map();
@@ -153,14 +200,28 @@ export class WorkerTable {
     return this.entries.get(workerId)?.alive === true;
   }
 
+  /**
+   * Live workers that may take instances. A registered id still waiting for its first heartbeat counts
+   * (a worker heartbeats right after registering); an id known only from one heartbeat does not.
+   */
   alive(lang?: Lang): WorkerEntry[] {
     const out: WorkerEntry[] = [];
-    for (const e of this.entries.values()) if (e.alive && (lang === undefined || e.lang === lang)) out.push(e);
+    for (const e of this.entries.values()) {
+      if (e.alive && (lang === undefined || e.lang === lang) && (!e.pending || e.pending.announced)) out.push(e);
+    }
     return out;
   }
 
+  /** Every worker except pending ids (what status lists). */
   all(): WorkerEntry[] {
-    return [...this.entries.values()];
+    const out: WorkerEntry[] = [];
+    for (const e of this.entries.values()) if (!e.pending) out.push(e);
+    return out;
+  }
+
+  /** Sizes, for tests and diagnostics. */
+  get size(): { entries: number; pending: number } {
+    return { entries: this.entries.size, pending: this.pendingIds.size };
   }
 
   status(e: WorkerEntry): WorkerStatus {
@@ -191,6 +252,26 @@ export class WorkerTable {
     for (const id of remove) this.mirroredAt.delete(id);
     this.forgotten.clear();
     return { put, remove };
+  }
+
+  private addPending(e: WorkerEntry): void {
+    this.entries.set(e.workerId, e);
+    this.pendingIds.add(e.workerId);
+    while (this.pendingIds.size > this.maxPending) {
+      const oldest = this.pendingIds.values().next().value as string;
+      this.dropPending(oldest);
+    }
+  }
+
+  private dropPending(workerId: string): void {
+    this.pendingIds.delete(workerId);
+    if (this.entries.get(workerId)?.pending) this.entries.delete(workerId);
+  }
+
+  private confirm(e: WorkerEntry): void {
+    delete e.pending;
+    this.pendingIds.delete(e.workerId);
+    this.touch(e.workerId);
   }
 
   private touch(workerId: string): void {
