@@ -3,6 +3,7 @@
  * from the same option list, so a verb's --help never drifts from what it accepts.
  */
 import { parseArgs } from 'node:util';
+import { NAME_PATTERN } from '../../sdk/protocol/subjects.js';
 
 /** Bad command line: the CLI prints it and exits with code 2. */
 export class UsageError extends Error {
@@ -48,17 +49,67 @@ export interface ParsedArgs {
   positionals: string[];
 }
 
+/** "--canary needs a value: PCT, run the new version on ..." */
+function needsValue(spec: VerbSpec, o: OptionSpec): UsageError {
+  return new UsageError(`--${o.name} needs a value${o.value ? ` (${o.value})` : ''}: ${o.description}`, spec.name);
+}
+
+/**
+ * node's parseArgs refuses a value that starts with "-" (`--canary -5`, `-n -1`)
+ * as "ambiguous": it cannot tell a value from a forgotten one. An option that
+ * follows is taken as a forgotten value (a clear "needs a value" error); any
+ * other dash word is the value, written as `--name=value` so that the verb's
+ * own check says what is wrong with it ("--canary must be a percentage ...").
+ */
+function joinDashValues(spec: VerbSpec, argv: string[]): string[] {
+  const all = [...spec.options, helpOption];
+  const byToken = new Map<string, OptionSpec>();
+  for (const o of all) {
+    byToken.set(`--${o.name}`, o);
+    if (o.short) byToken.set(`-${o.short}`, o);
+  }
+  const isOption = (t: string): boolean => t.startsWith('--') || byToken.has(t) || (t.length > 1 && all.some((o) => o.short && t.startsWith(`-${o.short}`)) && !/^-\d/.test(t));
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const t = argv[i] ?? '';
+    if (t === '--') {
+      out.push(...argv.slice(i));
+      break;
+    }
+    const o = byToken.get(t);
+    if (o?.type !== 'string') {
+      out.push(t);
+      continue;
+    }
+    const next = argv[i + 1];
+    if (next === undefined || isOption(next)) throw needsValue(spec, o);
+    if (next.startsWith('-')) {
+      out.push(`--${o.name}=${next}`);
+      i++;
+      continue;
+    }
+    out.push(t);
+  }
+  return out;
+}
+
 export function parseVerbArgs(spec: VerbSpec, argv: string[]): ParsedArgs {
   const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = {};
   for (const o of [...spec.options, helpOption]) options[o.name] = o.short ? { type: o.type, short: o.short } : { type: o.type };
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    parsed = parseArgs({ args: joinDashValues(spec, argv), options, allowPositionals: true, strict: true });
   } catch (err) {
     const e = err as { code?: string; message: string };
     const quoted = /'([^']+)'/.exec(e.message)?.[1];
     if (e.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw new UsageError(`unknown option ${quoted ?? ''} for \`topo ${spec.name}\``.replace('  ', ' '), spec.name);
-    if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') throw new UsageError(`${e.message.split('.')[0]} (topo ${spec.name})`, spec.name);
+    if (e.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE') {
+      const flag = quoted?.split(' ')[0] ?? '';
+      const o = spec.options.find((x) => flag === `--${x.name}` || (x.short !== undefined && flag === `-${x.short}`));
+      if (o?.type === 'boolean') throw new UsageError(`--${o.name} takes no value: ${o.description} (write \`--${o.name}\` alone)`, spec.name);
+      if (o) throw needsValue(spec, o);
+      throw new UsageError(`${e.message.split('.')[0]} (topo ${spec.name})`, spec.name);
+    }
     throw new UsageError(e.message, spec.name);
   }
   const values = parsed.values as Record<string, string | boolean | undefined>;
@@ -79,6 +130,21 @@ export function intOption(values: ParsedArgs['values'], name: string, min: numbe
   const n = typeof raw === 'string' && /^\d+$/.test(raw.trim()) ? Number(raw) : NaN;
   if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(raw)}`, verb);
   return n;
+}
+
+/**
+ * A positional that names a computation or a stream: a name that cannot be one
+ * (NAME_PATTERN: a subject-safe token) is a usage error, before anything is asked.
+ */
+export function nameArg(value: string | undefined, what: 'computation' | 'stream', verb: string): string {
+  const name = value ?? '';
+  if (!NAME_PATTERN.test(name)) {
+    throw new UsageError(
+      `${JSON.stringify(name)} cannot be a ${what} name: names start with a letter and have at most 64 letters, digits, "_" or "-"`,
+      verb,
+    );
+  }
+  return name;
 }
 
 export function stringOption(values: ParsedArgs['values'], name: string): string | undefined {

@@ -1,6 +1,7 @@
 /** What every verb module shares: the Io and Verb types, and connecting to the topology. */
 import { relative } from 'node:path';
 import { TopoClient, resolveNatsUrl } from '../client/index.js';
+import { NotFoundError } from '../../sdk/protocol/index.js';
 import { stringOption, type ParsedArgs, type VerbSpec } from './args.js';
 
 export interface Io {
@@ -36,3 +37,45 @@ export const sleep = (ms: number, signal: AbortSignal): Promise<void> =>
     const t = setTimeout(r, ms);
     signal.addEventListener('abort', () => (clearTimeout(t), r()), { once: true });
   });
+
+/**
+ * Fails (exit 1) when no computation `name` is deployed and none was ever
+ * deployed (no history), naming the deployed ones. A computation that was
+ * killed still has its logs and dead letters, so it passes. When the
+ * controller does not answer, nothing can be told: it passes too.
+ */
+export async function checkKnownComputation(client: TopoClient, name: string): Promise<void> {
+  const status = await client.status({ timeoutMs: 5_000 }).catch(() => undefined);
+  if (!status || status.computations.some((c) => c.name === name)) return;
+  const history = await client.historyIfAnswered(name, 5_000).catch(() => undefined);
+  if (history === undefined || history.length > 0) return;
+  const names = status.computations.map((c) => c.name).sort();
+  throw new NotFoundError(
+    `no computation named "${name}" is deployed or was ever deployed (${names.length ? `deployed: ${names.join(', ')}` : 'none is deployed'}; \`topo status\` lists them)`,
+  );
+}
+
+/**
+ * Why nothing will appear on `stream`, when no deployed computation declares
+ * it as an ostream (a message naming the streams that exist), else undefined.
+ * Undefined as well when the controller does not answer.
+ */
+export async function unproducedStream(client: TopoClient, stream: string): Promise<string | undefined> {
+  const status = await client.status({ timeoutMs: 5_000 }).catch(() => undefined);
+  if (!status || status.computations.some((c) => c.ostreams.includes(stream))) return undefined;
+  const streams = new Set<string>();
+  for (const c of status.computations) {
+    for (const o of c.ostreams) streams.add(o);
+    for (const i of c.istreams) streams.add(i.stream);
+  }
+  const readers = status.computations.filter((c) => c.istreams.some((i) => i.stream === stream)).map((c) => c.name);
+  return (
+    `nothing produces "${stream}": no deployed computation declares it as an ostream` +
+    (readers.length ? ` (read by ${readers.join(', ')})` : '') +
+    `; streams: ${streams.size ? [...streams].sort().join(', ') : 'none (nothing is deployed)'}. ` +
+    'Waiting anyway: records appear once a producer is deployed.'
+  );
+}
+
+/** Local wall-clock time, HH:MM:SS. */
+export const clockTime = (d: Date): string => d.toTimeString().slice(0, 8);

@@ -2,7 +2,7 @@
 import { resolve } from 'node:path';
 import { bundleComputation, swapReplyOf, checkSwapTarget, type CanarySummary, type SwapOptions, type SwapOutcome, type TopoClient } from '../client/index.js';
 import { InvalidMetadataError, ModuleLoadError, TopoError, type Probation } from '../../sdk/protocol/index.js';
-import { UsageError, intOption, jsonOption, natsOption, type ParsedArgs } from './args.js';
+import { UsageError, intOption, jsonOption, nameArg, natsOption, type ParsedArgs } from './args.js';
 import { shortPath, withClient, type Io, type Verb } from './common.js';
 import { toJson } from './format.js';
 import { renderDryRun, renderHistory, renderRolledBack, renderSwapOutcome, type SwapKind } from './swapFormat.js';
@@ -87,7 +87,8 @@ export const swap: Verb = {
     'topo swap counter examples/tweets/broken/counter_throws.ts   # rolled back, exit 1',
   ],
   async run(args, io) {
-    const [name = '', file = ''] = args.positionals;
+    const name = nameArg(args.positionals[0], 'computation', 'swap');
+    const file = args.positionals[1] ?? '';
     const json = args.values.json === true;
     const canary = canaryOption(args);
     const probation = probationOption(args);
@@ -140,7 +141,7 @@ export const rollback: Verb = {
   positionals: { min: 1, max: 1, names: 'the name of a computation, e.g. `topo rollback counter`' },
   examples: ['topo rollback counter', 'topo rollback counter --to 1', 'topo rollback counter --json'],
   async run(args, io) {
-    const name = args.positionals[0] ?? '';
+    const name = nameArg(args.positionals[0], 'computation', 'rollback');
     const to = intOption(args.values, 'to', 1, 'rollback');
     return withClient(args, (client) => reportSwap('rollback', io, args.values.json === true, () => client.rollback(name, to !== undefined ? { to } : {})));
   },
@@ -155,7 +156,7 @@ export const promote: Verb = {
   positionals: { min: 1, max: 1, names: 'the name of a computation running a canary, e.g. `topo promote counter`' },
   examples: ['topo promote counter'],
   async run(args, io) {
-    const name = args.positionals[0] ?? '';
+    const name = nameArg(args.positionals[0], 'computation', 'promote');
     return withClient(args, (client) => reportSwap('promote', io, args.values.json === true, () => client.promote(name)));
   },
 };
@@ -173,7 +174,7 @@ export const history: Verb = {
   positionals: { min: 1, max: 1, names: 'the name of a computation, e.g. `topo history counter`' },
   examples: ['topo history counter', 'topo history counter --json | jq .steps'],
   async run(args, io) {
-    const name = args.positionals[0] ?? '';
+    const name = nameArg(args.positionals[0], 'computation', 'history');
     const entries = await withClient(args, (client) => client.history(name));
     if (args.values.json === true) for (const e of entries) io.out(toJson(e));
     else io.out(renderHistory(entries));

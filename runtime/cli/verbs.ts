@@ -5,8 +5,8 @@ import {
   DEFAULT_DIR, TopoClient, bundleComputation, findTopologyDir, isMalformed, packageRoot, startLocalTopology,
   stopLocalTopology, topologyState, type StatusView,
 } from '../client/index.js';
-import { UsageError, intOption, jsonOption, natsOption, stringOption } from './args.js';
-import { shortPath, sleep, withClient, type Io, type Verb } from './common.js';
+import { UsageError, intOption, jsonOption, nameArg, natsOption, stringOption } from './args.js';
+import { checkKnownComputation, clockTime, shortPath, sleep, unproducedStream, withClient, type Io, type Verb } from './common.js';
 import { renderDeadLetter, renderDeployed, renderLogEntry, renderStatus, renderTapRecord, toJson } from './format.js';
 import { history, promote, rollback, swap } from './swapVerbs.js';
 
@@ -155,7 +155,7 @@ const kill: Verb = {
   positionals: { min: 1, max: 1, names: 'the name of a computation (see `topo status`)' },
   examples: ['topo kill hashtags'],
   async run(args, io) {
-    const name = args.positionals[0] ?? '';
+    const name = nameArg(args.positionals[0], 'computation', 'kill');
     await withClient(args, (c) => c.kill(name));
     io.out(`killed ${name}`);
     return 0;
@@ -180,11 +180,28 @@ const status: Verb = {
         show(await c.status());
         return 0;
       }
+      // A failed refresh (a timeout, a controller restarting) is shown with the
+      // time of the last good one, and the watch keeps trying.
+      let last: { s: StatusView; at: Date } | undefined;
       while (!io.signal.aborted) {
-        const s = await c.status();
-        if (!json && process.stdout.isTTY) process.stdout.write('\x1b[2J\x1b[H');
-        show(s);
-        if (!json) io.out(`\n(refreshing every second; Ctrl-C to stop)`);
+        let failure: string | undefined;
+        try {
+          last = { s: await c.status({ timeoutMs: 5_000 }), at: new Date() };
+        } catch (err) {
+          if (io.signal.aborted) break;
+          failure = (err as Error)?.message ?? String(err);
+        }
+        const lastGood = last ? `last refresh ${clockTime(last.at)}` : 'no refresh yet';
+        if (json) {
+          if (failure === undefined && last) show(last.s);
+        } else {
+          const tty = process.stdout.isTTY === true;
+          if (tty) process.stdout.write('\x1b[2J\x1b[H');
+          // A TTY redraws the last good status under the error; a pipe gets only the error line.
+          if (last && (failure === undefined || tty)) show(last.s);
+        }
+        if (failure !== undefined) io.err(`topo: status failed at ${clockTime(new Date())}: ${failure} (${lastGood}); retrying every second`);
+        if (!json) io.out(`\n(${lastGood}; refreshing every second; Ctrl-C to stop)`);
         await sleep(1_000, io.signal);
       }
       return 0;
@@ -213,15 +230,17 @@ const tap: Verb = {
   async run(args, io) {
     const json = args.values.json === true;
     const limit = intOption(args.values, 'limit', 1, 'tap') ?? Infinity;
-    const target = args.positionals[0];
     const deadLetters = args.values['dead-letters'] === true;
-    if (!deadLetters && target === undefined) throw new UsageError('`topo tap` needs a stream name (or --dead-letters)', 'tap');
+    const raw = args.positionals[0];
+    if (!deadLetters && raw === undefined) throw new UsageError('`topo tap` needs a stream name (or --dead-letters)', 'tap');
+    const target = raw === undefined ? undefined : nameArg(raw, deadLetters ? 'computation' : 'stream', 'tap');
     if (!deadLetters && args.values.follow) throw new UsageError('--follow only applies to --dead-letters (a stream tap always follows)', 'tap');
     if (!deadLetters && args.values.last !== undefined) throw new UsageError('--last only applies to --dead-letters (a stream tap shows new records)', 'tap');
     const last = intOption(args.values, 'last', 0, 'tap') ?? 50;
     return withClient(args, async (c) => {
       let count = 0;
       if (deadLetters) {
+        if (target !== undefined) await checkKnownComputation(c, target);
         for await (const d of c.deadLetters(target, { last, follow: args.values.follow === true, signal: io.signal })) {
           if (isMalformed(d)) {
             io.err(`undecodable dead letter #${d.seq} on ${d.subject}: ${d.malformed}`);
@@ -233,8 +252,15 @@ const tap: Verb = {
         if (!json && count === 0 && !io.signal.aborted) io.err(`no dead letters${target ? ` for ${target}` : ''}`);
         return 0;
       }
+      // Subscribed before the check, so nothing produced meanwhile is missed.
+      const records = c.tap(target ?? '', { signal: io.signal });
+      const first = records.next();
+      first.catch(() => undefined); // awaited below; not unhandled meanwhile
+      const unproduced = await unproducedStream(c, target ?? '');
+      // On stderr even with --json: stdout carries only records.
+      if (unproduced) io.err(`topo: ${unproduced}`);
       if (!json) io.err(`tapping ${target} (Ctrl-C to stop)`);
-      for await (const item of c.tap(target ?? '', { signal: io.signal })) {
+      for await (const item of prepend(first, records)) {
         if (isMalformed(item)) {
           io.err(`malformed message on ${item.subject}: ${item.malformed}`);
           continue;
@@ -261,10 +287,11 @@ const logs: Verb = {
   positionals: { min: 1, max: 1, names: 'a computation name, e.g. `topo logs hashtags`' },
   examples: ['topo logs hashtags', 'topo logs counter -f', 'topo logs counter -n 200 --json'],
   async run(args, io) {
-    const name = args.positionals[0] ?? '';
+    const name = nameArg(args.positionals[0], 'computation', 'logs');
     const lines = intOption(args.values, 'lines', 0, 'logs') ?? 50;
     const json = args.values.json === true;
     return withClient(args, async (c) => {
+      await checkKnownComputation(c, name);
       let count = 0;
       for await (const e of c.logs(name, { follow: args.values.follow === true, lines, signal: io.signal })) {
         count++;
@@ -275,5 +302,17 @@ const logs: Verb = {
     });
   },
 };
+
+/** `rest` with its already requested first item in front (an async generator subscribes on its first next()). */
+async function* prepend<T>(first: Promise<IteratorResult<T>>, rest: AsyncGenerator<T>): AsyncGenerator<T> {
+  try {
+    const r = await first;
+    if (r.done) return;
+    yield r.value;
+    yield* rest;
+  } finally {
+    await rest.return(undefined);
+  }
+}
 
 export const verbs: Verb[] = [up, down, deploy, kill, swap, rollback, promote, history, status, tap, logs];
