@@ -104,9 +104,10 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   let ctx: ControllerContext;
   try {
     const stores = await openControlPlane(nc);
-    const store = new StateStore(stores.state, stores.history);
-    const unreadable = await store.load();
-    for (const k of unreadable) log.error({ key: k }, `KV ${k} in topo_state is not a valid ComputationRecord; ignoring it`);
+    // Invalid entries (comp.*, swap.*, history) are skipped, each with an error in the log.
+    const store = new StateStore(stores.state, stores.history, (key, problem) =>
+      log.error({ key: key.slice(0, 200) }, `KV ${key.slice(0, 200)} is not valid (${problem.slice(0, 500)}); skipping it`));
+    await store.load();
     ctx = {
       nc, natsUrl: opts.natsUrl, log, settings, store, workers: new WorkerTable(settings.leaseMs), artifacts: stores.artifacts,
       queue: new SerialQueue(), inFlight: new Set(), swapping: new Set(), startedAt: Date.now(),

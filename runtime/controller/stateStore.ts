@@ -5,7 +5,7 @@
  * memory copy is authoritative between writes.
  */
 import type { KV } from '@nats-io/kv';
-import type { ComputationRecord, HistoryEntry, Placement } from '../../sdk/protocol/index.js';
+import { checkComputationEntry, checkMessage, schemas, truncateError, type ComputationRecord, type HistoryEntry, type Placement } from '../../sdk/protocol/index.js';
 import { encodeJson } from '../transport/rpc.js';
 import { placementsOf } from './records.js';
 
@@ -35,9 +35,14 @@ export class StateStore {
   /** Records whose KV write failed and must be retried. */
   private readonly unsaved = new Set<string>();
 
-  constructor(private readonly stateKv: KV, private readonly historyKv: KV) {}
+  /** `onInvalid` hears about every KV entry skipped because it does not match its schema. */
+  constructor(
+    private readonly stateKv: KV,
+    private readonly historyKv: KV,
+    private readonly onInvalid: (key: string, problem: string) => void = () => {},
+  ) {}
 
-  /** Reads every `comp.*` key into memory (controller start). Returns what it skipped as unreadable. */
+  /** Reads every `comp.*` key into memory (controller start). Returns what it skipped as invalid (schemas.computationRecord). */
   async load(): Promise<string[]> {
     const bad: string[] = [];
     const keys: string[] = [];
@@ -45,11 +50,15 @@ export class StateStore {
     for (const k of keys) {
       const e = await this.stateKv.get(k);
       if (!e || e.operation !== 'PUT') continue;
+      let r: ReturnType<typeof checkComputationEntry>;
       try {
-        const rec = e.json<ComputationRecord>();
-        if (typeof rec?.name !== 'string' || !Array.isArray(rec.placements)) throw new Error('not a ComputationRecord');
-        this.comps.set(rec.name, rec);
-      } catch {
+        r = checkComputationEntry(k, e.json());
+      } catch (err) {
+        r = { ok: false, problem: `not JSON: ${(err as Error).message}` };
+      }
+      if (r.ok) this.comps.set(r.record.name, r.record);
+      else {
+        this.onInvalid(k, r.problem);
         bad.push(k);
       }
     }
@@ -150,11 +159,13 @@ export class StateStore {
     for (const k of keys) {
       const e = await this.stateKv.get(k);
       if (!e || e.operation !== 'PUT') continue;
+      // Invalid: nothing to recover from it.
       try {
-        const j = e.json<SwapJournal>();
-        if (typeof j?.swapId === 'string' && typeof j.name === 'string' && Array.isArray(j.workers)) out.push(j);
-      } catch {
-        // Unreadable: nothing to recover from it.
+        const r = checkMessage(schemas.swapJournal, e.json(), 'swap journal');
+        if (r.ok) out.push(r.value as SwapJournal);
+        else this.onInvalid(k, r.message);
+      } catch (err) {
+        this.onInvalid(k, `not JSON: ${(err as Error).message}`);
       }
     }
     return out;
@@ -169,8 +180,27 @@ export class StateStore {
     const out: HistoryEntry[] = [];
     const it = await this.historyKv.history({ key: `${name}.*` });
     for await (const e of it) {
-      if (e.operation === 'PUT') out.push(e.json<HistoryEntry>());
+      if (e.operation !== 'PUT') continue;
+      // An invalid entry is skipped: it must not make the whole history (and rollback) unreadable.
+      try {
+        const r = checkMessage(schemas.historyEntry, capErrors(e.json()), 'history entry');
+        if (r.ok) out.push(r.value);
+        else this.onInvalid(`${e.key} (revision ${e.revision})`, r.message);
+      } catch (err) {
+        this.onInvalid(`${e.key} (revision ${e.revision})`, `not JSON: ${(err as Error).message}`);
+      }
     }
     return out;
   }
+}
+
+/** Entries written before error strings were capped stay readable: their errors are cut, not the entry dropped. */
+function capErrors(v: unknown): unknown {
+  if (v === null || typeof v !== 'object') return v;
+  const e = v as { error?: unknown; steps?: unknown };
+  if (typeof e.error === 'string') e.error = truncateError(e.error);
+  if (Array.isArray(e.steps)) {
+    for (const st of e.steps as { detail?: unknown }[]) if (st && typeof st.detail === 'string') st.detail = truncateError(st.detail);
+  }
+  return v;
 }

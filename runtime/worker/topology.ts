@@ -5,7 +5,12 @@
  * partitioning at all.
  */
 import type { KV } from '@nats-io/kv';
-import type { ComputationRecord } from '../../sdk/protocol/index.js';
+import { checkComputationEntry, type ComputationRecord } from '../../sdk/protocol/index.js';
+
+/** Where the view reports KV entries it skips. */
+export interface ViewLog {
+  error(obj: object, msg: string): void;
+}
 
 export interface StreamConsumers {
   /** Consumer group ids that must credit every record of the stream. */
@@ -36,7 +41,7 @@ export class TopologyView {
     return this.computations.get(name);
   }
 
-  /** Applies one KV entry (value undefined = deleted). */
+  /** Applies one valid KV entry (value undefined = deleted). */
   apply(name: string, record: ComputationRecord | undefined): void {
     if (record) this.computations.set(name, record);
     else this.computations.delete(name);
@@ -66,8 +71,14 @@ export class TopologyView {
     this.version++;
   }
 
-  /** Follows the KV bucket until stop(); resolves once the initial values are loaded. */
-  async watch(kv: KV): Promise<void> {
+  /**
+   * Follows the KV bucket until stop(); resolves once the initial values are
+   * loaded. An invalid `comp.*` entry is skipped with a logged error (the
+   * last valid record of that name, if any, stays): it must never stop the
+   * view from following the others, or producers would route with stale
+   * consumer groups and partitioning.
+   */
+  async watch(kv: KV, log?: ViewLog): Promise<void> {
     const iter = await kv.watch({ key: 'comp.>' });
     let loaded!: () => void;
     const initial = new Promise<void>((r) => (loaded = r));
@@ -75,13 +86,21 @@ export class TopologyView {
     void (async () => {
       for await (const e of iter) {
         const name = e.key.slice('comp.'.length);
-        if (e.operation === 'DEL' || e.operation === 'PURGE' || e.value.length === 0) this.apply(name, undefined);
-        else {
-          try {
-            this.apply(name, e.json<ComputationRecord>());
-          } catch {
-            /* a corrupt entry must not take the worker down */
+        try {
+          if (e.operation === 'DEL' || e.operation === 'PURGE' || e.value.length === 0) this.apply(name, undefined);
+          else {
+            let r: ReturnType<typeof checkComputationEntry>;
+            try {
+              r = checkComputationEntry(e.key, e.json());
+            } catch (err) {
+              r = { ok: false, problem: `not JSON: ${(err as Error).message}` };
+            }
+            if (r.ok) this.apply(name, r.record);
+            else log?.error({ key: e.key.slice(0, 200), revision: e.revision }, `KV ${e.key.slice(0, 200)} in topo_state is not a valid ComputationRecord (${r.problem.slice(0, 500)}); skipping it`);
           }
+        } catch (err) {
+          // Never reached with a valid record; whatever happens, keep following the bucket.
+          log?.error({ key: e.key.slice(0, 200), err }, `could not apply KV ${e.key.slice(0, 200)}: ${(err as Error).message}`);
         }
         if (e.delta === 0) loaded();
       }

@@ -83,7 +83,7 @@ export class Worker {
     const stateKv = await retry(() => kvm.open(buckets.state), 'the topo_state bucket', this.log);
     const store = await retry(() => objm.open(buckets.artifacts), 'the artifact store', this.log);
     this.artifacts = new ArtifactCache(store, join(this.dataDir, 'artifacts'));
-    await this.view.watch(stateKv);
+    await this.view.watch(stateKv, this.log);
     // Validated by its schema: an op without a required field (a commit or abort without swapId) gets BAD_REQUEST and changes nothing.
     this.control = serve<WorkerControl, object>(this.nc, subjects.workerControl(this.id), (req) => this.onControl(req), {
       schema: schemas.workerControl, what: 'worker control',

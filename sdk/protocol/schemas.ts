@@ -444,6 +444,19 @@ export function parseRequest<S extends z.ZodType>(schema: S, input: unknown, wha
   throw new BadRequestError(r.message, { detail: r.error.issues.map((i) => ({ path: formatPath(i.path), message: i.message })) });
 }
 
+/**
+ * Checks one KV `topo_state` value stored under `comp.<name>`: a valid
+ * ComputationRecord of that name. Returns the record, or why it is not one
+ * (readers skip it with a logged error).
+ */
+export function checkComputationEntry(key: string, value: unknown): { ok: true; record: C.ComputationRecord } | { ok: false; problem: string } {
+  const r = checkMessage(computationRecord, value, 'ComputationRecord');
+  if (!r.ok) return { ok: false, problem: r.message };
+  const name = key.startsWith('comp.') ? key.slice('comp.'.length) : key;
+  if (r.value.name !== name) return { ok: false, problem: `its name is ${JSON.stringify(r.value.name)}, not "${name}"` };
+  return { ok: true, record: r.value };
+}
+
 // ---- JSON Schema --------------------------------------------------------------------
 
 /** File name (without .json) -> JSON Schema of each message, as written to sdk/protocol/schemas/. */

@@ -378,6 +378,7 @@ const MSGPACK = 'not msgpack';
 const MAP = 'batch must be a msgpack map';
 const VERSION = 'unsupported protocol version';
 const SRC = 'batch.src must be a non-empty string';
+const SRC_ID = 'batch.src must be a subject-safe id';
 const STREAM = 'batch.stream must be a string';
 const BSEQ = 'batch.bseq must be an unsigned integer';
 const RECS = 'batch.recs must be an array';
@@ -402,6 +403,13 @@ const malformed = [
   ['src-missing', 'No src field.', withoutField('src'), SRC],
   ['src-empty', 'src is the empty string.', withField({ src: s('') }), SRC],
   ['src-int', 'src is an int.', withField({ src: mp.posFixint(7) }), SRC],
+  ['src-space', 'src contains a space (credits go to topo.fc.<src>: not one subject token).', withField({ src: mp.str8('p 1') }), SRC_ID],
+  ['src-tab', 'src contains a tab.', withField({ src: mp.str8('p\t1') }), SRC_ID],
+  ['src-cr', 'src contains a carriage return.', withField({ src: mp.str8('p\r1') }), SRC_ID],
+  ['src-dot', 'src contains a dot (two subject tokens).', withField({ src: mp.str8('p.1') }), SRC_ID],
+  ['src-wildcard', 'src is the wildcard ">".', withField({ src: mp.str8('>') }), SRC_ID],
+  ['src-129-chars', 'src is 129 characters (at most 128).', withField({ src: mp.str8('p'.repeat(129)) }), SRC_ID],
+  ['src-5000-chars', 'src is 5000 characters.', withField({ src: mp.str16('p'.repeat(5000)) }), SRC_ID],
   ['stream-missing', 'No stream field.', withoutField('stream'), STREAM],
   ['stream-nil', 'stream is nil.', withField({ stream: mp.nil() }), STREAM],
   ['bseq-missing', 'No bseq field.', withoutField('bseq'), BSEQ],
@@ -426,6 +434,8 @@ const malformed = [
   ['ts-string', 'Record ts is a string.', withRecord(s('k'), s('v'), s('1700000000000'), one()), 'recs[0].ts must be a number'],
   ['ts-nil', 'Record ts is nil.', withRecord(s('k'), s('v'), mp.nil(), one()), 'recs[0].ts must be a number'],
   ['ts-true', 'Record ts is true.', withRecord(s('k'), s('v'), mp.true(), one()), 'recs[0].ts must be a number'],
+  ['ts-nan', 'Record ts is NaN.', withRecord(s('k'), s('v'), mp.float64(NaN), one()), 'recs[0].ts must be a number'],
+  ['seq-infinity', 'Record seq is +Infinity.', withRecord(s('k'), s('v'), ts(), mp.float64(Infinity)), 'recs[0].seq must be a number'],
   ['seq-string', 'Record seq is a string.', withRecord(s('k'), s('v'), ts(), s('1')), 'recs[0].seq must be a number'],
   ['seq-nil', 'Record seq is nil.', withRecord(s('k'), s('v'), ts(), mp.nil()), 'recs[0].seq must be a number'],
   ['trace-int', 'Record trace is an int.', withRecord(s('k'), s('v'), ts(), one(), mp.posFixint(5)), 'recs[0].trace must be a string or nil'],

@@ -15,6 +15,7 @@ Exits 1 and lists the failures when a vector disagrees.
 import base64
 import json
 import math
+import re
 import os
 import sys
 
@@ -23,6 +24,7 @@ import msgpack
 HERE = os.path.dirname(os.path.abspath(__file__))
 PARTITIONS = 32
 PROTOCOL_VERSION = 1
+SRC_ID = re.compile(r"[A-Za-z0-9_-]+")  # producer ids: one subject token
 
 
 class MalformedBatch(Exception):
@@ -75,6 +77,8 @@ def decode_batch(data: bytes) -> dict:
     src = raw.get("src")
     if not isinstance(src, str) or src == "":
         raise MalformedBatch("batch.src must be a non-empty string")
+    if len(src) > 128 or not SRC_ID.fullmatch(src):
+        raise MalformedBatch(f"batch.src must be a subject-safe id (1-128 letters, digits, \"_\" or \"-\"), got {src[:40]!r}")
     if not isinstance(raw.get("stream"), str):
         raise MalformedBatch("batch.stream must be a string")
     bseq = raw.get("bseq")
@@ -88,9 +92,9 @@ def decode_batch(data: bytes) -> dict:
             raise MalformedBatch(f"recs[{i}] must be an array of 4 or 5 items")
         if not isinstance(r[0], str):
             raise MalformedBatch(f"recs[{i}].key must be a string")
-        if not _is_number(r[2]):
+        if not _is_number(r[2]) or not math.isfinite(r[2]):
             raise MalformedBatch(f"recs[{i}].ts must be a number")
-        if not _is_number(r[3]):
+        if not _is_number(r[3]) or not math.isfinite(r[3]):
             raise MalformedBatch(f"recs[{i}].seq must be a number")
         if len(r) == 5 and r[4] is not None and not isinstance(r[4], str):
             raise MalformedBatch(f"recs[{i}].trace must be a string or nil")
