@@ -79,3 +79,19 @@ export async function unproducedStream(client: TopoClient, stream: string): Prom
 
 /** Local wall-clock time, HH:MM:SS. */
 export const clockTime = (d: Date): string => d.toTimeString().slice(0, 8);
+
+/**
+ * Runs `fn`; a "computation ... is not deployed" answer from the controller
+ * gets the names of the deployed computations added, so a typo shows what was meant.
+ */
+export async function namingDeployed<T>(client: TopoClient, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (!(err instanceof NotFoundError) || !/is not deployed/.test(err.message)) throw err;
+    const status = await client.status({ timeoutMs: 5_000 }).catch(() => undefined);
+    if (!status) throw err;
+    const names = status.computations.map((c) => c.name).sort();
+    throw new NotFoundError(`${err.message} (${names.length ? `deployed: ${names.join(', ')}` : 'none is deployed'}; \`topo status\` lists them)`, { cause: err });
+  }
+}

@@ -3,7 +3,7 @@ import { resolve } from 'node:path';
 import { bundleComputation, swapReplyOf, checkSwapTarget, type CanarySummary, type SwapOptions, type SwapOutcome, type TopoClient } from '../client/index.js';
 import { InvalidMetadataError, ModuleLoadError, TopoError, type Probation } from '../../sdk/protocol/index.js';
 import { UsageError, intOption, jsonOption, nameArg, natsOption, type ParsedArgs } from './args.js';
-import { shortPath, withClient, type Io, type Verb } from './common.js';
+import { namingDeployed, shortPath, withClient, type Io, type Verb } from './common.js';
 import { toJson } from './format.js';
 import { renderDryRun, renderHistory, renderRolledBack, renderSwapOutcome, type SwapKind } from './swapFormat.js';
 
@@ -109,7 +109,7 @@ export const swap: Verb = {
       }
       return reportSwap(
         'swap', io, json,
-        () => remoteSwap(name, source, () => client.swapBundle(name, bundle, { ...opts, source })),
+        () => namingDeployed(client, () => remoteSwap(name, source, () => client.swapBundle(name, bundle, { ...opts, source }))),
         canary !== undefined ? (o) => startedCanary(client, o) : undefined,
       );
     });
@@ -143,7 +143,9 @@ export const rollback: Verb = {
   async run(args, io) {
     const name = nameArg(args.positionals[0], 'computation', 'rollback');
     const to = intOption(args.values, 'to', 1, 'rollback');
-    return withClient(args, (client) => reportSwap('rollback', io, args.values.json === true, () => client.rollback(name, to !== undefined ? { to } : {})));
+    return withClient(args, (client) =>
+      reportSwap('rollback', io, args.values.json === true, () => namingDeployed(client, () => client.rollback(name, to !== undefined ? { to } : {}))),
+    );
   },
 };
 
@@ -157,7 +159,7 @@ export const promote: Verb = {
   examples: ['topo promote counter'],
   async run(args, io) {
     const name = nameArg(args.positionals[0], 'computation', 'promote');
-    return withClient(args, (client) => reportSwap('promote', io, args.values.json === true, () => client.promote(name)));
+    return withClient(args, (client) => reportSwap('promote', io, args.values.json === true, () => namingDeployed(client, () => client.promote(name))));
   },
 };
 

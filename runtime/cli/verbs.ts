@@ -6,7 +6,7 @@ import {
   stopLocalTopology, topologyState, type StatusView,
 } from '../client/index.js';
 import { UsageError, intOption, jsonOption, nameArg, natsOption, stringOption } from './args.js';
-import { checkKnownComputation, clockTime, shortPath, sleep, unproducedStream, withClient, type Io, type Verb } from './common.js';
+import { checkKnownComputation, clockTime, namingDeployed, shortPath, sleep, unproducedStream, withClient, type Io, type Verb } from './common.js';
 import { renderDeadLetter, renderDeployed, renderLogEntry, renderStatus, renderTapRecord, toJson } from './format.js';
 import { history, promote, rollback, swap } from './swapVerbs.js';
 
@@ -156,7 +156,7 @@ const kill: Verb = {
   examples: ['topo kill hashtags'],
   async run(args, io) {
     const name = nameArg(args.positionals[0], 'computation', 'kill');
-    await withClient(args, (c) => c.kill(name));
+    await withClient(args, (c) => namingDeployed(c, () => c.kill(name)));
     io.out(`killed ${name}`);
     return 0;
   },
