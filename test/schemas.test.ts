@@ -19,7 +19,8 @@ const load = <T>(file: string): T => JSON.parse(readFileSync(new URL(file, vecto
 const fromHex = (hex: string): Uint8Array => new Uint8Array(Buffer.from(hex, 'hex'));
 const batches = load<{ vectors: { name: string; hex: string }[] }>('batches.json').vectors;
 const malformed = load<{ vectors: { name: string; hex: string; reason: string }[] }>('malformed.json').vectors;
-const credits = load<{ vectors: { name: string; hex: string }[] }>('credit.json').vectors;
+const creditJson = load<{ vectors: { name: string; hex: string }[]; invalid: { name: string; hex: string }[] }>('credit.json');
+const credits = creditJson.vectors;
 
 /** What schemas.batch says about the bytes (undefined when they are not even msgpack). */
 function schemaAccepts(bytes: Uint8Array): boolean {
@@ -95,6 +96,9 @@ describe('ids', () => {
 describe('credit', () => {
   it.each(credits.map((v) => [v.name, v] as const))('accepts vector %s', (_n, v) => {
     expect(schemas.credit.safeParse(packr.unpack(fromHex(v.hex))).success).toBe(true);
+  });
+  it.each(creditJson.invalid.map((v) => [v.name, v] as const))('rejects invalid vector %s', (_n, v) => {
+    expect(schemas.credit.safeParse(packr.unpack(fromHex(v.hex))).success).toBe(false);
   });
   it.each([[NaN], [-1e9], [-1], [0], [1.5], [Infinity], [2 ** 53], ['5'], [null]])('rejects n = %s', (n) => {
     expect(schemas.credit.safeParse({ g: 'counter', n }).success).toBe(false);

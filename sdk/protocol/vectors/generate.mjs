@@ -514,7 +514,9 @@ const creditJson = {
   description:
     'Flow-control credits, msgpack map {g: consumer group id, n: records processed}, published on topo.fc.<producerId>. ' +
     'Canonical vectors are byte-exact TS SDK output; the others are how other msgpack libraries may write the same value. ' +
-    '`groups` shows the consumer group id an instance credits as.',
+    '`groups` shows the consumer group id an instance credits as. `invalid` are credits a producer must ignore ' +
+    '(n must be a positive safe integer, g a computation name or <computation>#<index>); NaN would turn flow control off, ' +
+    'a negative n would stall the producer.',
   window: 65536,
   vectors: [
     ...[credit('counter', 1), credit('counter', 256), credit('audit#0', 8192), credit('audit#12', 70000), credit('big-group', 4294967295)]
@@ -522,6 +524,22 @@ const creditJson = {
     { name: 'fixmap-uint16', canonical: false, hex: hex(mp.fixmap([[s('g'), s('counter')], [s('n'), mp.uint16(256)]])), decoded: credit('counter', 256) },
     { name: 'fixmap-reversed-uint64', canonical: false, hex: hex(mp.fixmap([[s('n'), mp.uint64(3)], [s('g'), mp.str8('w#1')]])), decoded: credit('w#1', 3) },
   ],
+  invalid: [
+    ['n-nan', 'n is NaN.', mp.float64(NaN)],
+    ['n-negative', 'n is -1e9.', mp.float64(-1e9)],
+    ['n-minus-one', 'n is -1.', mp.negFixint(-1)],
+    ['n-zero', 'n is 0 (what an empty batch is owed: ignored, harmless).', mp.posFixint(0)],
+    ['n-fraction', 'n is 1.5.', mp.float64(1.5)],
+    ['n-infinity', 'n is +Infinity.', mp.float64(Infinity)],
+    ['n-2^53', 'n is 2^53, beyond the safe integers.', mp.float64(2 ** 53)],
+    ['n-string', 'n is the string "5".', s('5')],
+    ['n-missing', 'No n field.', undefined],
+  ].map(([name, note, n]) => ({ name, note, hex: hex(mp.fixmap([[s('g'), s('counter')], ...(n ? [[s('n'), n]] : [])])) }))
+    .concat([
+      ['g-space', 'g contains a space.', mp.str8('a b')],
+      ['g-missing', 'No g field.', undefined],
+      ['g-bad-index', 'g is "counter#x".', mp.str8('counter#x')],
+    ].map(([name, note, g]) => ({ name, note, hex: hex(mp.fixmap([...(g ? [[s('g'), g]] : []), [s('n'), mp.posFixint(1)]])) }))),
   groups: [
     { computation: 'counter', grouping: 'shuffle', index: 0, count: 3, group: 'counter' },
     { computation: 'counter', grouping: 'shuffle', index: 2, count: 3, group: 'counter' },
