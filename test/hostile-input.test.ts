@@ -17,12 +17,13 @@ import { startNatsServer, type StartedNats } from '../runtime/transport/natsServ
 import { connectNats } from '../runtime/transport/connect.js';
 import { call, decodeJson, encodeJson, serve } from '../runtime/transport/rpc.js';
 import { openControlPlane, type ControlPlaneStores } from '../runtime/controller/infrastructure.js';
+import { StateStore } from '../runtime/controller/stateStore.js';
 import { bundleComputation } from '../runtime/client/bundle.js';
 import { distFile } from '../runtime/client/paths.js';
 import { StreamProducer } from '../runtime/worker/producer.js';
 import { TopologyView } from '../runtime/worker/topology.js';
 import {
-  MAX_ERROR_LENGTH, decodeBatch, encodeBatch, packr, partitionOf, subjects,
+  MAX_ERROR_LENGTH, decodeBatch, encodeBatch, packr, partitionOf, schemas, subjects,
   type Assignment, type ComputationRecord, type DeadLetter, type Heartbeat, type InstanceReport,
 } from '../sdk/protocol/index.js';
 import { waitFor } from './harness.js';
@@ -152,6 +153,18 @@ describe('hostile input: one bad field in one message', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('serve() with a schema answers BAD_REQUEST naming the field and never calls the handler', async () => {
+    let calls = 0;
+    const sub = serve(nc, 'hostile.rpc', () => (calls++, {}), { schema: schemas.api.swap, what: 'swap request' });
+    await expect(call(nc, 'hostile.rpc', { name: 'counter', sha: 'a'.repeat(64), lang: 'ts', metadata: { name: 'counter', istreams: [], ostreams: [] }, canary: -5 }))
+      .rejects.toMatchObject({ code: 'BAD_REQUEST', message: 'swap request: canary: must be an integer percentage from 1 to 99, got -5' });
+    await expect(call(nc, 'hostile.rpc', [])).rejects.toMatchObject({ code: 'BAD_REQUEST', message: 'swap request must be a JSON object' });
+    expect(calls).toBe(0);
+    await call(nc, 'hostile.rpc', { name: 'counter', sha: 'a'.repeat(64), lang: 'ts', metadata: { name: 'counter', istreams: [], ostreams: [] } });
+    expect(calls).toBe(1);
+    sub.unsubscribe();
+  });
+
   it('dead-letters a batch whose src is not a subject-safe id (space, tab, CR, 5000 characters) as malformed, sends it no credit, and keeps flowing', async () => {
     const bad = ['p 1', 'p\t1', 'p\r1', 'p'.repeat(5_000)];
     const before = sum(reportsOf('w-b', 'hostile-counter'), (r) => r.metrics.malformed);
@@ -257,6 +270,19 @@ describe('hostile input: one bad field in one message', () => {
     });
     await keepsFlowing();
     expect(auditOutput(out)).toMatchObject({ keys: 20, lost: 0, duplicated: 0, reordered: 0, resets: 0 });
+
+    // The controller's store skips the same entries (each reported), and invalid history entries too.
+    const invalid: string[] = [];
+    const store = new StateStore(stores.state, stores.history, (key) => void invalid.push(key));
+    expect((await store.load()).sort()).toEqual(['comp.hostile-garbage', 'comp.hostile-junk']);
+    expect(store.all().map((r) => r.name).sort()).toEqual(['hostile-counter', 'hostile-keyed', 'hostile-source']);
+    const entry = { name: 'hostile-keyed', version: 1, sha: 'a'.repeat(64), action: 'deploy', at: 1, result: 'ok' };
+    await stores.history.put('hostile-keyed.1', encodeJson({ ...entry, error: 'e'.repeat(50_000) }));
+    await stores.history.put('hostile-keyed.2', encodeJson({ ...entry, version: 'two' }));
+    const history = await store.history('hostile-keyed');
+    expect(history).toHaveLength(1);
+    expect(history[0]!.error!.length).toBeLessThanOrEqual(MAX_ERROR_LENGTH);
+    expect(invalid.filter((k) => k.startsWith('hostile-keyed.2'))).toHaveLength(1);
   });
 });
 
