@@ -144,6 +144,8 @@ describe('option values that start with "-" get the option\'s own message (exit 
     ['swap --canary -5', ['swap', 'ticker', fixture('cli-ticker.ts'), '--canary', '-5'], /--canary must be a percentage of the keys from 1 to 99, got "-5"/],
     ['swap --canary (no value)', ['swap', 'ticker', fixture('cli-ticker.ts'), '--canary'], /--canary needs a value \(PCT\): .*\(1-99\)/],
     ['swap --canary --dry-run', ['swap', 'ticker', fixture('cli-ticker.ts'), '--canary', '--dry-run'], /--canary needs a value \(PCT\)/],
+    ['swap --drain-budget -1', ['swap', 'ticker', fixture('cli-ticker.ts'), '--drain-budget', '-1'], /--drain-budget must be an integer >= 1, got "-1"/],
+    ['swap --drain-budget 0', ['swap', 'ticker', fixture('cli-ticker.ts'), '--drain-budget', '0'], /--drain-budget must be an integer >= 1, got "0"/],
     ['deploy --instances -3', ['deploy', fixture('cli-ticker.ts'), '--instances', '-3'], /--instances must be an integer >= 1, got "-3"/],
     ['logs -n -1', ['logs', 'ticker', '-n', '-1'], /--lines must be an integer >= 0, got "-1"/],
     ['rollback --to -1', ['rollback', 'ticker', '--to', '-1'], /--to must be an integer >= 1, got "-1"/],

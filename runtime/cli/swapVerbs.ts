@@ -57,7 +57,7 @@ async function startedCanary(client: TopoClient, o: SwapOutcome): Promise<Canary
 export const swap: Verb = {
   name: 'swap',
   summary: 'replace the code of a running computation live, rolling back by itself if the new code fails',
-  usage: ['topo swap <name> <file> [--canary PCT] [--dry-run] [--json] [--nats URL]'],
+  usage: ['topo swap <name> <file> [--canary PCT] [--dry-run] [--drain-budget MS] [--json] [--nats URL]'],
   details:
     'The file must define a computation with the same name. It is bundled and its metadata checked\n' +
     'before anything is sent. Then the controller has the workers load the new version (not paused),\n' +
@@ -66,6 +66,8 @@ export const swap: Verb = {
     'probation: its output is held until it has handled some records or some time has passed\n' +
     'without an error. If it fails init, throws or hangs, the swap is rolled back: the old version\n' +
     'resumes with its state and gets back the input the new one took. A rolled-back swap exits 1.\n' +
+    'Old instances with a backlog drain it for up to --drain-budget MS (default 30000); past that\n' +
+    'the swap is rolled back, and the old instances keep their state and unprocessed input.\n' +
     '\n' +
     '--canary PCT runs the new version on PCT% of the key partitions of its key-grouped istreams,\n' +
     'beside the current version; `topo promote` then moves all keys to it, `topo rollback` drops it.\n' +
@@ -76,6 +78,7 @@ export const swap: Verb = {
     { name: 'dry-run', type: 'boolean', description: 'show what would change in the stream graph; change nothing' },
     { name: 'probation-ms', type: 'string', value: 'MS', description: 'probation length: the new version passes after MS ms without an error (default: the controller\'s)' },
     { name: 'probation-records', type: 'string', value: 'N', description: '...or after handling N records without an error, whichever comes first' },
+    { name: 'drain-budget', type: 'string', value: 'MS', description: 'how long the old instances may drain their backlog before the swap is rolled back (default 30000)' },
     jsonOption,
     natsOption,
   ],
@@ -92,8 +95,10 @@ export const swap: Verb = {
     const json = args.values.json === true;
     const canary = canaryOption(args);
     const probation = probationOption(args);
+    const drainBudgetMs = intOption(args.values, 'drain-budget', 1, 'swap');
     const opts: SwapOptions = {
       ...(canary !== undefined ? { canary } : {}),
+      ...(drainBudgetMs !== undefined ? { drainBudgetMs } : {}),
       ...(args.values['dry-run'] === true ? { dryRun: true } : {}),
       ...(probation ? { probation } : {}),
     };
