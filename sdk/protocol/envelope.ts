@@ -1,8 +1,8 @@
 /**
  * The msgpack batch envelope, protocol v1.
  *
- *   Batch  = map { v: 1, src: str, stream: str, bseq: uint, recs: [Record...] }
- *   Record = array [ key: str, value: any, ts: uint (ms since epoch), seq: uint, trace?: str|nil ]
+ *   Batch  = map { v: 1, src: id (^[A-Za-z0-9_-]{1,128}$), stream: str, bseq: uint, recs: [Record...] }
+ *   Record = array [ key: str, value: any, ts: finite number (ms since epoch), seq: finite number, trace?: str|nil ]
  *
  * `seq` is the producer sequence: it starts at 1 per (producer, stream) and grows
  * by one per record, so a consumer can detect gaps and duplicates.
