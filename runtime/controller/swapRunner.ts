@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { Objm } from '@nats-io/obj';
 import type { Logger } from 'pino';
 import {
-  SwapRolledBackError, buckets, fromWireError, toWireError,
+  SwapRolledBackError, buckets, fromWireError, toWireError, truncateError,
   type Assignment, type ComputationRecord, type HealthReply, type HistoryEntry, type HistoryStep, type Lang, type MetadataDiff,
   type NormalizedMetadata, type Placement, type Probation, type ReleaseReply, type SnapshotRef, type SwapReply, type WorkerControl,
 } from '../../sdk/protocol/index.js';
@@ -263,7 +263,7 @@ class SwapRun {
     const { plan, ctx } = this;
     const pause = this.pause!;
     const failure = this.failures[0]!;
-    const reason = failure.message;
+    const reason = truncateError(failure.message);
     // The old instances must get back what the new ones took before anything new arrives.
     if (!pause.paused) {
       const at = Date.now();
