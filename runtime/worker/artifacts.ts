@@ -3,6 +3,7 @@
  * fingerprint, caches them on disk and imports them. One module per sha is
  * shared by every instance of that version in this worker.
  */
+import { watchCallbacks } from './watchdog.js';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -53,7 +54,8 @@ export class ArtifactCache {
     if (!isComputation(comp)) {
       throw new ModuleLoadError(`artifact ${sha.slice(0, 12)} has no default export made by defineComputation`);
     }
-    return comp;
+    // Callbacks note themselves for the stuck-callback watchdog (no-op without one).
+    return watchCallbacks(comp);
   }
 }
 

@@ -1,9 +1,11 @@
 /** Worker process entry: `node dist/worker.mjs --nats URL [--id ID] [--data-dir DIR]`. */
+import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { connectNats } from '../transport/connect.js';
 import { processLogger } from '../log.js';
 import { Worker } from './worker.js';
+import { startWatchdog, stuckThresholdFromEnv } from './watchdog.js';
 
 const { values } = parseArgs({
   options: {
@@ -11,6 +13,7 @@ const { values } = parseArgs({
     id: { type: 'string' },
     'data-dir': { type: 'string' },
     window: { type: 'string' },
+    'stuck-ms': { type: 'string' },
   },
 });
 
@@ -25,11 +28,23 @@ if (!/^[A-Za-z0-9_-]+$/.test(workerId)) {
   process.exit(2);
 }
 const log = processLogger('topo-worker', { worker: workerId });
+const dataDir = values['data-dir'] ?? `.topo/worker-${workerId}`;
+let stuckMs: number;
+try {
+  stuckMs = values['stuck-ms'] !== undefined ? stuckThresholdFromEnv({ TOPO_STUCK_MS: values['stuck-ms'] }) : stuckThresholdFromEnv();
+} catch (err) {
+  console.error(`topo worker: ${(err as Error).message.replace('TOPO_STUCK_MS', values['stuck-ms'] !== undefined ? '--stuck-ms' : 'TOPO_STUCK_MS')}`);
+  process.exit(2);
+}
+mkdirSync(dataDir, { recursive: true });
+// Before anything runs a callback: a synchronous hang anywhere after this is reported and ends this process.
+const watchdog = startWatchdog({ workerId, natsUrl: url, dataDir, thresholdMs: stuckMs });
+if (watchdog) log.info({ stuckMs: watchdog.thresholdMs }, `stuck-callback watchdog on: a callback blocking the event loop for ${watchdog.thresholdMs} ms restarts this worker`);
 const nc = await connectNats(url, { name: `topo-worker ${workerId}` });
 const worker = new Worker({
   nc,
   workerId,
-  dataDir: values['data-dir'] ?? `.topo/worker-${workerId}`,
+  dataDir,
   log,
   ...(values.window ? { window: Number(values.window) } : {}),
 });
