@@ -11,6 +11,7 @@ export const entries = {
   cli: 'runtime/cli/main.ts',
   controller: 'runtime/controller/main.ts',
   worker: 'runtime/worker/main.ts',
+  supervisor: 'runtime/supervisor/main.ts',
 };
 
 /** esbuild options for code that runs on Node from dist/ (dependencies stay in node_modules). */

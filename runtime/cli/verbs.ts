@@ -2,8 +2,8 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
-  DEFAULT_DIR, TopoClient, bundleComputation, findTopologyDir, isMalformed, packageRoot, startLocalTopology,
-  stopLocalTopology, topologyState, type StatusView,
+  DEFAULT_DIR, TopoClient, bundleComputation, downSupervised, findTopologyDir, isMalformed, packageRoot, readSupervisedRun,
+  upSupervised, type StatusView,
 } from '../client/index.js';
 import { UsageError, intOption, jsonOption, nameArg, natsOption, stringOption } from './args.js';
 import { checkKnownComputation, clockTime, namingDeployed, shortPath, sleep, unproducedStream, withClient, type Io, type Verb } from './common.js';
@@ -22,7 +22,9 @@ const up: Verb = {
   summary: 'start a local topology: nats-server, a controller and workers (they keep running)',
   usage: ['topo up [--workers N] [--nats URL] [--dir DIR] [--demo]'],
   details:
-    'Processes run in the background and write their logs to DIR/logs. `topo down` stops them.\n' +
+    'Processes run in the background under a supervisor that restarts them when they die (backoff,\n' +
+    'then a cool-down after repeated crashes), and write their logs to DIR/logs. `topo down` stops them.\n' +
+    'Run again, it starts only what is missing and never stops or resets a live process.\n' +
     'With --demo, the tweets example (generator -> hashtags -> counter -> sink) is deployed and\n' +
     `the ${DEMO_STREAM} stream is printed until Ctrl-C; the topology keeps running afterwards.`,
   options: [
@@ -38,26 +40,25 @@ const up: Verb = {
     const workers = intOption(args.values, 'workers', 1, 'up') ?? 2;
     const demo = args.values.demo === true;
     const natsFlag = stringOption(args.values, 'nats');
-    const state = topologyState(dir);
-    let natsUrl: string;
-    if (state.running && state.run) {
-      natsUrl = state.run.natsUrl;
-      io.out(`topo is already running in ${shortPath(dir)} (NATS ${natsUrl}, started ${new Date(state.run.startedAt).toLocaleString()}).`);
+    if (demo) checkDemoFiles();
+    const r = await upSupervised({ dir, ...(args.values.workers !== undefined ? { workers } : {}), ...(natsFlag ? { natsUrl: natsFlag } : {}) });
+    const natsUrl = r.run.natsUrl;
+    const names = (r.run.processes ?? []).filter((p) => p.kind === 'worker').map((p) => p.name);
+    if (r.how === 'running') {
+      io.out(`topo is already running in ${shortPath(dir)} (NATS ${natsUrl}, started ${new Date(r.run.startedAt).toLocaleString()}); started nothing.`);
+      io.out(`found ${r.found.length ? r.found.join(', ') : 'no live process (its supervisor restarts them)'}; supervisor pid ${r.run.supervisorPid}.`);
       if (!demo) {
         io.out('`topo status` shows it; `topo down` stops it.');
         return 0;
       }
     } else {
-      if (demo) checkDemoFiles();
-      io.out(`starting ${natsFlag ? '' : 'nats-server, '}a controller and ${workers} worker${workers === 1 ? '' : 's'}...`);
-      const t = await startLocalTopology({ dir, workers, detached: true, ...(natsFlag ? { natsUrl: natsFlag } : {}) });
-      natsUrl = t.natsUrl;
-      io.out(`topo is up: NATS ${natsUrl}, controller and ${workers} worker${workers === 1 ? '' : 's'} (${t.run.pids.workers.map((_, i) => `w-${i + 1}`).join(', ')}).`);
-      io.out(`logs: ${shortPath(t.logDir)}/ (controller.log, worker-<n>.log${t.ownsNats ? ', nats.log' : ''})`);
+      if (r.how === 'adopted') io.out(`found ${r.found.join(', ')} still running: kept them; started ${r.started.length ? r.started.join(', ') : 'only a new supervisor'}.`);
+      io.out(`topo is up: NATS ${natsUrl}, controller and ${names.length} worker${names.length === 1 ? '' : 's'} (${names.join(', ')}), supervised (pid ${r.run.supervisorPid}: restarts what dies).`);
+      io.out(`logs: ${shortPath(r.run.logDir)}/ (supervisor.log, controller.log, worker-<n>.log${r.run.ownsNats ? ', nats.log' : ''})`);
       if (!demo) {
         io.out('next:');
         io.out('  topo deploy <file.ts>      deploy a computation (see examples/)');
-        io.out('  topo status                computations, stream graph, workers');
+        io.out('  topo status                computations, stream graph, workers, processes');
         io.out('  topo tap <stream>          print the records on a stream');
         io.out('  topo down                  stop everything');
         return 0;
@@ -104,14 +105,14 @@ const down: Verb = {
   name: 'down',
   summary: 'stop the local topology that `topo up` started',
   usage: ['topo down [--dir DIR]'],
-  details: 'Stops the workers, then the controller, then nats-server (if `topo up` started it).\nState in DIR/nats is kept: the next `topo up` starts from it.',
+  details: 'Asks the supervisor to stop the workers, then the controller, then nats-server (if `topo up` started it),\nand kills whatever run.json still lists, restarted processes included.\nState in DIR/nats is kept: the next `topo up` starts from it.',
   options: [{ name: 'dir', type: 'string', value: 'DIR', description: `topology folder (default: ${DEFAULT_DIR} here or in a parent folder)` }],
   positionals: { min: 0, max: 0, names: '' },
   examples: ['topo down', 'topo down --dir /tmp/my-topo'],
   async run(args, io) {
     const flag = stringOption(args.values, 'dir');
     const dir = flag ? resolve(flag) : (findTopologyDir() ?? resolve(DEFAULT_DIR));
-    const result = await stopLocalTopology(dir);
+    const result = await downSupervised(dir);
     if (!result.found) {
       io.out(`no topo is running here (no ${shortPath(join(dir, 'run.json'))}); nothing to stop.`);
       return 0;
@@ -174,7 +175,13 @@ const status: Verb = {
   async run(args, io) {
     const json = args.values.json === true;
     const watch = args.values.watch === true;
-    const show = (s: StatusView): void => io.out(json ? toJson(s) : renderStatus(s).trimEnd());
+    // The supervisor's process table, when the topology shown is the one of .topo/run.json here.
+    const withProcesses = (s: StatusView): StatusView => {
+      const tdir = findTopologyDir();
+      const run = tdir ? readSupervisedRun(tdir) : undefined;
+      return run?.processes && (!s.natsUrl || s.natsUrl === run.natsUrl) ? { ...s, processes: run.processes } : s;
+    };
+    const show = (s: StatusView): void => io.out(json ? toJson(withProcesses(s)) : renderStatus(withProcesses(s)).trimEnd());
     return withClient(args, async (c) => {
       if (!watch) {
         show(await c.status());

@@ -12,4 +12,6 @@ export type { RunInfo } from './runInfo.js';
 export { startLocalTopology, stopLocalTopology, topologyState, workerId } from './launcher.js';
 export type { LocalTopology, LocalTopologyOptions, StopResult } from './launcher.js';
 export { isAlive, terminatePid, tailFile } from './processes.js';
+export { upSupervised, downSupervised, readSupervisedRun } from './supervised.js';
+export type { UpResult, SupervisedRunInfo } from './supervised.js';
 export { packageRoot, distFile, buildRuntime } from './paths.js';

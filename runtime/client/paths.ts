@@ -28,7 +28,7 @@ export function packageRoot(): string {
 }
 
 /** dist/<name>.mjs of the package. */
-export function distFile(name: 'cli' | 'controller' | 'worker'): string {
+export function distFile(name: 'cli' | 'controller' | 'worker' | 'supervisor'): string {
   return join(packageRoot(), 'dist', `${name}.mjs`);
 }
 

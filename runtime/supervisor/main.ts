@@ -1,0 +1,46 @@
+/**
+ * `node dist/supervisor.mjs --dir DIR --workers N (--nats-port P | --nats URL)`:
+ * started detached by `topo up`; see supervisor.ts. Logs to DIR/logs/supervisor.log
+ * (its stdout). SIGTERM/SIGINT stop the topology and this process.
+ */
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Supervisor, settingsFromEnv } from './supervisor.js';
+
+const { values } = parseArgs({
+  options: { dir: { type: 'string' }, workers: { type: 'string' }, nats: { type: 'string' }, 'nats-port': { type: 'string' } },
+});
+const log = (msg: string): void => void process.stdout.write(`${new Date().toISOString()} topo-supervisor: ${msg}\n`);
+const workers = Number(values.workers ?? '2');
+if (!values.dir || !Number.isInteger(workers) || workers < 1 || (!values.nats && !values['nats-port'])) {
+  process.stderr.write('usage: supervisor.mjs --dir DIR --workers N (--nats-port P | --nats URL)\n');
+  process.exit(2);
+}
+const sup = new Supervisor({
+  dir: values.dir,
+  workers,
+  ...(values.nats ? { natsUrl: values.nats } : { natsPort: Number(values['nats-port']) }),
+  distDir: dirname(fileURLToPath(import.meta.url)),
+  settings: settingsFromEnv(),
+  log,
+});
+let stopping = false;
+const stop = (sig: string): void => {
+  if (stopping) return;
+  stopping = true;
+  log(`received ${sig}: stopping every process`);
+  sup.stop().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      log(`stop failed: ${(err as Error).message}`);
+      process.exit(1);
+    },
+  );
+};
+process.on('SIGTERM', () => stop('SIGTERM'));
+process.on('SIGINT', () => stop('SIGINT'));
+process.on('SIGHUP', () => undefined);
+if (sup.adopted.length) log(`adopted running processes: ${sup.adopted.join(', ')}`);
+await sup.start();
+log('supervising');
