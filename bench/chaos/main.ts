@@ -1,0 +1,445 @@
+/**
+ * `npm run chaos`: the long versions of the hostile tests, each phase on a
+ * fresh local topology (nats-server, controller, 3 workers) running a
+ * sequence-numbered source into a key-grouped counter (2 instances), with
+ * the counter's input and output tapped and audited per key (lost,
+ * duplicated, out of order, counts not continuing):
+ *
+ * 1. fuzz: N seeded hostile messages (bench/chaos/fuzz.ts) on every subject
+ *    under load, then a swap; RSS of every process before and after.
+ * 2. swaps: S swaps mixing good versions with broken ones (init throws,
+ *    throws on every record, throws on 1%, async hang before probation ends,
+ *    async hang after probation, a slow version that builds a backlog).
+ * 3. worker kills: a worker running a counter instance killed with -9 in
+ *    the middle of a swap (its in-memory state and in-flight records are lost
+ *    by design; the figures say how many).
+ * 4. controller kills: the controller killed with -9 in the middle of a swap
+ *    of a backlogged counter, left dead past the leases, started again.
+ *
+ * Writes bench/CHAOS.md (or CHAOS_OUT). Sizes: flags or environment,
+ *   --fuzz N (CHAOS_FUZZ, default 1000000)   --rate N (CHAOS_FUZZ_RATE, 5000 msgs/s)
+ *   --swaps N (CHAOS_SWAPS, 100)   --worker-kills N (CHAOS_WORKER_KILLS, 1)
+ *   --controller-kills N (CHAOS_CONTROLLER_KILLS, 1)   --seed N (CHAOS_SEED, 6)
+ *   --phases fuzz,swaps,worker-kills,controller-kills (CHAOS_PHASES)   --out FILE (CHAOS_OUT)
+ * Bundled into dist/bench/chaos.mjs by bench/chaos/run.mjs.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { SwapRolledBackError, type SwapReply } from '../../sdk/protocol/index.js';
+import { swapReplyOf } from '../../runtime/client/index.js';
+import { distFile } from '../../runtime/client/paths.js';
+import { isAlive } from '../../runtime/client/processes.js';
+import { COUNTER, SOURCE, SWAP_IN, SWAP_OUT } from '../../test/fixtures/swap-e2e-lib.js';
+import { startCluster, waitFor, type Cluster } from '../../test/harness.js';
+import { audit, fixture, settle, tapCounter, type Audit, type OutRecord, type Tap } from '../../test/swap-helpers.js';
+import { publishFuzz, type FuzzRun, type FuzzTargets } from './fuzz.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const REAL_KEY = /^key-\d+$/;
+
+// ---- options -------------------------------------------------------------------
+
+const USAGE = `usage: npm run chaos -- [options]     (each also as an environment variable)
+  --fuzz N              fuzzed messages (CHAOS_FUZZ, default 1000000)
+  --rate N              fuzzed messages per second (CHAOS_FUZZ_RATE, default 5000)
+  --swaps N             swaps mixing good and broken versions (CHAOS_SWAPS, default 100)
+  --worker-kills N      workers killed with -9 mid-swap (CHAOS_WORKER_KILLS, default 1)
+  --controller-kills N  controllers killed with -9 mid-swap (CHAOS_CONTROLLER_KILLS, default 1)
+  --seed N              fuzz seed (CHAOS_SEED, default 6)
+  --phases LIST         fuzz,swaps,worker-kills,controller-kills (CHAOS_PHASES)
+  --out FILE            report (CHAOS_OUT, default bench/CHAOS.md)`;
+
+const PHASES = ['fuzz', 'swaps', 'worker-kills', 'controller-kills'] as const;
+type Phase = (typeof PHASES)[number];
+
+interface Options {
+  fuzz: number;
+  rate: number;
+  swaps: number;
+  workerKills: number;
+  controllerKills: number;
+  seed: number;
+  phases: Phase[];
+  out: string;
+}
+
+function options(argv: string[]): Options {
+  const flags = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--help' || a === '-h') {
+      console.log(USAGE);
+      process.exit(0);
+    }
+    const m = /^--([a-z-]+)(?:=(.*))?$/.exec(a);
+    if (!m) throw new Error(`chaos: unknown argument ${a} (try --help)`);
+    flags.set(m[1]!, m[2] ?? argv[++i] ?? '');
+  }
+  const num = (flag: string, env: string, dflt: number): number => {
+    const raw = flags.get(flag) ?? process.env[env];
+    if (raw === undefined || raw === '') return dflt;
+    const n = Number(raw.replace(/_/g, ''));
+    if (!Number.isInteger(n) || n < 0) throw new Error(`chaos: --${flag} / ${env} must be a whole number >= 0, got ${JSON.stringify(raw)}`);
+    return n;
+  };
+  const phases = (flags.get('phases') ?? process.env.CHAOS_PHASES ?? PHASES.join(',')).split(',').filter(Boolean);
+  for (const p of phases) if (!(PHASES as readonly string[]).includes(p)) throw new Error(`chaos: unknown phase ${p} (phases: ${PHASES.join(', ')})`);
+  return {
+    fuzz: num('fuzz', 'CHAOS_FUZZ', 1_000_000),
+    rate: Math.max(1, num('rate', 'CHAOS_FUZZ_RATE', 5_000)),
+    swaps: num('swaps', 'CHAOS_SWAPS', 100),
+    workerKills: num('worker-kills', 'CHAOS_WORKER_KILLS', 1),
+    controllerKills: num('controller-kills', 'CHAOS_CONTROLLER_KILLS', 1),
+    seed: num('seed', 'CHAOS_SEED', 6),
+    phases: phases as Phase[],
+    out: flags.get('out') ?? process.env.CHAOS_OUT ?? 'bench/CHAOS.md',
+  };
+}
+
+// ---- shared ----------------------------------------------------------------------
+
+function rssKiB(pid: number): number | undefined {
+  try {
+    const m = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+interface Counted {
+  lost: number;
+  duplicated: number;
+  reordered: number;
+  badCounts: number;
+  records: number;
+  keys: number;
+  examples: string[];
+}
+
+interface PhaseResult {
+  phase: Phase;
+  what: string;
+  seconds: number;
+  audit?: Counted;
+  /** Free-form figures (swap outcomes, RSS, ...), one line each. */
+  notes: string[];
+  /** Problems that are not counts (a step that threw). */
+  errors: string[];
+}
+
+class Bed {
+  input!: Tap<{ key: string; seq: number }>;
+  output!: Tap<OutRecord>;
+  extra: ChildProcess[] = [];
+  private constructor(readonly cluster: Cluster) {}
+
+  static async start(counter: string, source: string, log: (s: string) => void): Promise<Bed> {
+    const cluster = await startCluster({ workers: 3 });
+    const bed = new Bed(cluster);
+    const { client } = cluster;
+    await client.deployFile(fixture(counter), { instances: 2 });
+    ({ input: bed.input, output: bed.output } = await tapCounter(client));
+    await client.deployFile(fixture(source));
+    await waitFor(() => bed.output.records.length > 1_000, { what: 'counted records flowing', timeoutMs: 20_000 });
+    log(`  topology up in ${cluster.dir}`);
+    return bed;
+  }
+
+  get client() {
+    return this.cluster.client;
+  }
+
+  pids(): Record<string, number> {
+    const run = this.cluster.topology.run;
+    const out: Record<string, number> = { controller: run.pids.controller };
+    run.pids.workers.forEach((pid, i) => (out[this.cluster.workerId(i + 1)] = pid));
+    if (run.pids.nats) out['nats-server'] = run.pids.nats;
+    return out;
+  }
+
+  /** Stops the source, waits for the counter to catch up, audits the real keys. */
+  async finish(): Promise<Counted> {
+    await this.client.kill(SOURCE).catch(() => undefined);
+    const real = this.input.records.filter((r) => REAL_KEY.test(r.key) && typeof r.seq === 'number');
+    let upTo: Map<string, number>;
+    try {
+      upTo = await settle(real, this.output.records, 60_000);
+    } catch {
+      upTo = new Map();
+      for (const r of real) upTo.set(r.key, Math.max(upTo.get(r.key) ?? 0, r.seq));
+    }
+    const a: Audit = audit(this.output.records.filter((o) => REAL_KEY.test(o.key)), upTo);
+    return { lost: a.lost, duplicated: a.duplicated, reordered: a.reordered, badCounts: a.badCounts, records: real.length, keys: a.keys, examples: a.examples.slice(0, 4) };
+  }
+
+  async stop(): Promise<void> {
+    await this.input?.stop().catch(() => undefined);
+    await this.output?.stop().catch(() => undefined);
+    for (const c of this.extra) c.kill('SIGKILL');
+    await this.cluster.stop().catch(() => undefined);
+  }
+}
+
+type SwapOutcome = { result: 'ok' | 'rolled-back' | 'error'; detail: string; ms: number };
+
+/** Swaps the counter to `file` (a test fixture name like "counter-b", or a path ending in .ts). */
+async function swapTo(bed: Bed, file: string, opts: Parameters<Bed['client']['swap']>[2] = {}): Promise<SwapOutcome> {
+  const t0 = Date.now();
+  try {
+    const r = await bed.client.swap(COUNTER, file.endsWith('.ts') ? file : fixture(file), opts);
+    return { result: 'ok', detail: `v${r.version}`, ms: Date.now() - t0 };
+  } catch (err) {
+    if (err instanceof SwapRolledBackError) {
+      const reply = swapReplyOf(err) as SwapReply | undefined;
+      return { result: 'rolled-back', detail: (reply?.error ?? (err as Error).message).slice(0, 160), ms: Date.now() - t0 };
+    }
+    return { result: 'error', detail: (err as Error).message.slice(0, 200), ms: Date.now() - t0 };
+  }
+}
+
+// ---- phases ----------------------------------------------------------------------
+
+async function fuzzPhase(o: Options, log: (s: string) => void): Promise<PhaseResult> {
+  const t0 = Date.now();
+  const res: PhaseResult = { phase: 'fuzz', what: `${o.fuzz.toLocaleString('en-US')} fuzzed messages at ${o.rate}/s (seed ${o.seed}), then a swap`, seconds: 0, notes: [], errors: [] };
+  const bed = await Bed.start('counter-a', 'source', log);
+  try {
+    const warm = await swapTo(bed, 'counter-b');
+    res.notes.push(`warm-up swap: ${warm.result} (${warm.detail})`);
+    await sleep(2_000);
+    const pids = bed.pids();
+    const before = Object.fromEntries(Object.entries(pids).map(([n, p]) => [n, rssKiB(p)]));
+    const peak: Record<string, number> = {};
+    const status = await bed.client.status();
+    const instances = status.computations.flatMap((c) => c.instances);
+    const targets: FuzzTargets = {
+      streams: [SWAP_IN, SWAP_OUT], producers: instances.map((i) => i.instanceId), groups: [COUNTER, SOURCE],
+      workers: status.workers.map((w) => w.workerId), instances: instances.map((i) => i.instanceId), computations: [COUNTER, SOURCE],
+    };
+    let lastLog = Date.now();
+    const run: FuzzRun = await publishFuzz(bed.client.nc, o.fuzz, targets, {
+      seed: o.seed, perSecond: o.rate,
+      onProgress: (n) => {
+        for (const [name, pid] of Object.entries(pids)) peak[name] = Math.max(peak[name] ?? 0, rssKiB(pid) ?? 0);
+        if (Date.now() - lastLog > 10_000) {
+          lastLog = Date.now();
+          log(`  ${n.toLocaleString('en-US')} messages sent; ${bed.output.records.length.toLocaleString('en-US')} records counted so far`);
+        }
+      },
+    });
+    res.notes.push(`sent ${run.sent.toLocaleString('en-US')} in ${(run.ms / 1000).toFixed(1)} s (${Object.entries(run.byKind).map(([k, v]) => `${k} ${v}`).join(', ')}); ${run.refused} refused by the client`);
+    await sleep(1_500);
+    const after = await bed.client.status();
+    res.notes.push(`after the fuzz: ${after.computations.map((c) => `${c.name} ${c.instances.map((i) => i.state).join('/')}`).join(', ')}; workers listed ${after.workers.length} (alive ${after.workers.filter((w) => w.alive).length})`);
+    const swap = await swapTo(bed, 'counter-a');
+    res.notes.push(`swap after the fuzz: ${swap.result} (${swap.detail}, ${swap.ms} ms)`);
+    if (swap.result !== 'ok') res.errors.push(`swap after the fuzz: ${swap.result}: ${swap.detail}`);
+    res.audit = await bed.finish();
+    await sleep(2_000);
+    const end = Object.fromEntries(Object.entries(pids).map(([n, p]) => [n, rssKiB(p)]));
+    for (const n of Object.keys(pids)) {
+      const b = before[n], e = end[n];
+      const g = b && e ? Math.round(((e - b) / b) * 100) : undefined;
+      res.notes.push(`RSS ${n}: ${b} KiB before, peak ${peak[n]} KiB, ${e} KiB at the end: ${g === undefined ? 'process gone' : `${g >= 0 ? '+' : ''}${g}%`}${g !== undefined && g >= 30 ? ' (over 30%)' : ''}`);
+    }
+  } catch (err) {
+    res.errors.push((err as Error).message);
+  } finally {
+    await bed.stop();
+  }
+  res.seconds = Math.round((Date.now() - t0) / 1000);
+  return res;
+}
+
+interface Version {
+  file: string;
+  kind: string;
+  opts?: Parameters<Bed['client']['swap']>[2];
+  /** Wait after the swap before the next one (a later hang must show). */
+  afterMs?: number;
+}
+
+const GOOD = (code: 'a' | 'b'): Version => ({ file: `counter-${code}`, kind: 'good' });
+const BROKEN: Version[] = [
+  { file: 'counter-init-throws', kind: 'init throws' },
+  { file: 'counter-throws', kind: 'throws on every record' },
+  { file: 'bench/chaos/counter-throws-some.ts', kind: 'throws on 1%', opts: { probation: { records: 2_000, ms: 5_000 } } },
+  { file: 'counter-hangs', kind: 'async hang in probation', opts: { probation: { callbackTimeoutMs: 500 } } },
+  { file: 'counter-hangs-later', kind: 'async hang after probation', afterMs: 4_000 },
+  { file: 'counter-slow', kind: 'slow (backlog)', afterMs: 2_000 },
+];
+
+async function swapsPhase(o: Options, log: (s: string) => void): Promise<PhaseResult> {
+  const t0 = Date.now();
+  const res: PhaseResult = { phase: 'swaps', what: `${o.swaps} swaps: good versions alternating with broken ones (${BROKEN.map((b) => b.kind).join(', ')})`, seconds: 0, notes: [], errors: [] };
+  const bed = await Bed.start('counter-a', 'source-light', log);
+  const tally = new Map<string, Map<string, number>>();
+  try {
+    let code: 'a' | 'b' = 'a';
+    let broken = 0;
+    for (let i = 0; i < o.swaps; i++) {
+      let v: Version;
+      if (i % 2 === 0) {
+        code = code === 'a' ? 'b' : 'a';
+        v = GOOD(code);
+      } else v = BROKEN[broken++ % BROKEN.length]!;
+      const r = await swapTo(bed, v.file, v.opts ?? {});
+      const t = tally.get(v.kind) ?? new Map<string, number>();
+      t.set(r.result, (t.get(r.result) ?? 0) + 1);
+      tally.set(v.kind, t);
+      if (r.result === 'error') res.errors.push(`swap ${i + 1} to ${v.kind}: ${r.detail}`);
+      log(`  swap ${i + 1}/${o.swaps} to ${v.kind} (${v.file.replace(/.*\//, '')}): ${r.result} in ${r.ms} ms${r.result === 'ok' ? '' : `: ${r.detail.slice(0, 100)}`}`);
+      if (r.result === 'ok' && v.afterMs) await sleep(v.afterMs);
+      else await sleep(300);
+    }
+    // End on a good version, so the audit's tail is counted.
+    const last = await swapTo(bed, code === 'a' ? 'counter-b' : 'counter-a');
+    res.notes.push(`final swap to a good version: ${last.result}${last.result === 'ok' ? '' : ` (${last.detail})`}`);
+    for (const [kind, t] of tally) res.notes.push(`${kind}: ${[...t].map(([r, n]) => `${r} ${n}`).join(', ')}`);
+    res.audit = await bed.finish();
+  } catch (err) {
+    res.errors.push((err as Error).message);
+  } finally {
+    await bed.stop();
+  }
+  res.seconds = Math.round((Date.now() - t0) / 1000);
+  return res;
+}
+
+async function workerKillPhase(o: Options, log: (s: string) => void): Promise<PhaseResult> {
+  const t0 = Date.now();
+  const res: PhaseResult = { phase: 'worker-kills', what: `${o.workerKills} worker(s) killed with -9 in the middle of a swap`, seconds: 0, notes: [], errors: [] };
+  const bed = await Bed.start('counter-a', 'source', log);
+  try {
+    let code: 'a' | 'b' = 'a';
+    for (let k = 0; k < o.workerKills; k++) {
+      const status = await bed.client.status();
+      const counterOn = status.computations.find((c) => c.name === COUNTER)!.instances.map((i) => i.workerId);
+      const sourceOn = status.computations.find((c) => c.name === SOURCE)!.instances.map((i) => i.workerId);
+      const victim = counterOn.find((w) => !sourceOn.includes(w)) ?? counterOn[0]!;
+      const n = Number(victim.replace(/^w-/, ''));
+      code = code === 'a' ? 'b' : 'a';
+      const swapping = swapTo(bed, `counter-${code}`);
+      await sleep(150 + ((k * 97) % 300));
+      await bed.cluster.killWorker(n, 'SIGKILL');
+      const r = await swapping;
+      res.notes.push(`kill ${k + 1}: ${victim} killed mid-swap; swap ${r.result} (${r.detail.slice(0, 120)})`);
+      await bed.cluster.startWorker(n);
+      await waitFor(async () => {
+        const s = await bed.client.status();
+        return s.computations.every((c) => c.instances.length > 0 && c.instances.every((i) => i.state === 'running'));
+      }, { what: 'every instance running again', timeoutMs: 60_000 }).catch((err: Error) => res.errors.push(err.message));
+      if (r.result !== 'ok') code = code === 'a' ? 'b' : 'a';
+      await sleep(1_000);
+    }
+    res.audit = await bed.finish();
+    res.notes.push('keyed state lives in instance memory: the killed instance\'s counts restart (badCounts) and records in flight to it are lost, by design until checkpoints (durability issue)');
+  } catch (err) {
+    res.errors.push((err as Error).message);
+  } finally {
+    await bed.stop();
+  }
+  res.seconds = Math.round((Date.now() - t0) / 1000);
+  return res;
+}
+
+async function controllerKillPhase(o: Options, log: (s: string) => void): Promise<PhaseResult> {
+  const t0 = Date.now();
+  const res: PhaseResult = { phase: 'controller-kills', what: `${o.controllerKills} controller kill(s) with -9 in the middle of a swap of a backlogged counter, restarted after 8 s`, seconds: 0, notes: [], errors: [] };
+  const bed = await Bed.start('counter-slow', 'source-light', log);
+  try {
+    let pid = bed.cluster.topology.run.pids.controller;
+    for (let k = 0; k < o.controllerKills; k++) {
+      // A backlog first, so the release drains for seconds and the kill lands inside the swap.
+      if (k % 2 === 1) await swapTo(bed, 'counter-slow');
+      await waitFor(async () => {
+        const s = await bed.client.status();
+        return (s.computations.find((c) => c.name === COUNTER)?.instances ?? []).reduce((n, i) => n + (i.queued ?? 0), 0) > 60;
+      }, { what: 'a backlog of more than 60 batches', timeoutMs: 30_000 }).catch((err: Error) => res.errors.push(err.message));
+      const swapping = swapTo(bed, 'counter-a');
+      await sleep(1_500);
+      process.kill(pid, 'SIGKILL');
+      await waitFor(() => !isAlive(pid), { what: 'the controller gone' });
+      await sleep(8_000);
+      const restarted = spawn(process.execPath, [distFile('controller'), '--nats', bed.cluster.url], { stdio: 'ignore' });
+      bed.extra.push(restarted);
+      pid = restarted.pid!;
+      const r = await swapping;
+      res.notes.push(`kill ${k + 1}: swap ${r.result} (${r.detail.slice(0, 120)}), ${r.ms} ms`);
+      await waitFor(async () => (await bed.client.status()).computations.find((c) => c.name === COUNTER)?.instances.every((i) => i.state === 'running'), {
+        what: 'the counter running again', timeoutMs: 60_000,
+      }).catch((err: Error) => res.errors.push(err.message));
+      await sleep(1_000);
+    }
+    res.audit = await bed.finish();
+  } catch (err) {
+    res.errors.push((err as Error).message);
+  } finally {
+    await bed.stop();
+  }
+  res.seconds = Math.round((Date.now() - t0) / 1000);
+  return res;
+}
+
+// ---- report ----------------------------------------------------------------------
+
+function report(o: Options, results: PhaseResult[], command: string, startedAt: Date, load: number): string {
+  const int = (n: number) => n.toLocaleString('en-US');
+  const lines = [
+    '# topo chaos results',
+    '',
+    'Generated by `bench/chaos/main.ts` (`npm run chaos`); do not edit by hand.',
+    '',
+    `- Date: ${startedAt.toISOString()}`,
+    `- Command: \`${command}\``,
+    `- Sizes: fuzz ${int(o.fuzz)} messages at ${int(o.rate)}/s (seed ${o.seed}); swaps ${o.swaps}; worker kills ${o.workerKills}; controller kills ${o.controllerKills}; phases ${o.phases.join(', ')}`,
+    `- Machine: ${cpus().length} CPUs, Node ${process.version}; 1-minute load average before the run: ${load.toFixed(2)}`,
+    '- Full size: `npm run chaos` (10^6 fuzzed messages, 100 swaps, 1 kill of each). Short run: `npm run chaos -- --fuzz 20000 --swaps 12`.',
+    '',
+    '| phase | what | seconds | records | lost | duplicated | out of order | counts off | errors |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|',
+  ];
+  for (const r of results) {
+    const a = r.audit;
+    lines.push(`| ${r.phase} | ${r.what} | ${r.seconds} | ${a ? int(a.records) : '-'} | ${a ? int(a.lost) : '-'} | ${a ? int(a.duplicated) : '-'} | ${a ? int(a.reordered) : '-'} | ${a ? int(a.badCounts) : '-'} | ${r.errors.length} |`);
+  }
+  lines.push('', '"records": records the real source published (made-up keys of the fuzz excluded). "counts off": output records whose count is not the number of records of that key before it plus one (state lost or counted twice).', '');
+  for (const r of results) {
+    lines.push(`## ${r.phase}`, '', ...r.notes.map((n) => `- ${n}`));
+    if (r.audit?.examples.length) lines.push(`- examples: ${r.audit.examples.map((e) => `\`${e}\``).join('; ')}`);
+    for (const e of r.errors) lines.push(`- ERROR: ${e.replace(/\n/g, ' ').slice(0, 300)}`);
+    lines.push('');
+  }
+  return lines.join('\n');
+}
+
+async function main(): Promise<void> {
+  const o = options(process.argv.slice(2));
+  const startedAt = new Date();
+  const load = loadavg()[0] ?? 0;
+  const command = `npm run chaos${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}${['CHAOS_FUZZ', 'CHAOS_FUZZ_RATE', 'CHAOS_SWAPS', 'CHAOS_WORKER_KILLS', 'CHAOS_CONTROLLER_KILLS', 'CHAOS_SEED', 'CHAOS_PHASES'].filter((k) => process.env[k]).map((k) => ` (${k}=${process.env[k]})`).join('')}`;
+  const log = (s: string) => console.log(s);
+  const results: PhaseResult[] = [];
+  const run: Record<Phase, (o: Options, log: (s: string) => void) => Promise<PhaseResult>> = {
+    fuzz: fuzzPhase, swaps: swapsPhase, 'worker-kills': workerKillPhase, 'controller-kills': controllerKillPhase,
+  };
+  for (const p of o.phases) {
+    if ((p === 'fuzz' && o.fuzz === 0) || (p === 'swaps' && o.swaps === 0) || (p === 'worker-kills' && o.workerKills === 0) || (p === 'controller-kills' && o.controllerKills === 0)) continue;
+    log(`chaos: ${p} ...`);
+    const r = await run[p](o, log);
+    const a = r.audit;
+    log(`chaos: ${p} done in ${r.seconds} s: ${a ? `${a.records} records, lost ${a.lost}, duplicated ${a.duplicated}, out of order ${a.reordered}, counts off ${a.badCounts}` : 'no audit'}${r.errors.length ? `; ${r.errors.length} error(s): ${r.errors[0]}` : ''}`);
+    for (const n of r.notes) log(`  ${n}`);
+    results.push(r);
+    writeFileSync(o.out, report(o, results, command, startedAt, load) + '\n');
+  }
+  log(`chaos: wrote ${o.out}`);
+  process.exit(0);
+}
+
+main().catch((err: unknown) => {
+  console.error(`chaos: ${(err as Error).stack ?? String(err)}`);
+  process.exit(1);
+});
