@@ -89,6 +89,17 @@ export function renderStatus(status: StatusView, now = Date.now()): string {
     if (canaryLines.length) out.push('', ...canaryLines);
     const failing = status.computations.flatMap((c) => c.instances.filter((i) => i.lastError).map((i) => `  ${c.name}[${i.index}] last error: ${clip(i.lastError ?? '', 200)}`));
     if (failing.length) out.push('', ...failing);
+    const incidents = status.computations.flatMap((c) => [
+      ...(c.coolDown ? [`  ${c.name} COOL-DOWN until ${clock(c.coolDown.until)}: ${c.coolDown.failures} failures within ${Math.round(c.coolDown.windowMs / 1000)} s (last: ${clip(c.coolDown.reason, 160)}); its instances are not re-placed meanwhile`] : []),
+      ...(c.stuckCount ? [`  ${c.name} stuck ${c.stuckCount} time${c.stuckCount === 1 ? '' : 's'} in a synchronous callback: each time its worker was restarted and the keyed state held in memory by that worker's instances was lost`] : []),
+    ]);
+    if (incidents.length) out.push('', ...incidents);
+  }
+  if (status.stuck?.recent.length) {
+    out.push('', `STUCK (${status.stuck.total} report${status.stuck.total === 1 ? '' : 's'}, newest last)`);
+    for (const r of status.stuck.recent.slice(-5)) {
+      out.push(`  ${clock(r.at)}  ${r.workerId} pid ${r.pid}: ${r.callback ?? 'event loop'}${r.computation ? ` of ${r.computation} (${r.instanceId})` : ''} blocked for ${r.forMs} ms; worker restarted, in-memory keyed state of its instances lost`);
+    }
   }
   out.push('', 'STREAMS');
   const edges = streamEdges(status);
@@ -100,6 +111,18 @@ export function renderStatus(status: StatusView, now = Date.now()): string {
     const rows = [['ID', 'ALIVE', 'LAST SEEN', 'INSTANCES', 'PID', 'HOST', 'LANG']];
     for (const w of [...status.workers].sort((a, b) => a.workerId.localeCompare(b.workerId, undefined, { numeric: true }))) {
       rows.push([w.workerId, w.alive ? 'yes' : 'NO', ago(w.lastSeen, now), String(w.instances), String(w.pid), w.host, w.lang]);
+    }
+    out.push(...table(rows).split('\n').map((l) => `  ${l}`));
+  }
+  if (status.processes?.length) {
+    out.push('', 'PROCESSES (supervised)');
+    const rows = [['NAME', 'PID', 'STATE', 'RESTARTS', 'LAST EXIT', 'NOTE']];
+    for (const p of status.processes) {
+      const exit = p.lastExit ? `${p.lastExit.signal ?? `code ${p.lastExit.code}`} ${ago(p.lastExit.at, now)}` : '-';
+      const note = p.state === 'cool-down' && p.coolDownUntil ? `${p.recentCrashes} crashes: not restarted until ${clock(p.coolDownUntil)}`
+        : p.state === 'backoff' && p.nextStartAt ? `restart at ${clock(p.nextStartAt)}`
+        : p.lastStuck ? `last killed for a stuck ${p.lastStuck.callback ?? 'event loop'}${p.lastStuck.computation ? ` of ${p.lastStuck.computation}` : ''} (${p.lastStuck.forMs} ms)` : '';
+      rows.push([p.name, p.state === 'running' ? String(p.pid ?? '-') : '-', p.state === 'cool-down' ? 'COOL-DOWN' : p.state, String(p.restarts), exit, note]);
     }
     out.push(...table(rows).split('\n').map((l) => `  ${l}`));
   }

@@ -17,6 +17,7 @@ import type { ControllerContext, ControllerSettings } from './context.js';
 import { openControlPlane } from './infrastructure.js';
 import { deploy, kill } from './lifecycle.js';
 import { Reconciler } from './reconciler.js';
+import { watchStuckReports } from './incidents.js';
 import { SerialQueue } from './serialQueue.js';
 import { StateStore, type SwapJournal } from './stateStore.js';
 import { status, workerStatuses } from './status.js';
@@ -149,6 +150,7 @@ const apiSchema = (verb: keyof typeof schemas.api) => ({ schema: schemas.api[ver
 function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openControlPlane>>['workers'], journals: SwapJournal[]): RunningController {
   const { nc, log, settings, workers, store, queue } = ctx;
   const reconciler = new Reconciler(ctx);
+  const stuckReports = watchStuckReports(ctx);
 
   const onWorkerChange = (w: WorkerEntry, change: WorkerChange, how: string): void => {
     if (change === 'seen') return;
@@ -282,6 +284,7 @@ function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openCo
         clearInterval(timer);
         for (const s of api) s.unsubscribe();
         heartbeats.unsubscribe();
+        stuckReports.unsubscribe();
         await queue.idle().catch(() => {});
         await mirrorWorkers();
         if (!nc.isClosed()) await nc.drain().catch(() => {});

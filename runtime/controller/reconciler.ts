@@ -5,6 +5,9 @@
  * - a live worker that does not report an instance KV gives it is assigned it again;
  * - a live worker that reports an instance KV does not give it is told to unassign it.
  * The two heartbeat checks wait reconcileGraceMs so in-between states settle first.
+ * A computation whose instances keep failing (assign/init throws on re-placement,
+ * or stuck reports: a synchronous hang that cost its worker) is in cool-down
+ * (incidents.ts): its instances are not re-placed or re-assigned until it ends.
  * Every correction runs in the serial queue and re-checks its reason there.
  * Canary placements count like any other; computations with a swap under way
  * (ctx.swapping) are left alone, since their workers run instances KV does not list yet.
@@ -14,6 +17,7 @@ import { controlWorker, type ControllerContext } from './context.js';
 import { chooseWorkers, newInstanceId } from './placement.js';
 import { assignmentFor, placementsOf, withPlacement } from './records.js';
 import type { WorkerEntry } from './workerTable.js';
+import { incidentsOf } from './incidents.js';
 
 interface Backoff {
   retryAt: number;
@@ -38,6 +42,8 @@ export class Reconciler {
   /** Computations for which "waiting for a worker" was already logged. */
   private readonly waitingLogged = new Set<string>();
   private orphanRunQueued = false;
+  /** Cool-downs already logged, by computation: their end time. */
+  private readonly coolLogged = new Map<string, number>();
 
   constructor(private readonly ctx: ControllerContext) {}
 
@@ -58,7 +64,7 @@ export class Reconciler {
       }
       const since = oldMissing?.get(id) ?? now;
       missing.set(id, since);
-      if (now - since >= grace && !this.inBackoff(id, now)) this.enqueueReassign(worker.workerId, id);
+      if (now - since >= grace && !this.inBackoff(id, now) && !this.coolingDown(rec.name, now)) this.enqueueReassign(worker.workerId, id);
     }
     this.missingSince.set(worker.workerId, missing);
 
@@ -98,6 +104,7 @@ export class Reconciler {
   hasOrphans(now: number): boolean {
     for (const rec of this.ctx.store.all()) {
       if (this.ctx.swapping.has(rec.name)) continue;
+      if (this.coolingDown(rec.name, now)) continue;
       for (const p of placementsOf(rec)) if (this.isOrphan(p.workerId, now) && !this.inBackoff(p.instanceId, now)) return true;
     }
     return false;
@@ -122,6 +129,26 @@ export class Reconciler {
     return now - this.ctx.startedAt > this.ctx.settings.leaseMs;
   }
 
+  /** A computation whose instances keep failing is left alone for a while (see incidents.ts); logged once per cool-down. */
+  private coolingDown(name: string, now: number): boolean {
+    const c = incidentsOf(this.ctx).coolDownOf(name, now);
+    if (!c) {
+      this.coolLogged.delete(name);
+      return false;
+    }
+    if (this.coolLogged.get(name) !== c.until) {
+      this.coolLogged.set(name, c.until);
+      this.ctx.log.warn({ computation: name, coolDown: c },
+        `"${name}" is in cool-down until ${new Date(c.until).toISOString()} (${c.failures} failures within ${c.windowMs} ms; last: ${c.reason}): its instances are not re-placed meanwhile`);
+    }
+    return true;
+  }
+
+  /** Counts a failed (re)assign of an instance of `name` towards its cool-down. */
+  private noteFailure(name: string, reason: string): void {
+    if (incidentsOf(this.ctx).noteFailure(name, reason)) this.coolingDown(name, Date.now());
+  }
+
   private inBackoff(instanceId: string, now: number): boolean {
     const b = this.backoff.get(instanceId);
     return b !== undefined && now < b.retryAt;
@@ -144,6 +171,7 @@ export class Reconciler {
   private async placeOrphansOf(rec: ComputationRecord): Promise<void> {
     const { ctx } = this;
     const now = Date.now();
+    if (this.coolingDown(rec.name, now)) return;
     const orphans = placementsOf(rec).filter((p) => this.isOrphan(p.workerId, now) && !this.inBackoff(p.instanceId, now));
     if (orphans.length === 0) return;
     const candidates = ctx.workers.alive(rec.lang).map((w) => w.workerId);
@@ -178,6 +206,7 @@ export class Reconciler {
         if (err) ctx.log.error({ err, computation: rec.name }, `could not write re-placement of "${rec.name}" to KV (will retry): ${err.message}`);
       } catch (err) {
         this.noteAttempt(orphan.instanceId, Date.now());
+        this.noteFailure(rec.name, `re-placing instance ${orphan.index} on ${target} failed: ${errorMessage(err)}`);
         ctx.log.error({ err, computation: rec.name, index: orphan.index, workerId: target },
           `could not re-place instance ${orphan.index} of "${rec.name}" on ${target}: ${errorMessage(err)}; retrying later`);
       } finally {
@@ -215,6 +244,7 @@ export class Reconciler {
       ctx.log.info({ computation: rec.name, workerId, instanceId }, `worker ${workerId} accepted ${instanceId} again`);
     } catch (err) {
       this.noteAttempt(instanceId, Date.now());
+      this.noteFailure(rec.name, `assigning ${instanceId} again on ${workerId} failed: ${errorMessage(err)}`);
       ctx.log.error({ err, computation: rec.name, workerId, instanceId }, `could not assign ${instanceId} again on ${workerId}: ${errorMessage(err)}; retrying later`);
     } finally {
       ctx.inFlight.delete(instanceId);

@@ -1,6 +1,7 @@
 /** Assembles StatusReply from desired state (KV copy) and the latest heartbeats. */
 import type { ComputationRecord, ComputationStatus, InstanceStatus, Placement, StatusReply, WorkerStatus } from '../../sdk/protocol/index.js';
 import type { ControllerContext } from './context.js';
+import { incidentsOf } from './incidents.js';
 
 const ZERO_METRICS = { recordsIn: 0, recordsOut: 0, errors: 0, deadLetters: 0, malformed: 0 };
 
@@ -30,7 +31,15 @@ export function computationStatus(ctx: ControllerContext, rec: ComputationRecord
     name: rec.name, version: rec.version, sha: rec.sha, lang: rec.lang,
     istreams: rec.metadata.istreams, ostreams: rec.metadata.ostreams,
     instances, inPerSec, outPerSec, errors, deadLetters,
+    ...incidentFields(ctx, rec.name),
   };
+}
+
+function incidentFields(ctx: ControllerContext, name: string): Pick<ComputationStatus, 'stuckCount' | 'coolDown'> {
+  const incidents = incidentsOf(ctx);
+  const stuckCount = incidents.stuckCount(name);
+  const coolDown = incidents.coolDownOf(name);
+  return { ...(stuckCount ? { stuckCount } : {}), ...(coolDown ? { coolDown } : {}) };
 }
 
 export function workerStatuses(ctx: ControllerContext): WorkerStatus[] {
@@ -42,5 +51,6 @@ export function status(ctx: ControllerContext): StatusReply {
     natsUrl: ctx.natsUrl,
     workers: workerStatuses(ctx),
     computations: ctx.store.all().sort((a, b) => a.name.localeCompare(b.name)).map((rec) => computationStatus(ctx, rec)),
+    ...(incidentsOf(ctx).total ? { stuck: { total: incidentsOf(ctx).total, recent: [...incidentsOf(ctx).recent] } } : {}),
   };
 }
