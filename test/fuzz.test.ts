@@ -15,8 +15,9 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COUNTER, SOURCE, SWAP_IN, SWAP_OUT } from './fixtures/swap-e2e-lib.js';
 import { startCluster, waitFor, type Cluster } from './harness.js';
-import { audit, fixture, NO_PROBLEMS, problems, settle, tapCounter, type OutRecord, type Tap } from './swap-helpers.js';
+import { audit, fixture, NO_PROBLEMS, problems, settle, type OutRecord, type Tap } from './swap-helpers.js';
 import { publishFuzz, type FuzzTargets } from '../bench/chaos/fuzz.js';
+import { tapCounterOf } from '../bench/chaos/taps.js';
 
 const MESSAGES = Number(process.env.TOPO_FUZZ_MESSAGES ?? 20_000);
 const SEED = Number(process.env.TOPO_FUZZ_SEED ?? 6);
@@ -59,7 +60,7 @@ describe('fuzzed messages on every subject of a running topology', () => {
     cluster = await startCluster({ workers: 3 });
     const { client } = cluster;
     await client.deployFile(fixture('counter-a'), { instances: 2 });
-    ({ input, output } = await tapCounter(client));
+    ({ input, output } = await tapCounterOf(client));
     await client.deployFile(fixture('source'));
     await waitFor(() => output.records.length > 2_000, { what: 'counted records flowing', timeoutMs: 15_000 });
     const run = cluster.topology.run;

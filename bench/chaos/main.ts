@@ -32,7 +32,8 @@ import { distFile } from '../../runtime/client/paths.js';
 import { isAlive } from '../../runtime/client/processes.js';
 import { COUNTER, SOURCE, SWAP_IN, SWAP_OUT } from '../../test/fixtures/swap-e2e-lib.js';
 import { startCluster, waitFor, type Cluster } from '../../test/harness.js';
-import { audit, fixture, settle, tapCounter, type Audit, type OutRecord, type Tap } from '../../test/swap-helpers.js';
+import { audit, fixture, settle, type Audit, type OutRecord, type Tap } from '../../test/swap-helpers.js';
+import { tapCounterOf } from './taps.js';
 import { publishFuzz, type FuzzRun, type FuzzTargets } from './fuzz.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -129,6 +130,9 @@ interface PhaseResult {
   errors: string[];
 }
 
+/** Topologies running now: stopped on a crash or Ctrl-C, so no process outlives the run. */
+const running = new Set<Bed>();
+
 class Bed {
   input!: Tap<{ key: string; seq: number }>;
   output!: Tap<OutRecord>;
@@ -138,9 +142,10 @@ class Bed {
   static async start(counter: string, source: string, log: (s: string) => void): Promise<Bed> {
     const cluster = await startCluster({ workers: 3 });
     const bed = new Bed(cluster);
+    running.add(bed);
     const { client } = cluster;
     await client.deployFile(fixture(counter), { instances: 2 });
-    ({ input: bed.input, output: bed.output } = await tapCounter(client));
+    ({ input: bed.input, output: bed.output } = await tapCounterOf(client));
     await client.deployFile(fixture(source));
     await waitFor(() => bed.output.records.length > 1_000, { what: 'counted records flowing', timeoutMs: 20_000 });
     log(`  topology up in ${cluster.dir}`);
@@ -175,6 +180,7 @@ class Bed {
   }
 
   async stop(): Promise<void> {
+    running.delete(this);
     await this.input?.stop().catch(() => undefined);
     await this.output?.stop().catch(() => undefined);
     for (const c of this.extra) c.kill('SIGKILL');
@@ -439,7 +445,14 @@ async function main(): Promise<void> {
   process.exit(0);
 }
 
-main().catch((err: unknown) => {
-  console.error(`chaos: ${(err as Error).stack ?? String(err)}`);
+async function crash(why: string): Promise<never> {
+  console.error(`chaos: ${why}`);
+  await Promise.all([...running].map((b) => b.stop()));
   process.exit(1);
-});
+}
+process.on('uncaughtException', (err) => void crash(`uncaught: ${err.stack ?? err.message}`));
+process.on('unhandledRejection', (err) => void crash(`unhandled rejection: ${(err as Error)?.stack ?? String(err)}`));
+process.on('SIGINT', () => void crash('interrupted'));
+process.on('SIGTERM', () => void crash('terminated'));
+
+main().catch((err: unknown) => crash((err as Error).stack ?? String(err)));
