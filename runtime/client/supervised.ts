@@ -125,7 +125,8 @@ export async function downSupervised(dir: string): Promise<StopResult> {
   const run = readSupervisedRun(dir);
   if (!run) return stopLocalTopology(dir);
   const stopped: string[] = [];
-  const listed = alive(run).map((p) => `${p.name === 'nats-server' ? 'nats-server' : p.kind === 'worker' ? `worker ${p.name}` : p.name} (pid ${p.pid})`);
+  const order = { worker: 0, controller: 1, nats: 2 } as const;
+  const listed = alive(run).sort((a, b) => order[a.kind] - order[b.kind]).map((p) => `${p.name === 'nats-server' ? 'nats-server' : p.kind === 'worker' ? `worker ${p.name}` : p.name} (pid ${p.pid})`);
   const sup = run.supervisorPid;
   if (sup && isAlive(sup) && looksLike(sup, 'supervisor.mjs')) {
     await terminatePid(sup, { graceMs: 20_000 });
