@@ -10,6 +10,7 @@ import { TopoClient } from '../runtime/client/client.js';
 import { isAlive } from '../runtime/client/processes.js';
 import { readSupervisedRun, type SupervisedRunInfo } from '../runtime/client/supervised.js';
 import type { ProcessStatus } from '../sdk/protocol/index.js';
+import { backoffDelay } from '../runtime/supervisor/supervisor.js';
 import { runTopo, waitFor } from './harness.js';
 
 const fixture = (name: string): string => join(import.meta.dirname, 'fixtures', name);
@@ -116,6 +117,18 @@ describe('topo up under a supervisor', () => {
       { what: 'every instance running again', timeoutMs: 20_000 });
   });
 
+  it('a controller killed with SIGKILL is restarted and serves again', async () => {
+    const old = proc('controller').pid!;
+    process.kill(old, 'SIGKILL');
+    await waitFor(() => {
+      const p = proc('controller');
+      return p.state === 'running' && p.pid !== old && isAlive(p.pid);
+    }, { what: 'controller restarted with a new pid' });
+    remember();
+    await waitFor(async () => (await client.status({ timeoutMs: 1_000 })).computations.some((c) => c.name === 'e2e-ticker'),
+      { what: 'the restarted controller answers status with the desired state', timeoutMs: 15_000 });
+  });
+
   it('a worker that keeps crashing enters a cool-down, shown by `topo status`', async () => {
     // TOPO_CRASH_LIMIT=3 within 60 s: w-2 is killed 3 times.
     for (let i = 0; i < 3; i++) {
@@ -150,5 +163,17 @@ describe('topo up under a supervisor', () => {
     expect(existsSync(join(dir, 'run.json'))).toBe(false);
     expect(allPids.size).toBeGreaterThanOrEqual(7);
     for (const pid of allPids) expect(isAlive(pid), `pid ${pid} still alive`).toBe(false);
+  });
+});
+
+describe('restart backoff', () => {
+  it('doubles from the base up to the cap, with ±20% jitter', () => {
+    const s = { baseMs: 250, maxMs: 30_000 };
+    expect(backoffDelay(1, s, () => 0.5)).toBe(250);
+    expect(backoffDelay(2, s, () => 0.5)).toBe(500);
+    expect(backoffDelay(5, s, () => 0.5)).toBe(4_000);
+    expect(backoffDelay(20, s, () => 0.5)).toBe(30_000);
+    expect(backoffDelay(3, s, () => 0)).toBe(800);
+    expect(backoffDelay(3, s, () => 0.999999)).toBe(1_200);
   });
 });

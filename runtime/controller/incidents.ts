@@ -77,6 +77,11 @@ export class Incidents {
     return c;
   }
 
+  /** Computations with failures, cool-downs or stuck counts (to forget those no longer deployed). */
+  names(): string[] {
+    return [...new Set([...this.failures.keys(), ...this.coolDowns.keys(), ...this.stuckBy.keys()])];
+  }
+
   forget(computation: string): void {
     this.failures.delete(computation);
     this.coolDowns.delete(computation);

@@ -91,6 +91,9 @@ export class Reconciler {
    * backoff entries of instances no longer in desired state.
    */
   prune(): void {
+    // A killed computation's failures and cool-down go with it (a new deploy of the name starts afresh).
+    const incidents = incidentsOf(this.ctx);
+    for (const name of incidents.names()) if (!this.ctx.store.get(name)) incidents.forget(name);
     for (const m of [this.missingSince, this.straySince]) {
       for (const id of m.keys()) if (!this.ctx.workers.get(id)) m.delete(id);
     }
