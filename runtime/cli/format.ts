@@ -1,5 +1,5 @@
 /** Human-readable rendering of status, records, dead letters and log lines (swaps: swapFormat.ts). */
-import { PARTITIONS, type ComputationRecord, type StatusReply } from '../../sdk/protocol/index.js';
+import { PARTITIONS, type ComputationRecord, type ProcessStatus, type StatusReply } from '../../sdk/protocol/index.js';
 import type { CanarySummary, ComputationStatusView, DeadLetterEntry, LogEntry, StatusView, TapRecord } from '../client/index.js';
 
 /** JSON.stringify that survives what msgpack can carry: bytes, bigints, maps. */
@@ -114,19 +114,23 @@ export function renderStatus(status: StatusView, now = Date.now()): string {
     }
     out.push(...table(rows).split('\n').map((l) => `  ${l}`));
   }
-  if (status.processes?.length) {
-    out.push('', 'PROCESSES (supervised)');
-    const rows = [['NAME', 'PID', 'STATE', 'RESTARTS', 'LAST EXIT', 'NOTE']];
-    for (const p of status.processes) {
-      const exit = p.lastExit ? `${p.lastExit.signal ?? `code ${p.lastExit.code}`} ${ago(p.lastExit.at, now)}` : '-';
-      const note = p.state === 'cool-down' && p.coolDownUntil ? `${p.recentCrashes} crashes: not restarted until ${clock(p.coolDownUntil)}`
-        : p.state === 'backoff' && p.nextStartAt ? `restart at ${clock(p.nextStartAt)}`
-        : p.lastStuck ? `last killed for a stuck ${p.lastStuck.callback ?? 'event loop'}${p.lastStuck.computation ? ` of ${p.lastStuck.computation}` : ''} (${p.lastStuck.forMs} ms)` : '';
-      rows.push([p.name, p.state === 'running' ? String(p.pid ?? '-') : '-', p.state === 'cool-down' ? 'COOL-DOWN' : p.state, String(p.restarts), exit, note]);
-    }
-    out.push(...table(rows).split('\n').map((l) => `  ${l}`));
-  }
+  if (status.processes?.length) out.push('', ...renderProcesses(status.processes, now));
   return out.join('\n') + '\n';
+}
+
+/** The supervisor's table: one row per process of the local topology. */
+export function renderProcesses(processes: ProcessStatus[], now = Date.now()): string[] {
+  const out = ['PROCESSES (supervised)'];
+  const rows = [['NAME', 'PID', 'STATE', 'RESTARTS', 'LAST EXIT', 'NOTE']];
+  for (const p of processes) {
+    const exit = p.lastExit ? `${p.lastExit.signal ?? (p.lastExit.code !== null ? `code ${p.lastExit.code}` : 'exited')} ${ago(p.lastExit.at, now)}` : '-';
+    const note = p.state === 'cool-down' && p.coolDownUntil ? `${p.recentCrashes} crashes: not restarted until ${clock(p.coolDownUntil)}`
+      : p.state === 'backoff' && p.nextStartAt ? `restart at ${clock(p.nextStartAt)}`
+      : p.lastStuck ? `last killed for a stuck ${p.lastStuck.callback ?? 'event loop'}${p.lastStuck.computation ? ` of ${p.lastStuck.computation}` : ''} (${p.lastStuck.forMs} ms)` : '';
+    rows.push([p.name, p.state === 'running' ? String(p.pid ?? '-') : '-', p.state === 'cool-down' ? 'COOL-DOWN' : p.state, String(p.restarts), exit, note]);
+  }
+  out.push(...table(rows).split('\n').map((l) => `  ${l}`));
+  return out;
 }
 
 export function renderDeployed(c: ComputationRecord): string {

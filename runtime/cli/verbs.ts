@@ -7,7 +7,7 @@ import {
 } from '../client/index.js';
 import { UsageError, intOption, jsonOption, nameArg, natsOption, stringOption } from './args.js';
 import { checkKnownComputation, clockTime, namingDeployed, shortPath, sleep, unproducedStream, withClient, type Io, type Verb } from './common.js';
-import { renderDeadLetter, renderDeployed, renderLogEntry, renderStatus, renderTapRecord, toJson } from './format.js';
+import { renderDeadLetter, renderDeployed, renderProcesses, renderLogEntry, renderStatus, renderTapRecord, toJson } from './format.js';
 import { history, promote, rollback, swap } from './swapVerbs.js';
 
 export type { Io, Verb } from './common.js';
@@ -184,7 +184,17 @@ const status: Verb = {
     const show = (s: StatusView): void => io.out(json ? toJson(withProcesses(s)) : renderStatus(withProcesses(s)).trimEnd());
     return withClient(args, async (c) => {
       if (!watch) {
-        show(await c.status());
+        let s: StatusView;
+        try {
+          s = await c.status();
+        } catch (err) {
+          // No controller answer: the supervisor's table still says what runs, restarts or cools down.
+          const tdir = findTopologyDir();
+          const procs = tdir ? readSupervisedRun(tdir)?.processes : undefined;
+          if (procs?.length && !json) io.out(renderProcesses(procs).join('\n'));
+          throw err;
+        }
+        show(s);
         return 0;
       }
       // A failed refresh (a timeout, a controller restarting) is shown with the
