@@ -155,6 +155,21 @@ describe('topo up under a supervisor', () => {
     expect(parsed.processes.find((x) => x.name === 'w-2')?.state).toBe('cool-down');
   });
 
+  it('`topo up` starts the worker in cool-down (it is missing) and leaves the others alone', async () => {
+    const before = run();
+    const up = await topo(['up', '--dir', dir]);
+    expect(up.code, up.stderr).toBe(0);
+    expect(up.stdout).toMatch(/already running .*started w-2 \(pid \d+, was in cool-down\)/);
+    const after = run();
+    expect(proc('w-2').state).toBe('running');
+    expect(after.pids.nats).toBe(before.pids.nats);
+    expect(after.pids.controller).toBe(before.pids.controller);
+    expect(after.pids.workers[0]).toBe(before.pids.workers[0]);
+    remember();
+    await waitFor(async () => (await client.status()).workers.some((w) => w.workerId === 'w-2' && w.alive && w.pid === proc('w-2').pid),
+      { what: 'controller sees w-2 again' });
+  });
+
   it('`topo down` stops every process, restarted ones included', async () => {
     remember();
     const down = await topo(['down', '--dir', dir]);

@@ -45,7 +45,7 @@ const up: Verb = {
     const natsUrl = r.run.natsUrl;
     const names = (r.run.processes ?? []).filter((p) => p.kind === 'worker').map((p) => p.name);
     if (r.how === 'running') {
-      io.out(`topo is already running in ${shortPath(dir)} (NATS ${natsUrl}, started ${new Date(r.run.startedAt).toLocaleString()}); started nothing.`);
+      io.out(`topo is already running in ${shortPath(dir)} (NATS ${natsUrl}, started ${new Date(r.run.startedAt).toLocaleString()}); ${r.started.length ? `started ${r.started.join(', ')}` : 'started nothing'}.`);
       io.out(`found ${r.found.length ? r.found.join(', ') : 'no live process (its supervisor restarts them)'}; supervisor pid ${r.run.supervisorPid}.`);
       if (!demo) {
         io.out('`topo status` shows it; `topo down` stops it.');

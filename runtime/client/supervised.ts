@@ -48,7 +48,13 @@ export async function upSupervised(opts: { dir: string; workers?: number; natsUr
   const previous = readSupervisedRun(dir);
   if (previous?.supervisorPid && isAlive(previous.supervisorPid) && looksLike(previous.supervisorPid, 'supervisor.mjs')) {
     const found = alive(previous).map((p) => `${p.name} (pid ${p.pid})`);
-    return { how: 'running', run: previous, found, started: [] };
+    const missing = (previous.processes ?? []).filter((p) => p.state !== 'running');
+    if (missing.length === 0) return { how: 'running', run: previous, found, started: [] };
+    // Some wait in backoff or cool-down: the supervisor starts them now.
+    process.kill(previous.supervisorPid, 'SIGUSR2');
+    const run = await waitReady(dir, previous.supervisorPid, opts.readyTimeoutMs ?? 20_000);
+    const started = missing.map((m) => `${m.name} (pid ${run.processes?.find((p) => p.name === m.name)?.pid}, was in ${m.state})`);
+    return { how: 'running', run, found, started };
   }
   await buildRuntime({ quiet: true });
   // A previous run's processes (its supervisor died): keep its server, port and worker count.

@@ -1,7 +1,8 @@
 /**
  * `node dist/supervisor.mjs --dir DIR --workers N (--nats-port P | --nats URL)`:
  * started detached by `topo up`; see supervisor.ts. Logs to DIR/logs/supervisor.log
- * (its stdout). SIGTERM/SIGINT stop the topology and this process.
+ * (its stdout). SIGTERM/SIGINT stop the topology and this process; SIGUSR2 starts
+ * at once what waits in backoff or cool-down (`topo up` sends it).
  */
 import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,6 +42,7 @@ const stop = (sig: string): void => {
 process.on('SIGTERM', () => stop('SIGTERM'));
 process.on('SIGINT', () => stop('SIGINT'));
 process.on('SIGHUP', () => undefined);
+process.on('SIGUSR2', () => void sup.startMissing().catch((err: unknown) => log(`start of missing processes failed: ${(err as Error).message}`)));
 if (sup.adopted.length) log(`adopted running processes: ${sup.adopted.join(', ')}`);
 await sup.start();
 log('supervising');

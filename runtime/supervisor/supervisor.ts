@@ -208,6 +208,26 @@ export class Supervisor {
     this.write();
   }
 
+  /**
+   * `topo up` against a running supervisor (SIGUSR2): starts now every process
+   * waiting in backoff or cool-down, with its crash count reset.
+   */
+  async startMissing(): Promise<string[]> {
+    const started: string[] = [];
+    for (const p of this.procs) {
+      if (this.stopping || p.status.state === 'running') continue;
+      clearTimeout(p.timer);
+      p.crashes = [];
+      p.attempt = 0;
+      p.status.recentCrashes = 0;
+      p.status.restarts++;
+      started.push(`${p.status.name} (was ${p.status.state})`);
+      await this.spawn(p);
+    }
+    if (started.length) this.o.log(`asked to start what is missing: ${started.join(', ')}`);
+    return started;
+  }
+
   /** Stops workers, then the controller, then nats-server; removes run.json. */
   async stop(): Promise<void> {
     if (this.stopping) return;
