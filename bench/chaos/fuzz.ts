@@ -67,6 +67,8 @@ export interface FuzzOptions {
   seed: number;
   /** Probability of an oversized message (100-200 KB; default 0.002). */
   bigShare?: number;
+  /** Only these families (default all, in the mix below); for finding which one a problem comes from. */
+  kinds?: readonly FuzzKind[];
 }
 
 const enc = new TextEncoder();
@@ -311,9 +313,11 @@ function apiMessage(g: Gen, t: FuzzTargets, big: boolean): FuzzMessage {
 export function* fuzzMessages(count: number, targets: FuzzTargets, opts: FuzzOptions): Generator<FuzzMessage> {
   const g = new Gen(seededRandom(opts.seed));
   const bigShare = opts.bigShare ?? 0.002;
+  const only = opts.kinds?.length ? opts.kinds : undefined;
   for (let i = 0; i < count; i++) {
     const big = g.chance(bigShare);
-    const x = g.r();
+    // With `kinds`, one of them at random; otherwise the mix (the thresholds stand for the families in order).
+    const x = only ? [0, 0.3, 0.45, 0.6, 0.75, 0.85][FUZZ_KINDS.indexOf(g.pick(only))]! : g.r();
     if (x < 0.3) yield dataMessage(g, targets, big);
     else if (x < 0.45) yield creditMessage(g, targets);
     else if (x < 0.6) yield controlMessage(g, targets, big);

@@ -34,7 +34,7 @@ import { COUNTER, SOURCE, SWAP_IN, SWAP_OUT } from '../../test/fixtures/swap-e2e
 import { startCluster, waitFor, type Cluster } from '../../test/harness.js';
 import { audit, fixture, settle, type Audit, type OutRecord, type Tap } from '../../test/swap-helpers.js';
 import { tapCounterOf } from './taps.js';
-import { publishFuzz, type FuzzRun, type FuzzTargets } from './fuzz.js';
+import { FUZZ_KINDS, publishFuzz, type FuzzKind, type FuzzRun, type FuzzTargets } from './fuzz.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const REAL_KEY = /^key-\d+$/;
@@ -49,6 +49,7 @@ const USAGE = `usage: npm run chaos -- [options]     (each also as an environmen
   --controller-kills N  controllers killed with -9 mid-swap (CHAOS_CONTROLLER_KILLS, default 1)
   --seed N              fuzz seed (CHAOS_SEED, default 6)
   --phases LIST         fuzz,swaps,worker-kills,controller-kills (CHAOS_PHASES)
+  --kinds LIST          fuzz only these of ${FUZZ_KINDS.join(',')} (CHAOS_FUZZ_KINDS)
   --out FILE            report (CHAOS_OUT, default bench/CHAOS.md)`;
 
 const PHASES = ['fuzz', 'swaps', 'worker-kills', 'controller-kills'] as const;
@@ -63,6 +64,8 @@ interface Options {
   seed: number;
   phases: Phase[];
   out: string;
+  /** Fuzz only these message families (CHAOS_FUZZ_KINDS; default all). */
+  kinds: FuzzKind[];
 }
 
 function options(argv: string[]): Options {
@@ -95,6 +98,11 @@ function options(argv: string[]): Options {
     seed: num('seed', 'CHAOS_SEED', 6),
     phases: phases as Phase[],
     out: flags.get('out') ?? process.env.CHAOS_OUT ?? 'bench/CHAOS.md',
+    kinds: (() => {
+      const ks = (flags.get('kinds') ?? process.env.CHAOS_FUZZ_KINDS ?? '').split(',').filter(Boolean);
+      for (const k of ks) if (!(FUZZ_KINDS as readonly string[]).includes(k)) throw new Error(`chaos: unknown fuzz kind ${k} (kinds: ${FUZZ_KINDS.join(', ')})`);
+      return ks as FuzzKind[];
+    })(),
   };
 }
 
@@ -121,6 +129,9 @@ interface Counted {
 
 interface PhaseResult {
   phase: Phase;
+  /** The run it came from (a report merges phases of several runs: see `phasesOf`). */
+  command?: string;
+  date?: string;
   what: string;
   seconds: number;
   audit?: Counted;
@@ -209,7 +220,7 @@ async function swapTo(bed: Bed, file: string, opts: Parameters<Bed['client']['sw
 
 async function fuzzPhase(o: Options, log: (s: string) => void): Promise<PhaseResult> {
   const t0 = Date.now();
-  const res: PhaseResult = { phase: 'fuzz', what: `${o.fuzz.toLocaleString('en-US')} fuzzed messages at ${o.rate}/s (seed ${o.seed}), then a swap`, seconds: 0, notes: [], errors: [] };
+  const res: PhaseResult = { phase: 'fuzz', what: `${o.fuzz.toLocaleString('en-US')} fuzzed messages${o.kinds.length ? ` (${o.kinds.join(', ')} only)` : ''} at ${o.rate}/s (seed ${o.seed}), then a swap`, seconds: 0, notes: [], errors: [] };
   const bed = await Bed.start('counter-a', 'source', log);
   try {
     const warm = await swapTo(bed, 'counter-b');
@@ -226,7 +237,7 @@ async function fuzzPhase(o: Options, log: (s: string) => void): Promise<PhaseRes
     };
     let lastLog = Date.now();
     const run: FuzzRun = await publishFuzz(bed.client.nc, o.fuzz, targets, {
-      seed: o.seed, perSecond: o.rate,
+      seed: o.seed, perSecond: o.rate, ...(o.kinds.length ? { kinds: o.kinds } : {}),
       onProgress: (n) => {
         for (const [name, pid] of Object.entries(pids)) peak[name] = Math.max(peak[name] ?? 0, rssKiB(pid) ?? 0);
         if (Date.now() - lastLog > 10_000) {
@@ -327,11 +338,20 @@ async function workerKillPhase(o: Options, log: (s: string) => void): Promise<Ph
       const victim = counterOn.find((w) => !sourceOn.includes(w)) ?? counterOn[0]!;
       const n = Number(victim.replace(/^w-/, ''));
       code = code === 'a' ? 'b' : 'a';
-      const swapping = swapTo(bed, `counter-${code}`);
-      await sleep(150 + ((k * 97) % 300));
+      let settled = false;
+      const swapping = swapTo(bed, `counter-${code}`).finally(() => (settled = true));
+      // Past the preload: once a counter instance is paused, released (standby) or adopted (probation), or a new one starts.
+      const deadline = Date.now() + 10_000;
+      while (!settled && Date.now() < deadline) {
+        const s = await bed.client.status().catch(() => undefined);
+        const states = s?.computations.find((c) => c.name === COUNTER)?.instances.map((i) => i.state) ?? [];
+        if (states.some((st) => st !== 'running')) break;
+        await sleep(10);
+      }
+      const inside = !settled;
       await bed.cluster.killWorker(n, 'SIGKILL');
       const r = await swapping;
-      res.notes.push(`kill ${k + 1}: ${victim} killed mid-swap; swap ${r.result} (${r.detail.slice(0, 120)})`);
+      res.notes.push(`kill ${k + 1}: ${victim} killed ${inside ? 'while the swap was under way' : 'after the swap had answered (too late to be mid-swap)'}; swap ${r.result} (${r.detail.slice(0, 120)})`);
       await bed.cluster.startWorker(n);
       await waitFor(async () => {
         const s = await bed.client.status();
@@ -364,8 +384,11 @@ async function controllerKillPhase(o: Options, log: (s: string) => void): Promis
         const s = await bed.client.status();
         return (s.computations.find((c) => c.name === COUNTER)?.instances ?? []).reduce((n, i) => n + (i.queued ?? 0), 0) > 60;
       }, { what: 'a backlog of more than 60 batches', timeoutMs: 30_000 }).catch((err: Error) => res.errors.push(err.message));
-      const swapping = swapTo(bed, 'counter-a');
-      await sleep(1_500);
+      let settled = false;
+      const swapping = swapTo(bed, 'counter-a').finally(() => (settled = true));
+      // The release drains the backlog: kill the controller while it does.
+      await sleep(400);
+      const inside = !settled;
       process.kill(pid, 'SIGKILL');
       await waitFor(() => !isAlive(pid), { what: 'the controller gone' });
       await sleep(8_000);
@@ -373,7 +396,7 @@ async function controllerKillPhase(o: Options, log: (s: string) => void): Promis
       bed.extra.push(restarted);
       pid = restarted.pid!;
       const r = await swapping;
-      res.notes.push(`kill ${k + 1}: swap ${r.result} (${r.detail.slice(0, 120)}), ${r.ms} ms`);
+      res.notes.push(`kill ${k + 1}: controller killed ${inside ? 'while the swap was under way' : 'after the swap had answered (too late to be mid-swap)'}; swap ${r.result} (${r.detail.slice(0, 120)}), ${r.ms} ms`);
       await waitFor(async () => (await bed.client.status()).computations.find((c) => c.name === COUNTER)?.instances.every((i) => i.state === 'running'), {
         what: 'the counter running again', timeoutMs: 60_000,
       }).catch((err: Error) => res.errors.push(err.message));
@@ -391,6 +414,17 @@ async function controllerKillPhase(o: Options, log: (s: string) => void): Promis
 
 // ---- report ----------------------------------------------------------------------
 
+/** Phase results kept beside the report, so a run of some phases keeps the others' latest figures. */
+function phasesOf(out: string, fresh: PhaseResult[]): PhaseResult[] {
+  let old: PhaseResult[] = [];
+  try {
+    old = JSON.parse(readFileSync(out.replace(/\.md$/, '') + '.json', 'utf8')) as PhaseResult[];
+  } catch {
+    /* first run */
+  }
+  return PHASES.flatMap((p) => fresh.find((r) => r.phase === p) ?? old.find((r) => r.phase === p) ?? []);
+}
+
 function report(o: Options, results: PhaseResult[], command: string, startedAt: Date, load: number): string {
   const int = (n: number) => n.toLocaleString('en-US');
   const lines = [
@@ -404,16 +438,18 @@ function report(o: Options, results: PhaseResult[], command: string, startedAt: 
     `- Machine: ${cpus().length} CPUs, Node ${process.version}; 1-minute load average before the run: ${load.toFixed(2)}`,
     '- Full size: `npm run chaos` (10^6 fuzzed messages, 100 swaps, 1 kill of each). Short run: `npm run chaos -- --fuzz 20000 --swaps 12`.',
     '',
-    '| phase | what | seconds | records | lost | duplicated | out of order | counts off | errors |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|',
+    '- Each phase below names the run it comes from (a run of some phases keeps the latest figures of the others).',
+    '',
+    '| phase | what | run | seconds | records | lost | duplicated | out of order | counts off | errors |',
+    '|---|---|---|---:|---:|---:|---:|---:|---:|---:|',
   ];
   for (const r of results) {
     const a = r.audit;
-    lines.push(`| ${r.phase} | ${r.what} | ${r.seconds} | ${a ? int(a.records) : '-'} | ${a ? int(a.lost) : '-'} | ${a ? int(a.duplicated) : '-'} | ${a ? int(a.reordered) : '-'} | ${a ? int(a.badCounts) : '-'} | ${r.errors.length} |`);
+    lines.push(`| ${r.phase} | ${r.what} | ${r.date?.slice(0, 16) ?? ''} \`${r.command ?? ''}\` | ${r.seconds} | ${a ? int(a.records) : '-'} | ${a ? int(a.lost) : '-'} | ${a ? int(a.duplicated) : '-'} | ${a ? int(a.reordered) : '-'} | ${a ? int(a.badCounts) : '-'} | ${r.errors.length} |`);
   }
   lines.push('', '"records": records the real source published (made-up keys of the fuzz excluded). "counts off": output records whose count is not the number of records of that key before it plus one (state lost or counted twice).', '');
   for (const r of results) {
-    lines.push(`## ${r.phase}`, '', ...r.notes.map((n) => `- ${n}`));
+    lines.push(`## ${r.phase}`, '', `- run: ${r.date ?? '?'}, \`${r.command ?? '?'}\``, ...r.notes.map((n) => `- ${n}`));
     if (r.audit?.examples.length) lines.push(`- examples: ${r.audit.examples.map((e) => `\`${e}\``).join('; ')}`);
     for (const e of r.errors) lines.push(`- ERROR: ${e.replace(/\n/g, ' ').slice(0, 300)}`);
     lines.push('');
@@ -438,8 +474,12 @@ async function main(): Promise<void> {
     const a = r.audit;
     log(`chaos: ${p} done in ${r.seconds} s: ${a ? `${a.records} records, lost ${a.lost}, duplicated ${a.duplicated}, out of order ${a.reordered}, counts off ${a.badCounts}` : 'no audit'}${r.errors.length ? `; ${r.errors.length} error(s): ${r.errors[0]}` : ''}`);
     for (const n of r.notes) log(`  ${n}`);
+    r.command = command;
+    r.date = new Date().toISOString();
     results.push(r);
-    writeFileSync(o.out, report(o, results, command, startedAt, load) + '\n');
+    const all = phasesOf(o.out, results);
+    writeFileSync(o.out.replace(/\.md$/, '') + '.json', JSON.stringify(all, null, 1) + '\n');
+    writeFileSync(o.out, report(o, all, command, startedAt, load) + '\n');
   }
   log(`chaos: wrote ${o.out}`);
   process.exit(0);
