@@ -19,7 +19,7 @@ import { WorkerTable, MAX_HOST_CHARS } from '../runtime/controller/workerTable.j
 import { openControlPlane, STREAM_LIMITS } from '../runtime/controller/infrastructure.js';
 import { startController } from '../runtime/controller/controller.js';
 import { connectNats } from '../runtime/transport/connect.js';
-import { encodeJson } from '../runtime/transport/rpc.js';
+import { call, encodeJson } from '../runtime/transport/rpc.js';
 import { startNatsServer, type StartedNats } from '../runtime/transport/natsServer.js';
 
 const LEASE = 1_000;
@@ -151,6 +151,22 @@ describe('streams and the KV mirror on a real nats-server', () => {
       expect(logs.max_msgs).toBe(STREAM_LIMITS.logs.maxMsgs);
       expect(STREAM_LIMITS.deadLetters.maxBytes).toBeLessThanOrEqual(64 * 1024 * 1024);
     } finally {
+      await nc.close();
+    }
+  });
+
+  it('leaves no JetStream consumer behind per history request (a flood of them made one each, kept 5 minutes)', async () => {
+    const nc = await connectNats(nats.url, { name: 'floods-test' });
+    const controller = await startController({ natsUrl: nats.url, logger: pino({ level: 'silent' }) });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const consumers = async () => (await jsm.consumers.list(`KV_${buckets.history}`).next()).length;
+      const before = await consumers();
+      const replies = Array.from({ length: 300 }, (_, i) => call(nc, subjects.api('history'), { name: `fz${i}nosuchname` }, 30_000).catch(() => undefined));
+      await Promise.all(replies);
+      expect(await consumers()).toBeLessThanOrEqual(before + 4);
+    } finally {
+      await controller.stop();
       await nc.close();
     }
   });

@@ -136,9 +136,15 @@ export class StateStore {
   async nextVersion(name: string): Promise<number> {
     let highest = this.comps.get(name)?.version ?? 0;
     const prefix = `${name}.`;
-    for await (const k of await this.historyKv.keys(`${name}.*`)) {
-      const v = Number(k.slice(prefix.length));
-      if (Number.isInteger(v) && v > highest) highest = v;
+    // history() rather than keys(): keys() leaves its consumer on the server when there is no key (see dropConsumer).
+    const it = await this.historyKv.history({ key: `${name}.*` });
+    try {
+      for await (const e of it) {
+        const v = Number(e.key.slice(prefix.length));
+        if (Number.isInteger(v) && v > highest) highest = v;
+      }
+    } finally {
+      await dropConsumer(it);
     }
     return highest + 1;
   }
@@ -177,21 +183,54 @@ export class StateStore {
 
   /** Every history entry of a name, every revision the bucket keeps, oldest first. */
   async history(name: string): Promise<HistoryEntry[]> {
+    // At most HISTORY_READERS at a time: each read is a consumer on the server, and a flood of
+    // history requests must not make thousands of them at once.
+    while (this.historyReaders >= HISTORY_READERS) await new Promise<void>((r) => this.historyWaiters.push(r));
+    this.historyReaders++;
+    try {
+      return await this.readHistory(name);
+    } finally {
+      this.historyReaders--;
+      this.historyWaiters.shift()?.();
+    }
+  }
+
+  private readonly historyWaiters: (() => void)[] = [];
+  private historyReaders = 0;
+
+  private async readHistory(name: string): Promise<HistoryEntry[]> {
     const out: HistoryEntry[] = [];
     const it = await this.historyKv.history({ key: `${name}.*` });
-    for await (const e of it) {
-      if (e.operation !== 'PUT') continue;
-      // An invalid entry is skipped: it must not make the whole history (and rollback) unreadable.
-      try {
-        const r = checkMessage(schemas.historyEntry, capErrors(e.json()), 'history entry');
-        if (r.ok) out.push(r.value);
-        else this.onInvalid(`${e.key} (revision ${e.revision})`, r.message);
-      } catch (err) {
-        this.onInvalid(`${e.key} (revision ${e.revision})`, `not JSON: ${(err as Error).message}`);
+    try {
+      for await (const e of it) {
+        if (e.operation !== 'PUT') continue;
+        // An invalid entry is skipped: it must not make the whole history (and rollback) unreadable.
+        try {
+          const r = checkMessage(schemas.historyEntry, capErrors(e.json()), 'history entry');
+          if (r.ok) out.push(r.value);
+          else this.onInvalid(`${e.key} (revision ${e.revision})`, r.message);
+        } catch (err) {
+          this.onInvalid(`${e.key} (revision ${e.revision})`, `not JSON: ${(err as Error).message}`);
+        }
       }
+    } finally {
+      await dropConsumer(it);
     }
     return out;
   }
+}
+
+/**
+ * Deletes the server-side consumer a KV history() iterator made. nats.js creates an ephemeral
+ * push consumer per call with a 5-minute inactive threshold and, when nothing matches, never
+ * even subscribes to it: a flood of `topo.api.history` requests left one consumer per request
+ * on the server (3,000 requests: 3,000 consumers and nats-server 13 -> 136 MB RSS).
+ */
+const HISTORY_READERS = 4;
+
+async function dropConsumer(it: unknown): Promise<void> {
+  const oc = (it as { _data?: { delete?: () => Promise<unknown> } })._data;
+  await oc?.delete?.().catch(() => undefined);
 }
 
 /** Entries written before error strings were capped stay readable: their errors are cut, not the entry dropped. */
