@@ -19,7 +19,8 @@
  * - a record with a real key: every key it writes starts with "fz", and no
  *   template contains the bytes "key-", so neither byte flips nor truncation
  *   can make one of the checker's keys ("key-<n>").
- * Well-formed batches with made-up keys and well-formed credits with huge
+ * Well-formed batches with made-up keys (64 of them, so a stateful consumer's
+ * state stays bounded) and well-formed credits with huge
  * `n` are sent: they are data and acknowledgements anyone on the bus could
  * send, and a checker that keeps only its own keys is not affected by them.
  */
@@ -146,6 +147,13 @@ class Gen {
     }
     return Uint8Array.from(a);
   }
+  /**
+   * A key of a record that may be valid: one of 64 fixed made-up keys, so the computation's keyed state
+   * (which a valid record legitimately grows) stays bounded and RSS measures the runtime, not the user's state.
+   */
+  poolKey(): string {
+    return `fzpool${this.int(0, 63)}`;
+  }
   big(): string {
     return 'fz'.repeat(this.int(50_000, 100_000));
   }
@@ -153,7 +161,7 @@ class Gen {
 
 /** A valid-looking batch with made-up keys (values are {fz: n}, never {seq}). */
 function templateBatch(g: Gen, stream: string): Record<string, unknown> {
-  const recs = Array.from({ length: g.int(1, 8) }, (_, i) => [g.id(6), { fz: g.int(0, 1000) }, Date.now(), i + 1]);
+  const recs = Array.from({ length: g.int(1, 8) }, (_, i) => [g.poolKey(), { fz: g.int(0, 1000) }, Date.now(), i + 1]);
   return { v: 1, src: g.id(8), stream, bseq: g.int(1, 1000), recs };
 }
 
@@ -164,7 +172,7 @@ function dataMessage(g: Gen, t: FuzzTargets, big: boolean): FuzzMessage {
   let data: Uint8Array;
   const k = g.int(0, 9);
   if (big) {
-    data = packr.pack({ ...templateBatch(g, stream), src: g.chance(0.5) ? g.big() : g.id(), recs: [[g.id(), g.big(), 0, 1]] });
+    data = packr.pack({ ...templateBatch(g, stream), src: g.chance(0.5) ? g.big() : g.id(), recs: [[g.poolKey(), g.big(), 0, 1]] });
   } else if (k === 0) {
     data = g.bytes(g.int(0, 300));
   } else if (k <= 3) {
@@ -175,7 +183,7 @@ function dataMessage(g: Gen, t: FuzzTargets, big: boolean): FuzzMessage {
     const field = g.pick(['src', 'src', 'stream', 'bseq', 'recs', 'v']);
     if (field === 'src') b.src = g.chance(0.7) ? g.badString() : g.junk();
     else if (field === 'bseq') b.bseq = g.pick([-1, Number.NaN, 1.5, 'x', 2 ** 64, null]);
-    else if (field === 'recs') b.recs = g.pick<unknown>([null, {}, 'recs', [[1, 2, 3, 4]], [['fzk', 1, 'ts', 'seq']], [['fzk']], [[g.id(), null, 0, 1, 7]], Array.from({ length: 2_000 }, () => [g.id(), 0, 0, 0])]);
+    else if (field === 'recs') b.recs = g.pick<unknown>([null, {}, 'recs', [[1, 2, 3, 4]], [['fzk', 1, 'ts', 'seq']], [['fzk']], [[g.poolKey(), null, 0, 1, 7]], Array.from({ length: 2_000 }, () => [g.poolKey(), 0, 0, 0])]);
     else if (field === 'stream') b.stream = g.junk();
     else b.v = g.junk();
     data = packr.pack(b);
