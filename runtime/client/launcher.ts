@@ -11,7 +11,7 @@ import { ConflictError } from '../../sdk/protocol/index.js';
 import type { StatusReply } from '../../sdk/protocol/index.js';
 import { TopoClient } from './client.js';
 import { buildRuntime, distFile } from './paths.js';
-import { isAlive, looksLike, tailFile, terminatePid } from './processes.js';
+import { isAlive, looksLike, runtimeNodeArgs, tailFile, terminatePid } from './processes.js';
 import { DEFAULT_DIR, readRunInfo, removeRunInfo, writeRunInfo, type RunInfo } from './runInfo.js';
 
 export interface LocalTopologyOptions {
@@ -75,7 +75,7 @@ function spawnRuntime(
   const out = openSync(logFile, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, [distFile(kind), '--nats', natsUrl, ...args], {
+    child = spawn(process.execPath, runtimeNodeArgs(kind, distFile(kind), ['--nats', natsUrl, ...args]), {
       stdio: ['ignore', out, out],
       detached,
       env: { ...process.env, ...extraEnv, TOPO_NATS_URL: natsUrl },

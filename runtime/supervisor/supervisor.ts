@@ -15,7 +15,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, r
 import { join } from 'node:path';
 import type { ProcessStatus, StuckReport } from '../../sdk/protocol/index.js';
 import { findNatsServer } from '../transport/natsServer.js';
-import { isAlive, looksLike, terminatePid } from '../client/processes.js';
+import { isAlive, looksLike, runtimeNodeArgs, terminatePid } from '../client/processes.js';
 import { runFilePath, type RunInfo } from '../client/runInfo.js';
 
 export interface SupervisorSettings {
@@ -127,9 +127,12 @@ export class Supervisor {
       mkdirSync(store, { recursive: true });
       return { cmd: findNatsServer(), args: ['-a', '127.0.0.1', '-p', port, '-js', '-sd', store] };
     }
-    if (p.status.kind === 'controller') return { cmd: process.execPath, args: [join(this.o.distDir, 'controller.mjs'), '--nats', this.run.natsUrl] };
+    if (p.status.kind === 'controller') return { cmd: process.execPath, args: runtimeNodeArgs('controller', join(this.o.distDir, 'controller.mjs'), ['--nats', this.run.natsUrl]) };
     const n = p.status.name.slice(2);
-    return { cmd: process.execPath, args: [join(this.o.distDir, 'worker.mjs'), '--nats', this.run.natsUrl, '--id', p.status.name, '--data-dir', join(this.o.dir, `worker-${n}`)] };
+    return {
+      cmd: process.execPath,
+      args: runtimeNodeArgs('worker', join(this.o.distDir, 'worker.mjs'), ['--nats', this.run.natsUrl, '--id', p.status.name, '--data-dir', join(this.o.dir, `worker-${n}`)]),
+    };
   }
 
   private async spawn(p: Proc): Promise<void> {

@@ -33,6 +33,9 @@ const PUMP_SLICE_MS = 8;
 const INIT_TIMEOUT_MS = 10_000;
 /** An async callback that has not settled for this long is reported stuck (TOPO_STUCK_AFTER_MS overrides it per worker). */
 export const DEFAULT_STUCK_AFTER_MS = 10_000;
+/** Dead letters of malformed input per instance and second, and how much of the raw bytes each keeps. */
+const MALFORMED_LETTERS_PER_SEC = 20;
+const MAX_RAW_BYTES = 1_024;
 /** How often a release checks its drain for progress, a stuck callback, its budget and cancellation. */
 const RELEASE_CHECK_MS = 100;
 
@@ -144,6 +147,9 @@ export class Instance {
   private stuckCount = 0;
   /** Set by reinstate(): a release still draining gives up and leaves the instance running. */
   private releaseCancelled = false;
+  private malformedWindowAt = 0;
+  private malformedLetters = 0;
+  private malformedSuppressed = 0;
 
   constructor(assignment: Assignment, comp: Computation, deps: InstanceDeps) {
     this.assignment = assignment;
@@ -365,7 +371,7 @@ export class Instance {
       batch = decodeBatch(item.data);
     } catch (err) {
       this.metrics.malformed++;
-      this.deadLetter({ stream: item.stream, reason: 'malformed batch', error: errMessage(err), raw: item.data });
+      this.deadLetterMalformed(item, err);
       return undefined;
     }
     return this.processRecords(batch, 0, item);
@@ -535,6 +541,36 @@ export class Instance {
       this.errorLogAt = now;
       this.errorsSinceLog = 0;
     }
+  }
+
+  /**
+   * Garbage on an input subject is counted (metrics.malformed) every time,
+   * but dead-lettered at most MALFORMED_LETTERS_PER_SEC times a second with
+   * its first MAX_RAW_BYTES bytes: a flood must not fill the dead-letter
+   * stream at the sender's pace. What was not dead-lettered is logged as a count.
+   */
+  private deadLetterMalformed(item: Inbound, err: unknown): void {
+    const now = Date.now();
+    if (now - this.malformedWindowAt >= 1_000) {
+      if (this.malformedSuppressed > 0) {
+        this.log.warn({ suppressed: this.malformedSuppressed, stream: item.stream },
+          `${this.malformedSuppressed} more malformed batch(es) on the input subjects in the last second: counted, not dead-lettered`);
+      }
+      this.malformedWindowAt = now;
+      this.malformedLetters = 0;
+      this.malformedSuppressed = 0;
+    }
+    if (this.malformedLetters >= MALFORMED_LETTERS_PER_SEC) {
+      this.malformedSuppressed++;
+      return;
+    }
+    this.malformedLetters++;
+    const cut = item.data.length > MAX_RAW_BYTES;
+    this.deadLetter({
+      stream: item.stream, reason: 'malformed batch',
+      error: `${errMessage(err)}${cut ? ` (raw: the first ${MAX_RAW_BYTES} of ${item.data.length} bytes)` : ''}`,
+      raw: cut ? item.data.slice(0, MAX_RAW_BYTES) : item.data,
+    });
   }
 
   private deadLetter(d: Omit<DeadLetter, 'computation' | 'instanceId' | 'at'>): void {
