@@ -34,7 +34,7 @@ const INIT_TIMEOUT_MS = 10_000;
 /** An async callback that has not settled for this long is reported stuck (TOPO_STUCK_AFTER_MS overrides it per worker). */
 export const DEFAULT_STUCK_AFTER_MS = 10_000;
 /** Dead letters of malformed input per instance and second, and how much of the raw bytes each keeps. */
-const MALFORMED_LETTERS_PER_SEC = 20;
+const MALFORMED_LETTERS_PER_SEC = 5;
 const MAX_RAW_BYTES = 1_024;
 /** How often a release checks its drain for progress, a stuck callback, its budget and cancellation. */
 const RELEASE_CHECK_MS = 100;
