@@ -25,6 +25,7 @@ import {
 } from '../../sdk/protocol/index.js';
 import { StreamProducer } from './producer.js';
 import { groupIdOf, type TopologyView } from './topology.js';
+import { noteCallback, noteIdle } from './watchdog.js';
 
 /** Credit is returned at least this often (records per producer), and whenever the queue runs dry. */
 const CREDIT_EVERY = 4096;
@@ -340,7 +341,9 @@ export class Instance {
           this.queueHead = 0;
         }
         this.probation?.log.push(item);
+        noteCallback(this.assignment.computation, this.id, 'processRecord');
         const pending = this.processBatch(item);
+        noteIdle();
         if (pending) await this.settledOrAbandoned(pending);
         if (Date.now() > sliceEnd) {
           this.pumping = false;
