@@ -272,13 +272,14 @@ describe('hostile input: one bad field in one message', () => {
     expect(auditOutput(out)).toMatchObject({ keys: 20, lost: 0, duplicated: 0, reordered: 0, resets: 0 });
 
     // The controller's store skips the same entries (each reported), and invalid history entries too.
+    // (History is read when the store loads: these stand for entries a restarted controller finds.)
+    const entry = { name: 'hostile-keyed', version: 1, sha: 'a'.repeat(64), action: 'deploy', at: 1, result: 'ok' };
+    await stores.history.put('hostile-keyed.1', encodeJson({ ...entry, error: 'e'.repeat(50_000) }));
+    await stores.history.put('hostile-keyed.2', encodeJson({ ...entry, version: 'two' }));
     const invalid: string[] = [];
     const store = new StateStore(stores.state, stores.history, (key) => void invalid.push(key));
     expect((await store.load()).sort()).toEqual(['comp.hostile-garbage', 'comp.hostile-junk']);
     expect(store.all().map((r) => r.name).sort()).toEqual(['hostile-counter', 'hostile-keyed', 'hostile-source']);
-    const entry = { name: 'hostile-keyed', version: 1, sha: 'a'.repeat(64), action: 'deploy', at: 1, result: 'ok' };
-    await stores.history.put('hostile-keyed.1', encodeJson({ ...entry, error: 'e'.repeat(50_000) }));
-    await stores.history.put('hostile-keyed.2', encodeJson({ ...entry, version: 'two' }));
     const history = await store.history('hostile-keyed');
     expect(history).toHaveLength(1);
     expect(history[0]!.error!.length).toBeLessThanOrEqual(MAX_ERROR_LENGTH);

@@ -16,6 +16,8 @@ export interface ControlPlaneStores {
 }
 
 const HOUR_MS = 3_600_000;
+/** Revisions the history bucket keeps per key (`<name>.<version>`). */
+export const HISTORY_REVISIONS = 10;
 const MIB = 1024 * 1024;
 /**
  * Limits of the log and dead-letter streams: by count and by bytes, so a flood
@@ -32,7 +34,7 @@ export async function openControlPlane(nc: NatsConnection): Promise<ControlPlane
   const kvm = new Kvm(nc);
   const state = await kvm.create(buckets.state, { history: 1, description: 'topo desired state: comp.<name> -> ComputationRecord' });
   const workers = await kvm.create(buckets.workers, { history: 1, description: 'topo worker leases as seen by the controller' });
-  const history = await kvm.create(buckets.history, { history: 10, description: 'topo deploy/kill history: <name>.<version>' });
+  const history = await kvm.create(buckets.history, { history: HISTORY_REVISIONS, description: 'topo deploy/kill history: <name>.<version>' });
   const artifacts = await new Objm(nc).create(buckets.artifacts, { description: 'topo computation bundles by sha256' });
   const jsm = await jetstreamManager(nc);
   await ensureStream(jsm, {

@@ -8,6 +8,7 @@ import type { KV } from '@nats-io/kv';
 import { checkComputationEntry, checkMessage, schemas, truncateError, type ComputationRecord, type HistoryEntry, type Placement } from '../../sdk/protocol/index.js';
 import { encodeJson } from '../transport/rpc.js';
 import { placementsOf } from './records.js';
+import { HISTORY_REVISIONS } from './infrastructure.js';
 
 const compKey = (name: string) => `comp.${name}`;
 const swapKey = (name: string) => `swap.${name}`;
@@ -62,6 +63,8 @@ export class StateStore {
         bad.push(k);
       }
     }
+    // History is read once, now, before anything can write to it (see history()).
+    await (this.historyLoad ??= this.readAllHistory());
     return bad;
   }
 
@@ -135,17 +138,7 @@ export class StateStore {
   /** 1 + the highest version ever recorded for this name, so versions never repeat across kill/deploy. */
   async nextVersion(name: string): Promise<number> {
     let highest = this.comps.get(name)?.version ?? 0;
-    const prefix = `${name}.`;
-    // history() rather than keys(): keys() leaves its consumer on the server when there is no key (see dropConsumer).
-    const it = await this.historyKv.history({ key: `${name}.*` });
-    try {
-      for await (const e of it) {
-        const v = Number(e.key.slice(prefix.length));
-        if (Number.isInteger(v) && v > highest) highest = v;
-      }
-    } finally {
-      await dropConsumer(it);
-    }
+    for (const e of await this.history(name)) if (e.version > highest) highest = e.version;
     return highest + 1;
   }
 
@@ -178,37 +171,48 @@ export class StateStore {
   }
 
   async recordHistory(entry: HistoryEntry): Promise<void> {
-    await this.historyKv.put(`${entry.name}.${entry.version}`, encodeJson(entry));
+    const key = `${entry.name}.${entry.version}`;
+    await this.historyKv.put(key, encodeJson(entry));
+    if (this.historyIndex) this.remember(this.historyIndex, key, entry);
   }
 
-  /** Every history entry of a name, every revision the bucket keeps, oldest first. */
+  /**
+   * Every history entry of a name, every revision the bucket keeps, oldest
+   * first. Served from memory: the controller is the only writer of the
+   * bucket, so it reads it once (one consumer) and then keeps the copy in
+   * step. A history request, legitimate or a flood, costs the server nothing.
+   */
   async history(name: string): Promise<HistoryEntry[]> {
-    // At most HISTORY_READERS at a time: each read is a consumer on the server, and a flood of
-    // history requests must not make thousands of them at once.
-    while (this.historyReaders >= HISTORY_READERS) await new Promise<void>((r) => this.historyWaiters.push(r));
-    this.historyReaders++;
-    try {
-      return await this.readHistory(name);
-    } finally {
-      this.historyReaders--;
-      this.historyWaiters.shift()?.();
+    const index = await (this.historyLoad ??= this.readAllHistory());
+    return (index.get(name) ?? []).map((h) => h.entry);
+  }
+
+  private historyIndex: Map<string, { key: string; entry: HistoryEntry }[]> | undefined;
+  private historyLoad: Promise<Map<string, { key: string; entry: HistoryEntry }[]>> | undefined;
+
+  /** Appends a revision of `key`, dropping the oldest ones the bucket no longer keeps. */
+  private remember(index: Map<string, { key: string; entry: HistoryEntry }[]>, key: string, entry: HistoryEntry): void {
+    let list = index.get(entry.name);
+    if (!list) index.set(entry.name, (list = []));
+    list.push({ key, entry });
+    const revisions = list.filter((h) => h.key === key);
+    if (revisions.length > HISTORY_REVISIONS) {
+      const drop = new Set(revisions.slice(0, revisions.length - HISTORY_REVISIONS));
+      index.set(entry.name, list.filter((h) => !drop.has(h)));
     }
   }
 
-  private readonly historyWaiters: (() => void)[] = [];
-  private historyReaders = 0;
-
-  private async readHistory(name: string): Promise<HistoryEntry[]> {
-    const out: HistoryEntry[] = [];
-    const it = await this.historyKv.history({ key: `${name}.*` });
+  private async readAllHistory(): Promise<Map<string, { key: string; entry: HistoryEntry }[]>> {
+    const index = new Map<string, { key: string; entry: HistoryEntry }[]>();
+    const it = await this.historyKv.history({ key: '>' });
     try {
       for await (const e of it) {
         if (e.operation !== 'PUT') continue;
         // An invalid entry is skipped: it must not make the whole history (and rollback) unreadable.
         try {
           const r = checkMessage(schemas.historyEntry, capErrors(e.json()), 'history entry');
-          if (r.ok) out.push(r.value);
-          else this.onInvalid(`${e.key} (revision ${e.revision})`, r.message);
+          if (r.ok && e.key === `${r.value.name}.${r.value.version}`) this.remember(index, e.key, r.value as HistoryEntry);
+          else this.onInvalid(`${e.key} (revision ${e.revision})`, r.ok ? `its key does not match its name and version` : r.message);
         } catch (err) {
           this.onInvalid(`${e.key} (revision ${e.revision})`, `not JSON: ${(err as Error).message}`);
         }
@@ -216,7 +220,8 @@ export class StateStore {
     } finally {
       await dropConsumer(it);
     }
-    return out;
+    this.historyIndex = index;
+    return index;
   }
 }
 
@@ -226,7 +231,6 @@ export class StateStore {
  * even subscribes to it: a flood of `topo.api.history` requests left one consumer per request
  * on the server (3,000 requests: 3,000 consumers and nats-server 13 -> 136 MB RSS).
  */
-const HISTORY_READERS = 4;
 
 async function dropConsumer(it: unknown): Promise<void> {
   const oc = (it as { _data?: { delete?: () => Promise<unknown> } })._data;
