@@ -105,8 +105,6 @@ export class Instance {
   state: InstanceState = 'starting';
   readonly metrics: InstanceMetrics = { recordsIn: 0, recordsOut: 0, errors: 0, deadLetters: 0, malformed: 0 };
   lastError: string | undefined;
-  /** The swap this instance is part of (released or adopted by), if any. */
-  swapId: string | undefined;
 
   private readonly nc: NatsConnection;
   private readonly comp: Computation;
@@ -703,7 +701,6 @@ export class Instance {
    * brings it back.
    */
   async release(swapId: string, budgetMs: number): Promise<{ snapshot: InstanceSnapshot; drained: number; handedOver: number }> {
-    this.swapId = swapId;
     this.releaseCancelled = false;
     const before = this.metrics.recordsIn;
     const startedAt = Date.now();
@@ -756,7 +753,6 @@ export class Instance {
    * order, then what is still queued here.
    */
   reinstate(replay: Inbound[]): void {
-    this.swapId = undefined;
     this.releaseCancelled = true;
     this.draining = false;
     this.queue = [...replay, ...this.queue.slice(this.queueHead)];
@@ -825,7 +821,6 @@ export class Instance {
 
   /** The swap committed: publish held output and run normally. */
   commit(): void {
-    this.swapId = undefined;
     const letters = this.probation?.deadLetters ?? [];
     this.probation = undefined;
     for (const l of letters) this.publishDeadLetter(l);

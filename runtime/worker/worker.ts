@@ -276,7 +276,6 @@ export class Worker {
     const log = instanceLogger(this.nc, { computation: a.computation, index: a.index, instanceId: a.instanceId, worker: this.id, version: a.version });
     const inst = new Instance(a, comp, this.instanceDeps(log));
     inst.restore(await this.gatherSnapshot(s.swapId, from, filterByPartition ? new Set(inst.partitions) : undefined));
-    inst.swapId = s.swapId;
     this.instances.set(a.instanceId, inst);
     s.adopted.set(a.instanceId, from);
     try {
