@@ -4,8 +4,8 @@
  * callbacks below, one at a time per instance: never two concurrently.
  */
 import type { Logger } from 'pino';
-import type { Grouping } from './protocol/metadata.js';
-import { validateMetadata } from './protocol/metadata.js';
+import type { Grouping } from '../protocol/metadata.js';
+import { validateMetadata } from '../protocol/metadata.js';
 
 /** An input stream: a bare name means shuffle grouping. */
 export type IStream<S extends string = string> = S | { readonly stream: S; readonly grouping?: Grouping };

@@ -4,6 +4,6 @@
  */
 export { defineComputation, isComputation } from './computation.js';
 export type { Computation, ComputationSpec, Context, InputRecord, IStream, KeyedState } from './computation.js';
-export type { Grouping } from './protocol/metadata.js';
-export { validateMetadata } from './protocol/metadata.js';
-export { TopoError, InvalidMetadataError } from './protocol/errors.js';
+export type { Grouping } from '../protocol/metadata.js';
+export { validateMetadata } from '../protocol/metadata.js';
+export { TopoError, InvalidMetadataError } from '../protocol/errors.js';

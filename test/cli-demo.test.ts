@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stopLocalTopology } from '../runtime/client/launcher.js';
-import type { StatusReply } from '../sdk/protocol/index.js';
+import type { StatusReply } from '../protocol/index.js';
 import { runTopo, topoBin, waitFor } from './harness.js';
 
 describe('topo up --demo', () => {

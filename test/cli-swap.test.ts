@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { isMalformed } from '../runtime/client/index.js';
 import { renderDiff, renderHistory, renderSwapOutcome } from '../runtime/cli/swapFormat.js';
 import { createTestContext } from '../sdk/testing/index.js';
-import type { HistoryEntry, MetadataDiff, StatusReply, SwapReply } from '../sdk/protocol/index.js';
+import type { HistoryEntry, MetadataDiff, StatusReply, SwapReply } from '../protocol/index.js';
 import counterV1, { WINDOW_MS } from '../examples/tweets/counter.js';
 import counterV2, { TOP_N as TOP_N_V2, type TopHashtagsV2 } from '../examples/tweets/counter_v2.js';
 import counterInitThrows from '../examples/tweets/broken/counter_init_throws.js';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { isAlive } from '../runtime/client/processes.js';
 import { readRunInfo } from '../runtime/client/runInfo.js';
 import { stopLocalTopology } from '../runtime/client/launcher.js';
-import type { StatusReply } from '../sdk/protocol/index.js';
+import type { StatusReply } from '../protocol/index.js';
 import { runTopo, startCluster, waitFor, type CliResult, type Cluster } from './harness.js';
 
 const root = join(import.meta.dirname, '..');

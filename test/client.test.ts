@@ -14,7 +14,7 @@ import { NO_TOPOLOGY_MESSAGE, resolveNatsUrl, writeRunInfo } from '../runtime/cl
 import { startNatsServer, type StartedNats } from '../runtime/transport/natsServer.js';
 import {
   InvalidMetadataError, ModuleLoadError, NotFoundError, encodeBatch, jsStreams, packr, subjects, type DeadLetter,
-} from '../sdk/protocol/index.js';
+} from '../protocol/index.js';
 
 const fixture = (name: string): string => join(import.meta.dirname, 'fixtures', name);
 const scratch = mkdtempSync(join(tmpdir(), 'topo-client-test-'));

@@ -12,7 +12,7 @@ import { build } from 'esbuild';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { buckets, jsStreams, subjects, type StatusReply } from '../sdk/protocol/index.js';
+import { buckets, jsStreams, subjects, type StatusReply } from '../protocol/index.js';
 import { connectNats } from '../runtime/transport/connect.js';
 import { startNatsServer, type StartedNats } from '../runtime/transport/natsServer.js';
 import { call } from '../runtime/transport/rpc.js';

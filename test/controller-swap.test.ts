@@ -18,7 +18,7 @@ import {
   buckets, subjects, partitionsOwnedBy, InitFailedError, TopoError,
   type ComputationRecord, type DeployReply, type Heartbeat, type HistoryEntry, type HistoryReply, type InstanceReport, type Lang,
   type NormalizedMetadata, type SwapReply, type SwapRequest, type WorkerControl,
-} from '../sdk/protocol/index.js';
+} from '../protocol/index.js';
 import { connectNats } from '../runtime/transport/connect.js';
 import { startNatsServer, type StartedNats } from '../runtime/transport/natsServer.js';
 import { call, encodeJson, serve } from '../runtime/transport/rpc.js';

@@ -16,7 +16,7 @@ import {
   buckets, subjects,
   type Assignment, type ComputationRecord, type DeployReply, type DeployRequest, type Heartbeat, type InstanceReport,
   type RegisterReply, type StatusReply, type WorkerControl, type WorkerStatus, InitFailedError,
-} from '../sdk/protocol/index.js';
+} from '../protocol/index.js';
 import { connectNats } from '../runtime/transport/connect.js';
 import { startNatsServer, type StartedNats } from '../runtime/transport/natsServer.js';
 import { call, encodeJson, serve } from '../runtime/transport/rpc.js';

@@ -4,7 +4,7 @@
  * bad input is dead-lettered or refused while everything else keeps running.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { packr, subjects, InvalidMetadataError, ModuleLoadError, InitFailedError, type StatusReply } from '../sdk/protocol/index.js';
+import { packr, subjects, InvalidMetadataError, ModuleLoadError, InitFailedError, type StatusReply } from '../protocol/index.js';
 import { isMalformed, type TapRecord, type TopoClient } from '../runtime/client/client.js';
 import { startCluster, waitFor, type Cluster } from './harness.js';
 

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm } from '@nats-io/kv';
 import { pino } from 'pino';
-import { buckets, jsStreams, subjects, type Heartbeat, type RegisterRequest, type WorkerStatus } from '../sdk/protocol/index.js';
+import { buckets, jsStreams, subjects, type Heartbeat, type RegisterRequest, type WorkerStatus } from '../protocol/index.js';
 import { WorkerTable, MAX_HOST_CHARS } from '../runtime/controller/workerTable.js';
 import { openControlPlane, STREAM_LIMITS } from '../runtime/controller/infrastructure.js';
 import { startController } from '../runtime/controller/controller.js';

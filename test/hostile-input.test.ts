@@ -25,7 +25,7 @@ import { TopologyView } from '../runtime/worker/topology.js';
 import {
   MAX_ERROR_LENGTH, decodeBatch, encodeBatch, packr, partitionOf, schemas, subjects,
   type Assignment, type ComputationRecord, type DeadLetter, type Heartbeat, type InstanceReport,
-} from '../sdk/protocol/index.js';
+} from '../protocol/index.js';
 import { waitFor } from './harness.js';
 
 interface Out {

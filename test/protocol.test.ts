@@ -1,6 +1,6 @@
 /**
  * Checks the TypeScript protocol implementation against the committed
- * conformance vectors (sdk/protocol/vectors), which are generated without the
+ * conformance vectors (protocol/vectors), which are generated without the
  * SDK or msgpackr, and checks that PROTOCOL.md names every error code and
  * subject.
  */
@@ -11,11 +11,11 @@ import { describe, expect, it } from 'vitest';
 import {
   buckets, decodeBatch, encodeBatch, ERROR_CODES, fnv1a32, InvalidMetadataError, jsStreams, MalformedBatchError, NAME_PATTERN,
   packr, PARTITIONS, partitionOf, partitionsOwnedBy, PROTOCOL_VERSION, subjects, validateMetadata, type Batch,
-} from '../sdk/protocol/index.js';
+} from '../protocol/index.js';
 import { DEFAULT_WINDOW } from '../runtime/worker/producer.js';
 import { groupIdOf } from '../runtime/worker/topology.js';
 
-const vectorsDir = new URL('../sdk/protocol/vectors/', import.meta.url);
+const vectorsDir = new URL('../protocol/vectors/', import.meta.url);
 function loadVectors<T>(file: string): T {
   return JSON.parse(readFileSync(new URL(file, vectorsDir), 'utf8')) as T;
 }

@@ -1,20 +1,20 @@
 /**
- * The zod schemas of sdk/protocol/schemas.ts: bounds, the agreement of the
+ * The zod schemas of protocol/schemas.ts: bounds, the agreement of the
  * hand-rolled decodeBatch with schemas.batch (on every conformance vector and
  * on hostile src values), error messages that name the field, and the
- * committed JSON Schema files (sdk/protocol/schemas/*.json) matching them.
+ * committed JSON Schema files (protocol/schemas/*.json) matching them.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
   CONTROL_OPS, MAX_ERROR_LENGTH, MAX_ID_LENGTH, checkComputationEntry, checkMessage, decodeBatch, encodeBatch, jsonSchemas, packr,
   parseRequest, schemas, truncateError, type Heartbeat, type WorkerControl,
-} from '../sdk/protocol/index.js';
+} from '../protocol/index.js';
 import { newInstanceId } from '../runtime/controller/placement.js';
 import { newSwapId } from '../runtime/controller/swapRunner.js';
 import { groupIdOf } from '../runtime/worker/topology.js';
 
-const vectorsDir = new URL('../sdk/protocol/vectors/', import.meta.url);
+const vectorsDir = new URL('../protocol/vectors/', import.meta.url);
 const load = <T>(file: string): T => JSON.parse(readFileSync(new URL(file, vectorsDir), 'utf8')) as T;
 const fromHex = (hex: string): Uint8Array => new Uint8Array(Buffer.from(hex, 'hex'));
 const batches = load<{ vectors: { name: string; hex: string }[] }>('batches.json').vectors;
@@ -231,9 +231,9 @@ describe('KV records', () => {
   });
 });
 
-describe('JSON Schema files (sdk/protocol/schemas/*.json)', () => {
-  const dir = new URL('../sdk/protocol/schemas/', import.meta.url);
-  it('are exactly what the zod schemas give (run `node sdk/protocol/schemas/generate.mjs` after changing a schema)', () => {
+describe('JSON Schema files (protocol/schemas/*.json)', () => {
+  const dir = new URL('../protocol/schemas/', import.meta.url);
+  it('are exactly what the zod schemas give (run `node protocol/schemas/generate.mjs` after changing a schema)', () => {
     const wanted = jsonSchemas();
     const committed = readdirSync(dir).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -'.json'.length)).sort();
     expect(committed).toEqual(Object.keys(wanted).sort());

@@ -1,7 +1,7 @@
 /** The SDK surface: defineComputation validation, isComputation, MemoryState and TimerTable. */
 import { describe, expect, it } from 'vitest';
 import { defineComputation, InvalidMetadataError, isComputation, TopoError, type ComputationSpec } from '../sdk/index.js';
-import { packr } from '../sdk/protocol/index.js';
+import { packr } from '../protocol/index.js';
 import { MemoryState, TimerTable } from '../sdk/state.js';
 
 const noop = (): void => {};

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { TopoClient } from '../runtime/client/client.js';
 import { isAlive } from '../runtime/client/processes.js';
 import { readSupervisedRun } from '../runtime/client/supervised.js';
-import { subjects, type ProcessStatus, type StatusReply, type StuckReport } from '../sdk/protocol/index.js';
+import { subjects, type ProcessStatus, type StatusReply, type StuckReport } from '../protocol/index.js';
 import { runTopo, waitFor } from './harness.js';
 
 const fixture = (name: string): string => join(import.meta.dirname, 'fixtures', name);

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { TopoClient } from '../runtime/client/client.js';
 import { isAlive } from '../runtime/client/processes.js';
 import { readSupervisedRun, type SupervisedRunInfo } from '../runtime/client/supervised.js';
-import type { ProcessStatus } from '../sdk/protocol/index.js';
+import type { ProcessStatus } from '../protocol/index.js';
 import { backoffDelay } from '../runtime/supervisor/supervisor.js';
 import { runTopo, waitFor } from './harness.js';
 

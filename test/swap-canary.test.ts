@@ -6,7 +6,7 @@
  * count continuity through every step.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PARTITIONS, partitionOf, type CanaryRecord } from '../sdk/protocol/index.js';
+import { PARTITIONS, partitionOf, type CanaryRecord } from '../protocol/index.js';
 import { COUNTER } from './fixtures/swap-e2e-lib.js';
 import { startCluster, waitFor, type Cluster } from './harness.js';
 import { audit, fixture, NO_PROBLEMS, problems, settle, tapCounter, type OutRecord, type Tap } from './swap-helpers.js';

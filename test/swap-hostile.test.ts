@@ -8,7 +8,7 @@
  */
 import { spawn } from 'node:child_process';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { SwapRolledBackError } from '../sdk/protocol/index.js';
+import { SwapRolledBackError } from '../protocol/index.js';
 import { swapReplyOf } from '../runtime/client/index.js';
 import { distFile } from '../runtime/client/paths.js';
 import { isAlive } from '../runtime/client/processes.js';

@@ -9,7 +9,7 @@
  */
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { decodeJson } from '../runtime/transport/rpc.js';
-import { partitionOf, partitionsOwnedBy, subjects, SwapRolledBackError, type Heartbeat, type InstanceState, type SwapReply } from '../sdk/protocol/index.js';
+import { partitionOf, partitionsOwnedBy, subjects, SwapRolledBackError, type Heartbeat, type InstanceState, type SwapReply } from '../protocol/index.js';
 import { swapReplyOf } from '../runtime/client/index.js';
 import type { TopoClient } from '../runtime/client/client.js';
 import { COUNTER, SOURCE, SWAP_IN, type SourceValue } from './fixtures/swap-e2e-lib.js';

@@ -6,7 +6,7 @@
  * counter's instances on the two others.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SwapRolledBackError, type SwapReply } from '../sdk/protocol/index.js';
+import { SwapRolledBackError, type SwapReply } from '../protocol/index.js';
 import { swapReplyOf } from '../runtime/client/index.js';
 import { COUNTER, SOURCE } from './fixtures/swap-e2e-lib.js';
 import { startCluster, waitFor, type Cluster } from './harness.js';

@@ -17,7 +17,7 @@ import { call, serve, encodeJson } from '../runtime/transport/rpc.js';
 import { openControlPlane, type ControlPlaneStores } from '../runtime/controller/infrastructure.js';
 import { bundleComputation } from '../runtime/client/bundle.js';
 import { distFile } from '../runtime/client/paths.js';
-import { decodeBatch, subjects, type Assignment, type ComputationRecord, type PauseReply, type Probation, type ReleaseReply } from '../sdk/protocol/index.js';
+import { decodeBatch, subjects, type Assignment, type ComputationRecord, type PauseReply, type Probation, type ReleaseReply } from '../protocol/index.js';
 import { waitFor } from './harness.js';
 
 const PROBATION: Probation = { records: 20, ms: 300, callbackTimeoutMs: 500 };

@@ -24,7 +24,7 @@
  * `n` are sent: they are data and acknowledgements anyone on the bus could
  * send, and a checker that keeps only its own keys is not affected by them.
  */
-import { packr, subjects, PARTITIONS } from '../../sdk/protocol/index.js';
+import { packr, subjects, PARTITIONS } from '../../protocol/index.js';
 
 /** mulberry32: a small fast seeded PRNG; returns floats in [0, 1). */
 export function seededRandom(seed: number): () => number {

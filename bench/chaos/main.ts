@@ -26,7 +26,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { SwapRolledBackError, type SwapReply } from '../../sdk/protocol/index.js';
+import { SwapRolledBackError, type SwapReply } from '../../protocol/index.js';
 import { swapReplyOf } from '../../runtime/client/index.js';
 import { distFile } from '../../runtime/client/paths.js';
 import { isAlive } from '../../runtime/client/processes.js';

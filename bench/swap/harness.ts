@@ -16,7 +16,7 @@ import { startLocalTopology, type LocalTopology } from '../../runtime/client/lau
 import { TopoClient } from '../../runtime/client/client.js';
 import { bundleComputation } from '../../runtime/client/bundle.js';
 import { swapReplyOf } from '../../runtime/client/swap.js';
-import { decodeBatch, encodeBatch, subjects, PROTOCOL_VERSION } from '../../sdk/protocol/index.js';
+import { decodeBatch, encodeBatch, subjects, PROTOCOL_VERSION } from '../../protocol/index.js';
 import { benchSwapKey, SWAP_BENCH, type CountedValue, type SourceControl, type SourceReport } from './streams.js';
 import { BASELINE_MS, GAP_MS, TAIL_MS, WARMUP_MS } from './plan.js';
 import { LatencyHistogram, statsOf, type Stats } from './stats.js';

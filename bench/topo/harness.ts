@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startLocalTopology, type LocalTopology } from '../../runtime/client/launcher.js';
 import { TopoClient } from '../../runtime/client/client.js';
-import { decodeBatch, encodeBatch, subjects, PROTOCOL_VERSION } from '../../sdk/protocol/index.js';
+import { decodeBatch, encodeBatch, subjects, PROTOCOL_VERSION } from '../../protocol/index.js';
 import type { CaseResult } from '../results.js';
 import { BENCH_STREAMS, type BenchReport, type BenchStart } from './streams.js';
 

@@ -3,7 +3,7 @@
  * from the same option list, so a verb's --help never drifts from what it accepts.
  */
 import { parseArgs } from 'node:util';
-import { NAME_PATTERN } from '../../sdk/protocol/subjects.js';
+import { NAME_PATTERN } from '../../protocol/subjects.js';
 
 /** Bad command line: the CLI prints it and exits with code 2. */
 export class UsageError extends Error {

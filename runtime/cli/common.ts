@@ -1,7 +1,7 @@
 /** What every verb module shares: the Io and Verb types, and connecting to the topology. */
 import { relative } from 'node:path';
 import { TopoClient, resolveNatsUrl } from '../client/index.js';
-import { NotFoundError } from '../../sdk/protocol/index.js';
+import { NotFoundError } from '../../protocol/index.js';
 import { stringOption, type ParsedArgs, type VerbSpec } from './args.js';
 
 export interface Io {

@@ -1,5 +1,5 @@
 /** Human-readable rendering of status, records, dead letters and log lines (swaps: swapFormat.ts). */
-import { PARTITIONS, type ComputationRecord, type ProcessStatus, type StatusReply } from '../../sdk/protocol/index.js';
+import { PARTITIONS, type ComputationRecord, type ProcessStatus, type StatusReply } from '../../protocol/index.js';
 import type { CanarySummary, ComputationStatusView, DeadLetterEntry, LogEntry, StatusView, TapRecord } from '../client/index.js';
 
 /** JSON.stringify that survives what msgpack can carry: bytes, bigints, maps. */

@@ -1,5 +1,5 @@
 /** Human-readable rendering of swaps, rollbacks, promotes, dry runs, canaries and history. */
-import type { HistoryEntry, HistoryStep, MetadataDiff, SwapReply } from '../../sdk/protocol/index.js';
+import type { HistoryEntry, HistoryStep, MetadataDiff, SwapReply } from '../../protocol/index.js';
 import type { CanarySummary, SwapOutcome } from '../client/index.js';
 import { partitionList, table } from './format.js';
 

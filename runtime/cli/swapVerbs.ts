@@ -1,7 +1,7 @@
 /** The hot-swap commands: swap, rollback, promote, history. */
 import { resolve } from 'node:path';
 import { bundleComputation, swapReplyOf, checkSwapTarget, type CanarySummary, type SwapOptions, type SwapOutcome, type TopoClient } from '../client/index.js';
-import { InvalidMetadataError, ModuleLoadError, TopoError, type Probation } from '../../sdk/protocol/index.js';
+import { InvalidMetadataError, ModuleLoadError, TopoError, type Probation } from '../../protocol/index.js';
 import { UsageError, intOption, jsonOption, nameArg, natsOption, type ParsedArgs } from './args.js';
 import { namingDeployed, shortPath, withClient, type Io, type Verb } from './common.js';
 import { toJson } from './format.js';

@@ -11,7 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build, type Message } from 'esbuild';
 import { isComputation } from '../../sdk/computation.js';
-import { InvalidMetadataError, ModuleLoadError, validateMetadata, type NormalizedMetadata } from '../../sdk/protocol/index.js';
+import { InvalidMetadataError, ModuleLoadError, validateMetadata, type NormalizedMetadata } from '../../protocol/index.js';
 
 export interface BundledComputation {
   code: Uint8Array;

@@ -15,7 +15,7 @@ import {
   NotFoundError,
   TimeoutError,
   TopoError,
-  buckets,
+  buckets, kvKeys,
   decodeBatch,
   jsStreams,
   packr,
@@ -32,7 +32,7 @@ import {
   type RollbackRequest,
   type StatusReply,
   type SwapReply,
-} from '../../sdk/protocol/index.js';
+} from '../../protocol/index.js';
 import { bundleComputation, type BundledComputation } from './bundle.js';
 import {
   watchSwapOutcome,
@@ -189,7 +189,7 @@ export class TopoClient {
       this.stateKv = undefined;
       throw err;
     });
-    const entry = await kv.get(`comp.${name}`);
+    const entry = await kv.get(kvKeys.computation(name));
     if (!entry || entry.operation !== 'PUT') return undefined;
     return entry.json<ComputationRecord>();
   }

@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { ProcessStatus } from '../../sdk/protocol/index.js';
+import type { ProcessStatus } from '../../protocol/index.js';
 import { freePort } from '../transport/natsServer.js';
 import { TopoClient } from './client.js';
 import { buildRuntime, distFile } from './paths.js';

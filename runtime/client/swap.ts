@@ -15,7 +15,7 @@ import {
   type StatusReply,
   type SwapReply,
   type SwapRequest,
-} from '../../sdk/protocol/index.js';
+} from '../../protocol/index.js';
 import type { BundledComputation } from './bundle.js';
 
 export interface SwapOptions {

@@ -7,7 +7,7 @@
 import {
   BadRequestError, PARTITIONS, partitionsOwnedBy,
   type ComputationRecord, type NormalizedMetadata, type Placement, type Probation, type SnapshotRef,
-} from '../../sdk/protocol/index.js';
+} from '../../protocol/index.js';
 import type { ControllerContext } from './context.js';
 import { metadataDiff } from './diff.js';
 import { newInstanceId } from './placement.js';

@@ -2,7 +2,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ObjectStore } from '@nats-io/obj';
 import type { Logger } from 'pino';
-import { subjects, TimeoutError, type WorkerControl } from '../../sdk/protocol/index.js';
+import { subjects, TimeoutError, type WorkerControl } from '../../protocol/index.js';
 import { call } from '../transport/rpc.js';
 import type { SerialQueue } from './serialQueue.js';
 import type { StateStore } from './stateStore.js';

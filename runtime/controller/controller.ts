@@ -9,7 +9,7 @@ import {
   checkMessage, schemas, subjects,
   type DeployRequest, type Heartbeat, type HistoryReply, type HistoryRequest, type KillRequest, type PromoteRequest, type RegisterReply,
   type RegisterRequest, type RollbackRequest, type StatusReply, type SwapReply, type SwapRequest, type WorkerStatus,
-} from '../../sdk/protocol/index.js';
+} from '../../protocol/index.js';
 import { connectNats } from '../transport/connect.js';
 import { decodeJson, serve } from '../transport/rpc.js';
 import { processLogger } from '../log.js';
@@ -174,7 +174,7 @@ function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openCo
       }
       return { heartbeatMs: settings.heartbeatMs, leaseMs: settings.leaseMs };
     }, { schema: schemas.registerRequest, what: 'register request' }),
-    // Every request is validated by its schema (sdk/protocol/schemas.ts) before its handler runs.
+    // Every request is validated by its schema (protocol/schemas.ts) before its handler runs.
     serve<DeployRequest, object>(nc, subjects.api('deploy'), (req) => queue.run(() => deploy(ctx, req)), apiSchema('deploy')),
     serve<KillRequest, object>(nc, subjects.api('kill'), (req) => queue.run(() => kill(ctx, req)), apiSchema('kill')),
     // A dry run changes nothing, so it need not wait behind a running swap.

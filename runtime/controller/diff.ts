@@ -1,5 +1,5 @@
 /** What a swap changes in the wiring: `topo swap --dry-run` shows it, every swap reports it. */
-import type { ComputationRecord, MetadataDiff, NormalizedMetadata } from '../../sdk/protocol/index.js';
+import type { ComputationRecord, MetadataDiff, NormalizedMetadata } from '../../protocol/index.js';
 
 function minus(a: readonly string[], b: readonly string[]): string[] {
   const drop = new Set(b);

@@ -10,7 +10,7 @@
  * Kept per controller context; status.ts shows it, reconciler.ts consults it.
  */
 import type { Msg } from '@nats-io/transport-node';
-import { subjects, type ComputationCoolDown, type StuckReport } from '../../sdk/protocol/index.js';
+import { subjects, type ComputationCoolDown, type StuckReport } from '../../protocol/index.js';
 import type { ControllerContext } from './context.js';
 
 const RECENT = 20;

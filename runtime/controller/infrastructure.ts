@@ -6,7 +6,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
-import { buckets, jsStreams, subjects } from '../../sdk/protocol/index.js';
+import { buckets, jsStreams, subjects } from '../../protocol/index.js';
 
 export interface ControlPlaneStores {
   state: KV;

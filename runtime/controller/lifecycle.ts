@@ -2,7 +2,7 @@
 import {
   ConflictError, NoWorkersError, NotFoundError, TimeoutError, parseRequest, schemas, truncateError, validateMetadata, MAX_INSTANCES as MAX,
   type Assignment, type ComputationRecord, type DeployReply, type DeployRequest, type HistoryEntry, type KillRequest, type Placement,
-} from '../../sdk/protocol/index.js';
+} from '../../protocol/index.js';
 import { controlWorker, type ControllerContext } from './context.js';
 import { chooseWorkers, newInstanceId } from './placement.js';
 import { placementsOf } from './records.js';

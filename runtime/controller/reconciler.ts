@@ -12,7 +12,7 @@
  * Canary placements count like any other; computations with a swap under way
  * (ctx.swapping) are left alone, since their workers run instances KV does not list yet.
  */
-import type { ComputationRecord } from '../../sdk/protocol/index.js';
+import type { ComputationRecord } from '../../protocol/index.js';
 import { controlWorker, type ControllerContext } from './context.js';
 import { chooseWorkers, newInstanceId } from './placement.js';
 import { assignmentFor, placementsOf, withPlacement } from './records.js';

@@ -2,7 +2,7 @@
  * Reading a ComputationRecord that may carry a canary: its placements, and
  * the assignment a worker needs to (re)start one of them.
  */
-import type { Assignment, CanaryRecord, ComputationRecord, Placement } from '../../sdk/protocol/index.js';
+import type { Assignment, CanaryRecord, ComputationRecord, Placement } from '../../protocol/index.js';
 
 /** Every placement of a computation: the current version's, then the canary's. */
 export function placementsOf(rec: ComputationRecord): Placement[] {

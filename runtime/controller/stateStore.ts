@@ -5,13 +5,13 @@
  * memory copy is authoritative between writes.
  */
 import type { KV } from '@nats-io/kv';
-import { checkComputationEntry, checkMessage, schemas, truncateError, type ComputationRecord, type HistoryEntry, type Placement } from '../../sdk/protocol/index.js';
+import { checkComputationEntry, checkMessage, kvKeys, schemas, truncateError, type ComputationRecord, type HistoryEntry, type Placement } from '../../protocol/index.js';
 import { encodeJson } from '../transport/rpc.js';
 import { placementsOf } from './records.js';
 import { HISTORY_REVISIONS } from './infrastructure.js';
 
-const compKey = (name: string) => `comp.${name}`;
-const swapKey = (name: string) => `swap.${name}`;
+const compKey = kvKeys.computation;
+const swapKey = kvKeys.swap;
 
 /**
  * A swap under way, so that a controller restarted mid-swap can finish it:
@@ -47,7 +47,7 @@ export class StateStore {
   async load(): Promise<string[]> {
     const bad: string[] = [];
     const keys: string[] = [];
-    for await (const k of await this.stateKv.keys('comp.*')) keys.push(k);
+    for await (const k of await this.stateKv.keys(kvKeys.computationList)) keys.push(k);
     for (const k of keys) {
       const e = await this.stateKv.get(k);
       if (!e || e.operation !== 'PUT') continue;
@@ -153,7 +153,7 @@ export class StateStore {
   /** Journals of swaps that were under way when the previous controller stopped. */
   async swapJournals(): Promise<SwapJournal[]> {
     const keys: string[] = [];
-    for await (const k of await this.stateKv.keys('swap.*')) keys.push(k);
+    for await (const k of await this.stateKv.keys(kvKeys.swapList)) keys.push(k);
     const out: SwapJournal[] = [];
     for (const k of keys) {
       const e = await this.stateKv.get(k);
@@ -171,7 +171,7 @@ export class StateStore {
   }
 
   async recordHistory(entry: HistoryEntry): Promise<void> {
-    const key = `${entry.name}.${entry.version}`;
+    const key = kvKeys.history(entry.name, entry.version);
     await this.historyKv.put(key, encodeJson(entry));
     if (this.historyIndex) this.remember(this.historyIndex, key, entry);
   }

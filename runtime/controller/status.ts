@@ -1,5 +1,5 @@
 /** Assembles StatusReply from desired state (KV copy) and the latest heartbeats. */
-import type { ComputationRecord, ComputationStatus, InstanceStatus, Placement, StatusReply, WorkerStatus } from '../../sdk/protocol/index.js';
+import type { ComputationRecord, ComputationStatus, InstanceStatus, Placement, StatusReply, WorkerStatus } from '../../protocol/index.js';
 import type { ControllerContext } from './context.js';
 import { incidentsOf } from './incidents.js';
 

@@ -7,7 +7,7 @@ import {
   BadRequestError, ConflictError, NotFoundError, parseRequest, schemas, validateMetadata,
   type ComputationRecord, type HistoryEntry, type HistoryReply, type HistoryRequest, type Probation, type PromoteRequest,
   type RollbackRequest, type SwapReply, type SwapRequest,
-} from '../../sdk/protocol/index.js';
+} from '../../protocol/index.js';
 import { canaryPlan, canaryRollbackPlan, istreamsOf, promotePlan } from './canary.js';
 import type { ControllerContext } from './context.js';
 import { metadataDiff } from './diff.js';

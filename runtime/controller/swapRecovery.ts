@@ -10,7 +10,7 @@
  * Upstream pauses need nothing: they are leases and end by themselves.
  * Runs first in the serial queue; the computations stay in ctx.swapping until done.
  */
-import type { HistoryEntry, HistoryStep } from '../../sdk/protocol/index.js';
+import type { HistoryEntry, HistoryStep } from '../../protocol/index.js';
 import { controlWorker, type ControllerContext } from './context.js';
 import { errorMessage, recordHistorySafely } from './lifecycle.js';
 import { placementsOf } from './records.js';

@@ -17,7 +17,7 @@ import {
   SwapRolledBackError, buckets, fromWireError, toWireError, truncateError,
   type Assignment, type ComputationRecord, type HealthReply, type HistoryEntry, type HistoryStep, type Lang, type MetadataDiff,
   type NormalizedMetadata, type Placement, type Probation, type ReleaseReply, type SnapshotRef, type SwapReply, type WorkerControl,
-} from '../../sdk/protocol/index.js';
+} from '../../protocol/index.js';
 import { controlWorker, type ControllerContext } from './context.js';
 import { errorMessage, recordHistorySafely } from './lifecycle.js';
 import type { SwapJournal } from './stateStore.js';

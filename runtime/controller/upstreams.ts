@@ -4,7 +4,7 @@
  * reads. Their pauses are leases, renewed while the swap holds them, so a
  * controller that dies mid-swap cannot leave them paused for long.
  */
-import type { PauseReply, WorkerControl } from '../../sdk/protocol/index.js';
+import type { PauseReply, WorkerControl } from '../../protocol/index.js';
 import { controlWorker, type ControllerContext } from './context.js';
 
 export interface Upstream {

@@ -13,7 +13,7 @@
  * an unknown id leaves nothing behind. Dead workers are dropped after
  * forgetDead's bound, including ones remembered from KV.
  */
-import type { Heartbeat, InstanceReport, Lang, RegisterRequest, WorkerStatus } from '../../sdk/protocol/index.js';
+import type { Heartbeat, InstanceReport, Lang, RegisterRequest, WorkerStatus } from '../../protocol/index.js';
 
 interface RateSample {
   at: number;

@@ -13,7 +13,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ProcessStatus, StuckReport } from '../../sdk/protocol/index.js';
+import type { ProcessStatus, StuckReport } from '../../protocol/index.js';
 import { findNatsServer } from '../transport/natsServer.js';
 import { isAlive, looksLike, runtimeNodeArgs, terminatePid } from '../client/processes.js';
 import { runFilePath, type RunInfo } from '../client/runInfo.js';

@@ -4,7 +4,7 @@
  */
 import type { Msg, NatsConnection } from '@nats-io/transport-node';
 import type { z } from 'zod';
-import { fromWireError, parseRequest, toWireError, TimeoutError, BadRequestError, type Reply } from '../../sdk/protocol/index.js';
+import { fromWireError, parseRequest, toWireError, TimeoutError, BadRequestError, type Reply } from '../../protocol/index.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -39,7 +39,7 @@ export async function call<T extends object>(nc: NatsConnection, subject: string
 export interface ServeOptions {
   queue?: string;
   /**
-   * Validates every request (sdk/protocol/schemas.ts): an invalid one gets
+   * Validates every request (protocol/schemas.ts): an invalid one gets
    * BAD_REQUEST naming the field (INVALID_METADATA for bad metadata) and the
    * handler is not called; a valid one reaches it parsed.
    */

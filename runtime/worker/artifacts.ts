@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ObjectStore } from '@nats-io/obj';
 import { isComputation, type Computation } from '../../sdk/computation.js';
-import { ModuleLoadError, NotFoundError, InvalidMetadataError, validateMetadata, type NormalizedMetadata } from '../../sdk/protocol/index.js';
+import { ModuleLoadError, NotFoundError, InvalidMetadataError, validateMetadata, type NormalizedMetadata } from '../../protocol/index.js';
 
 export class ArtifactCache {
   private readonly loaded = new Map<string, Promise<Computation>>();

@@ -22,7 +22,7 @@ import {
   decodeBatch, encodeBatch, packr, partitionsOwnedBy, schemas, subjects, truncateError, InitFailedError, TimeoutError, TopoError,
   type Assignment, type Batch, type Credit, type DeadLetter, type InstanceMetrics, type InstanceReport, type InstanceState,
   type Probation, type WireRecord,
-} from '../../sdk/protocol/index.js';
+} from '../../protocol/index.js';
 import { StreamProducer } from './producer.js';
 import { groupIdOf, type TopologyView } from './topology.js';
 import { noteCallback, noteIdle } from './watchdog.js';

@@ -5,7 +5,7 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import { subjects } from '../../sdk/protocol/index.js';
+import { subjects } from '../../protocol/index.js';
 import { boundLogger } from '../log.js';
 
 const enc = new TextEncoder();

@@ -8,7 +8,7 @@
  * Held output is bounded by what one callback produces.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
-import { encodeBatch, partitionOf, subjects, PARTITIONS, PROTOCOL_VERSION, type WireRecord } from '../../sdk/protocol/index.js';
+import { encodeBatch, partitionOf, subjects, PARTITIONS, PROTOCOL_VERSION, type WireRecord } from '../../protocol/index.js';
 import type { TopologyView } from './topology.js';
 
 export const MAX_BATCH_RECORDS = 256;

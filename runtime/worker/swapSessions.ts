@@ -4,7 +4,7 @@
  * swap neither committed, aborted nor renewed within its lease is rolled back
  * here by the worker itself (the controller is gone).
  */
-import type { SnapshotRef, UpstreamRef } from '../../sdk/protocol/index.js';
+import type { SnapshotRef, UpstreamRef } from '../../protocol/index.js';
 
 /** Lease of a swap whose controller sent none (an older controller): its old fixed deadline. */
 export const DEFAULT_SWAP_LEASE_MS = 60_000;

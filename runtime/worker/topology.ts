@@ -5,7 +5,7 @@
  * partitioning at all.
  */
 import type { KV } from '@nats-io/kv';
-import { checkComputationEntry, type ComputationRecord } from '../../sdk/protocol/index.js';
+import { checkComputationEntry, kvKeys, type ComputationRecord } from '../../protocol/index.js';
 
 /** Where the view reports KV entries it skips. */
 export interface ViewLog {
@@ -79,13 +79,13 @@ export class TopologyView {
    * consumer groups and partitioning.
    */
   async watch(kv: KV, log?: ViewLog): Promise<void> {
-    const iter = await kv.watch({ key: 'comp.>' });
+    const iter = await kv.watch({ key: kvKeys.computationAll });
     let loaded!: () => void;
     const initial = new Promise<void>((r) => (loaded = r));
     this.stopWatch = () => iter.stop();
     void (async () => {
       for await (const e of iter) {
-        const name = e.key.slice('comp.'.length);
+        const name = kvKeys.computationOf(e.key) ?? e.key;
         try {
           if (e.operation === 'DEL' || e.operation === 'PURGE' || e.value.length === 0) this.apply(name, undefined);
           else {

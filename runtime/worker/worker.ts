@@ -13,7 +13,7 @@ import {
   buckets, packr, partitionOf, schemas, subjects, ConflictError, NotFoundError, BadRequestError, TopoError,
   type Assignment, type Heartbeat, type PauseReply, type Probation, type RegisterReply, type RegisterRequest, type ReleaseReply,
   type SnapshotRef, type UpstreamRef, type WorkerControl,
-} from '../../sdk/protocol/index.js';
+} from '../../protocol/index.js';
 import { call, encodeJson, serve } from '../transport/rpc.js';
 import { ArtifactCache, checkMetadata } from './artifacts.js';
 import { Instance, type Inbound, type InstanceSnapshot } from './instance.js';

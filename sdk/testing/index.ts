@@ -21,8 +21,8 @@
  */
 import { pino, type LevelWithSilent, type Logger } from 'pino';
 import { isComputation, type Computation, type Context, type InputRecord } from '../computation.js';
-import { packr } from '../protocol/envelope.js';
-import { validateMetadata } from '../protocol/metadata.js';
+import { packr } from '../../protocol/envelope.js';
+import { validateMetadata } from '../../protocol/metadata.js';
 import { MemoryState, TimerTable } from '../state.js';
 
 export type { MemoryState } from '../state.js';

@@ -1,7 +1,7 @@
 /**
  * One zod schema per message that crosses a process, protocol v1. These are
  * the truth: receivers validate with them (BAD_REQUEST, or a dead letter for
- * a malformed batch), `sdk/protocol/schemas/*.json` is generated from them for
+ * a malformed batch), `protocol/schemas/*.json` is generated from them for
  * other languages, and the interfaces in control.ts are checked against them
  * at compile time (bottom of this file).
  *
@@ -15,7 +15,7 @@
 import { z } from 'zod';
 import { BadRequestError, InvalidMetadataError } from './errors.js';
 import { GROUPINGS, validateMetadata } from './metadata.js';
-import { NAME_PATTERN, PROTOCOL_VERSION } from './subjects.js';
+import { NAME_PATTERN, PROTOCOL_VERSION, kvKeys } from './subjects.js';
 import type * as C from './control.js';
 import type { Batch } from './envelope.js';
 import type { NormalizedMetadata } from './metadata.js';
@@ -452,14 +452,14 @@ export function parseRequest<S extends z.ZodType>(schema: S, input: unknown, wha
 export function checkComputationEntry(key: string, value: unknown): { ok: true; record: C.ComputationRecord } | { ok: false; problem: string } {
   const r = checkMessage(computationRecord, value, 'ComputationRecord');
   if (!r.ok) return { ok: false, problem: r.message };
-  const name = key.startsWith('comp.') ? key.slice('comp.'.length) : key;
+  const name = kvKeys.computationOf(key) ?? key;
   if (r.value.name !== name) return { ok: false, problem: `its name is ${JSON.stringify(r.value.name)}, not "${name}"` };
   return { ok: true, record: r.value };
 }
 
 // ---- JSON Schema --------------------------------------------------------------------
 
-/** File name (without .json) -> JSON Schema of each message, as written to sdk/protocol/schemas/. */
+/** File name (without .json) -> JSON Schema of each message, as written to protocol/schemas/. */
 export function jsonSchemas(): Record<string, unknown> {
   const flat: Record<string, z.ZodType> = {
     batch, credit, 'dead-letter': deadLetter,

@@ -8,7 +8,7 @@ small reference for a Python operator: `fnv1a32`, `partitions_owned_by` and
 TypeScript SDK.
 
     python3 -m pip install msgpack   # once, e.g. in a virtualenv
-    python3 sdk/protocol/vectors/verify.py
+    python3 protocol/vectors/verify.py
 
 Exits 1 and lists the failures when a vector disagrees.
 """

@@ -52,6 +52,24 @@ export const buckets = {
   snapshots: 'topo_snapshots',
 } as const;
 
+/** Keys of the control-plane KV buckets: every key is built here, never by hand. */
+export const kvKeys = {
+  /** topo_state: desired state of one computation (ComputationRecord). */
+  computation: (name: string) => `comp.${name}`,
+  computationPrefix: 'comp.',
+  /** Watch/list filter over every computation. */
+  computationAll: 'comp.>',
+  computationList: 'comp.*',
+  /** topo_state: journal of a swap under way (SwapJournal). */
+  swap: (name: string) => `swap.${name}`,
+  swapList: 'swap.*',
+  /** topo_history: one history entry. */
+  history: (name: string, version: number) => `${name}.${version}`,
+  historyOf: (name: string) => `${name}.>`,
+  /** Name of a computation from its topo_state key, or undefined for another kind of key. */
+  computationOf: (key: string): string | undefined => (key.startsWith('comp.') ? key.slice('comp.'.length) : undefined),
+} as const;
+
 /** JetStream streams that keep recent logs and dead letters for later reading. */
 export const jsStreams = {
   logs: 'TOPO_LOGS',

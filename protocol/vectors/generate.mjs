@@ -3,8 +3,8 @@
  * Writes the topo protocol v1 conformance vectors next to this file:
  * partition.json, batches.json, malformed.json, metadata.json, credit.json.
  *
- *   node sdk/protocol/vectors/generate.mjs          # (re)write the files
- *   node sdk/protocol/vectors/generate.mjs --check  # exit 1 if a committed file differs
+ *   node protocol/vectors/generate.mjs          # (re)write the files
+ *   node protocol/vectors/generate.mjs --check  # exit 1 if a committed file differs
  *
  * This script deliberately imports nothing from the SDK and no msgpack library:
  * bytes are assembled from the msgpack specification by the small writer below,
@@ -589,7 +589,7 @@ for (const [file, content] of Object.entries(files)) {
     }
     if (current !== text) {
       stale++;
-      console.error(`${file} differs from what generate.mjs produces; run: node sdk/protocol/vectors/generate.mjs`);
+      console.error(`${file} differs from what generate.mjs produces; run: node protocol/vectors/generate.mjs`);
     }
   } else {
     writeFileSync(path, text);

@@ -4,8 +4,8 @@
  * this file, one `<message>.json` each, from the zod schemas in
  * ../schemas.ts (the truth; these files are for other languages).
  *
- *   node sdk/protocol/schemas/generate.mjs          # (re)write the files
- *   node sdk/protocol/schemas/generate.mjs --check  # exit 1 if a committed file differs or is missing/extra
+ *   node protocol/schemas/generate.mjs          # (re)write the files
+ *   node protocol/schemas/generate.mjs --check  # exit 1 if a committed file differs or is missing/extra
  *
  * The project has no TypeScript runner, so schemas.ts is bundled with esbuild
  * (zod included) into memory and imported from a data: URL.
@@ -60,6 +60,6 @@ for (const file of present.filter((f) => !wanted.has(f))) {
   }
 }
 if (check && bad) {
-  console.error('run `node sdk/protocol/schemas/generate.mjs` and commit the result');
+  console.error('run `node protocol/schemas/generate.mjs` and commit the result');
   process.exit(1);
 }
