@@ -1,4 +1,4 @@
-/** Worker process entry: `node dist/worker.mjs --nats URL [--id ID] [--data-dir DIR]`. */
+/** Worker process entry: `node dist/worker.mjs --nats URL [--id ID] [--host NAME] [--data-dir DIR]`. */
 import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -14,6 +14,7 @@ const { values } = parseArgs({
     'data-dir': { type: 'string' },
     window: { type: 'string' },
     'stuck-ms': { type: 'string' },
+    host: { type: 'string' },
   },
 });
 
@@ -46,6 +47,7 @@ const worker = new Worker({
   workerId,
   dataDir,
   log,
+  host: values.host ?? process.env.TOPO_HOST ?? hostname(),
   ...(values.window ? { window: Number(values.window) } : {}),
 });
 

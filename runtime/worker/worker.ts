@@ -37,6 +37,8 @@ export interface WorkerOptions {
   window?: number;
   /** An async callback running longer than this is reported stuck (default TOPO_STUCK_AFTER_MS, else 10 s). */
   stuckAfterMs?: number;
+  /** The host this worker reports (placement spreads instances over hosts); default os.hostname(). */
+  host?: string;
 }
 
 export class Worker {
@@ -60,6 +62,7 @@ export class Worker {
   private readonly stuckAfterMs: number | undefined;
   private snapshotStore: ObjectStore | undefined;
   private readonly startedAt = Date.now();
+  private readonly host: string;
   /** Resolves when a stop was requested (control 'stop' or a signal). */
   readonly stopped: Promise<void>;
   private resolveStopped!: () => void;
@@ -70,6 +73,7 @@ export class Worker {
     this.log = o.log;
     this.dataDir = o.dataDir;
     this.window = o.window;
+    this.host = o.host ?? hostname();
     const envStuck = Number(process.env.TOPO_STUCK_AFTER_MS);
     this.stuckAfterMs = o.stuckAfterMs ?? (envStuck > 0 ? envStuck : undefined);
     this.swaps = new SwapSessions((swapId) => void this.abortBySelf(swapId));
@@ -94,7 +98,7 @@ export class Worker {
   }
 
   private async register(): Promise<void> {
-    const req: RegisterRequest = { workerId: this.id, host: hostname(), pid: process.pid, lang: 'ts', startedAt: this.startedAt };
+    const req: RegisterRequest = { workerId: this.id, host: this.host, pid: process.pid, lang: 'ts', startedAt: this.startedAt };
     const reply = await retry(() => call<RegisterReply>(this.nc, subjects.register, req, 2_000), 'the controller', this.log);
     this.heartbeatMs = reply.heartbeatMs;
     this.log.info({ worker: this.id, heartbeatMs: reply.heartbeatMs, leaseMs: reply.leaseMs }, 'registered with the controller');
@@ -103,7 +107,7 @@ export class Worker {
   private heartbeat(): void {
     const hb: Heartbeat = {
       workerId: this.id,
-      host: hostname(),
+      host: this.host,
       pid: process.pid,
       lang: 'ts',
       at: Date.now(),
