@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { defineComputation, InvalidMetadataError, isComputation, TopoError, type ComputationSpec } from '../sdk/index.js';
 import { packr } from '../protocol/index.js';
-import { MemoryState, TimerTable } from '../sdk/state.js';
+import { MemoryState, TimerTable } from '../runtime/executor/state.js';
 
 const noop = (): void => {};
 

@@ -167,7 +167,7 @@ describe('timers', () => {
     expect(t.outputs).toEqual([{ stream: 'out', key: 'k', value: 'now' }]);
   });
 
-  it('reports a throwing processTimer to advanceTo, keeps the other due timers, and stays usable', async () => {
+  it('reports a throwing processTimer to advanceTo once the rest of its round has fired, as the runtime does, and stays usable', async () => {
     const c = defineComputation({
       name: 'flaky',
       istreams: ['in'],
@@ -185,9 +185,10 @@ describe('timers', () => {
     await t.send('in', 'good', null);
     await expect(t.advanceTo(200)).rejects.toThrow('timer broke');
     expect(t.now).toBe(100);
-    expect(t.timers).toEqual([{ key: 'good', atMs: 100 }]);
-    expect(await t.advanceTo(200)).toBe(1);
+    // The runtime's serial loop fires "good" in the same round although "bad" threw: so does the kit (one Executor).
     expect(t.outputs).toEqual([{ stream: 'out', key: 'good', value: 'fired' }]);
+    expect(t.timers).toEqual([]);
+    expect(await t.advanceTo(200)).toBe(0);
   });
 
   it('will not move the clock backwards', async () => {

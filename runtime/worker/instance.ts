@@ -17,7 +17,7 @@
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Computation, Context, InputRecord } from '../../sdk/computation.js';
-import { MemoryState, TimerTable, type StateSnapshot } from '../../sdk/state.js';
+import { MemoryState, TimerTable, type StateSnapshot } from '../executor/state.js';
 import {
   decodeBatch, encodeBatch, packr, partitionsOwnedBy, schemas, subjects, truncateError, InitFailedError, TimeoutError, TopoError,
   type Assignment, type Batch, type Credit, type DeadLetter, type InstanceMetrics, type InstanceReport, type InstanceState,

@@ -9,23 +9,26 @@
  *   await t.advanceBy(60_000);            // fires due timers through processTimer
  *   expect(t.takeOutputs()).toEqual([{ stream: 'counts', key: 'user-1', value: 1 }]);
  *
- * It behaves like the runtime where a test can observe it: keyed state is the
- * runtime's MemoryState, timers the runtime's TimerTable (one per key, fired
- * earliest first), callbacks never run concurrently, init runs before anything
- * else, values cross a msgpack round trip as they would on the wire, and
- * producing to an undeclared stream throws. Differences, on purpose:
+ * It runs the computation on the runtime's own Executor (runtime/executor):
+ * the same Context, keyed state and timer table (one per key, fired earliest
+ * first; a throwing timer does not stop the rest of its round), callbacks
+ * never run concurrently, init runs before anything else, values cross a
+ * msgpack round trip as they would on the wire, and producing to an
+ * undeclared stream throws. Differences, on purpose:
  *  - time is a fake clock that only moves with advanceTo/advanceBy;
  *  - an error thrown by processRecord / processTimer / init / destroy is
  *    re-thrown to the caller of send() / advanceTo() / init() / destroy()
- *    (the runtime dead-letters or logs it and keeps going), so a test sees it.
+ *    (the runtime dead-letters or logs it and keeps going), so a test sees it;
+ *    a processTimer error is thrown once its round has fired.
  */
 import { pino, type LevelWithSilent, type Logger } from 'pino';
 import { isComputation, type Computation, type Context, type InputRecord } from '../computation.js';
 import { packr } from '../../protocol/envelope.js';
 import { validateMetadata } from '../../protocol/metadata.js';
-import { MemoryState, TimerTable } from '../state.js';
+import { Executor } from '../../runtime/executor/executor.js';
+import type { MemoryState } from '../../runtime/executor/state.js';
 
-export type { MemoryState } from '../state.js';
+export type { MemoryState } from '../../runtime/executor/state.js';
 
 export interface TestContextOptions {
   /** This instance's index among `count` instances (default 0). */
@@ -145,10 +148,7 @@ export function createTestContext<I extends string, O extends string>(
   if (!Number.isFinite(clock)) throw new RangeError('createTestContext: now must be a finite number of ms since the epoch');
   const instanceId = options.instanceId ?? `${name}-${index}-test`;
   const istreams = new Set(metadata.istreams.map((s) => s.stream));
-  const ostreams = new Set(metadata.ostreams);
 
-  const state = new MemoryState();
-  const timers = new TimerTable();
   let outputs: OutputRecord<O>[] = [];
   const logs: LogEntry[] = [];
   const seqs = new Map<string, number>();
@@ -163,26 +163,18 @@ export function createTestContext<I extends string, O extends string>(
     { write: (line: string) => void logs.push(JSON.parse(line) as LogEntry) },
   );
 
-  /** Keys set during the current timer round: a pending entry of the round with such a key was replaced. */
-  let replacedInRound: Set<string> | undefined;
-
-  const context: Context<O> = Object.freeze({
-    name,
-    instance: Object.freeze({ index, count, id: instanceId }),
-    produceRecord(stream: O, key: string, value: unknown): void {
-      if (!ostreams.has(stream)) {
-        throw new Error(`produceRecord: "${String(stream)}" is not an ostream of "${name}" (declared: ${[...ostreams].join(', ') || 'none'})`);
-      }
-      if (typeof key !== 'string') throw new TypeError(`produceRecord("${stream}"): key must be a string, got ${typeof key}`);
-      outputs.push({ stream, key, value: overTheWire(value, `produceRecord("${stream}", "${key}")`) });
-    },
-    setTimer(key: string, atMs: number): void {
-      timers.set(key, atMs);
-      replacedInRound?.add(key);
-    },
-    state,
+  const executor = new Executor({
+    comp: computation as unknown as Computation,
+    instance: { index, count, id: instanceId },
     log,
+    sink: {
+      produce(stream, key, value) {
+        outputs.push({ stream: stream as O, key, value: overTheWire(value, `produceRecord("${stream}", "${key}")`) });
+      },
+    },
   });
+  const context = executor.ctx as Context<O>;
+  const { state, timers } = executor;
 
   // Callbacks run one at a time, like the runtime's serial loop, even if a test forgets an await.
   let tail: Promise<unknown> = Promise.resolve();
@@ -202,7 +194,7 @@ export function createTestContext<I extends string, O extends string>(
 
   async function runInit(): Promise<void> {
     initRan = true;
-    await computation.init?.(context);
+    await executor.init();
     started = true;
     await fireDue(clock);
   }
@@ -219,25 +211,19 @@ export function createTestContext<I extends string, O extends string>(
       const next = timers.next();
       if (next === undefined || next > target) break;
       if (next > clock) clock = next;
-      const due = timers.takeDue(next);
-      replacedInRound = new Set();
-      try {
-        for (let i = 0; i < due.length; i++) {
-          const [key, atMs] = due[i]!;
-          if (replacedInRound.has(key)) continue; // set again by an earlier callback of this round
-          if (!computation.processTimer) continue; // as in the runtime: nothing to call
-          try {
-            await computation.processTimer(context, key, atMs);
-          } catch (err) {
-            // Not retried (as in the runtime); put back the rest of the round, then report.
-            for (const [k, at] of due.slice(i + 1)) if (!replacedInRound.has(k)) timers.set(k, at);
-            throw err;
-          }
+      let failure: { err: unknown } | undefined;
+      for (const [key, atMs] of executor.takeDueTimers(next)) {
+        try {
+          const r = executor.fireTimer(key, atMs);
+          if (r === 'skipped') continue;
+          await r;
           fired++;
+        } catch (err) {
+          // As in the runtime: not retried, and the rest of the round still fires.
+          failure ??= { err };
         }
-      } finally {
-        replacedInRound = undefined;
       }
+      if (failure) throw failure.err;
     }
     return fired;
   }
@@ -298,7 +284,7 @@ export function createTestContext<I extends string, O extends string>(
           producer: opts.producer ?? DEFAULT_PRODUCER,
           ...(opts.traceId !== undefined ? { traceId: opts.traceId } : {}),
         };
-        await computation.processRecord(context, record);
+        await executor.processRecord(record as InputRecord);
         await fireDue(clock);
       }),
 
@@ -320,7 +306,7 @@ export function createTestContext<I extends string, O extends string>(
       serial(async () => {
         if (destroyed) return;
         destroyed = true;
-        if (started) await computation.destroy?.(context);
+        if (started) await executor.destroy();
       }),
   };
 }
