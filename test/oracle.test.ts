@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Grouping } from '../protocol/index.js';
 import { PARTITIONS } from '../protocol/index.js';
-import { chainable, diffPlans, plan, HEAVY_CPU_MICROS } from '../runtime/oracle/index.js';
+import { buildGraph, chainable, diffPlans, plan, streamBetween, HEAVY_CPU_MICROS } from '../runtime/oracle/index.js';
 import type {
   ComputationStats, InstancePlacement, OracleComputation, OracleInput, OracleWorker, Plan,
 } from '../runtime/oracle/index.js';
@@ -160,6 +160,15 @@ describe('overrides', () => {
     expect(members(p)).toEqual([['a'], ['b'], ['c']]);
     expect(p.notes).toContain('fuse a+b refused: different parallelism: a has 2 instances, b has 1');
     expect(p.notes).toContain('fuse a+c refused: a does not feed c');
+  });
+
+  it('chainable tells the CLI whether a fuse override would help', () => {
+    const computations = [comp('a', [], ['s'], { instances: 2 }), comp('b', ['s'], [], { instances: 2, hints: { autoscale: { min: 2, max: 2 } } })];
+    const input = { computations, workers: [] };
+    expect(streamBetween('a', 'b', buildGraph(input))).toBe('s');
+    expect(streamBetween('b', 'a', buildGraph(input))).toBeUndefined();
+    expect(chainable('a', 'b', 's', input)).toEqual({ ok: false, overridable: true, reason: 'b autoscales (2..2): its parallelism changes' });
+    expect(chainable('a', 'b', 's', { ...input, computations: [computations[0]!, { ...computations[1]!, hints: {} }] })).toEqual({ ok: true });
   });
 
   it('split wins over fuse', () => {

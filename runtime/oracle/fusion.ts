@@ -33,7 +33,7 @@
  * one joins A's chain: a user-forced edge first, then an edge fused in the
  * current plan (stability), then the first downstream by name.
  */
-import { buildGraph, sortBy, type Graph } from './graph.js';
+import { buildGraph, sortBy, streamBetween, type Graph } from './graph.js';
 import { heavyReason, isSaturated, SATURATED_BUSY } from './limits.js';
 import { scaleAll } from './scaling.js';
 import type { FusionGroup, OracleInput } from './types.js';
@@ -109,7 +109,7 @@ export function fuse(input: OracleInput, instances: Record<string, number>): Fus
   for (const [a, b] of sortBy(input.overrides?.fuse ?? [], ([a, b]) => `${a}\0${b}`)) {
     const A = g.byName.get(a);
     const B = g.byName.get(b);
-    const stream = A && B ? [...A.ostreams].sort().find((s) => B.istreams.some((i) => i.stream === s)) : undefined;
+    const stream = streamBetween(a, b, g);
     const v: Verdict = !A || !B ? { ok: false, reason: `unknown computation "${!A ? a : b}"`, overridable: false }
       : stream === undefined ? { ok: false, reason: `${a} does not feed ${b}`, overridable: false }
       : check(a, b, stream, input, g, instances);

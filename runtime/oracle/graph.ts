@@ -25,6 +25,14 @@ export function buildGraph(input: OracleInput): Graph {
   return { byName, producers, names: [...byName.keys()].sort() };
 }
 
+/** The first stream (by name) that a produces and b reads, if any: the edge `topo fuse a b` means. */
+export function streamBetween(a: string, b: string, g: Graph): string | undefined {
+  const A = g.byName.get(a);
+  const B = g.byName.get(b);
+  if (!A || !B) return undefined;
+  return [...A.ostreams].sort().find((s) => B.istreams.some((i) => i.stream === s));
+}
+
 /** Sorted copy, by a string key: the one tie-breaker used everywhere, so plans are deterministic. */
 export function sortBy<T>(items: readonly T[], key: (t: T) => string): T[] {
   return [...items].sort((x, y) => (key(x) < key(y) ? -1 : key(x) > key(y) ? 1 : 0));

@@ -71,6 +71,8 @@ export function runnerOf(c: OracleComputation, input: OracleInput): Runner {
 export { chainable, fuse } from './fusion.js';
 export type { Verdict, Fusion } from './fusion.js';
 export { scaleAll } from './scaling.js';
+export { buildGraph, streamBetween } from './graph.js';
+export type { Graph } from './graph.js';
 export type { Scaling } from './scaling.js';
 export { spread } from './placement.js';
 export { canHost, capacityOf } from './strategy.js';
