@@ -14,18 +14,22 @@
  *   (output dropped, input handed back to the standby instance, in order);
  * - restore(): start from a snapshot.
  */
-import type { NatsConnection, Subscription } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import type { Computation, Context, InputRecord } from '../../sdk/computation.js';
-import { MemoryState, TimerTable, type StateSnapshot } from '../executor/state.js';
+import type { Computation, InputRecord } from '../../sdk/computation.js';
+import { Executor, isPromise, type ExecutorSnapshot } from '../executor/executor.js';
 import {
-  decodeBatch, encodeBatch, packr, partitionsOwnedBy, schemas, subjects, truncateError, InitFailedError, TimeoutError, TopoError,
-  type Assignment, type Batch, type Credit, type DeadLetter, type InstanceMetrics, type InstanceReport, type InstanceState,
-  type Probation, type WireRecord,
+  decodeBatch, encodeBatch, partitionsOwnedBy, truncateError, InitFailedError, TimeoutError, TopoError,
+  type Assignment, type Batch, type InstanceMetrics, type InstanceReport, type InstanceState, type Probation, type WireRecord,
 } from '../../protocol/index.js';
-import { StreamProducer } from './producer.js';
+import { natsEdges, type EdgeFactory, type Inbound, type Inlet, type Outlet } from './edges.js';
+import { DeadLetters, errMessage } from './deadLetters.js';
+import { Observed } from './observed.js';
+import { HangError, ProbationGate, withTimeout } from './probation.js';
 import { groupIdOf, type TopologyView } from './topology.js';
 import { noteCallback, noteIdle } from './watchdog.js';
+
+export type { Inbound } from './edges.js';
 
 /** Credit is returned at least this often (records per producer), and whenever the queue runs dry. */
 const CREDIT_EVERY = 4096;
@@ -34,24 +38,11 @@ const PUMP_SLICE_MS = 8;
 const INIT_TIMEOUT_MS = 10_000;
 /** An async callback that has not settled for this long is reported stuck (TOPO_STUCK_AFTER_MS overrides it per worker). */
 export const DEFAULT_STUCK_AFTER_MS = 10_000;
-/** Dead letters of malformed input per instance and second, and how much of the raw bytes each keeps. */
-const MALFORMED_LETTERS_PER_SEC = 5;
-const MAX_RAW_BYTES = 1_024;
 /** How often a release checks its drain for progress, a stuck callback, its budget and cancellation. */
 const RELEASE_CHECK_MS = 100;
 
-/** One message taken from an input subscription. */
-export interface Inbound {
-  data: Uint8Array;
-  stream: string;
-  /** Partition of the subject it came on (routes replayed input after a rollback). */
-  partition: number;
-}
-
 /** Keyed state and pending timers of an instance, as handed over by a swap. */
-export interface InstanceSnapshot {
-  state: StateSnapshot;
-  timers: [string, number][];
+export interface InstanceSnapshot extends ExecutorSnapshot {
   /**
    * Input a released instance could not process because a callback was stuck
    * (the stuck record first): the adopting instance processes it before anything new.
@@ -79,48 +70,33 @@ export interface InstanceDeps {
   window?: number;
   /** See DEFAULT_STUCK_AFTER_MS. */
   stuckAfterMs?: number;
-}
-
-/** The health gate of a swapped-in instance. */
-interface ProbationRun {
-  cfg: Probation;
-  /** Input batches taken while on probation, in order: replayed to the old version on abort. */
-  log: Inbound[];
-  /** Dead letters of records that failed after the gate passed: published on commit, dropped on abort (the old version redoes them). */
-  deadLetters: DeadLetter[];
-  processed: number;
-  /** Set by health(): the gate's clock starts once upstreams resume. */
-  startedAt: number | undefined;
-  verdict: 'passed' | Error | undefined;
-  waiters: (() => void)[];
-  deadline: NodeJS.Timeout | undefined;
-  /** A callback is still running: the deadline alone cannot pass the gate. */
-  inCallback: boolean;
-  deadlineReached: boolean;
+  /** Where input comes from and output goes (default: core NATS). */
+  edges?: EdgeFactory;
 }
 
 export class Instance {
   readonly assignment: Assignment;
   readonly id: string;
   state: InstanceState = 'starting';
-  readonly metrics: InstanceMetrics = { recordsIn: 0, recordsOut: 0, errors: 0, deadLetters: 0, malformed: 0 };
+  readonly observed = new Observed();
+  readonly metrics: InstanceMetrics = this.observed.metrics;
   lastError: string | undefined;
 
   private readonly nc: NatsConnection;
-  private readonly comp: Computation;
+  private readonly edges: EdgeFactory;
+  private readonly exec: Executor;
   private readonly log: Logger;
-  private readonly keyed = new MemoryState();
-  private readonly timers = new TimerTable();
-  private readonly producers = new Map<string, StreamProducer>();
+  private readonly producers = new Map<string, Outlet>();
   private readonly producerId: string;
-  private readonly subs: Subscription[] = [];
-  private creditSub: Subscription | undefined;
+  private readonly inlet: Inlet;
+  private inletOpen = false;
+  private credits: { close(): void } | undefined;
+  private readonly deadLetters: DeadLetters;
   private queue: Inbound[] = [];
   private queueHead = 0;
   /** Credit owed back, per producer and consumer group: key `${producer} ${group}`. */
   private readonly owedCredit = new Map<string, { producer: string; group: string; n: number }>();
   private readonly groupOf = new Map<string, string>();
-  private readonly ctx: Context;
   private timerHandle: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
   private timersDue = false;
@@ -135,7 +111,7 @@ export class Instance {
   private errorsSinceLog = 0;
   private stallTimer: NodeJS.Timeout | undefined;
   private pauseLease: NodeJS.Timeout | undefined;
-  private probation: ProbationRun | undefined;
+  private probation: ProbationGate<Inbound> | undefined;
   private readonly stuckAfterMs: number;
   private inflight: InFlight | undefined;
   /** Bumped when a stuck callback is abandoned: its late continuation then does nothing. */
@@ -146,69 +122,59 @@ export class Instance {
   private stuckCount = 0;
   /** Set by reinstate(): a release still draining gives up and leaves the instance running. */
   private releaseCancelled = false;
-  private malformedWindowAt = 0;
-  private malformedLetters = 0;
-  private malformedSuppressed = 0;
 
   constructor(assignment: Assignment, comp: Computation, deps: InstanceDeps) {
     this.assignment = assignment;
     this.id = assignment.instanceId;
     this.nc = deps.nc;
-    this.comp = comp;
+    this.edges = deps.edges ?? natsEdges(deps.nc, deps.view);
     this.log = deps.log;
     this.stuckAfterMs = deps.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS;
     // Subject-safe and unique per incarnation: credits come back on topo.fc.<producerId>.
     this.producerId = assignment.instanceId;
     for (const stream of assignment.metadata.ostreams) {
-      this.producers.set(
-        stream,
-        new StreamProducer({
-          nc: deps.nc,
-          stream,
-          producerId: this.producerId,
-          view: deps.view,
-          ...(deps.window !== undefined ? { window: deps.window } : {}),
-          onUnblocked: () => this.schedulePump(),
-          onStallReset: (group, owed) =>
-            this.log.warn({ stream, group, owed }, `consumer group "${group}" of stream "${stream}" gave no credit for 5 s; presuming it gone`),
-        }),
-      );
+      this.producers.set(stream, this.edges.outlet(stream, {
+        producerId: this.producerId,
+        ...(deps.window !== undefined ? { window: deps.window } : {}),
+        onUnblocked: () => this.schedulePump(),
+        onStallReset: (group, owed) =>
+          this.log.warn({ stream, group, owed }, `consumer group "${group}" of stream "${stream}" gave no credit for 5 s; presuming it gone`),
+      }));
     }
     for (const { stream, grouping } of assignment.metadata.istreams) {
       this.groupOf.set(stream, groupIdOf(assignment.computation, grouping, assignment.index));
     }
-    this.ctx = this.makeContext();
+    const producers = this.producers;
+    const observed = this.observed;
+    this.exec = new Executor({
+      comp,
+      instance: { index: assignment.index, count: assignment.count, id: assignment.instanceId },
+      log: this.log,
+      sink: {
+        produce(stream, key, value) {
+          producers.get(stream)!.produce(key, value);
+          observed.metrics.recordsOut++;
+        },
+      },
+      onTimerSet: () => this.armTimer(),
+    });
+    this.inlet = this.edges.inlet(assignment, this.partitions, (item) => {
+      this.queue.push(item);
+      this.schedulePump();
+    });
+    this.deadLetters = new DeadLetters(assignment.computation, this.id, (subject, bytes) => this.nc.publish(subject, bytes), this.observed, this.log,
+      () => this.probation?.deadLetters);
   }
 
-  private makeContext(): Context {
-    const self = this;
-    const a = this.assignment;
-    const ostreams = a.metadata.ostreams;
-    return {
-      name: a.computation,
-      instance: Object.freeze({ index: a.index, count: a.count, id: a.instanceId }),
-      produceRecord(stream: string, key: string, value: unknown): void {
-        const p = self.producers.get(stream);
-        if (!p) throw new Error(`produceRecord: "${stream}" is not an ostream of "${a.computation}" (declared: ${ostreams.join(', ') || 'none'})`);
-        if (typeof key !== 'string') throw new TypeError(`produceRecord("${stream}"): key must be a string, got ${typeof key}`);
-        p.produce(key, value);
-        self.metrics.recordsOut++;
-      },
-      setTimer(key: string, atMs: number): void {
-        self.timers.set(key, atMs);
-        self.armTimer();
-      },
-      state: this.keyed,
-      log: this.log,
-    };
+  private get what(): string {
+    return `"${this.assignment.computation}" v${this.assignment.version}`;
   }
 
   // ---- lifecycle ---------------------------------------------------------------
 
   /** Starts from a snapshot instead of empty state (before start()). */
   restore(snapshot: InstanceSnapshot): void {
-    this.keyed.restore(snapshot.state);
-    this.timers.restore(snapshot.timers);
+    this.exec.restore(snapshot);
     if (snapshot.pending?.length) this.queue = [...snapshot.pending, ...this.queue.slice(this.queueHead)];
     this.queueHead = 0;
   }
@@ -219,28 +185,18 @@ export class Instance {
    * held and input kept until commit() or abort().
    */
   async start(probation?: Probation): Promise<void> {
-    this.creditSub = this.nc.subscribe(subjects.credit(this.producerId), {
-      callback: (err, msg) => {
-        if (err) return;
-        // Garbage on the credit subject (not msgpack, NaN, negative or huge n) is counted and ignored:
-        // it must never turn flow control off or stall a producer.
-        let raw: unknown;
-        try {
-          raw = packr.unpack(msg.data);
-        } catch {
-          raw = undefined;
-        }
-        const r = schemas.credit.safeParse(raw);
-        if (r.success) {
-          for (const p of this.producers.values()) p.credit(r.data.g, r.data.n);
-        } else if ((raw as { n?: unknown } | undefined)?.n !== 0) {
-          // (n = 0 is what an empty batch is owed: pointless, not garbage.)
-          this.metrics.malformedCredits = (this.metrics.malformedCredits ?? 0) + 1;
-        }
+    this.credits = this.edges.listenCredits(
+      this.producerId,
+      (c) => {
+        for (const p of this.producers.values()) p.credit(c.g, c.n);
       },
-    });
+      () => (this.metrics.malformedCredits = (this.metrics.malformedCredits ?? 0) + 1),
+    );
     if (probation) {
-      this.probation = { cfg: probation, log: [], deadLetters: [], processed: 0, startedAt: undefined, verdict: undefined, waiters: [], deadline: undefined, inCallback: false, deadlineReached: false };
+      this.probation = new ProbationGate<Inbound>(probation, this.what, (err) => {
+        this.lastError = err.message;
+        this.log.error({ err: err.message }, `health gate failed: ${err.message}`);
+      });
       for (const p of this.producers.values()) p.hold();
     }
     this.subscribeInputs();
@@ -251,10 +207,8 @@ export class Instance {
     }, 1_000);
     const initTimeout = probation?.callbackTimeoutMs ?? INIT_TIMEOUT_MS;
     try {
-      const r = this.comp.init?.(this.ctx);
-      if (r && typeof (r as Promise<void>).then === 'function') {
-        await withTimeout(r as Promise<void>, initTimeout, `init of "${this.assignment.computation}" did not finish within ${initTimeout} ms`);
-      }
+      const r = this.exec.init();
+      if (isPromise(r)) await withTimeout(r, initTimeout, `init of "${this.assignment.computation}" did not finish within ${initTimeout} ms`);
     } catch (err) {
       this.discarded = true;
       await this.teardown();
@@ -273,29 +227,15 @@ export class Instance {
   }
 
   private subscribeInputs(): void {
-    const a = this.assignment;
-    for (const { stream, grouping } of a.metadata.istreams) {
-      const onMsg = (err: Error | null, msg: { data: Uint8Array; subject: string }) => {
-        if (err) return;
-        const s = msg.subject;
-        this.queue.push({ data: msg.data, stream, partition: Number(s.slice(s.lastIndexOf('.') + 1)) });
-        this.schedulePump();
-      };
-      if (grouping === 'key') {
-        for (const p of this.partitions) this.subs.push(this.nc.subscribe(subjects.data(stream, p), { callback: onMsg }));
-      } else if (grouping === 'broadcast') {
-        this.subs.push(this.nc.subscribe(subjects.dataAll(stream), { callback: onMsg }));
-      } else if (a.partitions) {
-        for (const p of a.partitions) this.subs.push(this.nc.subscribe(subjects.data(stream, p), { queue: a.computation, callback: onMsg }));
-      } else {
-        this.subs.push(this.nc.subscribe(subjects.dataAll(stream), { queue: a.computation, callback: onMsg }));
-      }
-    }
+    if (this.inletOpen) return;
+    this.inletOpen = true;
+    this.inlet.open();
   }
 
   private unsubscribeInputs(): void {
-    for (const s of this.subs) s.unsubscribe();
-    this.subs.length = 0;
+    if (!this.inletOpen) return;
+    this.inletOpen = false;
+    this.inlet.close();
   }
 
   // ---- the serial loop ---------------------------------------------------------
@@ -315,8 +255,13 @@ export class Instance {
     if (this.discarded) return false;
     if (this.draining) return true;
     if (this.state !== 'running' && this.state !== 'probation') return false;
-    if (this.probation?.verdict instanceof Error) return false;
-    for (const p of this.producers.values()) if (p.isBlocked()) return false;
+    if (this.probation?.failed) return false;
+    for (const p of this.producers.values()) {
+      if (p.isBlocked()) {
+        if (this.queueHead < this.queue.length) this.observed.blocked(true);
+        return false;
+      }
+    }
     return true;
   }
 
@@ -325,6 +270,7 @@ export class Instance {
     if (this.pumping) return;
     this.pumping = true;
     const sliceEnd = Date.now() + PUMP_SLICE_MS;
+    this.observed.blocked(false);
     try {
       while (this.canRun()) {
         if (this.timersDue) {
@@ -340,9 +286,12 @@ export class Instance {
         }
         this.probation?.log.push(item);
         noteCallback(this.assignment.computation, this.id, 'processRecord');
+        const t0 = performance.now();
+        const before = this.metrics.recordsIn;
         const pending = this.processBatch(item);
         noteIdle();
         if (pending) await this.settledOrAbandoned(pending);
+        this.observed.ran(performance.now() - t0, this.metrics.recordsIn - before);
         if (Date.now() > sliceEnd) {
           this.pumping = false;
           this.flushCredit();
@@ -369,10 +318,9 @@ export class Instance {
   private processBatch(item: Inbound): Promise<void> | undefined {
     let batch;
     try {
-      batch = decodeBatch(item.data);
+      batch = item.batch ?? decodeBatch(item.data!);
     } catch (err) {
-      this.metrics.malformed++;
-      this.deadLetterMalformed(item, err);
+      this.deadLetters.malformed(item, err);
       return undefined;
     }
     return this.processRecords(batch, 0, item);
@@ -381,20 +329,20 @@ export class Instance {
   private processRecords(batch: Batch, from: number, item: Inbound): Promise<void> | undefined {
     const recs = batch.recs;
     for (let i = from; i < recs.length; i++) {
-      if (this.discarded || this.probation?.verdict instanceof Error) return undefined;
+      if (this.discarded || this.probation?.failed) return undefined;
       const rec = new Received(item.stream, recs[i]!, batch.src);
       this.metrics.recordsIn++;
       let res: unknown;
       try {
-        res = this.comp.processRecord(this.ctx, rec);
+        res = this.exec.processRecord(rec);
       } catch (err) {
         this.onCallbackError('processRecord', err, rec);
         continue;
       }
-      if (res && typeof (res as Promise<void>).then === 'function') {
+      if (isPromise(res)) {
         const gen = this.callbackGen;
         this.inflight = { where: 'processRecord', since: Date.now(), batch, index: i, item };
-        return this.guard(res as Promise<void>, 'processRecord').then(
+        return this.guard(res, 'processRecord').then(
           () => {
             if (gen !== this.callbackGen) return undefined;
             this.settled();
@@ -411,7 +359,8 @@ export class Instance {
       }
       this.recordPassed();
     }
-    this.owe(batch.src, item.stream, recs.length);
+    // In-process input is handed over by direct calls: no credit window to refill.
+    if (item.data) this.owe(batch.src, item.stream, recs.length);
     return undefined;
   }
 
@@ -463,11 +412,12 @@ export class Instance {
     this.stuckReported = false;
     const out: Inbound[] = [];
     if (f.batch && f.item && f.index !== undefined) {
-      out.push({ ...f.item, data: encodeBatch({ ...f.batch, recs: f.batch.recs.slice(f.index) }) });
+      const rest = { ...f.batch, recs: f.batch.recs.slice(f.index) };
+      out.push(f.item.data ? { ...f.item, data: encodeBatch(rest) } : { ...f.item, batch: rest });
       // The records before the stuck one were processed here: their credit is ours to give.
-      if (f.index > 0) this.owe(f.batch.src, f.item.stream, f.index);
+      if (f.index > 0 && f.item.data) this.owe(f.batch.src, f.item.stream, f.index);
     }
-    if (f.timer) this.timers.set(f.timer[0], f.timer[1]);
+    if (f.timer) this.exec.timers.set(f.timer[0], f.timer[1]);
     out.push(...this.queue.slice(this.queueHead));
     this.queue = [];
     this.queueHead = 0;
@@ -478,28 +428,11 @@ export class Instance {
 
   /** On probation, a callback that does not settle within callbackTimeoutMs fails the gate. */
   private guard(p: Promise<void>, where: string): Promise<void> {
-    const pr = this.probation;
-    if (!pr || pr.verdict !== undefined) return p;
-    const ms = pr.cfg.callbackTimeoutMs;
-    pr.inCallback = true;
-    return withTimeout(p, ms, `${where} did not return within ${ms} ms`).then(
-      () => {
-        pr.inCallback = false;
-        if (pr.deadlineReached) this.passProbation();
-      },
-      (err: unknown) => {
-        pr.inCallback = false;
-        if (err instanceof HangError) this.failProbation(new TopoError(`${where} of "${this.assignment.computation}" v${this.assignment.version} hung: ${err.message}`));
-        throw err;
-      },
-    );
+    return this.probation ? this.probation.guard(p, where) : p;
   }
 
   private recordPassed(): void {
-    const pr = this.probation;
-    if (!pr || pr.verdict !== undefined) return;
-    pr.processed++;
-    if (pr.processed >= pr.cfg.records) this.passProbation();
+    this.probation?.recordPassed();
   }
 
   private owe(producer: string, stream: string, n: number): void {
@@ -517,17 +450,17 @@ export class Instance {
   private onCallbackError(where: 'processRecord' | 'processTimer', err: unknown, rec?: InputRecord): void {
     if (this.discarded) return;
     const message = errMessage(err);
-    if (this.probation && this.probation.verdict === undefined) {
+    if (this.probation?.open) {
       // On probation a throw fails the health gate; the record is not dead-lettered
       // because the old version will process it again after the rollback.
-      this.failProbation(new TopoError(`${where} of "${this.assignment.computation}" v${this.assignment.version} threw: ${message}`));
+      this.probation.fail(new TopoError(`${where} of ${this.what} threw: ${message}`));
       return;
     }
-    if (this.probation?.verdict instanceof Error) return;
+    if (this.probation?.failed) return;
     this.metrics.errors++;
     this.lastError = `${where}: ${message}`;
     if (rec) {
-      this.deadLetter({
+      this.deadLetters.send({
         stream: rec.stream,
         reason: `${where} threw`,
         error: message,
@@ -544,56 +477,8 @@ export class Instance {
     }
   }
 
-  /**
-   * Garbage on an input subject is counted (metrics.malformed) every time,
-   * but dead-lettered at most MALFORMED_LETTERS_PER_SEC times a second with
-   * its first MAX_RAW_BYTES bytes: a flood must not fill the dead-letter
-   * stream at the sender's pace. What was not dead-lettered is logged as a count.
-   */
-  private deadLetterMalformed(item: Inbound, err: unknown): void {
-    const now = Date.now();
-    if (now - this.malformedWindowAt >= 1_000) {
-      if (this.malformedSuppressed > 0) {
-        this.log.warn({ suppressed: this.malformedSuppressed, stream: item.stream },
-          `${this.malformedSuppressed} more malformed batch(es) on the input subjects in the last second: counted, not dead-lettered`);
-      }
-      this.malformedWindowAt = now;
-      this.malformedLetters = 0;
-      this.malformedSuppressed = 0;
-    }
-    if (this.malformedLetters >= MALFORMED_LETTERS_PER_SEC) {
-      this.malformedSuppressed++;
-      return;
-    }
-    this.malformedLetters++;
-    const cut = item.data.length > MAX_RAW_BYTES;
-    this.deadLetter({
-      stream: item.stream, reason: 'malformed batch',
-      error: `${errMessage(err)}${cut ? ` (raw: the first ${MAX_RAW_BYTES} of ${item.data.length} bytes)` : ''}`,
-      raw: cut ? item.data.slice(0, MAX_RAW_BYTES) : item.data,
-    });
-  }
-
-  private deadLetter(d: Omit<DeadLetter, 'computation' | 'instanceId' | 'at'>): void {
-    this.metrics.deadLetters++;
-    const letter: DeadLetter = { computation: this.assignment.computation, instanceId: this.id, at: Date.now(), ...d };
-    if (this.probation) this.probation.deadLetters.push(letter);
-    else this.publishDeadLetter(letter);
-  }
-
-  private publishDeadLetter(letter: DeadLetter): void {
-    try {
-      this.nc.publish(subjects.deadLetter(this.assignment.computation), packr.pack(letter));
-    } catch (err) {
-      // The value itself may not be encodable; keep the reason at least.
-      delete letter.record;
-      this.nc.publish(subjects.deadLetter(this.assignment.computation), packr.pack({ ...letter, error: `${letter.error} (record not encodable: ${errMessage(err)})` }));
-    }
-  }
-
   private sendCredit(producer: string, group: string, n: number): void {
-    const credit: Credit = { g: group, n };
-    this.nc.publish(subjects.credit(producer), packr.pack(credit));
+    this.edges.sendCredit(producer, group, n);
   }
 
   /** Returns all owed credit (called when the queue runs dry, so producers are never left waiting on us). */
@@ -604,7 +489,7 @@ export class Instance {
   }
 
   private armTimer(): void {
-    const next = this.timers.next();
+    const next = this.exec.timers.next();
     if (next === undefined || next >= this.timerAt) return;
     if (this.timerHandle) clearTimeout(this.timerHandle);
     this.timerAt = next;
@@ -618,17 +503,16 @@ export class Instance {
 
   private async fireDueTimers(): Promise<void> {
     this.timersDue = false;
-    const due = this.timers.takeDue(Date.now());
+    const due = this.exec.takeDueTimers(Date.now());
     for (const [key, at] of due) {
-      // A callback earlier in this round set the key again: that replaces this firing.
-      if (!this.comp.processTimer || this.timers.has(key)) continue;
       if (this.discarded) return;
       const gen = this.callbackGen;
       try {
-        const res = this.comp.processTimer(this.ctx, key, at);
-        if (res && typeof (res as Promise<void>).then === 'function') {
+        // 'skipped': a callback earlier in this round set the key again, which replaces this firing.
+        const res = this.exec.fireTimer(key, at);
+        if (isPromise(res)) {
           this.inflight = { where: 'processTimer', since: Date.now(), timer: [key, at] };
-          await this.settledOrAbandoned(this.guard(res as Promise<void>, 'processTimer'));
+          await this.settledOrAbandoned(this.guard(res, 'processTimer'));
           if (gen !== this.callbackGen) return; // abandoned as stuck
           this.settled();
         }
@@ -660,7 +544,7 @@ export class Instance {
    * is a lease: calling again renews it; at expiry output resumes by itself.
    */
   async pauseOutput(streams: string[] | undefined, leaseMs: number): Promise<Record<string, number>> {
-    const held = streams ? streams.map((s) => this.producers.get(s)).filter((p): p is StreamProducer => p !== undefined) : [...this.producers.values()];
+    const held = streams ? streams.map((s) => this.producers.get(s)).filter((p): p is Outlet => p !== undefined) : [...this.producers.values()];
     for (const p of held) p.hold();
     if (this.state === 'running') this.state = 'paused';
     if (this.pauseLease) clearTimeout(this.pauseLease);
@@ -709,7 +593,8 @@ export class Instance {
     this.unsubscribeInputs();
     this.draining = true;
     // Timers already due are pending work too: fire them before the snapshot.
-    if (this.timers.next() !== undefined && this.timers.next()! <= Date.now()) this.timersDue = true;
+    const nextTimer = this.exec.timers.next();
+    if (nextTimer !== undefined && nextTimer <= Date.now()) this.timersDue = true;
     let pending: Inbound[] = [];
     try {
       for (;;) {
@@ -762,68 +647,27 @@ export class Instance {
     this.state = 'running';
     for (const p of this.producers.values()) p.release();
     this.armTimer();
-    this.timersDue = this.timers.next() !== undefined && this.timers.next()! <= Date.now();
+    const nextTimer = this.exec.timers.next();
+    this.timersDue = nextTimer !== undefined && nextTimer <= Date.now();
     this.schedulePump();
   }
 
   snapshot(): InstanceSnapshot {
-    return { state: this.keyed.snapshot(), timers: this.timers.snapshot() };
+    return this.exec.snapshot();
   }
 
   // ---- probation (the new version in a swap) -----------------------------------
 
   /** Waits for the health verdict; the gate's clock starts at the first call (upstreams resumed). */
-  async health(timeoutMs: number): Promise<{ processed: number; ms: number }> {
-    const pr = this.probation;
-    if (!pr) return { processed: 0, ms: 0 };
-    if (pr.startedAt === undefined) {
-      pr.startedAt = Date.now();
-      if (pr.verdict === undefined) {
-        pr.deadline = setTimeout(() => {
-          pr.deadlineReached = true;
-          // A callback still running may be hung: its own timeout decides.
-          if (!pr.inCallback) this.passProbation();
-        }, pr.cfg.ms);
-      }
-    }
-    if (pr.verdict === undefined) {
-      const settled = new Promise<void>((r) => pr.waiters.push(r));
-      const inTime = await Promise.race([settled.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref())]);
-      if (!inTime) this.failProbation(new TopoError(`no health verdict for "${this.assignment.computation}" v${this.assignment.version} within ${timeoutMs} ms (a callback is stuck?)`));
-    }
-    if (pr.verdict instanceof Error) throw pr.verdict;
-    return { processed: pr.processed, ms: Date.now() - pr.startedAt };
-  }
-
-  private passProbation(): void {
-    const pr = this.probation;
-    if (!pr || pr.verdict !== undefined) return;
-    pr.verdict = 'passed';
-    this.settleProbation();
-  }
-
-  private failProbation(err: Error): void {
-    const pr = this.probation;
-    if (!pr || pr.verdict !== undefined) return;
-    pr.verdict = err;
-    this.lastError = err.message;
-    this.log.error({ err: err.message }, `health gate failed: ${err.message}`);
-    this.settleProbation();
-  }
-
-  private settleProbation(): void {
-    const pr = this.probation!;
-    if (pr.deadline) clearTimeout(pr.deadline);
-    const waiters = pr.waiters;
-    pr.waiters = [];
-    for (const w of waiters) w();
+  health(timeoutMs: number): Promise<{ processed: number; ms: number }> {
+    return this.probation ? this.probation.health(timeoutMs) : Promise.resolve({ processed: 0, ms: 0 });
   }
 
   /** The swap committed: publish held output and run normally. */
   commit(): void {
     const letters = this.probation?.deadLetters ?? [];
     this.probation = undefined;
-    for (const l of letters) this.publishDeadLetter(l);
+    for (const l of letters) this.deadLetters.publishNow(l);
     this.state = 'running';
     for (const p of this.producers.values()) p.release();
     this.schedulePump();
@@ -841,7 +685,7 @@ export class Instance {
     this.queue = [];
     this.queueHead = 0;
     for (const p of this.producers.values()) p.discard();
-    if (this.probation) this.settleProbation();
+    this.probation?.settle();
     this.probation = undefined;
     this.state = 'stopping';
     await this.teardown();
@@ -866,7 +710,7 @@ export class Instance {
       index: a.index,
       count: a.count,
       state: this.state,
-      metrics: { ...this.metrics },
+      metrics: this.observed.report(this.queue.length - this.queueHead),
       // Capped so that one huge error (a 180 KB key in it) cannot push the heartbeat over max_payload.
       ...(this.lastError ? { lastError: truncateError(this.lastError) } : {}),
       ...this.stuckReport(),
@@ -894,7 +738,7 @@ export class Instance {
       this.draining = false;
     }
     try {
-      await this.comp.destroy?.(this.ctx);
+      await this.exec.destroy();
     } catch (err) {
       this.log.error({ err }, `destroy threw: ${errMessage(err)}`);
     }
@@ -912,7 +756,7 @@ export class Instance {
     if (this.pauseLease) clearTimeout(this.pauseLease);
     for (const p of this.producers.values()) p.close();
     this.flushCredit();
-    this.creditSub?.unsubscribe();
+    this.credits?.close();
   }
 }
 
@@ -921,7 +765,7 @@ function countRecords(items: Inbound[]): number {
   let n = 0;
   for (const it of items) {
     try {
-      n += decodeBatch(it.data).recs.length;
+      n += (it.batch ?? decodeBatch(it.data!)).recs.length;
     } catch {
       /* a malformed batch is dead-lettered by whoever processes it */
     }
@@ -929,16 +773,6 @@ function countRecords(items: Inbound[]): number {
   return n;
 }
 
-function errMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-class HangError extends Error {}
-
-function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> {
-  let t: NodeJS.Timeout;
-  return Promise.race([p, new Promise<T>((_, reject) => (t = setTimeout(() => reject(new HangError(message)), ms)))]).finally(() => clearTimeout(t));
-}
 
 /** The record handed to processRecord; a class so every record has the same shape. */
 class Received implements InputRecord {

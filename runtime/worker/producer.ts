@@ -10,6 +10,7 @@
 import type { NatsConnection } from '@nats-io/transport-node';
 import { encodeBatch, partitionOf, subjects, PARTITIONS, PROTOCOL_VERSION, type WireRecord } from '../../protocol/index.js';
 import type { TopologyView } from './topology.js';
+import type { Outlet } from './edges.js';
 
 export const MAX_BATCH_RECORDS = 256;
 export const LINGER_MS = 1;
@@ -35,7 +36,7 @@ export interface ProducerOptions {
   onStallReset: (group: string, owed: number) => void;
 }
 
-export class StreamProducer {
+export class StreamProducer implements Outlet {
   readonly stream: string;
   private readonly nc: NatsConnection;
   private readonly producerId: string;
