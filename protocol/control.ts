@@ -268,7 +268,8 @@ export interface HistoryEntry {
   version: number;
   sha: string;
   source?: string;
-  action: 'deploy' | 'kill' | 'swap' | 'canary' | 'promote' | 'rollback';
+  /** scale and move change where and on how many instances a version runs, not its code: they keep the version. */
+  action: 'deploy' | 'kill' | 'swap' | 'canary' | 'promote' | 'rollback' | 'scale' | 'move';
   at: number;
   result: 'ok' | 'failed' | 'rolled-back';
   error?: string;
@@ -351,6 +352,32 @@ export interface RollbackRequest {
 /** `topo.api.promote`: the canary becomes the version on all keys. */
 export interface PromoteRequest {
   name: string;
+}
+
+/**
+ * `topo.api.scale`: run a computation on `instances` instances, live. Keyed
+ * state moves with the partition of its key; the version stays the same.
+ */
+export interface ScaleRequest {
+  name: string;
+  instances: number;
+  /** How long each old instance may drain before the scale is rolled back (default: the controller's, 30 s). */
+  drainBudgetMs?: number;
+}
+
+export interface ScaleReply {
+  name: string;
+  /** unchanged: it already ran on that many instances; nothing was done. */
+  result: 'ok' | 'unchanged';
+  /** The version running (a scale keeps it). */
+  version: number;
+  fromInstances: number;
+  instances: number;
+  /** Where the instances run now. */
+  placements: Placement[];
+  pauseMs?: number;
+  loadMs?: number;
+  steps: HistoryStep[];
 }
 
 /** `topo.api.history` */

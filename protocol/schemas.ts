@@ -287,7 +287,7 @@ const historyEntry = z.looseObject({
   version,
   sha,
   source: z.string().optional(),
-  action: z.enum(['deploy', 'kill', 'swap', 'canary', 'promote', 'rollback']),
+  action: z.enum(['deploy', 'kill', 'swap', 'canary', 'promote', 'rollback', 'scale', 'move']),
   at: time,
   result: z.enum(['ok', 'failed', 'rolled-back']),
   error: errorString.optional(),
@@ -353,6 +353,13 @@ const swapRequest = z.looseObject({
 });
 
 const rollbackRequest = z.looseObject({ name, to: version.optional() });
+
+const scaleRequest = z.looseObject({
+  name,
+  instances: z.int({ error: `must be an integer from 1 to ${MAX_INSTANCES}` })
+    .min(1, { error: `must be an integer from 1 to ${MAX_INSTANCES}` }).max(MAX_INSTANCES, { error: `must be an integer from 1 to ${MAX_INSTANCES}` }),
+  drainBudgetMs: positive.optional(),
+});
 const emptyRequest = z.looseObject({});
 
 /** Every schema, by message. */
@@ -382,6 +389,7 @@ export const schemas = {
     swap: swapRequest,
     rollback: rollbackRequest,
     promote: nameRequest,
+    scale: scaleRequest,
     history: nameRequest,
     status: emptyRequest,
     workers: emptyRequest,
@@ -500,5 +508,6 @@ export type SchemaChecks = [
   Assert<Fits<typeof historyEntry, C.HistoryEntry>>,
   Assert<Fits<typeof workerStatus, C.WorkerStatus>>,
   Assert<Fits<typeof rollbackRequest, C.RollbackRequest>>,
+  Assert<Fits<typeof scaleRequest, C.ScaleRequest>>,
   Assert<Fits<typeof nameRequest, C.KillRequest>>,
 ];

@@ -30,6 +30,8 @@ import {
   type KillRequest,
   type PromoteRequest,
   type RollbackRequest,
+  type ScaleReply,
+  type ScaleRequest,
   type StatusReply,
   type SwapReply,
 } from '../../protocol/index.js';
@@ -37,7 +39,7 @@ import { bundleComputation, type BundledComputation } from './bundle.js';
 import {
   watchSwapOutcome,
   SWAP_API_TIMEOUT_MS, canarySummary, checkSwapOptions, checkSwapTarget, swapRequest, swapTimeoutMs,
-  type ComputationStatusView, type StatusView, type SwapOptions, type SwapOutcome,
+  type ComputationStatusView, type ScaleOutcome, type StatusView, type SwapOptions, type SwapOutcome,
 } from './swap.js';
 
 /** One record seen on a stream by `tap`. */
@@ -234,6 +236,38 @@ export class TopoClient {
     checkName('computation', name);
     const req: PromoteRequest = { name };
     return this.swapCall('promote', req, opts.timeoutMs ?? SWAP_API_TIMEOUT_MS);
+  }
+
+  /**
+   * Runs `name` on `instances` instances, live: its instances are replaced
+   * through the swap steps, each new one taking the keyed state of the
+   * partitions it owns. Resolves with result 'unchanged' when it already runs
+   * on that many; a scale whose new instances failed is rolled back and
+   * throws SwapRolledBackError (see swapReplyOf).
+   */
+  async scale(name: string, instances: number, opts: { drainBudgetMs?: number; timeoutMs?: number } = {}): Promise<ScaleOutcome> {
+    checkName('computation', name);
+    if (!Number.isSafeInteger(instances) || instances < 1) throw new BadRequestError(`instances must be a positive integer, got ${instances}`);
+    if (opts.drainBudgetMs !== undefined && !(Number.isSafeInteger(opts.drainBudgetMs) && opts.drainBudgetMs > 0)) {
+      throw new BadRequestError(`drainBudgetMs must be a positive integer (ms), got ${opts.drainBudgetMs}`);
+    }
+    const req: ScaleRequest = { name, instances, ...(opts.drainBudgetMs !== undefined ? { drainBudgetMs: opts.drainBudgetMs } : {}) };
+    const started = performance.now();
+    const sentAt = Date.now();
+    const watch = new AbortController();
+    const timeoutMs = opts.timeoutMs ?? Math.max(SWAP_API_TIMEOUT_MS, (opts.drainBudgetMs ?? 0) + 30_000);
+    const replied = this.apiCall<ScaleReply & { ok?: true }>('scale', req, timeoutMs).then(({ ok: _ok, ...rest }) => rest as ScaleReply);
+    // A controller that dies mid-scale never replies: the outcome then comes from history, the placements from desired state.
+    const fromHistory = watchSwapOutcome(this, 'scale', req, sentAt, watch.signal).then(async (r): Promise<ScaleReply> => {
+      const rec = await this.computation(name).catch(() => undefined);
+      const counts = /^(\d+) -> (\d+) instance/.exec(r.steps.find((s) => s.step === 'target')?.detail ?? '');
+      return {
+        name, result: 'ok', version: r.version, fromInstances: counts ? Number(counts[1]) : 0, instances: rec?.instances ?? instances, placements: rec?.placements ?? [],
+        ...(r.pauseMs !== undefined ? { pauseMs: r.pauseMs } : {}), ...(r.loadMs !== undefined ? { loadMs: r.loadMs } : {}), steps: r.steps,
+      };
+    });
+    const reply = await Promise.race([replied, fromHistory]).finally(() => watch.abort());
+    return { ...reply, elapsedMs: performance.now() - started };
   }
 
   /** Deploys, swaps, canaries, promotes, rollbacks and kills of `name`, oldest first. NotFoundError when there are none. */

@@ -4,7 +4,7 @@ export type {
   TapRecord, TapMalformed, TapItem, DeadLetterEntry, DeadLetterMalformed, LogEntry, DeployOptions, StreamReadOptions,
 } from './client.js';
 export { swapReplyOf, checkSwapTarget, SWAP_API_TIMEOUT_MS } from './swap.js';
-export type { SwapOptions, SwapOutcome, CanarySummary, ComputationStatusView, StatusView } from './swap.js';
+export type { ScaleOutcome, SwapOptions, SwapOutcome, CanarySummary, ComputationStatusView, StatusView } from './swap.js';
 export { bundleComputation, bundleFile, importBundle } from './bundle.js';
 export type { BundledComputation } from './bundle.js';
 export { resolveNatsUrl, findTopologyDir, readRunInfo, writeRunInfo, removeRunInfo, runFilePath, DEFAULT_DIR, NO_TOPOLOGY_MESSAGE } from './runInfo.js';

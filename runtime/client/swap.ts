@@ -12,6 +12,7 @@ import {
   type ComputationStatus,
   type NormalizedMetadata,
   type Probation,
+  type ScaleReply,
   type StatusReply,
   type SwapReply,
   type SwapRequest,
@@ -55,6 +56,11 @@ export interface CanarySummary {
 export type ComputationStatusView = ComputationStatus & { canary?: CanarySummary };
 /** StatusReply with each computation's running canary, if any. */
 export type StatusView = Omit<StatusReply, 'computations'> & { computations: ComputationStatusView[] };
+
+/** What `scale` resolves with: the ScaleReply plus how long the controller took to answer, as seen by the client. */
+export interface ScaleOutcome extends ScaleReply {
+  elapsedMs: number;
+}
 
 /** Rollbacks and promotes wait on workers like a swap does. */
 export const SWAP_API_TIMEOUT_MS = 60_000;
@@ -130,7 +136,7 @@ const WATCH_EVERY_MS = 1_000;
 export const CONTROLLER_SILENCE_MS = 15_000;
 const REPLY_GRACE_MS = 2_000;
 
-const ACTION_OF = { swap: ['swap', 'canary'], rollback: ['rollback', 'swap'], promote: ['promote'] } as const;
+const ACTION_OF = { swap: ['swap', 'canary'], rollback: ['rollback', 'swap'], promote: ['promote'], scale: ['scale'] } as const;
 
 /** The history entry that records the outcome of a request sent at `sentAt`, if there is one yet. */
 export function outcomeEntry(entries: readonly HistoryEntry[], verb: keyof typeof ACTION_OF, req: { sha?: string }, sentAt: number): HistoryEntry | undefined {
@@ -146,6 +152,9 @@ export function replyFromHistory(e: HistoryEntry): SwapReply {
     steps: e.steps ?? [], diff: { istreams: { gained: [], lost: [], regrouped: [] }, ostreams: { gained: [], lost: [] }, producersAffected: [], consumersAffected: [] },
     ...(e.error !== undefined ? { error: e.error } : {}),
   };
+  if (reply.result !== 'ok' && (e.action === 'scale' || e.action === 'move')) {
+    throw new SwapRolledBackError(`${e.action} of "${e.name}" v${e.version} rolled back: ${e.error ?? 'no reason recorded'}`, { detail: reply });
+  }
   if (reply.result !== 'ok') throw new SwapRolledBackError(`${e.action} of "${e.name}" to v${e.version} rolled back: ${e.error ?? 'no reason recorded'}`, { detail: reply });
   return reply;
 }

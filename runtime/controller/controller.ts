@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import {
   checkMessage, schemas, subjects,
   type DeployRequest, type Heartbeat, type HistoryReply, type HistoryRequest, type KillRequest, type PromoteRequest, type RegisterReply,
-  type RegisterRequest, type RollbackRequest, type StatusReply, type SwapReply, type SwapRequest, type WorkerStatus,
+  type RegisterRequest, type RollbackRequest, type ScaleReply, type ScaleRequest, type StatusReply, type SwapReply, type SwapRequest, type WorkerStatus,
 } from '../../protocol/index.js';
 import { connectNats } from '../transport/connect.js';
 import { decodeJson, serve } from '../transport/rpc.js';
@@ -21,6 +21,7 @@ import { watchStuckReports } from './incidents.js';
 import { SerialQueue } from './serialQueue.js';
 import { StateStore, type SwapJournal } from './stateStore.js';
 import { status, workerStatuses } from './status.js';
+import { scale } from './scale.js';
 import { history, promote, rollback, swap } from './swap.js';
 import { recoverInterruptedSwaps } from './swapRecovery.js';
 import { WorkerTable, type WorkerChange, type WorkerEntry } from './workerTable.js';
@@ -181,6 +182,7 @@ function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openCo
     serve<SwapRequest, SwapReply>(nc, subjects.api('swap'), (req) => (req.dryRun === true ? swap(ctx, req) : queue.run(() => swap(ctx, req))), apiSchema('swap')),
     serve<RollbackRequest, SwapReply>(nc, subjects.api('rollback'), (req) => queue.run(() => rollback(ctx, req)), apiSchema('rollback')),
     serve<PromoteRequest, SwapReply>(nc, subjects.api('promote'), (req) => queue.run(() => promote(ctx, req)), apiSchema('promote')),
+    serve<ScaleRequest, ScaleReply>(nc, subjects.api('scale'), (req) => queue.run(() => scale(ctx, req)), apiSchema('scale')),
     serve<HistoryRequest, HistoryReply>(nc, subjects.api('history'), (req) => history(ctx, req), apiSchema('history')),
     serve<object, StatusReply>(nc, subjects.api('status'), () => status(ctx), apiSchema('status')),
     serve<object, { workers: WorkerStatus[] }>(nc, subjects.api('workers'), () => ({ workers: workerStatuses(ctx) }), apiSchema('workers')),

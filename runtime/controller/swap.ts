@@ -39,7 +39,7 @@ async function checkTarget(ctx: ControllerContext, rec: ComputationRecord, targe
   if (!info || info.deleted) throw new NotFoundError(`artifact ${target.sha} is not in the object store; upload it before swapping "${rec.name}"`);
 }
 
-function noCanaryRunning(rec: ComputationRecord): void {
+export function noCanaryRunning(rec: ComputationRecord): void {
   if (rec.canary) {
     throw new ConflictError(
       `a canary of "${rec.name}" (v${rec.canary.version} on ${rec.canary.percent}% of keys) is running; promote or roll back the canary first`,
@@ -78,7 +78,7 @@ async function fullSwapPlan(
 }
 
 /** Runs a plan with the computation marked as swapping, so reconciliation leaves it alone. */
-async function execute(ctx: ControllerContext, plan: SwapPlan): Promise<SwapReply> {
+export async function execute(ctx: ControllerContext, plan: SwapPlan): Promise<SwapReply> {
   const dead = plan.releases.filter((p) => !ctx.workers.isAlive(p.workerId));
   if (dead.length) {
     throw new ConflictError(
@@ -128,7 +128,8 @@ const ranOk = (e: HistoryEntry): boolean => e.result === 'ok' && e.action !== 'k
 
 /** The version `rec` came from: fromVersion of the entry that made it current, else the highest earlier version that ran. */
 function previousVersion(rec: ComputationRecord, entries: HistoryEntry[]): number | undefined {
-  const current = entries.filter((e) => e.version === rec.version && ranOk(e)).at(-1);
+  // A scale or move keeps the version: the entry that made it current is the one before them.
+  const current = entries.filter((e) => e.version === rec.version && ranOk(e) && e.action !== 'scale' && e.action !== 'move').at(-1);
   if (current?.fromVersion !== undefined) return current.fromVersion;
   const earlier = entries.filter((e) => ranOk(e) && e.version < rec.version).map((e) => e.version);
   return earlier.length ? Math.max(...earlier) : undefined;

@@ -43,7 +43,7 @@ export interface SwapTarget {
 }
 
 export interface SwapPlan {
-  action: 'swap' | 'canary' | 'promote' | 'rollback';
+  action: 'swap' | 'canary' | 'promote' | 'rollback' | 'scale' | 'move';
   /** The record as it is now. */
   rec: ComputationRecord;
   /** Version reported and used as the history key. */
