@@ -47,6 +47,24 @@ export interface InstanceMetrics {
   malformed: number;
   /** Messages on the instance's credit subject that were not valid Credits (ignored). */
   malformedCredits?: number;
+  /** The last full second, in ms: running callbacks, waiting for input, and holding input back because output was blocked (credit or pause). */
+  busyMs?: number;
+  idleMs?: number;
+  backpressuredMs?: number;
+  /** Input batches received and not yet processed, at report time. */
+  queueDepth?: number;
+  /** Processing latency per record (a batch's callback time over its records), µs: percentiles since the instance started. */
+  latencyUs?: LatencySummary;
+}
+
+/** Percentiles of a latency histogram (upper bounds of log-spaced buckets). */
+export interface LatencySummary {
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+  /** Samples (batches) behind the figures. */
+  n: number;
 }
 
 export interface InstanceReport {
@@ -98,6 +116,22 @@ export interface Assignment {
   metadata: NormalizedMetadata;
   /** Explicit partitions to read on every istream (canary splits); default: partitionsOwnedBy(index, count). */
   partitions?: number[];
+  /** Set when this instance runs fused with others of the same index on its worker (see Fusion). */
+  fusion?: Fusion;
+}
+
+/**
+ * Membership of a fusion group: computations whose instances of the same
+ * index run in one worker process, connected by direct calls on the streams
+ * between them (no serialization, no NATS hop). `inputs` are the istreams fed
+ * in-process (not subscribed on NATS); `outputs` the ostreams delivered
+ * in-process to `consumer` (and published on NATS only for other consumer
+ * groups and for taps).
+ */
+export interface Fusion {
+  group: string;
+  inputs: string[];
+  outputs: { stream: string; consumer: string }[];
 }
 
 /** Controller -> worker, request on `topo.worker.ctl.<workerId>`. */
@@ -251,6 +285,8 @@ export interface ComputationRecord {
   deployedAt: number;
   /** Present while a canary of a newer version runs. */
   canary?: CanaryRecord;
+  /** Present while the computation runs fused (its instance i on the worker of the group's instance i). */
+  fusion?: Fusion;
 }
 
 /** One step of a deploy or swap, as written to history. */

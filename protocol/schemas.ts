@@ -148,6 +148,11 @@ const instanceMetrics = z.looseObject({
   deadLetters: count,
   malformed: count,
   malformedCredits: count.optional(),
+  busyMs: count.optional(),
+  idleMs: count.optional(),
+  backpressuredMs: count.optional(),
+  queueDepth: count.optional(),
+  latencyUs: z.looseObject({ p50: time, p90: time, p99: time, max: time, n: count }).optional(),
 });
 
 const stuckCallback = z.looseObject({ callback: z.string().max(64), forMs: time, count });
@@ -186,6 +191,12 @@ const stuckReport = z.looseObject({
   action: z.string().max(MAX_ERROR_LENGTH),
 });
 
+const fusion = z.looseObject({
+  group: id,
+  inputs: z.array(name).max(64),
+  outputs: z.array(z.looseObject({ stream: name, consumer: name })).max(64),
+});
+
 const assignment = z.looseObject({
   instanceId: id,
   computation: name,
@@ -196,6 +207,7 @@ const assignment = z.looseObject({
   count: positive,
   metadata: normalizedMetadata,
   partitions: z.array(partition).optional(),
+  fusion: fusion.optional(),
 });
 
 const upstreamRef = z.looseObject({ workerId: id, instanceId: id, streams: z.array(name) });
@@ -278,6 +290,7 @@ const computationRecord = z.looseObject({
   source: z.string().optional(),
   deployedAt: time,
   canary: canaryRecord.optional(),
+  fusion: fusion.optional(),
 });
 
 const historyStep = z.looseObject({ step: z.string().max(64), at: time, ms: z.number().nonnegative(), ok: z.boolean(), detail: errorString.optional() });

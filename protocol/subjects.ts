@@ -36,6 +36,13 @@ export const subjects = {
   /** Worker (its watchdog thread) -> anyone: a callback blocked the worker's event loop (StuckReport, JSON publish). */
   stuck: (workerId: string) => `topo.worker.stuck.${workerId}`,
   stuckAll: 'topo.worker.stuck.*',
+  /**
+   * A tap announces it listens to a stream (publish, empty, about once a
+   * second): producers of a fused stream, which otherwise hand records over
+   * in-process only, then also publish them on NATS.
+   */
+  tapInterest: (stream: string) => `topo.tap.${stream}`,
+  tapInterestAll: 'topo.tap.*',
 } as const;
 
 /** KV buckets and object store of the control plane. */

@@ -20,6 +20,8 @@ export interface Inbound {
   stream: string;
   /** Partition of the subject it came on (routes replayed input after a rollback). */
   partition: number;
+  /** In-process input: called with the number of records once they are processed (the in-process credit). */
+  done?: (records: number) => void;
 }
 
 /** The output side of one instance on one stream. */
@@ -55,6 +57,8 @@ export interface Inlet {
 
 export interface OutletOptions {
   producerId: string;
+  /** Consumer groups that owe this outlet no credit (served in-process). */
+  exclude?: ReadonlySet<string>;
   window?: number;
   onUnblocked: () => void;
   onStallReset: (group: string, owed: number) => void;

@@ -361,6 +361,7 @@ export class Instance {
     }
     // In-process input is handed over by direct calls: no credit window to refill.
     if (item.data) this.owe(batch.src, item.stream, recs.length);
+    else item.done?.(recs.length);
     return undefined;
   }
 
@@ -416,6 +417,7 @@ export class Instance {
       out.push(f.item.data ? { ...f.item, data: encodeBatch(rest) } : { ...f.item, batch: rest });
       // The records before the stuck one were processed here: their credit is ours to give.
       if (f.index > 0 && f.item.data) this.owe(f.batch.src, f.item.stream, f.index);
+      else if (f.index > 0) f.item.done?.(f.index);
     }
     if (f.timer) this.exec.timers.set(f.timer[0], f.timer[1]);
     out.push(...this.queue.slice(this.queueHead));

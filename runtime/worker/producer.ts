@@ -34,6 +34,8 @@ export interface ProducerOptions {
   /** Called when the producer becomes unblocked, so the instance can resume input. */
   onUnblocked: () => void;
   onStallReset: (group: string, owed: number) => void;
+  /** Consumer groups served another way (in-process, fused): they owe no credit here. */
+  exclude?: ReadonlySet<string>;
 }
 
 export class StreamProducer implements Outlet {
@@ -44,6 +46,7 @@ export class StreamProducer implements Outlet {
   private readonly window: number;
   private readonly onUnblocked: () => void;
   private readonly onStallReset: (group: string, owed: number) => void;
+  private readonly exclude: ReadonlySet<string> | undefined;
 
   /** Pending records per partition (index PARTITIONS is the unkeyed buffer). */
   private readonly buffers: WireRecord[][] = Array.from({ length: PARTITIONS + 1 }, () => []);
@@ -74,13 +77,15 @@ export class StreamProducer implements Outlet {
     this.window = o.window ?? DEFAULT_WINDOW;
     this.onUnblocked = o.onUnblocked;
     this.onStallReset = o.onStallReset;
+    this.exclude = o.exclude;
   }
 
   private refreshRoutes(): void {
     if (this.viewVersion === this.view.version) return;
     this.viewVersion = this.view.version;
     const c = this.view.consumersOf(this.stream);
-    this.groups = c.groups;
+    const exclude = this.exclude;
+    this.groups = exclude ? c.groups.filter((g) => !exclude.has(g)) : c.groups;
     this.keyed = c.keyed;
     for (const g of [...this.owed.keys()]) if (!c.groups.includes(g)) this.owed.delete(g);
   }
@@ -166,6 +171,12 @@ export class StreamProducer implements Outlet {
     this.nc.publish(subjects.data(this.stream, partition), bytes);
     this.published += recs.length;
     this.publishedSeq = recs[recs.length - 1]![3];
+  }
+
+  /** True when some consumer group reads this stream on NATS. */
+  hasConsumers(): boolean {
+    this.refreshRoutes();
+    return this.groups.length > 0;
   }
 
   /** A consumer group acknowledged `n` records. */

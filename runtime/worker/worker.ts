@@ -20,6 +20,9 @@ import { Instance, type Inbound, type InstanceSnapshot } from './instance.js';
 import { SwapSessions, type SwapSession } from './swapSessions.js';
 import { instanceLogger } from './logs.js';
 import { TopologyView } from './topology.js';
+import { natsEdges } from './edges.js';
+import { FusionBus, fusedEdges } from './fusion.js';
+import { TapInterest } from './taps.js';
 
 /** A release still draining after this long gives up, unless the request sets its own budget. */
 const DEFAULT_DRAIN_BUDGET_MS = 30_000;
@@ -49,6 +52,9 @@ export class Worker {
   private readonly window: number | undefined;
   private readonly instances = new Map<string, Instance>();
   private readonly view = new TopologyView();
+  /** Fused instances of this worker find each other here. */
+  private readonly fusion = new FusionBus();
+  private readonly taps: TapInterest;
   private artifacts!: ArtifactCache;
   private heartbeatMs = 1_000;
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -76,6 +82,7 @@ export class Worker {
     this.host = o.host ?? hostname();
     const envStuck = Number(process.env.TOPO_STUCK_AFTER_MS);
     this.stuckAfterMs = o.stuckAfterMs ?? (envStuck > 0 ? envStuck : undefined);
+    this.taps = new TapInterest(o.nc);
     this.swaps = new SwapSessions((swapId) => void this.abortBySelf(swapId));
     this.stopped = new Promise((r) => (this.resolveStopped = r));
   }
@@ -88,6 +95,7 @@ export class Worker {
     const store = await retry(() => objm.open(buckets.artifacts), 'the artifact store', this.log);
     this.artifacts = new ArtifactCache(store, join(this.dataDir, 'artifacts'));
     await this.view.watch(stateKv, this.log);
+    this.taps.start();
     // Validated by its schema: an op without a required field (a commit or abort without swapId) gets BAD_REQUEST and changes nothing.
     this.control = serve<WorkerControl, object>(this.nc, subjects.workerControl(this.id), (req) => this.onControl(req), {
       schema: schemas.workerControl, what: 'worker control',
@@ -196,7 +204,7 @@ export class Worker {
     const comp = await this.artifacts.load(a.sha);
     checkMetadata(comp, a.metadata);
     const log = instanceLogger(this.nc, { computation: a.computation, index: a.index, instanceId: a.instanceId, worker: this.id, version: a.version });
-    const inst = new Instance(a, comp, this.instanceDeps(log));
+    const inst = new Instance(a, comp, this.instanceDeps(log, a));
     this.instances.set(a.instanceId, inst);
     try {
       await inst.start();
@@ -210,9 +218,11 @@ export class Worker {
     return { instanceId: a.instanceId };
   }
 
-  private instanceDeps(log: Logger) {
+  private instanceDeps(log: Logger, a: Assignment) {
+    const base = natsEdges(this.nc, this.view);
     return {
       nc: this.nc, view: this.view, log, workerId: this.id,
+      edges: a.fusion ? fusedEdges(base, this.fusion, this.taps, a.fusion, a.index) : base,
       ...(this.window !== undefined ? { window: this.window } : {}),
       ...(this.stuckAfterMs !== undefined ? { stuckAfterMs: this.stuckAfterMs } : {}),
     };
@@ -278,7 +288,7 @@ export class Worker {
     const comp = await this.artifacts.load(a.sha);
     checkMetadata(comp, a.metadata);
     const log = instanceLogger(this.nc, { computation: a.computation, index: a.index, instanceId: a.instanceId, worker: this.id, version: a.version });
-    const inst = new Instance(a, comp, this.instanceDeps(log));
+    const inst = new Instance(a, comp, this.instanceDeps(log, a));
     inst.restore(await this.gatherSnapshot(s.swapId, from, filterByPartition ? new Set(inst.partitions) : undefined));
     this.instances.set(a.instanceId, inst);
     s.adopted.set(a.instanceId, from);
@@ -381,6 +391,7 @@ export class Worker {
         await Promise.allSettled([...this.instances.values()].map((i) => i.stop()));
         this.instances.clear();
         this.view.stop();
+        this.taps.stop();
         this.resolveStopped();
       })();
     }
