@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { BadRequestError, NotFoundError, PARTITIONS, partitionOf, partitionsOwnedBy, subjects } from '../protocol/index.js';
 import { call } from '../runtime/transport/rpc.js';
 import { COUNTER, ECHO, ECHO_OUT, SOURCE, SWAP_IN, type EchoValue } from './fixtures/scale-lib.js';
+import { chooseMove, type RebalancePlacement } from '../runtime/controller/rebalance.js';
 import { runTopo, startCluster, waitFor, type Cluster } from './harness.js';
 import { audit, maxSeqByKey, NO_PROBLEMS, problems, settle, tapCounter, tapStream, type Tap } from './swap-helpers.js';
 
@@ -228,3 +229,66 @@ describe('topo scale on the command line', () => {
 });
 
 
+
+describe('chooseMove (the rebalance policy)', () => {
+  const place = (computation: string, workerId: string, index: number, movable = true): RebalancePlacement =>
+    ({ computation, instanceId: `${computation}-${index}`, index, workerId, movable });
+
+  it('moves from the most to the least loaded worker while they differ by more than one', () => {
+    const placements = [0, 1, 2, 3].map((i) => place('counter', 'w-1', i)).concat([place('source', 'w-1', 0)]);
+    expect(chooseMove({ workers: ['w-1', 'w-2'], placements })).toEqual({
+      uneven: true, move: { computation: 'counter', instanceId: 'counter-0', index: 0, from: 'w-1', to: 'w-2', fromLoad: 5, toLoad: 0 },
+    });
+    // 3 and 2: even enough.
+    const after = placements.map((p) => (p.index < 2 && p.computation === 'counter' ? { ...p, workerId: 'w-2' } : p));
+    expect(chooseMove({ workers: ['w-1', 'w-2'], placements: after })).toEqual({ uneven: false });
+  });
+
+  it('spreads each computation: it takes an instance of the one most concentrated on the source worker', () => {
+    const placements = [place('a', 'w-1', 0), place('b', 'w-1', 0), place('b', 'w-1', 1), place('b', 'w-1', 2), place('a', 'w-2', 1)];
+    expect(chooseMove({ workers: ['w-1', 'w-2', 'w-3'], placements }).move).toMatchObject({ computation: 'b', from: 'w-1', to: 'w-3' });
+  });
+
+  it('does nothing with one worker or an even load, and ignores placements on workers that are not live', () => {
+    expect(chooseMove({ workers: ['w-1'], placements: [place('a', 'w-1', 0), place('a', 'w-1', 1), place('a', 'w-1', 2)] })).toEqual({ uneven: false });
+    expect(chooseMove({ workers: ['w-1', 'w-2'], placements: [place('a', 'w-1', 0), place('a', 'w-2', 1), place('a', 'dead', 2), place('a', 'dead', 3)] }))
+      .toEqual({ uneven: false });
+  });
+
+  it('skips what may not move and tries the next loaded worker; reports uneven when nothing can move', () => {
+    const stuck = [0, 1, 2].map((i) => place('a', 'w-1', i, false));
+    expect(chooseMove({ workers: ['w-1', 'w-2'], placements: stuck })).toEqual({ uneven: true });
+    const mixed = [...stuck, place('b', 'w-1', 0, false), place('c', 'w-3', 0), place('c', 'w-3', 1), place('c', 'w-3', 2)];
+    expect(chooseMove({ workers: ['w-1', 'w-2', 'w-3'], placements: mixed }).move).toMatchObject({ computation: 'c', from: 'w-3', to: 'w-2', fromLoad: 3, toLoad: 0 });
+  });
+
+  it('is deterministic: ties go to the lowest worker id, then computation name and index', () => {
+    const placements = [place('b', 'w-2', 0), place('a', 'w-2', 1), place('a', 'w-2', 0), place('b', 'w-3', 1), place('b', 'w-3', 2), place('b', 'w-3', 3)];
+    // w-2 and w-3 both run 3: w-2 gives one; of its computations, a has the most there; its lowest index goes.
+    expect(chooseMove({ workers: ['w-3', 'w-2', 'w-1'], placements }).move).toMatchObject({ computation: 'a', index: 0, from: 'w-2', to: 'w-1' });
+    const tied = [place('b', 'w-2', 1), place('a', 'w-2', 1), place('b', 'w-2', 0)];
+    expect(chooseMove({ workers: ['w-2', 'w-1', 'w-0'], placements: tied }).move).toMatchObject({ computation: 'b', index: 0, from: 'w-2', to: 'w-0' });
+  });
+});
+
+describe('rebalance when a worker comes back', () => {
+  it('moves instances back to a worker that died and was restarted', async () => {
+    const c = (cluster = await startCluster({ workers: 2 }));
+    await c.client.deployFile(fixture('counter'), { instances: 4 });
+    const spread = await allRunning(c, COUNTER, 4);
+    expect(spread.filter((i) => i.workerId === 'w-2')).toHaveLength(2);
+    await c.killWorker(2);
+    // Its lease runs out; its instances are re-placed on w-1.
+    await waitFor(async () => {
+      const insts = await placementOf(c, COUNTER);
+      return insts.length === 4 && insts.every((i) => i.workerId === 'w-1' && i.state === 'running');
+    }, { what: 'all 4 instances re-placed on w-1', timeoutMs: 20_000 });
+    await c.startWorker(2);
+    await waitFor(async () => {
+      const insts = await placementOf(c, COUNTER);
+      return insts.filter((i) => i.workerId === 'w-2' && i.state === 'running').length === 2;
+    }, { what: 'two instances moved back to w-2', timeoutMs: 20_000 });
+    const moves = (await c.client.history(COUNTER)).filter((e) => e.action === 'move');
+    expect(moves.map((e) => e.result)).toEqual(['ok', 'ok']);
+  }, 60_000);
+});

@@ -16,6 +16,7 @@ import { processLogger } from '../log.js';
 import type { ControllerContext, ControllerSettings } from './context.js';
 import { openControlPlane } from './infrastructure.js';
 import { deploy, kill } from './lifecycle.js';
+import { Rebalancer } from './rebalance.js';
 import { Reconciler } from './reconciler.js';
 import { watchStuckReports } from './incidents.js';
 import { SerialQueue } from './serialQueue.js';
@@ -53,6 +54,11 @@ export interface ControllerOptions {
   swapLeaseMs?: number;
   /** Drain budget of a release (default 30000). */
   drainBudgetMs?: number;
+  /**
+   * Move instances onto a worker that joins (default true; TOPO_REBALANCE=0 turns it off), one at a
+   * time through the swap steps, until no two live workers of a language differ by more than one instance.
+   */
+  rebalance?: boolean;
 }
 
 export interface RunningController {
@@ -118,7 +124,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     // Swaps the previous controller left half done: reconciliation leaves them alone until recovered.
     const journals = await store.swapJournals();
     for (const j of journals) ctx.swapping.add(j.name);
-    return run(ctx, stores.workers, journals);
+    return run(ctx, stores.workers, journals, opts.rebalance ?? process.env.TOPO_REBALANCE !== '0');
   } catch (err) {
     await nc.close().catch(() => {});
     throw err;
@@ -148,9 +154,10 @@ async function seedWorkers(ctx: ControllerContext, workersKv: Awaited<ReturnType
 
 const apiSchema = (verb: keyof typeof schemas.api) => ({ schema: schemas.api[verb], what: `${verb} request` });
 
-function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openControlPlane>>['workers'], journals: SwapJournal[]): RunningController {
+function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openControlPlane>>['workers'], journals: SwapJournal[], rebalance: boolean): RunningController {
   const { nc, log, settings, workers, store, queue } = ctx;
   const reconciler = new Reconciler(ctx);
+  const rebalancer = new Rebalancer(ctx, rebalance);
   const stuckReports = watchStuckReports(ctx);
 
   const onWorkerChange = (w: WorkerEntry, change: WorkerChange, how: string): void => {
@@ -158,8 +165,9 @@ function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openCo
     const what = { new: 'registered', revived: 'is back after its lease expired', restarted: 'restarted' }[change];
     log.info({ workerId: w.workerId, host: w.host, pid: w.pid, lang: w.lang }, `worker ${w.workerId} (${w.lang}, ${w.host} pid ${w.pid}) ${what} (${how})`);
     reconciler.forgetWorker(w.workerId);
-    // A worker that can take work: place anything waiting for one.
+    // A worker that can take work: place anything waiting for one, then even the load out once it heartbeats.
     reconciler.requestOrphanPlacement();
+    rebalancer.onWorkerJoined(w.workerId, Date.now());
   };
 
   const api: { unsubscribe(): void }[] = [];
@@ -227,6 +235,7 @@ function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openCo
       const w = workers.get(hb.workerId)!;
       onWorkerChange(w, change, 'heartbeat');
       reconciler.onHeartbeat(w, now);
+      rebalancer.onHeartbeat(w, now);
     },
   });
 
@@ -284,6 +293,7 @@ function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openCo
     stop: () =>
       (stopping ??= (async () => {
         clearInterval(timer);
+        rebalancer.stop();
         for (const s of api) s.unsubscribe();
         heartbeats.unsubscribe();
         stuckReports.unsubscribe();
