@@ -7,13 +7,14 @@
  * reordered, and the counts carry on across every change (state moved with
  * the partitions of its keys).
  */
-import type { ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { BadRequestError, NotFoundError, PARTITIONS, partitionOf, partitionsOwnedBy, subjects } from '../protocol/index.js';
 import { call } from '../runtime/transport/rpc.js';
 import { COUNTER, ECHO, ECHO_OUT, SOURCE, SWAP_IN, type EchoValue } from './fixtures/scale-lib.js';
 import { chooseMove, type RebalancePlacement } from '../runtime/controller/rebalance.js';
-import { runTopo, startCluster, waitFor, type Cluster } from './harness.js';
+import { runTopo, startCluster, topoBin, waitFor, type Cluster } from './harness.js';
 import { audit, maxSeqByKey, NO_PROBLEMS, problems, settle, tapCounter, tapStream, type Tap } from './swap-helpers.js';
 
 const fixture = (name: string): string => `test/fixtures/scale-${name}.ts`;
@@ -197,6 +198,15 @@ describe('topo scale on the command line', () => {
       expect(r.stderr).toMatch(/topo scale --help/);
     }
 
+    const workerHelp = await runTopo(['worker', '--help']);
+    expect(workerHelp.code).toBe(0);
+    expect(workerHelp.stdout).toMatch(/Usage: topo worker \[--nats URL\] \[--host NAME\] \[--id ID\]/);
+    const badId = await runTopo(['worker', '--nats', 'nats://127.0.0.1:1', '--id', 'no.dots']);
+    expect(badId.code).toBe(2);
+    expect(badId.stderr).toMatch(/--id "no.dots" cannot be a worker id/);
+    const noServer = await runTopo(['worker', '--nats', 'nats://127.0.0.1:1', '--id', 'w-x']);
+    expect(noServer.code).toBe(1);
+
     const c = (cluster = await startCluster({ workers: 2 }));
     await c.client.deployFile(fixture('counter'), { instances: 1 });
     const nats = ['--nats', c.url];
@@ -269,6 +279,60 @@ describe('chooseMove (the rebalance policy)', () => {
     const tied = [place('b', 'w-2', 1), place('a', 'w-2', 1), place('b', 'w-2', 0)];
     expect(chooseMove({ workers: ['w-2', 'w-1', 'w-0'], placements: tied }).move).toMatchObject({ computation: 'b', index: 0, from: 'w-2', to: 'w-0' });
   });
+});
+
+describe('rebalance when a worker joins a running topology', () => {
+  it('moves instances to a worker started with `topo worker`, one at a time, with nothing lost', async () => {
+    const c = (cluster = await startCluster({ workers: 1 }));
+    await c.client.deployFile(fixture('counter'), { instances: 4 });
+    const { input, output } = await tapCounter(c.client);
+    taps.push(input as Tap<unknown>, output as Tap<unknown>);
+    await c.client.deployFile(fixture('source'));
+    await waitFor(() => output.records.length > 1_000, { what: 'counted records flowing', timeoutMs: 15_000 });
+    expect(new Set((await placementOf(c, COUNTER)).map((i) => i.workerId))).toEqual(new Set(['w-1']));
+
+    const joined = spawn(process.execPath, [topoBin, 'worker', '--nats', c.url, '--id', 'w-new', '--host', 'joiner', '--data-dir', join(c.dir, 'worker-new')],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(joined);
+    let stderr = '';
+    joined.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    joined.stdout!.resume();
+
+    const at = Date.now();
+    const workers = await waitFor(async () => {
+      const s = await c.client.status();
+      const w = s.workers.filter((x) => x.alive);
+      const insts = s.computations.flatMap((x) => x.instances);
+      const on = (id: string) => insts.filter((i) => i.workerId === id && i.state === 'running').length;
+      return w.length === 2 && on('w-1') === 3 && on('w-new') === 2 ? s.workers : undefined;
+    }, { what: 'the load spread 3/2 over w-1 and w-new', timeoutMs: 30_000 });
+    expect(workers.find((w) => w.workerId === 'w-new')).toMatchObject({ host: 'joiner', alive: true });
+    const spreadMs = Date.now() - at;
+
+    const moves = (await c.client.history(COUNTER)).filter((e) => e.action === 'move');
+    expect(moves).toHaveLength(2);
+    expect(moves.every((e) => e.result === 'ok' && /-> w-new$/.test(e.steps?.find((st) => st.step === 'target')?.detail ?? ''))).toBe(true);
+    expect(stderr).toMatch(/starting worker w-new \(host joiner\)/);
+    // And no further moves: balanced.
+    await sleep(3_000);
+    expect((await c.client.history(COUNTER)).filter((e) => e.action === 'move')).toHaveLength(2);
+    expect(c.logTail('controller', 200)).toMatch(/rebalance: moving instance \d of \\?"swap-counter\\?" from w-1 \(5 instances\) to w-new \(0 instances\)/);
+
+    await c.client.kill(SOURCE);
+    const upTo = await settle(input.records, output.records, 60_000);
+    const a = audit(output.records, upTo);
+    expect(problems(a), a.examples.join('\n')).toEqual(NO_PROBLEMS);
+    expect(a.keys).toBe(40);
+    const records = [...upTo.values()].reduce((n, s) => n + s, 0);
+    console.log(`rebalance: ${records} records over 40 keys, lost ${a.lost}, duplicated ${a.duplicated}, reordered ${a.reordered}, bad counts ${a.badCounts}; ` +
+      `spread 3/2 ${spreadMs} ms after \`topo worker\`; pauses ${moves.map((e) => e.pauseMs).join(', ')} ms`);
+
+    // Ctrl-C / SIGTERM stops the foreground worker cleanly.
+    const exited = new Promise<number | null>((r) => joined.once('exit', (code) => r(code)));
+    joined.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(stderr).toMatch(/worker w-new stopped/);
+  }, 120_000);
 });
 
 describe('rebalance when a worker comes back', () => {

@@ -1,7 +1,11 @@
 /** The placement commands: scale (parallelism, live) and worker (a worker process joining a topology). */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { MAX_INSTANCES, PARTITIONS } from '../../protocol/index.js';
-import { swapReplyOf, type ScaleOutcome } from '../client/index.js';
-import { UsageError, intOption, jsonOption, nameArg, natsOption, type ParsedArgs } from './args.js';
+import { TopoClient, distFile, resolveNatsUrl, swapReplyOf, type ScaleOutcome } from '../client/index.js';
+import { runtimeNodeArgs } from '../client/processes.js';
+import { UsageError, intOption, jsonOption, nameArg, natsOption, stringOption, type ParsedArgs } from './args.js';
 import { namingDeployed, withClient, type Io, type Verb } from './common.js';
 import { toJson } from './format.js';
 import { ms, renderSteps } from './swapFormat.js';
@@ -71,5 +75,63 @@ export const scale: Verb = {
       io.out(json ? toJson(outcome) : renderScaled(outcome));
       return 0;
     });
+  },
+};
+
+/** Worker ids as the worker accepts them (and as they appear in subjects). */
+const WORKER_ID = /^[A-Za-z0-9_-]{1,128}$/;
+
+export const worker: Verb = {
+  name: 'worker',
+  summary: 'run a worker process in the foreground that joins a running topology',
+  usage: ['topo worker [--nats URL] [--host NAME] [--id ID] [--data-dir DIR]'],
+  details:
+    'Starts a worker (dist/worker.mjs) attached to this terminal: it registers with the controller of\n' +
+    'the topology at --nats, takes instances, and prints its log lines. The controller moves instances\n' +
+    'to it, one at a time and without losing a record, until no two workers differ by more than one\n' +
+    'instance. Ctrl-C (or SIGTERM) stops it cleanly; the controller then re-places its instances on the\n' +
+    'other workers (their in-memory keyed state is not kept: scale or move them first to keep it).',
+  options: [
+    natsOption,
+    { name: 'host', type: 'string', value: 'NAME', description: 'host name the worker reports (default: $TOPO_HOST, else this machine\'s)' },
+    { name: 'id', type: 'string', value: 'ID', description: 'worker id: letters, digits, "_" or "-" (default: w-<host>-<pid>)' },
+    { name: 'data-dir', type: 'string', value: 'DIR', description: 'the worker\'s data folder (default .topo/worker-<id>)' },
+  ],
+  positionals: { min: 0, max: 0, names: '' },
+  examples: ['topo worker --nats nats://10.0.0.5:4222', 'topo worker --nats nats://10.0.0.5:4222 --host rack2-a --id w-rack2-a'],
+  async run(args: ParsedArgs, io: Io) {
+    const id = stringOption(args.values, 'id') ?? `w-${hostname().replace(/[^A-Za-z0-9_-]/g, '-')}-${process.pid}`;
+    if (!WORKER_ID.test(id)) throw new UsageError(`--id ${JSON.stringify(id)} cannot be a worker id: at most 128 letters, digits, "_" or "-"`, 'worker');
+    const host = stringOption(args.values, 'host');
+    if (host !== undefined && host.trim() === '') throw new UsageError('--host needs a non-empty name', 'worker');
+    const dataDir = stringOption(args.values, 'data-dir');
+    const url = resolveNatsUrl({ flag: stringOption(args.values, 'nats') });
+    // Reach the server (and see whether a controller answers) before starting anything.
+    const client = await TopoClient.connect(url, { name: 'topo-cli' });
+    const controller = await client.status({ timeoutMs: 3_000 }).then(() => true, () => false).finally(() => client.close().catch(() => undefined));
+    if (!controller) io.err(`topo: warning: no controller answers on ${url} yet; the worker registers once one does`);
+    const script = distFile('worker');
+    if (!existsSync(script)) throw new Error(`${script} is missing: run \`node bin/build.mjs\``);
+    const workerArgs = ['--nats', url, '--id', id, ...(host !== undefined ? ['--host', host] : []), ...(dataDir !== undefined ? ['--data-dir', dataDir] : [])];
+    io.err(`starting worker ${id}${host !== undefined ? ` (host ${host})` : ''} for the topology at ${url}; Ctrl-C stops it`);
+    const child = spawn(process.execPath, runtimeNodeArgs('worker', script, workerArgs), { stdio: ['ignore', 'inherit', 'inherit'], env: process.env });
+    let stopping = false;
+    const stop = (): void => {
+      if (stopping || child.exitCode !== null) return;
+      stopping = true;
+      child.kill('SIGTERM');
+    };
+    io.signal.addEventListener('abort', stop, { once: true });
+    if (io.signal.aborted) stop();
+    const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('exit', (c, s) => resolve({ code: c, signal: s }));
+    });
+    io.signal.removeEventListener('abort', stop);
+    if (code === 0 || (stopping && signal === 'SIGTERM')) {
+      io.err(`worker ${id} stopped`);
+      return 0;
+    }
+    throw new Error(`worker ${id} ${signal ? `was killed by ${signal}` : `exited with code ${code}`}`);
   },
 };

@@ -8,7 +8,7 @@ import {
 import { UsageError, intOption, jsonOption, nameArg, natsOption, stringOption } from './args.js';
 import { checkKnownComputation, clockTime, namingDeployed, shortPath, sleep, unproducedStream, withClient, type Io, type Verb } from './common.js';
 import { renderDeadLetter, renderDeployed, renderProcesses, renderLogEntry, renderStatus, renderTapRecord, toJson } from './format.js';
-import { scale } from './scaleVerbs.js';
+import { scale, worker } from './scaleVerbs.js';
 import { history, promote, rollback, swap } from './swapVerbs.js';
 
 export type { Io, Verb } from './common.js';
@@ -333,4 +333,4 @@ async function* prepend<T>(first: Promise<IteratorResult<T>>, rest: AsyncGenerat
   }
 }
 
-export const verbs: Verb[] = [up, down, deploy, kill, swap, rollback, promote, scale, history, status, tap, logs];
+export const verbs: Verb[] = [up, down, deploy, kill, swap, rollback, promote, scale, history, status, tap, logs, worker];
