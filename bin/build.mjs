@@ -12,6 +12,8 @@ export const entries = {
   controller: 'runtime/controller/main.ts',
   worker: 'runtime/worker/main.ts',
   supervisor: 'runtime/supervisor/main.ts',
+  // The thread of a CPU-heavy instance (a piscina task module), loaded by runtime/runners/thread.ts.
+  threadMain: 'runtime/runners/threadMain.ts',
 };
 
 /** esbuild options for code that runs on Node from dist/ (dependencies stay in node_modules). */

@@ -3,8 +3,8 @@ export { PROTOCOL_VERSION, PARTITIONS, NAME_PATTERN, subjects, buckets, kvKeys, 
 export { fnv1a32, partitionOf, partitionsOwnedBy } from './hash.js';
 export { packr, encodeBatch, decodeBatch } from './envelope.js';
 export type { Batch, WireRecord } from './envelope.js';
-export { GROUPINGS, metadataSchema, validateMetadata } from './metadata.js';
-export type { Grouping, NormalizedMetadata } from './metadata.js';
+export { GROUPINGS, hintsSchema, metadataSchema, validateMetadata } from './metadata.js';
+export type { Grouping, Hints, NormalizedMetadata } from './metadata.js';
 export {
   TopoError, InvalidMetadataError, MalformedBatchError, ModuleLoadError, InitFailedError, NotFoundError,
   ConflictError, NoWorkersError, TimeoutError, BadRequestError, SwapRolledBackError, ERROR_CODES, toWireError, fromWireError,

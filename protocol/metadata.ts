@@ -34,11 +34,32 @@ const istream = z.unknown().transform((v, ctx) => {
   return r.data as string | { stream: string; grouping: Grouping };
 });
 
+/**
+ * Advice to the runtime, optional: `cpu: 'heavy'` runs each instance in its
+ * own thread (runtime/runners/thread.ts), `fuse: false` never fuses it with
+ * another computation, `autoscale` lets the planner change its parallelism
+ * between min and max instances. Hints do not change how it is wired.
+ */
+export const hintsSchema = z
+  .object({
+    cpu: z.enum(['heavy', 'light']).optional(),
+    fuse: z.boolean().optional(),
+    autoscale: z
+      .object({ min: z.int().min(1).max(1024), max: z.int().min(1).max(1024) })
+      .strict()
+      .refine((a) => a.min <= a.max, { message: 'min must be at most max' })
+      .optional(),
+  })
+  .strict();
+
+export type Hints = z.output<typeof hintsSchema>;
+
 export const metadataSchema = z
   .object({
     name,
     istreams: z.array(istream),
     ostreams: z.array(name),
+    hints: hintsSchema.optional(),
   })
   .superRefine((m, ctx) => {
     const seen = new Set<string>();
@@ -59,6 +80,8 @@ export interface NormalizedMetadata {
   name: string;
   istreams: { stream: string; grouping: Grouping }[];
   ostreams: string[];
+  /** Present only when the computation gives hints (so metadata without them is unchanged). */
+  hints?: Hints;
 }
 
 function formatPath(path: PropertyKey[]): string {
@@ -71,7 +94,9 @@ function formatPath(path: PropertyKey[]): string {
 export function validateMetadata(input: unknown): NormalizedMetadata {
   const picked =
     input !== null && typeof input === 'object'
-      ? (({ name, istreams, ostreams }) => ({ name, istreams, ostreams }))(input as Record<string, unknown>)
+      ? (({ name, istreams, ostreams, hints }) => (hints === undefined ? { name, istreams, ostreams } : { name, istreams, ostreams, hints }))(
+        input as Record<string, unknown>,
+      )
       : input;
   const parsed = metadataSchema.safeParse(picked);
   if (!parsed.success) {
@@ -86,5 +111,15 @@ export function validateMetadata(input: unknown): NormalizedMetadata {
     name: parsed.data.name,
     istreams: parsed.data.istreams.map((s) => (typeof s === 'string' ? { stream: s, grouping: 'shuffle' as const } : s)),
     ostreams: parsed.data.ostreams,
+    ...(parsed.data.hints ? { hints: normalizeHints(parsed.data.hints) } : {}),
+  };
+}
+
+/** Hints with their keys in one order (metadata is compared as JSON). */
+function normalizeHints(h: Hints): Hints {
+  return {
+    ...(h.cpu !== undefined ? { cpu: h.cpu } : {}),
+    ...(h.fuse !== undefined ? { fuse: h.fuse } : {}),
+    ...(h.autoscale !== undefined ? { autoscale: { min: h.autoscale.min, max: h.autoscale.max } } : {}),
   };
 }

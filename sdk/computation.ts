@@ -75,6 +75,23 @@ export interface ComputationSpec<I extends string, O extends string> {
   /** Streams this computation may produce to. */
   readonly ostreams: readonly O[];
   /**
+   * Advice to the runtime (validated with the metadata; all optional):
+   * - `cpu: 'heavy'`: each instance runs in its own thread inside its worker,
+   *   fed whole batches, so a slow callback does not hold up the worker's
+   *   event loop, and one stuck in a synchronous loop is ended by terminating
+   *   its thread (its keyed state is lost) instead of restarting the worker.
+   *   Callbacks stay one at a time per instance. Values in records, state and
+   *   output cross threads (structured clone), and `ctx.log` lines are
+   *   written by the worker after each batch.
+   * - `fuse: false`: never fused with another computation.
+   * - `autoscale: { min, max }`: the planner may change the instance count within these bounds.
+   */
+  readonly hints?: {
+    readonly cpu?: 'heavy' | 'light';
+    readonly fuse?: boolean;
+    readonly autoscale?: { readonly min: number; readonly max: number };
+  };
+  /**
    * Called once before any record or timer. Set initial timers here. Throwing
    * (or rejecting) fails the deploy: the instance never starts and nothing
    * else in the topology is touched.

@@ -27,8 +27,8 @@ export function packageRoot(): string {
   }
 }
 
-/** dist/<name>.mjs of the package. */
-export function distFile(name: 'cli' | 'controller' | 'worker' | 'supervisor'): string {
+/** dist/<name>.mjs of the package (threadMain: the thread of a CPU-heavy instance, runtime/runners/threadMain.ts). */
+export function distFile(name: 'cli' | 'controller' | 'worker' | 'supervisor' | 'threadMain'): string {
   return join(packageRoot(), 'dist', `${name}.mjs`);
 }
 

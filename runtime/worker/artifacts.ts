@@ -21,6 +21,11 @@ export class ArtifactCache {
     mkdirSync(dir, { recursive: true });
   }
 
+  /** The file an artifact is cached in once loaded (a thread imports it from there: runtime/runners/thread.ts). */
+  fileOf(sha: string): string {
+    return join(this.dir, `${sha}.mjs`);
+  }
+
   load(sha: string): Promise<Computation> {
     let p = this.loaded.get(sha);
     if (!p) {
@@ -59,12 +64,17 @@ export class ArtifactCache {
   }
 }
 
-/** Checks that the module's own metadata is what the controller assigned. */
+/**
+ * Checks that the module's own metadata is what the controller assigned.
+ * Hints are left out: they are advice, not wiring, and a message schema that
+ * does not carry them yet must not make every hinted artifact "differ".
+ */
 export function checkMetadata(comp: Computation, expected: NormalizedMetadata): void {
-  const actual = validateMetadata(comp);
-  if (JSON.stringify(actual) !== JSON.stringify(expected)) {
+  const { hints: _a, ...actual } = validateMetadata(comp);
+  const { hints: _e, ...wanted } = expected;
+  if (JSON.stringify(actual) !== JSON.stringify(wanted)) {
     throw new InvalidMetadataError(
-      `artifact metadata ${JSON.stringify(actual)} differs from the deployed metadata ${JSON.stringify(expected)}`,
+      `artifact metadata ${JSON.stringify(actual)} differs from the deployed metadata ${JSON.stringify(wanted)}`,
     );
   }
 }
