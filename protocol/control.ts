@@ -287,6 +287,8 @@ export interface ComputationRecord {
   canary?: CanaryRecord;
   /** Present while the computation runs fused (its instance i on the worker of the group's instance i). */
   fusion?: Fusion;
+  /** Set by `topo split`: not fused again until `topo fuse` names it. */
+  noFuse?: boolean;
 }
 
 /** One step of a deploy or swap, as written to history. */
@@ -305,7 +307,7 @@ export interface HistoryEntry {
   sha: string;
   source?: string;
   /** scale and move change where and on how many instances a version runs, not its code: they keep the version. */
-  action: 'deploy' | 'kill' | 'swap' | 'canary' | 'promote' | 'rollback' | 'scale' | 'move';
+  action: 'deploy' | 'kill' | 'swap' | 'canary' | 'promote' | 'rollback' | 'scale' | 'move' | 'fuse' | 'split';
   at: number;
   result: 'ok' | 'failed' | 'rolled-back';
   error?: string;
@@ -416,6 +418,25 @@ export interface ScaleReply {
   steps: HistoryStep[];
 }
 
+/** `topo.api.fuse`: run these computations as one chain (instance i of each in one process, direct calls between them). */
+export interface FuseRequest {
+  names: string[];
+}
+
+/** `topo.api.split`: run this computation on its own, and do not fuse it again until `topo fuse` names it. */
+export interface SplitRequest {
+  name: string;
+}
+
+/** The fusion groups after a fuse or split. */
+export interface FusionReply {
+  /** unchanged: the groups already were so; nothing was done. */
+  result: 'ok' | 'unchanged';
+  groups: { group: string; members: string[] }[];
+  pauseMs?: number;
+  steps: HistoryStep[];
+}
+
 /** `topo.api.history` */
 export interface HistoryRequest {
   name: string;
@@ -458,6 +479,10 @@ export interface ComputationStatus {
   stuckCount?: number;
   /** Present while the controller does not re-place its instances because they keep failing. */
   coolDown?: ComputationCoolDown;
+  /** The fusion group it runs in, if fused. */
+  group?: string;
+  /** Set by `topo split`: not fused again until `topo fuse` names it. */
+  noFuse?: boolean;
 }
 
 /**
@@ -520,6 +545,8 @@ export interface StatusReply {
   computations: ComputationStatus[];
   /** Stuck reports seen by the controller, newest last (bounded), and how many in all. */
   stuck?: { total: number; recent: StuckReport[] };
+  /** Fusion groups, each head first (its members' instances of one index run in one process). */
+  fusion?: { group: string; members: string[] }[];
   /** Filled by the CLI from the supervisor's table in .topo/run.json, not by the controller. */
   processes?: ProcessStatus[];
 }

@@ -291,6 +291,7 @@ const computationRecord = z.looseObject({
   deployedAt: time,
   canary: canaryRecord.optional(),
   fusion: fusion.optional(),
+  noFuse: z.boolean().optional(),
 });
 
 const historyStep = z.looseObject({ step: z.string().max(64), at: time, ms: z.number().nonnegative(), ok: z.boolean(), detail: errorString.optional() });
@@ -300,7 +301,7 @@ const historyEntry = z.looseObject({
   version,
   sha,
   source: z.string().optional(),
-  action: z.enum(['deploy', 'kill', 'swap', 'canary', 'promote', 'rollback', 'scale', 'move']),
+  action: z.enum(['deploy', 'kill', 'swap', 'canary', 'promote', 'rollback', 'scale', 'move', 'fuse', 'split']),
   at: time,
   result: z.enum(['ok', 'failed', 'rolled-back']),
   error: errorString.optional(),
@@ -373,6 +374,7 @@ const scaleRequest = z.looseObject({
     .min(1, { error: `must be an integer from 1 to ${MAX_INSTANCES}` }).max(MAX_INSTANCES, { error: `must be an integer from 1 to ${MAX_INSTANCES}` }),
   drainBudgetMs: positive.optional(),
 });
+const fuseRequest = z.looseObject({ names: z.array(name).min(2, { error: 'name at least two computations to fuse' }).max(16) });
 const emptyRequest = z.looseObject({});
 
 /** Every schema, by message. */
@@ -403,6 +405,8 @@ export const schemas = {
     rollback: rollbackRequest,
     promote: nameRequest,
     scale: scaleRequest,
+    fuse: fuseRequest,
+    split: nameRequest,
     history: nameRequest,
     status: emptyRequest,
     workers: emptyRequest,

@@ -75,16 +75,23 @@ export function renderStatus(status: StatusView, now = Date.now()): string {
     const computations: ComputationStatusView[] = [...status.computations].sort((a, b) => a.name.localeCompare(b.name));
     // The CANARY column only appears while some computation runs one.
     const canaries = computations.some((c) => c.canary);
-    const rows = [['NAME', 'VER', ...(canaries ? ['CANARY'] : []), 'SHA', 'IN/S', 'OUT/S', 'ERRORS', 'DLQ', 'INSTANCES (index@worker state)']];
+    const fused = computations.some((c) => c.group);
+    const rows = [['NAME', 'VER', ...(canaries ? ['CANARY'] : []), ...(fused ? ['GROUP'] : []), 'SHA', 'N', 'IN/S', 'OUT/S', 'ERRORS', 'DLQ', 'INSTANCES (index@worker state)']];
     for (const c of computations) {
       const inst = [...c.instances]
         .sort((a, b) => a.index - b.index)
         .map((i) => `${i.index}@${i.workerId} ${i.state}${i.version !== c.version ? ` v${i.version}` : ''}`)
         .join(', ');
       const canary = canaries ? [c.canary ? `v${c.canary.version} on ${c.canary.percent}%` : '-'] : [];
-      rows.push([c.name, String(c.version), ...canary, c.sha.slice(0, 12), rate(c.inPerSec), rate(c.outPerSec), String(c.errors), String(c.deadLetters), inst || '(not placed)']);
+      const group = fused ? [c.group ?? '-'] : [];
+      rows.push([c.name, String(c.version), ...canary, ...group, c.sha.slice(0, 12), String(c.instances.length), rate(c.inPerSec), rate(c.outPerSec), String(c.errors), String(c.deadLetters), inst || '(not placed)']);
     }
     out.push(...table(rows).split('\n').map((l) => `  ${l}`));
+    const groups = status.fusion ?? [];
+    if (groups.length) {
+      out.push('', 'FUSION GROUPS (instance i of each member in one process, direct calls between them; `topo split <name>` separates)');
+      for (const g of groups) out.push(`  ${g.group}: ${g.members.join(' -> ')}`);
+    }
     const canaryLines = computations.flatMap((c) => (c.canary ? [`  ${canaryDetail(c.name, c.canary)}`] : []));
     if (canaryLines.length) out.push('', ...canaryLines);
     const failing = status.computations.flatMap((c) => c.instances.filter((i) => i.lastError).map((i) => `  ${c.name}[${i.index}] last error: ${clip(i.lastError ?? '', 200)}`));

@@ -9,6 +9,7 @@ import { UsageError, intOption, jsonOption, nameArg, natsOption, stringOption } 
 import { checkKnownComputation, clockTime, namingDeployed, shortPath, sleep, unproducedStream, withClient, type Io, type Verb } from './common.js';
 import { renderDeadLetter, renderDeployed, renderProcesses, renderLogEntry, renderStatus, renderTapRecord, toJson } from './format.js';
 import { scale, worker } from './scaleVerbs.js';
+import { fuse, split } from './fusionVerbs.js';
 import { history, promote, rollback, swap } from './swapVerbs.js';
 
 export type { Io, Verb } from './common.js';
@@ -333,4 +334,4 @@ async function* prepend<T>(first: Promise<IteratorResult<T>>, rest: AsyncGenerat
   }
 }
 
-export const verbs: Verb[] = [up, down, deploy, kill, swap, rollback, promote, scale, history, status, tap, logs, worker];
+export const verbs: Verb[] = [up, down, deploy, kill, swap, rollback, promote, scale, fuse, split, history, status, tap, logs, worker];

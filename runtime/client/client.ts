@@ -32,6 +32,9 @@ import {
   type RollbackRequest,
   type ScaleReply,
   type ScaleRequest,
+  type FuseRequest,
+  type FusionReply,
+  type SplitRequest,
   type StatusReply,
   type SwapReply,
 } from '../../protocol/index.js';
@@ -113,6 +116,9 @@ function checkName(what: string, name: string): void {
 function lastToken(subject: string): string {
   return subject.slice(subject.lastIndexOf('.') + 1);
 }
+
+/** How often a tap repeats that it listens (workers hold an announcement for 3 s: runtime/worker/taps.ts). */
+const TAP_ANNOUNCE_MS = 1_000;
 
 export class TopoClient {
   private objm: Objm | undefined;
@@ -270,6 +276,25 @@ export class TopoClient {
     return { ...reply, elapsedMs: performance.now() - started };
   }
 
+  /** Runs `names` (and the groups they are in) as one fused chain, live. SwapRolledBackError (with the steps) when it was rolled back. */
+  async fuse(names: string[], opts: { timeoutMs?: number } = {}): Promise<FusionReply & { elapsedMs: number }> {
+    if (names.length < 2) throw new BadRequestError('name at least two computations to fuse, e.g. `topo fuse parse enrich`');
+    for (const n of names) checkName('computation', n);
+    const started = performance.now();
+    const req: FuseRequest = { names };
+    const reply = await this.apiCall<FusionReply>('fuse', req, opts.timeoutMs ?? SWAP_API_TIMEOUT_MS);
+    return { ...reply, elapsedMs: performance.now() - started };
+  }
+
+  /** Takes `name` out of its fusion group, live, and keeps it out until `fuse` names it. */
+  async split(name: string, opts: { timeoutMs?: number } = {}): Promise<FusionReply & { elapsedMs: number }> {
+    checkName('computation', name);
+    const started = performance.now();
+    const req: SplitRequest = { name };
+    const reply = await this.apiCall<FusionReply>('split', req, opts.timeoutMs ?? SWAP_API_TIMEOUT_MS);
+    return { ...reply, elapsedMs: performance.now() - started };
+  }
+
   /** Deploys, swaps, canaries, promotes, rollbacks and kills of `name`, oldest first. NotFoundError when there are none. */
   async history(name: string, opts: { timeoutMs?: number } = {}): Promise<HistoryEntry[]> {
     checkName('computation', name);
@@ -339,6 +364,16 @@ export class TopoClient {
     const { signal } = opts;
     if (signal?.aborted) return;
     const sub = this.nc.subscribe(subjects.dataAll(stream));
+    // Producers of a fused stream hand records over in-process and publish them only while someone listens: say so, once a second.
+    const announce = (): void => {
+      try {
+        this.nc.publish(subjects.tapInterest(stream));
+      } catch {
+        /* closed: the tap ends with the connection */
+      }
+    };
+    announce();
+    const announcer = setInterval(announce, TAP_ANNOUNCE_MS);
     const onAbort = (): void => sub.unsubscribe();
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -358,6 +393,7 @@ export class TopoClient {
         }
       }
     } finally {
+      clearInterval(announcer);
       signal?.removeEventListener('abort', onAbort);
       sub.unsubscribe();
     }

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import {
   checkMessage, schemas, subjects,
   type DeployRequest, type Heartbeat, type HistoryReply, type HistoryRequest, type KillRequest, type PromoteRequest, type RegisterReply,
-  type RegisterRequest, type RollbackRequest, type ScaleReply, type ScaleRequest, type StatusReply, type SwapReply, type SwapRequest, type WorkerStatus,
+  type RegisterRequest, type RollbackRequest, type ScaleReply, type ScaleRequest, type FuseRequest, type FusionReply, type SplitRequest, type StatusReply, type SwapReply, type SwapRequest, type WorkerStatus,
 } from '../../protocol/index.js';
 import { connectNats } from '../transport/connect.js';
 import { decodeJson, serve } from '../transport/rpc.js';
@@ -23,6 +23,7 @@ import { SerialQueue } from './serialQueue.js';
 import { StateStore, type SwapJournal } from './stateStore.js';
 import { status, workerStatuses } from './status.js';
 import { scale } from './scale.js';
+import { fuse, split } from './fusion.js';
 import { history, promote, rollback, swap } from './swap.js';
 import { recoverInterruptedSwaps } from './swapRecovery.js';
 import { WorkerTable, type WorkerChange, type WorkerEntry } from './workerTable.js';
@@ -191,6 +192,8 @@ function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openCo
     serve<RollbackRequest, SwapReply>(nc, subjects.api('rollback'), (req) => queue.run(() => rollback(ctx, req)), apiSchema('rollback')),
     serve<PromoteRequest, SwapReply>(nc, subjects.api('promote'), (req) => queue.run(() => promote(ctx, req)), apiSchema('promote')),
     serve<ScaleRequest, ScaleReply>(nc, subjects.api('scale'), (req) => queue.run(() => scale(ctx, req)), apiSchema('scale')),
+    serve<FuseRequest, FusionReply>(nc, subjects.api('fuse'), (req) => queue.run(() => fuse(ctx, req)), apiSchema('fuse')),
+    serve<SplitRequest, FusionReply>(nc, subjects.api('split'), (req) => queue.run(() => split(ctx, req)), apiSchema('split')),
     serve<HistoryRequest, HistoryReply>(nc, subjects.api('history'), (req) => history(ctx, req), apiSchema('history')),
     serve<object, StatusReply>(nc, subjects.api('status'), () => status(ctx), apiSchema('status')),
     serve<object, { workers: WorkerStatus[] }>(nc, subjects.api('workers'), () => ({ workers: workerStatuses(ctx) }), apiSchema('workers')),
@@ -277,6 +280,9 @@ function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openCo
     // First in the queue: nothing else touches these computations before.
     void queue.run(() => recoverInterruptedSwaps(ctx, journals)).catch((err: unknown) => log.error({ err }, `swap recovery failed: ${(err as Error).message}`));
   }
+
+  // After a restart: once the workers have had a lease and a heartbeat to show up.
+  rebalancer.startAfter(settings.leaseMs + 2 * settings.heartbeatMs);
 
   const timer = setInterval(tick, Math.max(25, Math.min(settings.heartbeatMs, settings.leaseMs / 5)));
   timer.unref();

@@ -1,6 +1,6 @@
 /**
  * Rebalancing when a worker joins: once a new (or revived, or restarted)
- * worker has heartbeated, instances move one at a time from the most to the
+ * worker has heartbeated (and once after the controller starts), instances move one at a time from the most to the
  * least loaded live worker of a language until no two workers differ by more
  * than one instance. Each move is a swap plan (scale.ts movePlan: the
  * instance's state goes with it, upstreams paused meanwhile), run in the
@@ -93,10 +93,24 @@ export class Rebalancer {
   private readonly failedAt = new Map<string, number>();
   private queued = false;
   private retryTimer: NodeJS.Timeout | undefined;
+  private startTimer: NodeJS.Timeout | undefined;
   private retriesLeft = 0;
   private stopped = false;
 
   constructor(private readonly ctx: ControllerContext, private readonly enabled = true) {}
+
+  /**
+   * One look once the workers known before this controller started have had a lease to show up:
+   * a load left uneven before (by an older controller, or one that died mid-rebalance) is evened out too.
+   */
+  startAfter(ms: number): void {
+    if (!this.enabled) return;
+    this.startTimer = setTimeout(() => {
+      this.retriesLeft = RETRIES;
+      this.request();
+    }, ms);
+    this.startTimer.unref();
+  }
 
   /** A worker registered (new, revived or restarted): rebalance once it has heartbeated. */
   onWorkerJoined(workerId: string, now: number): void {
@@ -127,6 +141,7 @@ export class Rebalancer {
   stop(): void {
     this.stopped = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
+    if (this.startTimer) clearTimeout(this.startTimer);
   }
 
   /** What chooseMove sees for the workers of `lang`, from desired state and the latest heartbeats. */
@@ -139,7 +154,8 @@ export class Rebalancer {
       if (rec.lang !== lang) continue;
       const all = placementsOf(rec);
       const failed = this.failedAt.get(rec.name);
-      const steady = !ctx.swapping.has(rec.name) && !rec.canary && incidentsOf(ctx).coolDownOf(rec.name, now) === undefined &&
+      // A fused instance moves only with its group (they call each other in-process): not one by one here.
+      const steady = !ctx.swapping.has(rec.name) && !rec.canary && !rec.fusion && incidentsOf(ctx).coolDownOf(rec.name, now) === undefined &&
         !(failed !== undefined && now - failed < FAILED_MOVE_PAUSE_MS) &&
         all.every((p) => ctx.workers.isAlive(p.workerId) && !ctx.inFlight.has(p.instanceId));
       for (const p of all) {

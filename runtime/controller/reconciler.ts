@@ -193,7 +193,8 @@ export class Reconciler {
     for (const orphan of orphans) {
       const same = new Map<string, number>();
       for (const p of placementsOf(current)) if (ctx.workers.isAlive(p.workerId)) same.set(p.workerId, (same.get(p.workerId) ?? 0) + 1);
-      const [target] = chooseWorkers({ candidates, load: ctx.store.loadByWorker(), sameComputation: same, count: 1 });
+      // A fused instance goes where the live instance of the same index of its group runs (they call each other directly).
+      const [target] = this.fusedPartner(rec, orphan.index, now) ?? chooseWorkers({ candidates, load: ctx.store.loadByWorker(), sameComputation: same, count: 1 });
       if (!target) continue;
       const instanceId = newInstanceId(rec.name, orphan.index);
       ctx.inFlight.add(instanceId);
@@ -217,6 +218,18 @@ export class Reconciler {
       }
     }
     if (moved > 0) ctx.log.info({ computation: rec.name, moved }, `"${rec.name}": ${moved} instance(s) re-placed`);
+  }
+
+  /** The live worker running instance `index` of another member of `rec`'s fusion group, if any. */
+  private fusedPartner(rec: ComputationRecord, index: number, now: number): [string] | undefined {
+    const group = rec.fusion?.group;
+    if (!group) return undefined;
+    for (const other of this.ctx.store.all()) {
+      if (other.name === rec.name || other.fusion?.group !== group) continue;
+      const p = other.placements.find((x) => x.index === index);
+      if (p && !this.isOrphan(p.workerId, now) && this.ctx.workers.isAlive(p.workerId)) return [p.workerId];
+    }
+    return undefined;
   }
 
   private enqueueReassign(workerId: string, instanceId: string): void {

@@ -22,6 +22,7 @@ export function assignmentFor(rec: ComputationRecord, p: Placement, instanceId: 
     instanceId, computation: rec.name, version: v.version, sha: v.sha, lang: v.lang,
     index: p.index, count: canary ? canary.placements.length : rec.instances, metadata: v.metadata,
     ...(p.partitions ? { partitions: [...p.partitions] } : {}),
+    ...(rec.fusion && !canary ? { fusion: rec.fusion } : {}),
   };
 }
 

@@ -115,6 +115,9 @@ export async function scale(ctx: ControllerContext, input: ScaleRequest): Promis
   const problem = scaleProblem(rec, req.instances);
   if (problem) throw new BadRequestError(problem);
   noCanaryRunning(rec);
+  if (rec.fusion) {
+    throw new ConflictError(`"${rec.name}" runs fused in group ${rec.fusion.group}, whose members must keep one parallelism; \`topo split ${rec.name}\` first`);
+  }
   if (ctx.swapping.has(rec.name)) throw new ConflictError(`a live change of "${rec.name}" is under way; try again once it is done`);
   if (req.instances === rec.instances) {
     return {

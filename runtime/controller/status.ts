@@ -2,6 +2,7 @@
 import type { ComputationRecord, ComputationStatus, InstanceStatus, Placement, StatusReply, WorkerStatus } from '../../protocol/index.js';
 import type { ControllerContext } from './context.js';
 import { incidentsOf } from './incidents.js';
+import { fusionGroups } from './fusion.js';
 
 const ZERO_METRICS = { recordsIn: 0, recordsOut: 0, errors: 0, deadLetters: 0, malformed: 0 };
 
@@ -32,6 +33,8 @@ export function computationStatus(ctx: ControllerContext, rec: ComputationRecord
     istreams: rec.metadata.istreams, ostreams: rec.metadata.ostreams,
     instances, inPerSec, outPerSec, errors, deadLetters,
     ...incidentFields(ctx, rec.name),
+    ...(rec.fusion ? { group: rec.fusion.group } : {}),
+    ...(rec.noFuse ? { noFuse: true } : {}),
   };
 }
 
@@ -51,6 +54,7 @@ export function status(ctx: ControllerContext): StatusReply {
     natsUrl: ctx.natsUrl,
     workers: workerStatuses(ctx),
     computations: ctx.store.all().sort((a, b) => a.name.localeCompare(b.name)).map((rec) => computationStatus(ctx, rec)),
+    ...(fusionGroups(ctx).length ? { fusion: fusionGroups(ctx) } : {}),
     ...(incidentsOf(ctx).total ? { stuck: { total: incidentsOf(ctx).total, recent: [...incidentsOf(ctx).recent] } } : {}),
   };
 }

@@ -12,7 +12,7 @@ import { canaryPlan, canaryRollbackPlan, istreamsOf, promotePlan } from './canar
 import type { ControllerContext } from './context.js';
 import { metadataDiff } from './diff.js';
 import { newInstanceId } from './placement.js';
-import { DEFAULT_PROBATION, runSwap, type AdoptPlan, type SwapPlan, type SwapTarget } from './swapRunner.js';
+import { DEFAULT_PROBATION, namesOf, runSwap, type AdoptPlan, type SwapPlan, type SwapTarget } from './swapRunner.js';
 import { isLang } from './workerTable.js';
 
 /** DEFAULT_PROBATION with the request's overrides (already checked by schemas.api.swap). */
@@ -86,11 +86,12 @@ export async function execute(ctx: ControllerContext, plan: SwapPlan): Promise<S
         'wait until it is re-placed on a live worker, then try again',
     );
   }
-  ctx.swapping.add(plan.rec.name);
+  const names = namesOf(plan);
+  for (const n of names) ctx.swapping.add(n);
   try {
     return await runSwap(ctx, plan);
   } finally {
-    ctx.swapping.delete(plan.rec.name);
+    for (const n of names) ctx.swapping.delete(n);
   }
 }
 

@@ -43,7 +43,7 @@ export interface SwapTarget {
 }
 
 export interface SwapPlan {
-  action: 'swap' | 'canary' | 'promote' | 'rollback' | 'scale' | 'move';
+  action: 'swap' | 'canary' | 'promote' | 'rollback' | 'scale' | 'move' | 'fuse' | 'split';
   /** The record as it is now. */
   rec: ComputationRecord;
   /** Version reported and used as the history key. */
@@ -66,6 +66,21 @@ export interface SwapPlan {
   what: string;
   /** Steps recorded before the run (e.g. which version a rollback goes back to). */
   steps?: HistoryStep[];
+  /**
+   * Release in these stages, one after the other, instead of all at once: a
+   * fused chain drains front to back, each stage's output reaching the next
+   * stage's old instances before they drain.
+   */
+  releaseStages?: Placement[][];
+  /** Other computations changed by the same run (fuse, split): saved and written to history with `rec`. */
+  alsoChanged?: { rec: ComputationRecord; committed: () => ComputationRecord }[];
+  /** Computations not paused as upstreams: they are released (in stages) by this run. */
+  notUpstreams?: ReadonlySet<string>;
+}
+
+/** Every computation a plan changes: `rec` first. */
+export function namesOf(plan: SwapPlan): string[] {
+  return [plan.rec.name, ...(plan.alsoChanged ?? []).map((c) => c.rec.name)];
 }
 
 interface Outcome<T, R> {
@@ -178,7 +193,10 @@ class SwapRun {
 
   /** b. Hold every producer of what the old and new code read. A failure resumes them and ends the swap here. */
   private async pauseUpstreams(): Promise<void> {
-    const { live, skipped } = findUpstreams(this.ctx, this.plan.rec.name, this.plan.istreams);
+    const found = findUpstreams(this.ctx, this.plan.rec.name, this.plan.istreams);
+    const not = this.plan.notUpstreams;
+    const live = not ? found.live.filter((u) => !not.has(u.computation)) : found.live;
+    const skipped = not ? found.skipped.filter((u) => !not.has(u.computation)) : found.skipped;
     const pause = (this.pause = new UpstreamPause(this.ctx, this.swapId, live));
     let at = Date.now();
     const pauseFailed = await pause.pause();
@@ -211,9 +229,13 @@ class SwapRun {
       // makes progress may take up to its budget; the worker gives up after that, keeping everything.
       let at = Date.now();
       const budgetMs = plan.drainBudgetMs ?? ctx.settings.drainBudgetMs;
-      const released = await each(plan.releases, (p) =>
-        this.send(p.workerId, { op: 'release', instanceId: p.instanceId, swapId: this.swapId, export: exportOf(p, plan.adopts), budgetMs, ...swapLease },
-          budgetMs + ctx.settings.swapStepTimeoutMs) as Promise<ReleaseReply>);
+      const released: Outcome<Placement, ReleaseReply>[] = [];
+      for (const stage of plan.releaseStages ?? [plan.releases]) {
+        released.push(...await each(stage, (p) =>
+          this.send(p.workerId, { op: 'release', instanceId: p.instanceId, swapId: this.swapId, export: exportOf(p, plan.adopts), budgetMs, ...swapLease },
+            budgetMs + ctx.settings.swapStepTimeoutMs) as Promise<ReleaseReply>));
+        if (failed(released).length) break;
+      }
       for (const o of failed(released)) this.fail('release', `${o.item.instanceId} on ${o.item.workerId}`, o.error);
       const sum = (f: keyof ReleaseReply) => released.reduce((n, o) => n + (o.value?.[f] ?? 0), 0);
       const handedOver = sum('handedOver');
@@ -306,6 +328,12 @@ class SwapRun {
     const saveErr = await ctx.store.saveOrRetry(next);
     if (saveErr) this.log.error({ err: saveErr }, `${plan.what}: could not write desired state to KV (will retry): ${saveErr.message}`);
     await recordHistorySafely(ctx, this.history('ok'));
+    for (const other of plan.alsoChanged ?? []) {
+      const rec = other.committed();
+      const err = await ctx.store.saveOrRetry(rec);
+      if (err) this.log.error({ err }, `${plan.what}: could not write desired state of "${rec.name}" to KV (will retry): ${err.message}`);
+      await recordHistorySafely(ctx, { ...this.history('ok'), name: rec.name, version: rec.version, sha: rec.sha, metadata: rec.metadata, lang: rec.lang, fromVersion: rec.version });
+    }
     this.log.info({ pauseMs: this.pauseMs, loadMs: this.loadMs, version: plan.version },
       `${plan.what}: done, upstreams paused ${this.pauseMs} ms, load ${this.loadMs} ms`);
     return this.reply('ok');
