@@ -17,6 +17,7 @@ import type { ControllerContext, ControllerSettings } from './context.js';
 import { openControlPlane } from './infrastructure.js';
 import { deploy, kill } from './lifecycle.js';
 import { Rebalancer } from './rebalance.js';
+import { Autopilot } from './autopilot.js';
 import { Reconciler } from './reconciler.js';
 import { watchStuckReports } from './incidents.js';
 import { SerialQueue } from './serialQueue.js';
@@ -60,6 +61,8 @@ export interface ControllerOptions {
    * time through the swap steps, until no two live workers of a language differ by more than one instance.
    */
   rebalance?: boolean;
+  /** Let the oracle fuse, split and autoscale live (default true; TOPO_AUTOPILOT=0 turns it off): see autopilot.ts. */
+  autopilot?: boolean;
 }
 
 export interface RunningController {
@@ -125,7 +128,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     // Swaps the previous controller left half done: reconciliation leaves them alone until recovered.
     const journals = await store.swapJournals();
     for (const j of journals) ctx.swapping.add(j.name);
-    return run(ctx, stores.workers, journals, opts.rebalance ?? process.env.TOPO_REBALANCE !== '0');
+    return run(ctx, stores.workers, journals, opts.rebalance ?? process.env.TOPO_REBALANCE !== '0', opts.autopilot ?? process.env.TOPO_AUTOPILOT !== '0');
   } catch (err) {
     await nc.close().catch(() => {});
     throw err;
@@ -155,7 +158,9 @@ async function seedWorkers(ctx: ControllerContext, workersKv: Awaited<ReturnType
 
 const apiSchema = (verb: keyof typeof schemas.api) => ({ schema: schemas.api[verb], what: `${verb} request` });
 
-function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openControlPlane>>['workers'], journals: SwapJournal[], rebalance: boolean): RunningController {
+function run(
+  ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openControlPlane>>['workers'], journals: SwapJournal[], rebalance: boolean, autopilotOn: boolean,
+): RunningController {
   const { nc, log, settings, workers, store, queue } = ctx;
   const reconciler = new Reconciler(ctx);
   const rebalancer = new Rebalancer(ctx, rebalance);
@@ -283,6 +288,8 @@ function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openCo
 
   // After a restart: once the workers have had a lease and a heartbeat to show up.
   rebalancer.startAfter(settings.leaseMs + 2 * settings.heartbeatMs);
+  const autopilot = new Autopilot(ctx, autopilotOn);
+  autopilot.start();
 
   const timer = setInterval(tick, Math.max(25, Math.min(settings.heartbeatMs, settings.leaseMs / 5)));
   timer.unref();
@@ -300,6 +307,7 @@ function run(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openCo
       (stopping ??= (async () => {
         clearInterval(timer);
         rebalancer.stop();
+        autopilot.stop();
         for (const s of api) s.unsubscribe();
         heartbeats.unsubscribe();
         stuckReports.unsubscribe();

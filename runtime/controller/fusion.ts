@@ -212,6 +212,22 @@ export async function fuse(ctx: ControllerContext, input: FuseRequest): Promise<
   return replyOf(ctx, await execute(ctx, plan));
 }
 
+/**
+ * Takes `name` out of its group before a change that needs it on its own (a
+ * canary, a scale), without marking it noFuse; returns its record after. A
+ * computation that is not fused is returned as it is.
+ */
+export async function leaveGroup(ctx: ControllerContext, name: string): Promise<ComputationRecord> {
+  const chain = chainOf(ctx, name);
+  if (chain.length < 2) return ctx.store.get(name)!;
+  for (const n of chain) deployedOrThrow(ctx, n);
+  const at = chain.indexOf(name);
+  const chains = [chain.slice(0, at), [name], chain.slice(at + 1)].filter((c) => c.length > 0);
+  const noFuse = new Set(chain.filter((n) => ctx.store.get(n)?.noFuse));
+  await execute(ctx, regroupPlan(ctx, 'split', chains, noFuse));
+  return ctx.store.get(name)!;
+}
+
 /** `topo.api.split`: the computation leaves its group (which splits around it) and is not fused again until `topo fuse` names it. */
 export async function split(ctx: ControllerContext, input: SplitRequest): Promise<FusionReply> {
   const req = parseRequest(schemas.api.split, input, 'split request');

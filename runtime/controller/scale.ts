@@ -20,6 +20,7 @@ import { metadataDiff } from './diff.js';
 import { chooseWorkers, newInstanceId } from './placement.js';
 import { assignmentFor, withPlacement } from './records.js';
 import { execute, noCanaryRunning, probationOf } from './swap.js';
+import { leaveGroup } from './fusion.js';
 import type { AdoptPlan, SwapPlan, SwapTarget } from './swapRunner.js';
 
 const targetOf = (rec: ComputationRecord): SwapTarget => ({
@@ -92,7 +93,7 @@ export function movePlan(rec: ComputationRecord, p: Placement, to: string): Swap
 }
 
 /** Where n new instances of `rec` go: spread over the live workers of its lang, its current instances not counted as load. */
-function placeScaled(ctx: ControllerContext, rec: ComputationRecord, n: number): string[] {
+export function placeScaled(ctx: ControllerContext, rec: ComputationRecord, n: number): string[] {
   const candidates = ctx.workers.alive(rec.lang).map((w) => w.workerId);
   if (candidates.length === 0) throw new NoWorkersError(`no live ${rec.lang} worker to run the instances of "${rec.name}"; start a worker and scale again`);
   const load = ctx.store.loadByWorker();
@@ -115,9 +116,6 @@ export async function scale(ctx: ControllerContext, input: ScaleRequest): Promis
   const problem = scaleProblem(rec, req.instances);
   if (problem) throw new BadRequestError(problem);
   noCanaryRunning(rec);
-  if (rec.fusion) {
-    throw new ConflictError(`"${rec.name}" runs fused in group ${rec.fusion.group}, whose members must keep one parallelism; \`topo split ${rec.name}\` first`);
-  }
   if (ctx.swapping.has(rec.name)) throw new ConflictError(`a live change of "${rec.name}" is under way; try again once it is done`);
   if (req.instances === rec.instances) {
     return {
@@ -125,7 +123,9 @@ export async function scale(ctx: ControllerContext, input: ScaleRequest): Promis
       placements: [...rec.placements].sort((a, b) => a.index - b.index), steps: [],
     };
   }
-  const plan = scalePlan(rec, placeScaled(ctx, rec, req.instances));
+  // The members of a fusion group share one parallelism: a fused computation leaves its group first.
+  const alone = rec.fusion ? await leaveGroup(ctx, rec.name) : rec;
+  const plan = scalePlan(alone, placeScaled(ctx, alone, req.instances));
   if (req.drainBudgetMs !== undefined) plan.drainBudgetMs = req.drainBudgetMs;
   const reply = await execute(ctx, plan);
   const placements = plan.committed().placements;

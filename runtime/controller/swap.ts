@@ -11,6 +11,7 @@ import {
 import { canaryPlan, canaryRollbackPlan, istreamsOf, promotePlan } from './canary.js';
 import type { ControllerContext } from './context.js';
 import { metadataDiff } from './diff.js';
+import { leaveGroup } from './fusion.js';
 import { newInstanceId } from './placement.js';
 import { DEFAULT_PROBATION, namesOf, runSwap, type AdoptPlan, type SwapPlan, type SwapTarget } from './swapRunner.js';
 import { isLang } from './workerTable.js';
@@ -59,6 +60,8 @@ async function fullSwapPlan(
     assignment: {
       instanceId: newInstanceId(rec.name, p.index), computation: rec.name, version, sha: target.sha, lang: target.lang,
       index: p.index, count: rec.instances, metadata: target.metadata,
+      // A fused computation stays in its group: the new version takes over its in-process edges.
+      ...(rec.fusion ? { fusion: rec.fusion } : {}),
     },
     from: [{ workerId: p.workerId, instanceId: p.instanceId }],
     filterByPartition: false,
@@ -73,6 +76,7 @@ async function fullSwapPlan(
       name: rec.name, version, sha: target.sha, lang: target.lang, metadata: target.metadata, instances: rec.instances,
       placements: adopts.map((a) => ({ index: a.assignment.index, instanceId: a.assignment.instanceId, workerId: a.workerId })),
       ...(target.source !== undefined ? { source: target.source } : {}), deployedAt: Date.now(),
+      ...(rec.fusion ? { fusion: rec.fusion } : {}), ...(rec.noFuse ? { noFuse: true } : {}),
     }),
   };
 }
@@ -98,7 +102,7 @@ export async function execute(ctx: ControllerContext, plan: SwapPlan): Promise<S
 /** `topo.api.swap`. With dryRun it only reports the diff (safe outside the queue). */
 export async function swap(ctx: ControllerContext, input: SwapRequest): Promise<SwapReply> {
   const req = parseRequest(schemas.api.swap, input, 'swap request');
-  const rec = deployed(ctx, req.name);
+  let rec = deployed(ctx, req.name);
   const declared = req.metadata.name;
   if (declared !== req.name) {
     throw new BadRequestError(`the file defines ${JSON.stringify(declared)}, not "${req.name}": a swap replaces a computation by one of the same name`);
@@ -108,6 +112,8 @@ export async function swap(ctx: ControllerContext, input: SwapRequest): Promise<
   const target: SwapTarget = { sha: req.sha, lang: req.lang, metadata, ...(req.source !== undefined ? { source: req.source } : {}) };
   await checkTarget(ctx, rec, target);
   noCanaryRunning(rec);
+  // A canary reads a share of the partitions on NATS: a fused computation leaves its group first.
+  if (req.canary !== undefined && !req.dryRun && rec.fusion) rec = await leaveGroup(ctx, rec.name);
   const plan = req.canary !== undefined
     ? await canaryPlan(ctx, rec, target, req.canary, probation)
     : await fullSwapPlan(ctx, rec, target, probation);
