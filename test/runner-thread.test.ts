@@ -4,14 +4,24 @@
  * with their batch and index, timers through nextTimerAt, state through
  * snapshot/init(from), and a callback in `while (true) {}` is ended by
  * terminating the thread, after which the runner starts again from a snapshot.
+ *
+ * Then end to end, real nats-server, controller and worker processes: a
+ * `hints: { cpu: 'heavy' }` computation runs in its own thread inside its
+ * worker. A sequence-numbered stream goes through it with zero loss; the
+ * worker's event loop keeps heartbeating while a callback burns CPU for
+ * 1.8 s; a callback stuck in `while (true) {}` is ended by terminating its
+ * thread (stuck report, dead letter, state lost and said so) and the instance
+ * goes on in the same worker process (same pid).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { encodeBatch, type WireRecord } from '../protocol/index.js';
+import { encodeBatch, partitionOf, subjects, type StuckReport, type WireRecord } from '../protocol/index.js';
 import { bundleFile } from '../runtime/client/bundle.js';
+import { isMalformed, type TapRecord, type TopoClient } from '../runtime/client/client.js';
 import { TerminatedError, ThreadRunner } from '../runtime/runners/thread.js';
+import { startCluster, waitFor, type Cluster } from './harness.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'topo-runner-thread-'));
 let file: string;
@@ -155,4 +165,117 @@ describe('ThreadRunner', () => {
     expect(ta).not.toBe(tb);
     expect(await who(a)).toBe(ta); // pinned: the same thread every time
   });
+});
+
+// ---- end to end ------------------------------------------------------------------
+
+const STUCK_AFTER_MS = 3_000;
+
+function collect(client: TopoClient, stream: string) {
+  const records: TapRecord[] = [];
+  const ac = new AbortController();
+  const done = (async () => {
+    for await (const item of client.tap(stream, { signal: ac.signal })) if (!isMalformed(item)) records.push(item);
+  })();
+  return { records, stop: async () => (ac.abort(), await done) };
+}
+
+let cluster: Cluster;
+let seq = 0;
+
+/** Publishes records on heavy-in as a producer "test-src" would: one batch per partition. */
+function publishRecords(recs: [key: string, value: unknown][]): void {
+  const byPartition = new Map<number, WireRecord[]>();
+  for (const [k, v] of recs) {
+    const p = partitionOf(k);
+    if (!byPartition.has(p)) byPartition.set(p, []);
+    byPartition.get(p)!.push([k, v, Date.now(), ++seq]);
+  }
+  for (const [p, wire] of byPartition) {
+    cluster.client.nc.publish(subjects.data('heavy-in', p), encodeBatch({ v: 1, src: 'test-src', stream: 'heavy-in', bseq: ++bseq, recs: wire }));
+  }
+}
+
+describe('a cpu: heavy computation in a worker', () => {
+  beforeAll(async () => {
+    cluster = await startCluster({ workers: 1, env: { TOPO_STUCK_AFTER_MS: String(STUCK_AFTER_MS) } });
+  });
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('processes a sequence-numbered stream in its thread with zero loss, heartbeats flowing while a callback burns CPU, and survives a stuck callback in the same process', async () => {
+    const { client } = cluster;
+    const out = collect(client, 'heavy-out');
+    await client.deployFile('test/fixtures/heavy-counter.ts', { instances: 1 });
+    const s0 = await client.status();
+    const inst = s0.computations.find((c) => c.name === 'heavy-counter')!.instances[0]!;
+    const pid = s0.workers.find((w) => w.workerId === inst.workerId)!.pid;
+
+    // 1. Zero loss: 3000 records over 20 keys, 100 µs of CPU each, in chunks.
+    const N = 3_000;
+    for (let n = 1; n <= N; n += 100) publishRecords(Array.from({ length: 100 }, (_, i) => [`k${(n + i) % 20}`, { n: n + i }]));
+    await waitFor(() => out.records.length >= N, { what: `${N} records out (got ${out.records.length})`, timeoutMs: 30_000 });
+    const ns = out.records.map((r) => (r.value as { n: number }).n);
+    expect(new Set(ns).size).toBe(N);
+    expect(Math.min(...ns)).toBe(1);
+    expect(Math.max(...ns)).toBe(N);
+    expect(out.records.every((r) => (r.value as { thread: boolean }).thread)).toBe(true);
+    // Per key the counts have no gaps: one instance, serial, in order.
+    const byKey = new Map<string, number[]>();
+    for (const r of out.records) byKey.set(r.key, [...(byKey.get(r.key) ?? []), (r.value as { count: number }).count]);
+    for (const counts of byKey.values()) expect(counts).toEqual(counts.map((_, i) => i + 1));
+
+    // 2. The event loop is free: heartbeats keep coming while one callback burns 1.8 s in the thread.
+    const beats: number[] = [];
+    const hb = client.nc.subscribe(subjects.heartbeat(inst.workerId), { callback: () => void beats.push(Date.now()) });
+    await new Promise((r) => setTimeout(r, 1_200));
+    publishRecords([['slow', { n: N + 1, burnUs: 1_800_000 }]]);
+    const slow = await waitFor(() => out.records.find((r) => (r.value as { n: number }).n === N + 1), { what: 'the slow record', timeoutMs: 15_000 });
+    await new Promise((r) => setTimeout(r, 1_200));
+    hb.unsubscribe();
+    const doneAt = (slow.value as { doneAt: number }).doneAt;
+    const during = beats.filter((t) => t > doneAt - 1_800 && t < doneAt);
+    expect(during.length, `heartbeats during the burn (${beats.map((t) => t - doneAt).join(', ')})`).toBeGreaterThanOrEqual(1);
+    let maxGap = 0;
+    for (let i = 1; i < beats.length; i++) maxGap = Math.max(maxGap, beats[i]! - beats[i - 1]!);
+    expect(maxGap).toBeLessThan(1_600); // inline, the burn would hold the loop (and the heartbeat) for 1.8 s
+
+    // 3. Stuck in while(true): its thread is terminated, the stuck record dead-lettered, the rest processed, same pid.
+    const reports: StuckReport[] = [];
+    const sub = client.nc.subscribe(subjects.stuck(inst.workerId), { callback: (_e, m) => void reports.push(m.json<StuckReport>()) });
+    const before = out.records.length;
+    const t0 = Date.now();
+    // One batch (same partition for all three keys is not needed: the stuck one's batch is redone without it).
+    publishRecords([['hang', { n: N + 2 }]]);
+    publishRecords([['k1', { n: N + 3 }]]);
+    const report = await waitFor(() => reports[0], { what: 'a stuck report', timeoutMs: STUCK_AFTER_MS + 10_000 });
+    const terminatedAfterMs = Date.now() - t0;
+    expect(report).toMatchObject({ workerId: inst.workerId, pid, computation: 'heavy-counter', callback: 'processRecord' });
+    expect(report.action).toMatch(/terminated the instance's thread/);
+    expect(report.forMs).toBeGreaterThanOrEqual(STUCK_AFTER_MS);
+    expect(terminatedAfterMs).toBeLessThan(STUCK_AFTER_MS + 2_000);
+    await waitFor(() => out.records.slice(before).find((r) => (r.value as { n: number }).n === N + 3), { what: 'the record after the stuck one', timeoutMs: 10_000 });
+    // The thread's state was lost: k1 counts from 1 again.
+    expect((out.records.find((r) => (r.value as { n: number }).n === N + 3)!.value as { count: number }).count).toBe(1);
+    publishRecords([['k2', { n: N + 4 }]]);
+    await waitFor(() => out.records.find((r) => (r.value as { n: number }).n === N + 4), { what: 'a record after recovery', timeoutMs: 10_000 });
+    sub.unsubscribe();
+
+    const s1 = await waitFor(async () => {
+      const s = await client.status();
+      return s.computations.find((c) => c.name === 'heavy-counter')!.instances[0]!.stuck ? s : undefined;
+    }, { what: 'status showing the stuck instance', timeoutMs: 5_000 });
+    const after = s1.computations.find((c) => c.name === 'heavy-counter')!.instances[0]!;
+    expect(after.instanceId).toBe(inst.instanceId); // the same instance, not re-placed
+    expect(s1.workers.find((w) => w.workerId === inst.workerId)!.pid).toBe(pid); // the worker did not restart
+    expect(after.lastError).toMatch(/thread was terminated.*lost/);
+    expect(after.stuck).toMatchObject({ callback: 'processRecord', count: 1 });
+
+    const letters = [];
+    for await (const d of client.deadLetters('heavy-counter')) letters.push(d);
+    expect(letters).toEqual([expect.objectContaining({ reason: 'processRecord stuck', record: expect.objectContaining({ key: 'hang', value: { n: N + 2 } }) })]);
+    await out.stop();
+    console.log(`stuck heavy callback: thread terminated and reported ${terminatedAfterMs} ms after the record was sent (threshold ${STUCK_AFTER_MS} ms)`);
+  }, 90_000);
 });

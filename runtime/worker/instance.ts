@@ -28,6 +28,7 @@ import { Observed } from './observed.js';
 import { HangError, ProbationGate, withTimeout } from './probation.js';
 import { groupIdOf, type TopologyView } from './topology.js';
 import { noteCallback, noteIdle } from './watchdog.js';
+import { ThreadPump, type ThreadHost } from './threadPump.js';
 
 export type { Inbound } from './edges.js';
 
@@ -72,6 +73,14 @@ export interface InstanceDeps {
   stuckAfterMs?: number;
   /** Where input comes from and output goes (default: core NATS). */
   edges?: EdgeFactory;
+  /** The artifact file on disk: a CPU-heavy computation's thread imports it (runtime/worker/threadPump.ts). Without it everything runs inline. */
+  artifactFile?: string;
+}
+
+/** Runs in a thread: hints.cpu 'heavy' in the assigned metadata, else in the artifact's own (TOPO_THREADS=0 turns threads off). */
+export function runsInThread(assignment: Assignment, comp: Computation): boolean {
+  if (process.env.TOPO_THREADS === '0') return false;
+  return (assignment.metadata.hints?.cpu ?? comp.hints?.cpu) === 'heavy';
 }
 
 export class Instance {
@@ -122,6 +131,9 @@ export class Instance {
   private stuckCount = 0;
   /** Set by reinstate(): a release still draining gives up and leaves the instance running. */
   private releaseCancelled = false;
+  /** A CPU-heavy instance: its callbacks run in its own thread, behind this loop (exec is then unused). */
+  private readonly threaded: ThreadPump | undefined;
+  private readonly workerId: string;
 
   constructor(assignment: Assignment, comp: Computation, deps: InstanceDeps) {
     this.assignment = assignment;
@@ -164,6 +176,55 @@ export class Instance {
     });
     this.deadLetters = new DeadLetters(assignment.computation, this.id, (subject, bytes) => this.nc.publish(subject, bytes), this.observed, this.log,
       () => this.probation?.deadLetters);
+    this.workerId = deps.workerId;
+    this.threaded = deps.artifactFile && runsInThread(assignment, comp)
+      ? new ThreadPump(this.threadHost(), deps.artifactFile, { index: assignment.index, count: assignment.count, id: assignment.instanceId })
+      : undefined;
+  }
+
+  /** What the thread loop (threadPump.ts) may do to this instance: the inline loop's own steps, as closures. */
+  private threadHost(): ThreadHost {
+    return {
+      computation: this.assignment.computation, instanceId: this.id, what: this.what, workerId: this.workerId, nc: this.nc, log: this.log,
+      stuckAfterMs: this.stuckAfterMs,
+      probation: () => this.probation,
+      discarded: () => this.discarded,
+      canRun: () => this.canRun(),
+      take: () => {
+        if (this.queueHead >= this.queue.length) return undefined;
+        const item = this.queue[this.queueHead]!;
+        this.queue[this.queueHead++] = undefined as unknown as Inbound;
+        if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
+          this.queue.splice(0, this.queueHead);
+          this.queueHead = 0;
+        }
+        this.probation?.log.push(item);
+        return item;
+      },
+      hasQueued: () => this.queueHead < this.queue.length,
+      produce: (stream, key, value) => {
+        this.producers.get(stream)!.produce(key, value);
+        this.metrics.recordsOut++;
+      },
+      failed: (where, err, rec) => this.onCallbackError(where, err, rec),
+      passed: () => this.recordPassed(),
+      owe: (producer, stream, n) => this.owe(producer, stream, n),
+      flushCredit: () => this.flushCredit(),
+      malformed: (item, err) => this.deadLetters.malformed(item, err),
+      deadLetter: (stream, error, record) => this.deadLetters.send({ stream, reason: 'processRecord stuck', error, record }),
+      ran: (ms, records) => this.observed.ran(ms, records),
+      countIn: (n) => (this.metrics.recordsIn += n),
+      noteError: (message) => {
+        this.metrics.errors++;
+        this.lastError = message;
+      },
+      broken: (message) => {
+        this.lastError = message;
+        this.state = 'failed';
+        this.log.error(message);
+      },
+      schedulePump: () => this.schedulePump(),
+    };
   }
 
   private get what(): string {
@@ -174,7 +235,8 @@ export class Instance {
 
   /** Starts from a snapshot instead of empty state (before start()). */
   restore(snapshot: InstanceSnapshot): void {
-    this.exec.restore(snapshot);
+    if (this.threaded) this.threaded.restore(snapshot);
+    else this.exec.restore(snapshot);
     if (snapshot.pending?.length) this.queue = [...snapshot.pending, ...this.queue.slice(this.queueHead)];
     this.queueHead = 0;
   }
@@ -207,8 +269,12 @@ export class Instance {
     }, 1_000);
     const initTimeout = probation?.callbackTimeoutMs ?? INIT_TIMEOUT_MS;
     try {
-      const r = this.exec.init();
-      if (isPromise(r)) await withTimeout(r, initTimeout, `init of "${this.assignment.computation}" did not finish within ${initTimeout} ms`);
+      if (this.threaded) {
+        await this.threaded.start(initTimeout);
+      } else {
+        const r = this.exec.init();
+        if (isPromise(r)) await withTimeout(r, initTimeout, `init of "${this.assignment.computation}" did not finish within ${initTimeout} ms`);
+      }
     } catch (err) {
       this.discarded = true;
       await this.teardown();
@@ -272,7 +338,8 @@ export class Instance {
     const sliceEnd = Date.now() + PUMP_SLICE_MS;
     this.observed.blocked(false);
     try {
-      while (this.canRun()) {
+      if (this.threaded) await this.threaded.pump();
+      else while (this.canRun()) {
         if (this.timersDue) {
           await this.fireDueTimers();
           continue;
@@ -304,7 +371,7 @@ export class Instance {
     }
     if (this.discarded) return;
     this.flushCredit();
-    if (this.queueHead >= this.queue.length && !this.timersDue) {
+    if (this.queueHead >= this.queue.length && !this.timersDue && !this.threaded?.hasWork) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const w of waiters) w();
@@ -491,6 +558,7 @@ export class Instance {
   }
 
   private armTimer(): void {
+    if (this.threaded) return this.threaded.armTimer();
     const next = this.exec.timers.next();
     if (next === undefined || next >= this.timerAt) return;
     if (this.timerHandle) clearTimeout(this.timerHandle);
@@ -625,7 +693,7 @@ export class Instance {
     this.timerHandle = undefined;
     this.timerAt = Infinity;
     this.state = 'standby';
-    const snapshot = this.snapshot();
+    const snapshot: InstanceSnapshot = this.threaded ? await this.threaded.snapshot() : this.snapshot();
     if (pending.length) snapshot.pending = pending;
     return { snapshot, drained: this.metrics.recordsIn - before, handedOver: countRecords(pending) };
   }
@@ -723,6 +791,7 @@ export class Instance {
   private stuckReport(): Partial<InstanceReport> {
     const now = Date.now();
     const queued = this.queue.length - this.queueHead;
+    if (this.threaded) return { ...this.threaded.stuckReport(now), ...(queued ? { queued } : {}) };
     if (!this.isStuck(now)) return queued ? { queued } : {};
     const f = this.inflight!;
     return { state: 'stuck', stuck: { callback: f.where, forMs: now - f.since, count: Math.max(1, this.stuckCount) }, queued };
@@ -739,10 +808,14 @@ export class Instance {
       await this.idle(timeoutMs);
       this.draining = false;
     }
-    try {
-      await this.exec.destroy();
-    } catch (err) {
-      this.log.error({ err }, `destroy threw: ${errMessage(err)}`);
+    if (this.threaded) {
+      await this.threaded.stop(timeoutMs);
+    } else {
+      try {
+        await this.exec.destroy();
+      } catch (err) {
+        this.log.error({ err }, `destroy threw: ${errMessage(err)}`);
+      }
     }
     for (const p of this.producers.values()) {
       p.release();
@@ -759,6 +832,7 @@ export class Instance {
     for (const p of this.producers.values()) p.close();
     this.flushCredit();
     this.credits?.close();
+    await this.threaded?.close();
   }
 }
 

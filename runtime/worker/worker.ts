@@ -221,7 +221,7 @@ export class Worker {
   private instanceDeps(log: Logger, a: Assignment) {
     const base = natsEdges(this.nc, this.view);
     return {
-      nc: this.nc, view: this.view, log, workerId: this.id,
+      nc: this.nc, view: this.view, log, workerId: this.id, artifactFile: this.artifacts.fileOf(a.sha),
       edges: a.fusion ? fusedEdges(base, this.fusion, this.taps, a.fusion, a.index) : base,
       ...(this.window !== undefined ? { window: this.window } : {}),
       ...(this.stuckAfterMs !== undefined ? { stuckAfterMs: this.stuckAfterMs } : {}),

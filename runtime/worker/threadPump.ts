@@ -1,0 +1,417 @@
+/**
+ * The serial loop of a CPU-heavy instance (hints.cpu 'heavy'): the same
+ * Inlet, queue, Outlets, credit, dead letters and probation as the inline
+ * loop in instance.ts, but the callbacks run in the instance's own thread
+ * (runtime/runners/thread.ts). Queued batches go over encoded, several at a
+ * time; the Completion's outputs are produced through the Outlets in order,
+ * its failures dead-lettered (or fail the probation gate) exactly as inline,
+ * credit is owed per batch, and a timer is armed at nextTimerAt. The
+ * worker's event loop only moves bytes and outputs, so NATS (heartbeats,
+ * credit, control) is served while a heavy callback runs.
+ *
+ * A callback in the thread that makes no progress for stuckAfterMs (during
+ * probation: its callbackTimeoutMs) is ended by terminating the thread. It
+ * is reported like a stuck callback (log, InstanceReport.stuck for a while,
+ * a StuckReport on topo.worker.stuck.<worker> saying the worker keeps
+ * running); on probation it fails the gate; otherwise the stuck record is
+ * dead-lettered, the thread's keyed state and timers are lost (counted and
+ * logged), a fresh thread runs init, and the rest of that activation's input
+ * is processed again there (its output had not been produced yet).
+ */
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { Logger } from 'pino';
+import type { InputRecord } from '../../sdk/computation.js';
+import type { ExecutorSnapshot } from '../executor/executor.js';
+import { decodeBatch, encodeBatch, subjects, TopoError, type InstanceReport, type StuckReport } from '../../protocol/index.js';
+import { ThreadRunner, TerminatedError } from '../runners/thread.js';
+import type { Completion, Failure, Progress } from '../runners/runner.js';
+import type { Inbound } from './edges.js';
+import type { ProbationGate } from './probation.js';
+
+/** Batches handed to the thread in one activation, at most. */
+const MAX_BATCHES = 16;
+/** ... and at most this many bytes of them. */
+const MAX_BYTES = 1 << 20;
+/** After a thread was terminated, InstanceReport.stuck shows it this long (a few heartbeats). */
+const STUCK_SHOWN_MS = 10_000;
+
+/** What the thread loop needs of its Instance (closures over its private parts). */
+export interface ThreadHost {
+  readonly computation: string;
+  readonly instanceId: string;
+  /** `"counter" v3`, for messages. */
+  readonly what: string;
+  readonly workerId: string;
+  readonly nc: NatsConnection;
+  readonly log: Logger;
+  readonly stuckAfterMs: number;
+  probation(): ProbationGate<Inbound> | undefined;
+  discarded(): boolean;
+  canRun(): boolean;
+  /** Next queued item (recorded in the probation log), or undefined. */
+  take(): Inbound | undefined;
+  /** True when another item is queued. */
+  hasQueued(): boolean;
+  produce(stream: string, key: string, value: unknown): void;
+  /** A callback threw: dead letter / probation, as the inline path does. */
+  failed(where: 'processRecord' | 'processTimer', err: Error, rec?: InputRecord): void;
+  /** One record handled without error (probation counts it). */
+  passed(): void;
+  owe(producer: string, stream: string, n: number): void;
+  flushCredit(): void;
+  malformed(item: Inbound, err: Error): void;
+  /** The stuck record of a terminated thread, to the dead-letter stream. */
+  deadLetter(stream: string, error: string, record: { key: string; value: unknown; ts: number; seq: number }): void;
+  ran(ms: number, records: number): void;
+  countIn(records: number): void;
+  /** An error that is not a record's: counted, lastError. */
+  noteError(message: string): void;
+  /** The instance cannot go on (a fresh thread failed its init). */
+  broken(message: string): void;
+  schedulePump(): void;
+}
+
+interface Inflight {
+  /** The stall allowance of this call. */
+  limitMs: number;
+  tick: number;
+  movedAt: number;
+  /** Set once terminated for a stall: what it was doing and for how long. */
+  stuck?: { progress: Progress; forMs: number };
+}
+
+export class ThreadPump {
+  readonly runner: ThreadRunner;
+  private from: ExecutorSnapshot | undefined;
+  private timerHandle: NodeJS.Timeout | undefined;
+  private timerAt = Infinity;
+  private nextTimerAt: number | undefined;
+  /** Input of a terminated activation, processed again first (already in the probation log). */
+  private retry: Inbound[] = [];
+  private inflight: Inflight | undefined;
+  /** The call the watch terminated for making no progress (read once by whoever catches its rejection). */
+  private stalled: { progress: Progress; forMs: number } | undefined;
+  private watch: NodeJS.Timeout | undefined;
+  private stuckCount = 0;
+  private lastStuck: { callback: string; forMs: number; at: number } | undefined;
+  private stateKeys = 0;
+  private timers = 0;
+  private dead = false;
+
+  constructor(
+    private readonly host: ThreadHost,
+    file: string,
+    instance: { index: number; count: number; id: string },
+  ) {
+    this.runner = new ThreadRunner({ file, instance });
+  }
+
+  restore(s: ExecutorSnapshot): void {
+    this.from = { state: s.state, timers: s.timers };
+  }
+
+  /** Starts the thread from the restored snapshot (else empty) and runs init; throws what init threw or a hang. */
+  async start(initTimeoutMs: number): Promise<void> {
+    const from = this.from;
+    this.from = undefined;
+    const c = await this.guard(this.runner.init(from), initTimeoutMs).catch((err: unknown) => {
+      throw this.inflightStuckError(err, 'init', initTimeoutMs);
+    });
+    const f = c.failures.find((x) => x.where === 'init');
+    this.absorb(c);
+    if (f) {
+      await this.runner.terminate();
+      throw new Error(f.error);
+    }
+  }
+
+  /** Due timers, then queued batches, until empty or blocked; each activation is awaited, so the event loop stays free. */
+  async pump(): Promise<void> {
+    const h = this.host;
+    while (!this.dead && h.canRun()) {
+      const items = this.takeItems();
+      const now = Date.now();
+      const timersDue = this.nextTimerAt !== undefined && this.nextTimerAt <= now;
+      if (items.length === 0 && !timersDue) break;
+      const gate = h.probation();
+      const onProbation = gate?.open === true;
+      const limitMs = onProbation ? Math.min(gate.cfg.callbackTimeoutMs, h.stuckAfterMs) : h.stuckAfterMs;
+      const batches = items.map((it) => ({ data: it.data ?? encodeBatch(it.batch!), stream: it.stream }));
+      let c: Completion;
+      try {
+        c = await this.guard(this.runner.activate({ batches, now, ...(onProbation ? { stopOnFailure: true } : {}) }), limitMs);
+      } catch (err) {
+        if (h.discarded()) return;
+        await this.lost(err, items, limitMs);
+        continue;
+      }
+      if (h.discarded()) return;
+      this.apply(c, items);
+    }
+    // A timer that fired a hair early (not yet due by Date.now()) is armed again.
+    this.armTimer();
+  }
+
+  private takeItems(): Inbound[] {
+    if (this.retry.length) {
+      const r = this.retry;
+      this.retry = [];
+      return r;
+    }
+    const h = this.host;
+    const items: Inbound[] = [];
+    let bytes = 0;
+    while (items.length < MAX_BATCHES && bytes < MAX_BYTES) {
+      const it = h.take();
+      if (!it) break;
+      items.push(it);
+      bytes += it.data?.byteLength ?? 0;
+    }
+    return items;
+  }
+
+  /** Produces, dead-letters and credits what one activation did, in the inline path's order. */
+  private apply(c: Completion, items: Inbound[]): void {
+    const h = this.host;
+    for (const line of c.logs ?? []) relog(h.log, line);
+    for (const [stream, key, value] of c.outputs) h.produce(stream, key, value);
+    h.countIn(c.records);
+    const gate = h.probation();
+    let fi = 0;
+    const failures = c.failures;
+    for (; fi < failures.length && failures[fi]!.batch === undefined; fi++) {
+      const f = failures[fi]!;
+      if (f.where === 'processTimer') h.failed('processTimer', new Error(f.error));
+    }
+    for (let b = 0; b < c.batches.length; b++) {
+      const item = items[b]!;
+      const info = c.batches[b];
+      let done = 0;
+      for (; fi < failures.length && failures[fi]!.batch === b; fi++) {
+        const f = failures[fi]!;
+        if (f.where === 'decode') {
+          h.malformed(item, new Error(f.error));
+          continue;
+        }
+        if (gate) for (; done < f.index!; done++) h.passed();
+        done = f.index! + 1;
+        h.failed('processRecord', new Error(f.error), failedRecord(item.stream, f));
+      }
+      if (!info) continue;
+      if (gate) for (; done < info.records; done++) h.passed();
+      // In-process input is handed over by direct calls: no credit window to refill.
+      if (item.data) h.owe(info.src, item.stream, info.records);
+    }
+    h.flushCredit();
+    h.ran(c.busyMs, c.records);
+    this.absorb(c);
+  }
+
+  private absorb(c: Completion): void {
+    this.stateKeys = c.stateKeys;
+    this.timers = c.timers;
+    this.nextTimerAt = c.nextTimerAt;
+    if (c.nextTimerAt !== undefined) this.armAt(c.nextTimerAt);
+  }
+
+  /**
+   * The activation did not complete: its thread was terminated as stuck (or
+   * died). Report, then go on with a fresh thread, its input processed again
+   * except the stuck record (dead-lettered).
+   */
+  private async lost(err: unknown, items: Inbound[], limitMs: number): Promise<void> {
+    const h = this.host;
+    const stuck = this.inflightStuck(err);
+    await this.runner.terminate().catch(() => undefined);
+    const where = stuck ? stuck.progress.phase : 'processRecord';
+    const forMs = stuck?.forMs ?? 0;
+    const lostState = `${this.stateKeys} key(s) of keyed state and ${this.timers} timer(s)`;
+    const why = stuck
+      ? `${where} of ${h.what} made no progress for ${forMs} ms (limit ${limitMs} ms): its thread was terminated; the worker (pid ${process.pid}) keeps running`
+      : `the thread of ${h.what} failed: ${(err as Error)?.message ?? String(err)}`;
+    if (stuck) {
+      this.stuckCount++;
+      this.lastStuck = { callback: where, forMs, at: Date.now() };
+      this.publishStuck(where, forMs, limitMs);
+    }
+    h.noteError(`${why}; lost ${lostState}`);
+    const gate = h.probation();
+    if (gate?.open) {
+      // On probation a hang fails the gate: the swap rolls back and the old version processes this input again.
+      gate.fail(new TopoError(`${where} of ${h.what} hung: ${stuck ? `did not return within ${limitMs} ms (its thread was terminated)` : why}`));
+      return;
+    }
+    // Everything of this activation is redone on the fresh thread (its output was never produced), but the stuck record.
+    const redo: Inbound[] = [];
+    const p = stuck?.progress;
+    for (let b = 0; b < items.length; b++) {
+      const item = items[b]!;
+      if (!p || p.phase !== 'processRecord' || p.batch !== b) {
+        redo.push(item);
+        continue;
+      }
+      try {
+        const batch = item.batch ?? decodeBatch(item.data!);
+        const rec = batch.recs[p.index];
+        if (rec) {
+          h.deadLetter(item.stream, `processRecord made no progress for ${forMs} ms: its thread was terminated`, { key: rec[0], value: rec[1], ts: rec[2], seq: rec[3] });
+          h.countIn(1);
+          // Its credit is ours to give now; the others' when they are processed again.
+          if (item.data) h.owe(batch.src, item.stream, 1);
+        }
+        const rest = { ...batch, recs: batch.recs.filter((_, i) => i !== p.index) };
+        if (rest.recs.length) redo.push(item.data ? { ...item, data: encodeBatch(rest) } : { ...item, batch: rest });
+      } catch {
+        redo.push(item);
+      }
+    }
+    this.retry = redo;
+    h.log.error({ stuck: this.stuckCount, lostKeys: this.stateKeys, lostTimers: this.timers, redoBatches: redo.length },
+      `${why}; lost ${lostState}${p?.phase === 'processRecord' ? '; the stuck record was dead-lettered' : ''}; a fresh thread runs init and processes the rest`);
+    this.stateKeys = 0;
+    this.timers = 0;
+    this.nextTimerAt = undefined;
+    if (this.timerHandle) clearTimeout(this.timerHandle);
+    this.timerHandle = undefined;
+    this.timerAt = Infinity;
+    try {
+      const c = await this.guard(this.runner.init(), limitMs);
+      const f = c.failures.find((x) => x.where === 'init');
+      this.absorb(c);
+      if (f) throw new Error(`init threw: ${f.error}`);
+    } catch (e) {
+      this.dead = true;
+      await this.runner.terminate().catch(() => undefined);
+      h.broken(`a fresh thread for ${h.what} could not start: ${(e as Error).message}`);
+    }
+  }
+
+  private publishStuck(callback: string, forMs: number, thresholdMs: number): void {
+    const h = this.host;
+    const r: StuckReport = {
+      workerId: h.workerId, pid: process.pid, computation: h.computation, instanceId: h.instanceId, callback, forMs, thresholdMs, at: Date.now(),
+      action: 'terminated the instance\'s thread (CPU-heavy computation): the worker keeps running; that instance\'s keyed state and timers are lost and it starts again empty',
+    };
+    try {
+      h.nc.publish(subjects.stuck(h.workerId), JSON.stringify(r));
+    } catch {
+      /* connection closing: the log has it */
+    }
+  }
+
+  /** Awaits a runner call, terminating the thread when its callback makes no progress for limitMs. */
+  private guard<T>(p: Promise<T>, limitMs: number): Promise<T> {
+    const f: Inflight = { limitMs, tick: this.runner.progress().tick, movedAt: Date.now() };
+    this.inflight = f;
+    this.watch ??= setInterval(() => this.check(), Math.max(10, Math.min(250, Math.floor(Math.min(limitMs, this.host.stuckAfterMs) / 10))));
+    return p.finally(() => {
+      if (this.inflight === f) this.inflight = undefined;
+    });
+  }
+
+  private check(): void {
+    const f = this.inflight;
+    if (!f || f.stuck) return;
+    const pr = this.runner.progress();
+    const now = Date.now();
+    if (pr.tick !== f.tick || pr.phase === 'idle') {
+      f.tick = pr.tick;
+      f.movedAt = now;
+      return;
+    }
+    if (now - f.movedAt < f.limitMs) return;
+    f.stuck = { progress: pr, forMs: now - f.movedAt };
+    this.stalled = f.stuck;
+    void this.runner.terminate();
+  }
+
+  private inflightStuck(err: unknown): { progress: Progress; forMs: number } | undefined {
+    const s = this.stalled;
+    this.stalled = undefined;
+    return err instanceof TerminatedError ? s : undefined;
+  }
+
+  private inflightStuckError(err: unknown, where: string, limitMs: number): Error {
+    const s = this.inflightStuck(err);
+    if (!s) return err as Error;
+    return new Error(`${where} did not return within ${limitMs} ms: its thread was terminated`);
+  }
+
+  private armAt(next: number): void {
+    if (next >= this.timerAt) return;
+    if (this.timerHandle) clearTimeout(this.timerHandle);
+    this.timerAt = next;
+    this.timerHandle = setTimeout(() => {
+      this.timerHandle = undefined;
+      this.timerAt = Infinity;
+      this.host.schedulePump();
+    }, Math.max(0, next - Date.now()));
+  }
+
+  /** Re-arms the timer for what the thread last said is pending (reinstate). */
+  armTimer(): void {
+    if (this.nextTimerAt !== undefined) this.armAt(this.nextTimerAt);
+  }
+
+  /** True when a pending timer is due (release fires those before its snapshot). */
+  timersDue(now: number): boolean {
+    return this.nextTimerAt !== undefined && this.nextTimerAt <= now;
+  }
+
+  /** True while there is input or timer work the pump has not taken yet. */
+  get hasWork(): boolean {
+    return this.retry.length > 0 || this.timersDue(Date.now());
+  }
+
+  snapshot(partitions?: number[]): Promise<ExecutorSnapshot> {
+    return this.runner.snapshot(partitions);
+  }
+
+  /** Runs destroy in the thread (bounded) and ends it. */
+  async stop(timeoutMs: number): Promise<void> {
+    if (!this.runner.alive) return this.close();
+    try {
+      const c = await this.guard(this.runner.destroy(), timeoutMs);
+      for (const line of c.logs ?? []) relog(this.host.log, line);
+      const f = c.failures.find((x) => x.where === 'destroy');
+      if (f) this.host.log.error({ where: 'destroy' }, `destroy threw: ${f.error}`);
+    } catch (err) {
+      this.host.log.error({ err }, `destroy of ${this.host.what} did not finish: ${(err as Error).message}`);
+    }
+    await this.close();
+  }
+
+  /** Ends the thread and the timers (teardown, abandon). */
+  async close(): Promise<void> {
+    this.dead = true;
+    if (this.timerHandle) clearTimeout(this.timerHandle);
+    if (this.watch) clearInterval(this.watch);
+    this.timerHandle = undefined;
+    this.watch = undefined;
+    await this.runner.terminate().catch(() => undefined);
+  }
+
+  /** InstanceReport.stuck for a while after a thread was terminated as stuck. */
+  stuckReport(now: number): Pick<InstanceReport, 'stuck'> | undefined {
+    const s = this.lastStuck;
+    if (!s || now - s.at > STUCK_SHOWN_MS) return undefined;
+    return { stuck: { callback: s.callback, forMs: s.forMs, count: this.stuckCount } };
+  }
+}
+
+function failedRecord(stream: string, f: Failure): InputRecord {
+  const r = f.record!;
+  return { stream, key: r.key, value: r.value, timestamp: r.ts, seq: r.seq, producer: '' };
+}
+
+const LEVELS: Record<number, 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'> = { 10: 'trace', 20: 'debug', 30: 'info', 40: 'warn', 50: 'error', 60: 'fatal' };
+
+/** Writes a line the computation logged in its thread through the instance's logger (its bindings added). */
+function relog(log: Logger, line: string): void {
+  try {
+    const { level, msg, time: _t, ...fields } = JSON.parse(line) as { level: number; msg?: string; time?: number } & Record<string, unknown>;
+    log[LEVELS[level] ?? 'info'](fields, msg ?? '');
+  } catch {
+    log.info(line);
+  }
+}
