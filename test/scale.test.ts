@@ -10,7 +10,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { BadRequestError, NotFoundError, PARTITIONS, partitionOf, partitionsOwnedBy, subjects } from '../protocol/index.js';
+import { BadRequestError, NotFoundError, PARTITIONS, SwapRolledBackError, partitionOf, partitionsOwnedBy, subjects } from '../protocol/index.js';
+import { swapReplyOf } from '../runtime/client/index.js';
 import { call } from '../runtime/transport/rpc.js';
 import { COUNTER, ECHO, ECHO_OUT, SOURCE, SWAP_IN, type EchoValue } from './fixtures/scale-lib.js';
 import { chooseMove, type RebalancePlacement } from '../runtime/controller/rebalance.js';
@@ -106,6 +107,40 @@ describe('topo scale of a key-grouped counter under sustained load', () => {
       expect.stringMatching(/^1 -> 2 instance/), expect.stringMatching(/^2 -> 4 instance/), expect.stringMatching(/^4 -> 2 instance/),
     ]);
   }, 180_000);
+});
+
+describe('a scale whose new instances fail', () => {
+  it('is rolled back under load: the old instances resume with their state, nothing lost', async () => {
+    const c = (cluster = await startCluster({ workers: 2 }));
+    await c.client.deployFile(fixture('counter-picky'), { instances: 2 });
+    const { input, output } = await tapCounter(c.client);
+    taps.push(input as Tap<unknown>, output as Tap<unknown>);
+    await c.client.deployFile(fixture('source'));
+    await waitFor(() => output.records.length > 1_000, { what: 'counted records flowing', timeoutMs: 15_000 });
+    const before = (await c.client.computation(COUNTER))!;
+
+    const err = await c.client.scale(COUNTER, 3).then(() => undefined, (e: unknown) => e);
+    expect(err).toBeInstanceOf(SwapRolledBackError);
+    expect((err as Error).message).toMatch(/scale of "swap-counter" v1 from 2 to 3 instance\(s\) rolled back: .*will not run as one of 3 instances/);
+    const reply = swapReplyOf(err)!;
+    expect(reply.steps.find((s) => s.step === 'adopt')).toMatchObject({ ok: false });
+    expect(reply.steps.find((s) => s.step === 'abort')).toMatchObject({ ok: true });
+    // Desired state unchanged; the old instances run again and count on.
+    expect(await c.client.computation(COUNTER)).toEqual(before);
+    await allRunning(c, COUNTER, 2);
+    const mark = output.records.length;
+    await waitFor(() => output.records.length > mark + 1_000, { what: 'counting again after the rollback', timeoutMs: 15_000 });
+    // 4 is fine for it.
+    expect((await c.client.scale(COUNTER, 4)).instances).toBe(4);
+
+    await c.client.kill(SOURCE);
+    const upTo = await settle(input.records, output.records, 60_000);
+    const a = audit(output.records, upTo);
+    expect(problems(a), a.examples.join('\n')).toEqual(NO_PROBLEMS);
+    const h = (await c.client.history(COUNTER)).filter((e) => e.action === 'scale').map((e) => e.result);
+    expect(h).toEqual(['rolled-back', 'ok']);
+    console.log(`scale (rolled back): ${[...upTo.values()].reduce((n, s) => n + s, 0)} records, lost ${a.lost}, duplicated ${a.duplicated}, reordered ${a.reordered}; paused ${reply.pauseMs} ms`);
+  }, 120_000);
 });
 
 describe('topo scale of a shuffle computation', () => {

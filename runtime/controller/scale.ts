@@ -12,16 +12,24 @@
  */
 import {
   BadRequestError, ConflictError, NoWorkersError, NotFoundError, PARTITIONS, parseRequest, schemas, MAX_INSTANCES,
-  type ComputationRecord, type Placement, type ScaleReply, type ScaleRequest, type SwapReply,
+  type ComputationRecord, type Placement, type Probation, type ScaleReply, type ScaleRequest, type SwapReply,
 } from '../../protocol/index.js';
 import { istreamsOf } from './canary.js';
 import type { ControllerContext } from './context.js';
 import { metadataDiff } from './diff.js';
 import { chooseWorkers, newInstanceId } from './placement.js';
 import { assignmentFor, withPlacement } from './records.js';
-import { execute, noCanaryRunning, probationOf } from './swap.js';
+import { execute, noCanaryRunning } from './swap.js';
 import { leaveGroup } from './fusion.js';
-import type { AdoptPlan, SwapPlan, SwapTarget } from './swapRunner.js';
+import { DEFAULT_PROBATION, type AdoptPlan, type SwapPlan, type SwapTarget } from './swapRunner.js';
+
+/**
+ * Probation of a scale or move: the code is the one already running (it passed its probation when
+ * it was deployed or swapped in), so the new instances pass at their first record, or as soon as the
+ * upstreams resume; what a scale can break, an init that rejects the new index or count, fails the
+ * adopt step, before anything resumes. After the gate, a throw is dead-lettered as it was before.
+ */
+export const PLACEMENT_PROBATION: Probation = { records: 1, ms: 0, callbackTimeoutMs: DEFAULT_PROBATION.callbackTimeoutMs };
 
 const targetOf = (rec: ComputationRecord): SwapTarget => ({
   sha: rec.sha, lang: rec.lang, metadata: rec.metadata, ...(rec.source !== undefined ? { source: rec.source } : {}),
@@ -61,7 +69,7 @@ export function scalePlan(rec: ComputationRecord, workers: readonly string[]): S
   return {
     action: 'scale', rec, version: rec.version, fromVersion: rec.version, target: targetOf(rec),
     diff: metadataDiff(rec.metadata, rec.metadata, []),
-    releases: olds, adopts, istreams: istreamsOf(rec.metadata), probation: probationOf(undefined),
+    releases: olds, adopts, istreams: istreamsOf(rec.metadata), probation: PLACEMENT_PROBATION,
     what: `scale of "${rec.name}" v${rec.version} from ${rec.instances} to ${n} instance(s)`,
     steps: [{ step: 'target', at: Date.now(), ms: 0, ok: true, detail: `${rec.instances} -> ${n} instance(s), on ${where}` }],
     committed: () => ({
@@ -85,7 +93,7 @@ export function movePlan(rec: ComputationRecord, p: Placement, to: string): Swap
   return {
     action: 'move', rec, version: rec.version, fromVersion: rec.version, target: targetOf(rec),
     diff: metadataDiff(rec.metadata, rec.metadata, []),
-    releases: [p], adopts: [adopt], istreams: istreamsOf(rec.metadata), probation: probationOf(undefined),
+    releases: [p], adopts: [adopt], istreams: istreamsOf(rec.metadata), probation: PLACEMENT_PROBATION,
     what: `move of instance ${p.index} of "${rec.name}" v${rec.version} from ${p.workerId} to ${to}`,
     steps: [{ step: 'target', at: Date.now(), ms: 0, ok: true, detail: `instance ${p.index} (${p.instanceId}) ${p.workerId} -> ${to}` }],
     committed: () => withPlacement(rec, p.instanceId, next),
