@@ -15,6 +15,7 @@ import { swapReplyOf } from '../runtime/client/index.js';
 import { call } from '../runtime/transport/rpc.js';
 import { COUNTER, ECHO, ECHO_OUT, SOURCE, SWAP_IN, type EchoValue } from './fixtures/scale-lib.js';
 import { chooseMove, type RebalancePlacement } from '../runtime/controller/rebalance.js';
+import { movePlan, scalePlan, scaleProblem } from '../runtime/controller/scale.js';
 import { runTopo, startCluster, topoBin, waitFor, type Cluster } from './harness.js';
 import { audit, maxSeqByKey, NO_PROBLEMS, problems, settle, tapCounter, tapStream, type Tap } from './swap-helpers.js';
 
@@ -274,6 +275,47 @@ describe('topo scale on the command line', () => {
 });
 
 
+
+describe('scale and move plans', () => {
+  const rec = {
+    name: 'counter', version: 3, sha: 'a'.repeat(64), lang: 'ts' as const, instances: 2, deployedAt: 1,
+    metadata: { name: 'counter', istreams: [{ stream: 'in', grouping: 'key' as const }], ostreams: ['out'] },
+    placements: [{ index: 1, instanceId: 'counter-1-aaaaaa', workerId: 'w-2' }, { index: 0, instanceId: 'counter-0-bbbbbb', workerId: 'w-1' }],
+  };
+
+  it('a scale releases every instance; each new one adopts from all of them, filtered by partition, same version', () => {
+    const plan = scalePlan(rec, ['w-1', 'w-2', 'w-3']);
+    expect(plan).toMatchObject({ action: 'scale', version: 3, fromVersion: 3 });
+    expect(plan.releases.map((p) => p.instanceId)).toEqual(['counter-0-bbbbbb', 'counter-1-aaaaaa']);
+    expect(plan.adopts.map((a) => [a.workerId, a.assignment.index, a.assignment.count, a.assignment.version, a.filterByPartition])).toEqual([
+      ['w-1', 0, 3, 3, true], ['w-2', 1, 3, 3, true], ['w-3', 2, 3, 3, true],
+    ]);
+    for (const a of plan.adopts) expect(a.from).toEqual([{ workerId: 'w-1', instanceId: 'counter-0-bbbbbb' }, { workerId: 'w-2', instanceId: 'counter-1-aaaaaa' }]);
+    const next = plan.committed();
+    expect(next.instances).toBe(3);
+    expect(next.version).toBe(3);
+    expect(next.placements.map((p) => [p.index, p.workerId])).toEqual([[0, 'w-1'], [1, 'w-2'], [2, 'w-3']]);
+    expect(plan.steps?.[0]?.detail).toBe('2 -> 3 instance(s), on w-1, w-2, w-3');
+  });
+
+  it('a move keeps index, count and state (from itself, not filtered) and changes only that placement', () => {
+    const plan = movePlan(rec, rec.placements[0]!, 'w-3');
+    expect(plan).toMatchObject({ action: 'move', version: 3, fromVersion: 3 });
+    expect(plan.releases).toEqual([rec.placements[0]]);
+    expect(plan.adopts).toHaveLength(1);
+    expect(plan.adopts[0]).toMatchObject({ workerId: 'w-3', from: [{ workerId: 'w-2', instanceId: 'counter-1-aaaaaa' }], filterByPartition: false });
+    expect(plan.adopts[0]!.assignment).toMatchObject({ index: 1, count: 2, version: 3, sha: rec.sha });
+    const next = plan.committed();
+    expect(next.placements).toEqual([{ index: 1, instanceId: plan.adopts[0]!.assignment.instanceId, workerId: 'w-3' }, rec.placements[1]]);
+  });
+
+  it('caps key-grouped parallelism at the 32 partitions', () => {
+    expect(scaleProblem(rec, 32)).toBeUndefined();
+    expect(scaleProblem(rec, 33)).toMatch(/at most 32 instances \(one per partition\), not 33/);
+    expect(scaleProblem({ ...rec, metadata: { ...rec.metadata, istreams: [{ stream: 'in', grouping: 'shuffle' as const }] } }, 64)).toBeUndefined();
+    expect(scaleProblem(rec, 0)).toMatch(/from 1 to 64/);
+  });
+});
 
 describe('chooseMove (the rebalance policy)', () => {
   const place = (computation: string, workerId: string, index: number, movable = true): RebalancePlacement =>
