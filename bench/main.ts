@@ -17,6 +17,8 @@ import { formatMarkdownTable, formatTextTable, summarize, tableRows, type CaseRe
 import { BATCH_SIZE } from './records.js';
 import type { SwapBenchResult, SwapCaseOptions } from './swap/harness.js';
 import { SWAP_SECTION_BEGIN, SWAP_SECTION_END, swapMarkdownSection, swapTextTable, swapVerdict } from './swap/report.js';
+import type { ThreadsBenchResult, ThreadsCaseOptions } from './threads/harness.js';
+import { THREADS_SECTION_BEGIN, THREADS_SECTION_END, threadsMarkdownSection, threadsTextTable, threadsVerdict } from './threads/report.js';
 
 /** The signature of runTopoCase in bench/topo/harness.ts, bundled separately into dist/bench/topo.mjs. */
 type TopoKind = 'one-hop' | 'three-stage';
@@ -205,10 +207,35 @@ async function runSwapBench(opts: BenchOptions): Promise<{ result?: SwapBenchRes
   }
 }
 
-/** RESULTS.md as it is now, split into the throughput part and the swap section. */
-function existingResults(file: string): { throughput?: string; swap?: string } {
+/** The threads bench (bench/threads/harness.ts, bundled into dist/bench/threads.mjs): 2 cpu-heavy instances in threads vs inline. */
+async function runThreadsBench(opts: BenchOptions): Promise<{ result?: ThreadsBenchResult; error?: string }> {
+  const modPath = join(here, 'threads.mjs');
+  if (!existsSync(modPath)) return { error: 'threads harness not built: the runtime (runtime/worker, runtime/runners) is missing' };
+  const mod = (await import(pathToFileURL(modPath).href)) as { runThreadsCase(o: ThreadsCaseOptions): Promise<ThreadsBenchResult> };
+  try {
+    return { result: await mod.runThreadsCase({ root, runs: opts.runs, recordsPerInstance: opts.threadsRecords, usPerRecord: 50, lightRecords: 1_000_000, log }) };
+  } catch (err) {
+    log(`threads bench failed: ${(err as Error).message}`);
+    return { error: (err as Error).message };
+  }
+}
+
+/** Cuts the threads section out of RESULTS.md's text (it is kept or replaced on its own). */
+function cutThreads(text: string): { rest: string; threads?: string } {
+  const begin = text.indexOf(THREADS_SECTION_BEGIN);
+  const end = text.indexOf(THREADS_SECTION_END);
+  if (begin < 0 || end < begin) return { rest: text };
+  return { rest: `${text.slice(0, begin).trimEnd()}\n${text.slice(end + THREADS_SECTION_END.length)}`, threads: text.slice(begin, end + THREADS_SECTION_END.length) };
+}
+
+/** RESULTS.md as it is now, split into the throughput part, the swap section and the threads section. */
+function existingResults(file: string): { throughput?: string; swap?: string; threads?: string } {
   if (!existsSync(file)) return {};
-  const text = readFileSync(file, 'utf8');
+  const { rest: text, threads } = cutThreads(readFileSync(file, 'utf8'));
+  return { ...existingParts(text), ...(threads ? { threads } : {}) };
+}
+
+function existingParts(text: string): { throughput?: string; swap?: string } {
   const begin = text.indexOf(SWAP_SECTION_BEGIN);
   const end = text.indexOf(SWAP_SECTION_END);
   if (begin < 0 || end < begin) return { throughput: text.trimEnd() };
@@ -256,6 +283,13 @@ async function main(): Promise<void> {
     }
     console.log(swapVerdict(swap.result, swap.error).join('\n'));
   }
+  const threadsLoadBefore = loadavg()[0] ?? 0;
+  const threadsStartedAt = new Date();
+  const threads = opts.threads ? await runThreadsBench(opts) : undefined;
+  if (threads) {
+    if (threads.result) console.log(`\nCPU-heavy computations, threads vs inline:\n${threadsTextTable(threads.result)}\n`);
+    console.log(threadsVerdict(threads.result, threads.error).join('\n'));
+  }
   if (opts.write) {
     const file = join(root, 'bench', 'RESULTS.md');
     const before = existingResults(file);
@@ -269,10 +303,17 @@ async function main(): Promise<void> {
         ...(swap.error !== undefined ? { error: swap.error } : {}),
       })
       : before.swap;
-    writeFileSync(file, `${throughputPart}\n${swapPart ? `\n${swapPart}\n` : ''}`);
+    const threadsPart = threads
+      ? threadsMarkdownSection(threads.result, {
+        command: commandLine(argv), date: threadsStartedAt.toISOString(), machine: machineFacts(),
+        software: `Node: ${process.version}`, loadBefore: threadsLoadBefore,
+        ...(threads.error !== undefined ? { error: threads.error } : {}),
+      })
+      : before.threads;
+    writeFileSync(file, `${throughputPart}\n${swapPart ? `\n${swapPart}\n` : ''}${threadsPart ? `\n${threadsPart}\n` : ''}`);
     log(`wrote ${file}`);
   }
-  if (cases.some((c) => c.error !== undefined) || swap?.error !== undefined) process.exitCode = 1;
+  if (cases.some((c) => c.error !== undefined) || swap?.error !== undefined || threads?.error !== undefined) process.exitCode = 1;
 }
 
 main().catch((err: unknown) => {

@@ -20,6 +20,10 @@ export interface BenchOptions {
   raw: boolean;
   topo: boolean;
   swap: boolean;
+  /** The threads bench (bench/threads/): 2 cpu-heavy instances in threads vs inline. */
+  threads: boolean;
+  /** Records per instance in the threads bench. */
+  threadsRecords: number;
   /** Write bench/RESULTS.md. */
   write: boolean;
 }
@@ -33,13 +37,14 @@ const FLAGS: Record<string, { env: string; key: keyof BenchOptions; def: number;
   swaps: { env: 'BENCH_SWAPS', key: 'swaps', def: 50, help: 'swaps in the swap bench' },
   'swap-keys': { env: 'BENCH_SWAP_KEYS', key: 'swapKeys', def: 1_000, help: 'swap bench source keys, one record each per 10 ms' },
   'swap-instances': { env: 'BENCH_SWAP_INSTANCES', key: 'swapInstances', def: 1, help: 'instances of the swapped counter, one worker each' },
+  'threads-records': { env: 'BENCH_THREADS_RECORDS', key: 'threadsRecords', def: 20_000, help: 'records per instance in the threads bench (~50 µs each)' },
 };
 
 export const USAGE = `usage: npm run bench -- [options]
 ${Object.entries(FLAGS)
   .map(([f, d]) => `  --${f} N`.padEnd(23) + `${d.help} (env ${d.env}, default ${d.def})`)
   .join('\n')}
-  --only raw|topo|swap  run only that part (swap: the live hot swap bench)
+  --only raw|topo|swap|threads  run only that part (swap: the live hot swap bench; threads: cpu-heavy in threads vs inline)
   --no-write             do not write bench/RESULTS.md`;
 
 function positiveInt(name: string, raw: string, allowZero: boolean): number {
@@ -50,8 +55,8 @@ function positiveInt(name: string, raw: string, allowZero: boolean): number {
 
 export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptions {
   const opts: BenchOptions = {
-    runs: 0, singleRecords: 0, batchedRecords: 0, topoRecords: 0, rawWindow: 0, swaps: 0, swapKeys: 0, swapInstances: 0,
-    raw: true, topo: true, swap: true, write: true,
+    runs: 0, singleRecords: 0, batchedRecords: 0, topoRecords: 0, rawWindow: 0, swaps: 0, swapKeys: 0, swapInstances: 0, threadsRecords: 0,
+    raw: true, topo: true, swap: true, threads: true, write: true,
   };
   for (const [flag, d] of Object.entries(FLAGS)) {
     const v = env[d.env];
@@ -69,10 +74,11 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
     if (d) (opts[d.key] as number) = positiveInt(`--${flag}`, value(), flag === 'window');
     else if (flag === 'only') {
       const part = value();
-      if (part !== 'raw' && part !== 'topo' && part !== 'swap') throw new Error(`--only must be "raw", "topo" or "swap", got "${part}"`);
+      if (part !== 'raw' && part !== 'topo' && part !== 'swap' && part !== 'threads') throw new Error(`--only must be "raw", "topo", "swap" or "threads", got "${part}"`);
       opts.raw = part === 'raw';
       opts.topo = part === 'topo';
       opts.swap = part === 'swap';
+      opts.threads = part === 'threads';
     } else if (flag === 'no-write') opts.write = false;
     else throw new Error(`unknown option "${arg}"\n${USAGE}`);
   }

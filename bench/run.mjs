@@ -25,12 +25,14 @@ try {
 // The topo and swap cases need the runtime; when it does not build, the raw half still runs.
 rmSync(join(root, 'dist/bench/topo.mjs'), { force: true });
 rmSync(join(root, 'dist/bench/swap.mjs'), { force: true });
+rmSync(join(root, 'dist/bench/threads.mjs'), { force: true });
 try {
   await buildRuntime({ quiet: true });
-  await bundle({ topo: 'bench/topo/harness.ts', swap: 'bench/swap/harness.ts' });
+  await bundle({ topo: 'bench/topo/harness.ts', swap: 'bench/swap/harness.ts', threads: 'bench/threads/harness.ts' });
 } catch (err) {
   rmSync(join(root, 'dist/bench/topo.mjs'), { force: true });
   rmSync(join(root, 'dist/bench/swap.mjs'), { force: true });
+  rmSync(join(root, 'dist/bench/threads.mjs'), { force: true });
   console.error(`bench: the topo cases will not run: building them failed: ${firstError(err)}`);
 }
 
