@@ -10,7 +10,7 @@ import { Kvm } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import type { Logger } from 'pino';
 import {
-  buckets, packr, partitionOf, schemas, subjects, ConflictError, NotFoundError, BadRequestError, TopoError,
+  buckets, packr, schemas, subjects, ConflictError, NotFoundError, BadRequestError, TopoError,
   type Assignment, type Heartbeat, type PauseReply, type Probation, type RegisterReply, type RegisterRequest, type ReleaseReply,
   type SnapshotRef, type UpstreamRef, type WorkerControl,
 } from '../../protocol/index.js';
@@ -21,6 +21,7 @@ import { SwapSessions, type SwapSession } from './swapSessions.js';
 import { instanceLogger } from './logs.js';
 import { TopologyView } from './topology.js';
 import { natsEdges } from './edges.js';
+import { selectPartitions } from '../executor/executor.js';
 import { FusionBus, fusedEdges } from './fusion.js';
 import { TapInterest } from './taps.js';
 
@@ -275,9 +276,11 @@ export class Worker {
         if (!bytes) throw new NotFoundError(`no snapshot of ${ref.instanceId} for swap ${swapId} (was it released?)`);
         snap = packr.unpack(bytes) as InstanceSnapshot;
       }
-      for (const e of snap.state.entries) if (!keep || keep.has(partitionOf(e[0]))) entries.push(e);
-      // Timers are not keyed by record key in general (a window timer): every adopter gets them.
-      for (const [k, at] of snap.timers) timers.set(k, Math.min(at, timers.get(k) ?? Infinity));
+      // State and timers belong to the partition of their key (runtime/executor): an adopter that owns some
+      // partitions takes theirs. A timer that is about the instance, not a key (a window), is set again by init.
+      const mine = keep ? selectPartitions(snap, keep) : snap;
+      entries.push(...mine.state.entries);
+      for (const [k, at] of mine.timers) timers.set(k, Math.min(at, timers.get(k) ?? Infinity));
       for (const item of snap.pending ?? []) if (!keep || keep.has(item.partition)) pending.push(item);
     }
     return { state: { entries }, timers: [...timers], ...(pending.length ? { pending } : {}) };
