@@ -169,7 +169,8 @@ export async function runSwapCase(o: SwapCaseOptions): Promise<SwapBenchResult> 
   let client: TopoClient | undefined;
   let failed = false;
   try {
-    topo = await startLocalTopology({ dir, workers: o.instances + 1 });
+    // The autopilot would fuse source and counter (one instance each) during the warm-up: this bench swaps a counter on its own.
+    topo = await startLocalTopology({ dir, workers: o.instances + 1, env: { TOPO_AUTOPILOT: '0' } });
     client = await TopoClient.connect(topo.natsUrl, { name: 'topo-bench-swap' });
     const file = (f: string): string => join(o.root, 'bench', 'swap', f);
     // Bundled once: the bench measures the runtime's swap, not esbuild.

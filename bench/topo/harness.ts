@@ -38,16 +38,45 @@ const SETTLE_MS = 500;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export async function runTopoCase(o: TopoCaseOptions): Promise<CaseResult> {
-  const files = PIPELINES[o.kind];
-  const dir = mkdtempSync(join(tmpdir(), `topo-bench-${o.kind}-`));
+  const files = PIPELINES[o.kind].map((f) => join(o.root, 'bench', 'topo', f));
+  return runPipeline({
+    label: o.kind, workers: files.length, count: o.count, timeoutMs: o.timeoutMs, log: o.log,
+    // The autopilot would fuse source and pass ~3 s after deploy, mid-run: these cases measure NATS hops.
+    env: { TOPO_AUTOPILOT: '0' },
+    async setup(client) {
+      for (const f of files) await client.deployFile(f);
+      return checkPlacement(client);
+    },
+  });
+}
+
+/** One throughput pipeline on a fresh local topology: the bench source, stages and a benchSink on its report stream. */
+export interface PipelineOptions {
+  /** Names the run in errors and the temp folder. */
+  label: string;
+  workers: number;
+  count: number;
+  timeoutMs: number;
+  log: (line: string) => void;
+  /** Environment of the controller and worker processes. */
+  env?: NodeJS.ProcessEnv;
+  /** Deploys (and fuses, scales...) the pipeline; returns placement notes. */
+  setup(client: TopoClient): Promise<string[]>;
+}
+
+/**
+ * Starts the topology, runs `setup`, sends the start record and waits for the
+ * sink's final report (bench/topo/sink.ts), then stops everything.
+ */
+export async function runPipeline(o: PipelineOptions): Promise<CaseResult> {
+  const dir = mkdtempSync(join(tmpdir(), `topo-bench-${o.label.replace(/[^a-z0-9-]/gi, '-')}-`));
   let topo: LocalTopology | undefined;
   let client: TopoClient | undefined;
   let failed = false;
   try {
-    topo = await startLocalTopology({ dir, workers: files.length });
+    topo = await startLocalTopology({ dir, workers: o.workers, ...(o.env ? { env: o.env } : {}) });
     client = await TopoClient.connect(topo.natsUrl, { name: 'topo-bench' });
-    for (const f of files) await client.deployFile(join(o.root, 'bench', 'topo', f));
-    const notes = await checkPlacement(client);
+    const notes = await o.setup(client);
     await sleep(SETTLE_MS);
     const report = await measure(client, o);
     const seconds = (report.lastMs - report.firstMs) / 1000;
@@ -65,7 +94,7 @@ export async function runTopoCase(o: TopoCaseOptions): Promise<CaseResult> {
 }
 
 /** Every bench computation should run on a worker of its own; says so when not. */
-async function checkPlacement(client: TopoClient): Promise<string[]> {
+export async function checkPlacement(client: TopoClient): Promise<string[]> {
   const status = await client.status();
   const byWorker = new Map<string, string[]>();
   for (const c of status.computations) {
@@ -76,7 +105,7 @@ async function checkPlacement(client: TopoClient): Promise<string[]> {
 }
 
 /** Sends the start record and waits for the sink's final report, or a stall. */
-async function measure(client: TopoClient, o: TopoCaseOptions): Promise<BenchReport> {
+async function measure(client: TopoClient, o: Pick<PipelineOptions, 'label' | 'count' | 'timeoutMs'>): Promise<BenchReport> {
   const nc = client.nc;
   let last: BenchReport = { count: 0, done: false, firstMs: 0, lastMs: 0 };
   let lastProgressAt = Date.now();
@@ -105,9 +134,9 @@ async function measure(client: TopoClient, o: TopoCaseOptions): Promise<BenchRep
       if (done) return done;
       const now = Date.now();
       if (now - lastProgressAt > STALL_MS) {
-        throw new Error(`${o.kind}: lost ${o.count - last.count} records: the sink stopped at ${last.count} of ${o.count} (no progress for ${STALL_MS / 1000} s)`);
+        throw new Error(`${o.label}: lost ${o.count - last.count} records: the sink stopped at ${last.count} of ${o.count} (no progress for ${STALL_MS / 1000} s)`);
       }
-      if (now - startedAt > o.timeoutMs) throw new Error(`${o.kind}: not done after ${o.timeoutMs / 1000} s (${last.count} of ${o.count} records arrived)`);
+      if (now - startedAt > o.timeoutMs) throw new Error(`${o.label}: not done after ${o.timeoutMs / 1000} s (${last.count} of ${o.count} records arrived)`);
     }
   } finally {
     sub.unsubscribe();
