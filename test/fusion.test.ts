@@ -90,6 +90,34 @@ describe('fusion of a running chain', () => {
       `split paused upstreams ${split.pauseMs} ms (total ${Math.round(split.elapsedMs)} ms), fuse ${fused.pauseMs} ms (total ${Math.round(fused.elapsedMs)} ms)`);
   }, 180_000);
 
+  it('keeps a fused chain together when its worker is killed with -9: re-placed as a group on a live worker, and flowing again', async () => {
+    // Three workers: after the kill, re-placement has two to choose from, and the chain must not be spread over them.
+    const c = (cluster = await startCluster({ workers: 3 }));
+    await c.client.deployFile(fixture('fusion-counter'));
+    await c.client.deployFile(fixture('fusion-relay'));
+    const out = await tapStream(c.client, 'swap-out', (key) => key);
+    taps.push(out as Tap<unknown>);
+    await c.client.deployFile(fixture('scale-source'));
+    const fusedOn = async () => {
+      const s = await c.client.status();
+      if (!s.fusion?.find((g) => g.members.length === 3)) return undefined;
+      const at = [SOURCE, RELAY, COUNTER].map((n) => s.computations.find((x) => x.name === n)!.instances[0]!);
+      return at.every((i) => i.state === 'running' && i.workerId === at[0]!.workerId) ? at[0]!.workerId : undefined;
+    };
+    const fusedAgain = await waitFor(fusedOn, { what: 'the chain fused on one worker', timeoutMs: 30_000 });
+    const n = Number(fusedAgain.replace('w-', ''));
+    const seen = out.records.length;
+    await c.killWorker(n, 'SIGKILL');
+    const after = await waitFor(async () => {
+      const w = await fusedOn();
+      return w && w !== fusedAgain ? w : undefined;
+    }, { what: 'the fused chain re-placed together on the live worker', timeoutMs: 30_000 });
+    expect(after).not.toBe(fusedAgain);
+    await waitFor(() => out.records.length > seen + 2_000, { what: 'output flowing again after the re-placement', timeoutMs: 20_000 });
+    const s = await c.client.status();
+    expect(s.fusion).toEqual([{ group: expect.any(String), members: [SOURCE, RELAY, COUNTER] }]);
+  }, 180_000);
+
   it('topo fuse refuses what may not be fused, with the rule that says so', async () => {
     // The oracle is off here: this is about the rules of the verb alone.
     const c = (cluster = await startCluster({ workers: 1, env: { TOPO_AUTOPILOT: '0' } }));

@@ -31,7 +31,9 @@ export function oracleInputOf(ctx: ControllerContext, fuse: [string, string][] =
     ...(r.metadata.hints ? { hints: r.metadata.hints as OracleComputation['hints'] } : {}),
   }));
   const split = ctx.store.all().filter((r) => r.noFuse && !fuse.some((p) => p.includes(r.name))).map((r) => r.name);
-  return { computations, workers: [], overrides: { fuse, split } };
+  // The groups running now, so the oracle keeps them where it has a choice (fan-out).
+  const groups = fusionGroups(ctx).map((g) => ({ id: g.members.join('+'), members: g.members }));
+  return { computations, workers: [], overrides: { fuse, split }, current: { groups, instances: {}, placements: [], unplaced: [], notes: [] } };
 }
 
 /** The chain of a fused computation, head first (just itself when not fused). */
