@@ -23,17 +23,18 @@ import {
   type Assignment, type Batch, type InstanceMetrics, type InstanceReport, type InstanceState, type Probation, type WireRecord,
 } from '../../protocol/index.js';
 import { natsEdges, type EdgeFactory, type Inbound, type Inlet, type Outlet } from './edges.js';
+import { CreditBook } from './creditBook.js';
+import { InputQueue } from './inputQueue.js';
+import { CallbackWatch } from './callbackWatch.js';
 import { DeadLetters, errMessage } from './deadLetters.js';
 import { Observed } from './observed.js';
-import { HangError, ProbationGate, withTimeout } from './probation.js';
+import { ProbationGate, withTimeout } from './probation.js';
 import { groupIdOf, type TopologyView } from './topology.js';
 import { noteCallback, noteIdle } from './watchdog.js';
 import { ThreadPump, type ThreadHost } from './threadPump.js';
 
 export type { Inbound } from './edges.js';
 
-/** Credit is returned at least this often (records per producer), and whenever the queue runs dry. */
-const CREDIT_EVERY = 4096;
 /** Give the event loop a turn after this long in the pump, so sockets and timers are served. */
 const PUMP_SLICE_MS = 8;
 const INIT_TIMEOUT_MS = 10_000;
@@ -49,18 +50,6 @@ export interface InstanceSnapshot extends ExecutorSnapshot {
    * (the stuck record first): the adopting instance processes it before anything new.
    */
   pending?: Inbound[];
-}
-
-/** The async callback running now: where it is, so a stuck one can be reported and its input handed over. */
-interface InFlight {
-  where: 'processRecord' | 'processTimer';
-  since: number;
-  /** processRecord: the batch, the index of the record running, and how it arrived. */
-  batch?: Batch;
-  index?: number;
-  item?: Inbound;
-  /** processTimer: the firing, put back for the next version when handed over. */
-  timer?: [string, number];
 }
 
 export interface InstanceDeps {
@@ -101,10 +90,8 @@ export class Instance {
   private inletOpen = false;
   private credits: { close(): void } | undefined;
   private readonly deadLetters: DeadLetters;
-  private queue: Inbound[] = [];
-  private queueHead = 0;
-  /** Credit owed back, per producer and consumer group: key `${producer} ${group}`. */
-  private readonly owedCredit = new Map<string, { producer: string; group: string; n: number }>();
+  private readonly queue = new InputQueue();
+  private readonly credit: CreditBook;
   private readonly groupOf = new Map<string, string>();
   private timerHandle: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
@@ -122,13 +109,7 @@ export class Instance {
   private pauseLease: NodeJS.Timeout | undefined;
   private probation: ProbationGate<Inbound> | undefined;
   private readonly stuckAfterMs: number;
-  private inflight: InFlight | undefined;
-  /** Bumped when a stuck callback is abandoned: its late continuation then does nothing. */
-  private callbackGen = 0;
-  /** Lets the serial loop stop awaiting an abandoned callback. */
-  private unstick: (() => void) | undefined;
-  private stuckReported = false;
-  private stuckCount = 0;
+  private readonly watch: CallbackWatch;
   /** Set by reinstate(): a release still draining gives up and leaves the instance running. */
   private releaseCancelled = false;
   /** A CPU-heavy instance: its callbacks run in its own thread, behind this loop (exec is then unused). */
@@ -142,6 +123,7 @@ export class Instance {
     this.edges = deps.edges ?? natsEdges(deps.nc, deps.view);
     this.log = deps.log;
     this.stuckAfterMs = deps.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS;
+    this.watch = new CallbackWatch(this.stuckAfterMs, deps.log, `"${assignment.computation}" v${assignment.version}`);
     // Subject-safe and unique per incarnation: credits come back on topo.fc.<producerId>.
     this.producerId = assignment.instanceId;
     for (const stream of assignment.metadata.ostreams) {
@@ -156,6 +138,7 @@ export class Instance {
     for (const { stream, grouping } of assignment.metadata.istreams) {
       this.groupOf.set(stream, groupIdOf(assignment.computation, grouping, assignment.index));
     }
+    this.credit = new CreditBook((stream) => this.groupOf.get(stream) ?? assignment.computation, (producer, group, n) => this.edges.sendCredit(producer, group, n));
     const producers = this.producers;
     const observed = this.observed;
     this.exec = new Executor({
@@ -191,25 +174,19 @@ export class Instance {
       discarded: () => this.discarded,
       canRun: () => this.canRun(),
       take: () => {
-        if (this.queueHead >= this.queue.length) return undefined;
-        const item = this.queue[this.queueHead]!;
-        this.queue[this.queueHead++] = undefined as unknown as Inbound;
-        if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
-          this.queue.splice(0, this.queueHead);
-          this.queueHead = 0;
-        }
-        this.probation?.log.push(item);
+        const item = this.queue.take();
+        if (item) this.probation?.log.push(item);
         return item;
       },
-      hasQueued: () => this.queueHead < this.queue.length,
+      hasQueued: () => !this.queue.empty,
       produce: (stream, key, value) => {
         this.producers.get(stream)!.produce(key, value);
         this.metrics.recordsOut++;
       },
       failed: (where, err, rec) => this.onCallbackError(where, err, rec),
       passed: () => this.recordPassed(),
-      owe: (producer, stream, n) => this.owe(producer, stream, n),
-      flushCredit: () => this.flushCredit(),
+      owe: (producer, stream, n) => this.credit.owe(producer, stream, n),
+      flushCredit: () => this.credit.flush(),
       malformed: (item, err) => this.deadLetters.malformed(item, err),
       deadLetter: (stream, error, record) => this.deadLetters.send({ stream, reason: 'processRecord stuck', error, record }),
       ran: (ms, records) => this.observed.ran(ms, records),
@@ -237,8 +214,7 @@ export class Instance {
   restore(snapshot: InstanceSnapshot): void {
     if (this.threaded) this.threaded.restore(snapshot);
     else this.exec.restore(snapshot);
-    if (snapshot.pending?.length) this.queue = [...snapshot.pending, ...this.queue.slice(this.queueHead)];
-    this.queueHead = 0;
+    if (snapshot.pending?.length) this.queue.prepend(snapshot.pending);
   }
 
   /**
@@ -265,7 +241,7 @@ export class Instance {
     this.stallTimer = setInterval(() => {
       const now = Date.now();
       for (const p of this.producers.values()) p.checkStall(now);
-      this.checkStuck(now);
+      this.watch.check(now);
     }, 1_000);
     const initTimeout = probation?.callbackTimeoutMs ?? INIT_TIMEOUT_MS;
     try {
@@ -324,7 +300,7 @@ export class Instance {
     if (this.probation?.failed) return false;
     for (const p of this.producers.values()) {
       if (p.isBlocked()) {
-        if (this.queueHead < this.queue.length) this.observed.blocked(true);
+        if (!this.queue.empty) this.observed.blocked(true);
         return false;
       }
     }
@@ -344,24 +320,19 @@ export class Instance {
           await this.fireDueTimers();
           continue;
         }
-        if (this.queueHead >= this.queue.length) break;
-        const item = this.queue[this.queueHead]!;
-        this.queue[this.queueHead++] = undefined as unknown as Inbound;
-        if (this.queueHead > 1024 && this.queueHead * 2 > this.queue.length) {
-          this.queue.splice(0, this.queueHead);
-          this.queueHead = 0;
-        }
+        const item = this.queue.take();
+        if (!item) break;
         this.probation?.log.push(item);
         noteCallback(this.assignment.computation, this.id, 'processRecord');
         const t0 = performance.now();
         const before = this.metrics.recordsIn;
         const pending = this.processBatch(item);
         noteIdle();
-        if (pending) await this.settledOrAbandoned(pending);
+        if (pending) await this.watch.await(pending);
         this.observed.ran(performance.now() - t0, this.metrics.recordsIn - before);
         if (Date.now() > sliceEnd) {
           this.pumping = false;
-          this.flushCredit();
+          this.credit.flush();
           this.schedulePump();
           return;
         }
@@ -370,8 +341,8 @@ export class Instance {
       this.pumping = false;
     }
     if (this.discarded) return;
-    this.flushCredit();
-    if (this.queueHead >= this.queue.length && !this.timersDue && !this.threaded?.hasWork) {
+    this.credit.flush();
+    if (this.queue.empty && !this.timersDue && !this.threaded?.hasWork) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const w of waiters) w();
@@ -407,18 +378,18 @@ export class Instance {
         continue;
       }
       if (isPromise(res)) {
-        const gen = this.callbackGen;
-        this.inflight = { where: 'processRecord', since: Date.now(), batch, index: i, item };
+        const gen = this.watch.generation;
+        this.watch.begin({ where: 'processRecord', since: Date.now(), batch, index: i, item });
         return this.guard(res, 'processRecord').then(
           () => {
-            if (gen !== this.callbackGen) return undefined;
-            this.settled();
+            if (gen !== this.watch.generation) return undefined;
+            this.watch.settled();
             this.recordPassed();
             return this.processRecords(batch, i + 1, item);
           },
           (err: unknown) => {
-            if (gen !== this.callbackGen) return undefined;
-            this.settled();
+            if (gen !== this.watch.generation) return undefined;
+            this.watch.settled();
             this.onCallbackError('processRecord', err, rec);
             return this.processRecords(batch, i + 1, item);
           },
@@ -427,46 +398,12 @@ export class Instance {
       this.recordPassed();
     }
     // In-process input is handed over by direct calls: no credit window to refill.
-    if (item.data) this.owe(batch.src, item.stream, recs.length);
+    if (item.data) this.credit.owe(batch.src, item.stream, recs.length);
     else item.done?.(recs.length);
     return undefined;
   }
 
   // ---- stuck callbacks ---------------------------------------------------------
-
-  /** Awaits a callback chain, unless it is abandoned as stuck first (abandonStuck). */
-  private settledOrAbandoned(p: Promise<void>): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      this.unstick = resolve;
-      p.then(resolve, reject);
-    }).finally(() => {
-      this.unstick = undefined;
-    });
-  }
-
-  private settled(): void {
-    const f = this.inflight;
-    this.inflight = undefined;
-    if (this.stuckReported && f) {
-      this.stuckReported = false;
-      this.log.warn({ callback: f.where, ms: Date.now() - f.since }, `${f.where} returned after ${Date.now() - f.since} ms; no longer stuck`);
-    }
-  }
-
-  private isStuck(now: number): boolean {
-    return this.inflight !== undefined && now - this.inflight.since >= this.stuckAfterMs;
-  }
-
-  /** Reports (once per callback) an async callback that has not settled within stuckAfterMs. */
-  private checkStuck(now: number): void {
-    if (!this.isStuck(now) || this.stuckReported) return;
-    const f = this.inflight!;
-    this.stuckReported = true;
-    this.stuckCount++;
-    this.log.error({ callback: f.where, ms: now - f.since, stuck: this.stuckCount },
-      `${f.where} of "${this.assignment.computation}" v${this.assignment.version} has not returned for ${now - f.since} ms: stuck ` +
-        '(`topo rollback` or `topo swap` hands its input and state to another version)');
-  }
 
   /**
    * Gives up on the stuck callback: its late continuation will do nothing,
@@ -474,24 +411,18 @@ export class Instance {
    * queued is returned for the next version, in order.
    */
   private abandonStuck(): Inbound[] {
-    const f = this.inflight!;
-    this.callbackGen++;
-    this.inflight = undefined;
-    this.stuckReported = false;
+    const f = this.watch.abandon();
     const out: Inbound[] = [];
     if (f.batch && f.item && f.index !== undefined) {
       const rest = { ...f.batch, recs: f.batch.recs.slice(f.index) };
       out.push(f.item.data ? { ...f.item, data: encodeBatch(rest) } : { ...f.item, batch: rest });
       // The records before the stuck one were processed here: their credit is ours to give.
-      if (f.index > 0 && f.item.data) this.owe(f.batch.src, f.item.stream, f.index);
+      if (f.index > 0 && f.item.data) this.credit.owe(f.batch.src, f.item.stream, f.index);
       else if (f.index > 0) f.item.done?.(f.index);
     }
     if (f.timer) this.exec.timers.set(f.timer[0], f.timer[1]);
-    out.push(...this.queue.slice(this.queueHead));
-    this.queue = [];
-    this.queueHead = 0;
+    out.push(...this.queue.drain());
     this.timersDue = false;
-    this.unstick?.();
     return out;
   }
 
@@ -504,17 +435,7 @@ export class Instance {
     this.probation?.recordPassed();
   }
 
-  private owe(producer: string, stream: string, n: number): void {
-    const group = this.groupOf.get(stream) ?? this.assignment.computation;
-    const k = `${producer} ${group}`;
-    let owed = this.owedCredit.get(k);
-    if (!owed) this.owedCredit.set(k, (owed = { producer, group, n: 0 }));
-    owed.n += n;
-    if (owed.n >= CREDIT_EVERY) {
-      this.owedCredit.delete(k);
-      this.sendCredit(owed.producer, owed.group, owed.n);
-    }
-  }
+
 
   private onCallbackError(where: 'processRecord' | 'processTimer', err: unknown, rec?: InputRecord): void {
     if (this.discarded) return;
@@ -546,16 +467,9 @@ export class Instance {
     }
   }
 
-  private sendCredit(producer: string, group: string, n: number): void {
-    this.edges.sendCredit(producer, group, n);
-  }
 
-  /** Returns all owed credit (called when the queue runs dry, so producers are never left waiting on us). */
-  private flushCredit(): void {
-    if (this.owedCredit.size === 0) return;
-    for (const o of this.owedCredit.values()) this.sendCredit(o.producer, o.group, o.n);
-    this.owedCredit.clear();
-  }
+
+
 
   private armTimer(): void {
     if (this.threaded) return this.threaded.armTimer();
@@ -576,19 +490,19 @@ export class Instance {
     const due = this.exec.takeDueTimers(Date.now());
     for (const [key, at] of due) {
       if (this.discarded) return;
-      const gen = this.callbackGen;
+      const gen = this.watch.generation;
       try {
         // 'skipped': a callback earlier in this round set the key again, which replaces this firing.
         const res = this.exec.fireTimer(key, at);
         if (isPromise(res)) {
-          this.inflight = { where: 'processTimer', since: Date.now(), timer: [key, at] };
-          await this.settledOrAbandoned(this.guard(res, 'processTimer'));
-          if (gen !== this.callbackGen) return; // abandoned as stuck
-          this.settled();
+          this.watch.begin({ where: 'processTimer', since: Date.now(), timer: [key, at] });
+          await this.watch.await(this.guard(res, 'processTimer'));
+          if (gen !== this.watch.generation) return; // abandoned as stuck
+          this.watch.settled();
         }
       } catch (err) {
-        if (gen !== this.callbackGen) return;
-        this.settled();
+        if (gen !== this.watch.generation) return;
+        this.watch.settled();
         this.onCallbackError('processTimer', err);
       }
     }
@@ -599,7 +513,7 @@ export class Instance {
   private idle(timeoutMs: number): Promise<boolean> {
     const done = new Promise<void>((resolve) => this.idleWaiters.push(resolve));
     this.schedulePump();
-    if (!this.pumping && !this.pumpScheduled && this.queueHead >= this.queue.length && !this.timersDue) {
+    if (!this.pumping && !this.pumpScheduled && this.queue.empty && !this.timersDue) {
       const waiters = this.idleWaiters;
       this.idleWaiters = [];
       for (const w of waiters) w();
@@ -671,7 +585,7 @@ export class Instance {
         if (await this.idle(RELEASE_CHECK_MS)) break;
         this.checkCancelled();
         const now = Date.now();
-        if (this.isStuck(now)) {
+        if (this.watch.isStuck(now)) {
           pending = this.abandonStuck();
           this.log.warn({ swapId, batches: pending.length }, `release: handing ${pending.length} unprocessed batch(es) of a stuck callback to the next version`);
           continue;
@@ -679,7 +593,7 @@ export class Instance {
         if (now - startedAt > budgetMs) {
           throw new TimeoutError(
             `instance ${this.id} did not drain within its budget of ${budgetMs} ms (${this.metrics.recordsIn - before} record(s) processed, ` +
-              `${this.queue.length - this.queueHead} batch(es) still queued); it keeps its state and input`,
+              `${this.queue.length} batch(es) still queued); it keeps its state and input`,
           );
         }
       }
@@ -688,7 +602,7 @@ export class Instance {
     }
     this.checkCancelled();
     for (const p of this.producers.values()) p.flush(true);
-    this.flushCredit();
+    this.credit.flush();
     if (this.timerHandle) clearTimeout(this.timerHandle);
     this.timerHandle = undefined;
     this.timerAt = Infinity;
@@ -710,8 +624,7 @@ export class Instance {
   reinstate(replay: Inbound[]): void {
     this.releaseCancelled = true;
     this.draining = false;
-    this.queue = [...replay, ...this.queue.slice(this.queueHead)];
-    this.queueHead = 0;
+    this.queue.prepend(replay);
     this.unsubscribeInputs();
     this.subscribeInputs();
     this.state = 'running';
@@ -751,9 +664,7 @@ export class Instance {
     await this.nc.flush();
     this.unsubscribeInputs();
     this.discarded = true;
-    const replay = [...(this.probation?.log ?? []), ...this.queue.slice(this.queueHead)];
-    this.queue = [];
-    this.queueHead = 0;
+    const replay = [...(this.probation?.log ?? []), ...this.queue.drain()];
     for (const p of this.producers.values()) p.discard();
     this.probation?.settle();
     this.probation = undefined;
@@ -780,7 +691,7 @@ export class Instance {
       index: a.index,
       count: a.count,
       state: this.state,
-      metrics: this.observed.report(this.queue.length - this.queueHead),
+      metrics: this.observed.report(this.queue.length),
       // Capped so that one huge error (a 180 KB key in it) cannot push the heartbeat over max_payload.
       ...(this.lastError ? { lastError: truncateError(this.lastError) } : {}),
       ...this.stuckReport(),
@@ -790,11 +701,11 @@ export class Instance {
   /** State 'stuck' and which callback, while one has not returned for stuckAfterMs. */
   private stuckReport(): Partial<InstanceReport> {
     const now = Date.now();
-    const queued = this.queue.length - this.queueHead;
+    const queued = this.queue.length;
     if (this.threaded) return { ...this.threaded.stuckReport(now), ...(queued ? { queued } : {}) };
-    if (!this.isStuck(now)) return queued ? { queued } : {};
-    const f = this.inflight!;
-    return { state: 'stuck', stuck: { callback: f.where, forMs: now - f.since, count: Math.max(1, this.stuckCount) }, queued };
+    const stuck = this.watch.report(now);
+    if (!stuck) return queued ? { queued } : {};
+    return { state: 'stuck', stuck, queued };
   }
 
   /** Stops input, processes what was already received, runs destroy, flushes output. */
@@ -830,7 +741,7 @@ export class Instance {
     if (this.stallTimer) clearInterval(this.stallTimer);
     if (this.pauseLease) clearTimeout(this.pauseLease);
     for (const p of this.producers.values()) p.close();
-    this.flushCredit();
+    this.credit.flush();
     this.credits?.close();
     await this.threaded?.close();
   }
