@@ -8,9 +8,11 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { BadRequestError } from '../protocol/index.js';
-import { COUNTER, MID, RELAY } from './fixtures/fusion-lib.js';
+import { spawn } from 'node:child_process';
+import { join } from 'node:path';
+import { COUNTER, MID, RELAY, TALLY, TALLY_OUT } from './fixtures/fusion-lib.js';
 import { SOURCE } from './fixtures/swap-e2e-lib.js';
-import { runTopo, startCluster, waitFor, type Cluster } from './harness.js';
+import { runTopo, startCluster, topoBin, waitFor, type Cluster } from './harness.js';
 import { audit, NO_PROBLEMS, problems, settle, tapCounter, tapStream, type Tap } from './swap-helpers.js';
 
 const fixture = (name: string): string => `test/fixtures/${name}.ts`;
@@ -116,6 +118,46 @@ describe('fusion of a running chain', () => {
     await waitFor(() => out.records.length > seen + 2_000, { what: 'output flowing again after the re-placement', timeoutMs: 20_000 });
     const s = await c.client.status();
     expect(s.fusion).toEqual([{ group: expect.any(String), members: [SOURCE, RELAY, COUNTER] }]);
+  }, 180_000);
+
+  it('moves a fused group instance by instance, as a whole, onto a worker that joins, with every record delivered once', async () => {
+    const c = (cluster = await startCluster({ workers: 1 }));
+    await c.client.deployFile(fixture('fusion-tally'), { instances: 2 });
+    await c.client.deployFile(fixture('fusion-relay'), { instances: 2 });
+    const input = await tapStream(c.client, 'swap-in', (key, value) => `${key}:${(value as { seq: number }).seq}`);
+    const output = await tapStream(c.client, TALLY_OUT, (key, value) => `${key}:${(value as { seq: number }).seq}`);
+    taps.push(input as Tap<unknown>, output as Tap<unknown>);
+    await c.client.deployFile(fixture('scale-source'));
+    await waitFor(async () => (await c.client.status()).fusion?.some((g) => g.members.join() === `${RELAY},${TALLY}`), { what: 'relay and tally fused', timeoutMs: 30_000 });
+
+    const joined = spawn(process.execPath, [topoBin, 'worker', '--nats', c.url, '--id', 'w-new', '--data-dir', join(c.dir, 'worker-new')], { stdio: 'ignore' });
+    try {
+      const s = await waitFor(async () => {
+        const st = await c.client.status();
+        const on = (name: string, w: string) => st.computations.find((x) => x.name === name)!.instances.filter((i) => i.workerId === w && i.state === 'running').length;
+        return on(RELAY, 'w-new') === 1 && on(TALLY, 'w-new') === 1 ? st : undefined;
+      }, { what: 'instance 0 or 1 of the fused group on the new worker', timeoutMs: 40_000 });
+      // Moved together: instance i of relay and of tally on the same worker, one index on each worker.
+      const where = (name: string) => s.computations.find((x) => x.name === name)!.instances.map((i) => `${i.index}@${i.workerId}`).sort();
+      expect(where(TALLY)).toEqual(where(RELAY));
+      expect(new Set(where(RELAY).map((x) => x.split('@')[1]))).toEqual(new Set(['w-1', 'w-new']));
+      expect(s.fusion?.find((g) => g.members[0] === RELAY)?.members).toEqual([RELAY, TALLY]);
+      const moves = (await c.client.history(RELAY)).filter((e) => e.action === 'move');
+      expect(moves.length).toBeGreaterThanOrEqual(1);
+      const mark = output.records.length;
+      await waitFor(() => output.records.length > mark + 2_000, { what: 'output after the move', timeoutMs: 15_000 });
+      await c.client.kill(SOURCE);
+      await waitFor(() => output.records.length >= input.records.length, { what: 'every record through the tally', timeoutMs: 30_000 });
+      await sleep(500);
+      const seen = new Map<string, number>();
+      for (const o of output.records) seen.set(o, (seen.get(o) ?? 0) + 1);
+      const lost = input.records.filter((i) => !seen.has(i)).length;
+      const duplicated = [...seen.values()].filter((n) => n > 1).length;
+      console.log(`fused group move: ${input.records.length} records, lost ${lost}, duplicated ${duplicated}, ${moves.length} move(s), pauses ${moves.map((m) => m.pauseMs).join(', ')} ms`);
+      expect({ lost, duplicated }).toEqual({ lost: 0, duplicated: 0 });
+    } finally {
+      joined.kill('SIGKILL');
+    }
   }, 180_000);
 
   it('topo fuse refuses what may not be fused, with the rule that says so', async () => {

@@ -66,6 +66,29 @@ export function fusionGroups(ctx: ControllerContext): { group: string; members: 
   return out.sort((a, b) => a.group.localeCompare(b.group));
 }
 
+/** Moves instance `index` of every member of a fused chain to worker `to`, together (they call each other in-process). */
+export function groupMovePlan(ctx: ControllerContext, chain: string[], index: number, to: string): SwapPlan {
+  const noFuse = new Set(chain.filter((n) => ctx.store.get(n)?.noFuse));
+  const plan = regroupPlan(ctx, 'move', [chain], noFuse, new Map([[index, to]]));
+  // Only instance `index` moves: the other instances of the members stay as they are.
+  const moving = (p: { index: number }) => p.index === index;
+  const kept = plan.adopts.filter((a) => a.assignment.index === index);
+  const stages = (plan.releaseStages ?? []).map((s) => s.filter(moving));
+  const placementsAfter = (rec: ComputationRecord, next: () => ComputationRecord) => (): ComputationRecord => {
+    const moved = next().placements.filter(moving);
+    return { ...next(), placements: rec.placements.map((p) => (moving(p) ? moved[0]! : p)) };
+  };
+  return {
+    ...plan,
+    what: `move of instance ${index} of ${chain.join('+')} to ${to}`,
+    releases: plan.releases.filter(moving),
+    releaseStages: stages,
+    adopts: kept,
+    committed: placementsAfter(plan.rec, plan.committed),
+    alsoChanged: (plan.alsoChanged ?? []).map((c) => ({ rec: c.rec, committed: placementsAfter(c.rec, c.committed) })),
+  };
+}
+
 /** The stream from a to b (a produces it, b reads it). */
 function streamFrom(a: ComputationRecord, b: ComputationRecord): string | undefined {
   return a.metadata.ostreams.find((s) => b.metadata.istreams.some((i) => i.stream === s));
@@ -118,7 +141,11 @@ function streamOrder(recs: ComputationRecord[]): ComputationRecord[] {
  * The plan that runs `chains` (every computation touched, each in exactly one
  * chain; a chain of one is not fused) from now on.
  */
-export function regroupPlan(ctx: ControllerContext, action: 'fuse' | 'split', chains: string[][], noFuse: ReadonlySet<string>): SwapPlan {
+export function regroupPlan(
+  ctx: ControllerContext, action: 'fuse' | 'split' | 'move', chains: string[][], noFuse: ReadonlySet<string>,
+  /** Where instance i of a fused chain goes (default: where its head's instance i runs). */
+  moveTo?: ReadonlyMap<number, string>,
+): SwapPlan {
   const recs = new Map<string, ComputationRecord>();
   for (const name of chains.flat()) recs.set(name, ctx.store.get(name)!);
   const fusions = new Map<string, Fusion | undefined>();
@@ -134,7 +161,7 @@ export function regroupPlan(ctx: ControllerContext, action: 'fuse' | 'split', ch
       const next: Placement[] = [];
       for (const p of [...rec.placements].sort((a, b) => a.index - b.index)) {
         // Instance i of every member runs where the head's instance i runs.
-        const workerId = chain.length > 1 ? head.placements.find((h) => h.index === p.index)!.workerId : p.workerId;
+        const workerId = chain.length > 1 ? (moveTo?.get(p.index) ?? head.placements.find((h) => h.index === p.index)!.workerId) : p.workerId;
         const instanceId = newInstanceId(name, p.index);
         adopts.push({
           workerId,

@@ -14,6 +14,7 @@ import { errorMessage } from './lifecycle.js';
 import { placementsOf } from './records.js';
 import { movePlan } from './scale.js';
 import { execute } from './swap.js';
+import { chainOf, groupMovePlan } from './fusion.js';
 import type { WorkerEntry } from './workerTable.js';
 
 export interface RebalancePlacement {
@@ -23,6 +24,10 @@ export interface RebalancePlacement {
   workerId: string;
   /** False when it must stay where it is for now (its computation is swapping, cooling down, starting...). */
   movable: boolean;
+  /** Instances it stands for (default 1): instance i of every member of a fused group moves as one unit. */
+  weight?: number;
+  /** The members of that fused group, head first. */
+  chain?: string[];
 }
 
 export interface RebalanceInput {
@@ -41,6 +46,8 @@ export interface Move {
   /** Instances on `from` and `to` before the move. */
   fromLoad: number;
   toLoad: number;
+  /** Set for a fused group's instance `index`: every member's instance moves. */
+  chain?: string[];
 }
 
 export interface RebalanceChoice {
@@ -62,7 +69,8 @@ export function chooseMove(input: RebalanceInput): RebalanceChoice {
   if (workers.length < 2) return { uneven: false };
   const load = new Map<string, number>(workers.map((w) => [w, 0]));
   const on = input.placements.filter((p) => load.has(p.workerId));
-  for (const p of on) load.set(p.workerId, load.get(p.workerId)! + 1);
+  const weightOf = (p: RebalancePlacement): number => p.weight ?? 1;
+  for (const p of on) load.set(p.workerId, load.get(p.workerId)! + weightOf(p));
   const byLoad = [...load].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
   const [to, toLoad] = [...byLoad].sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))[0]!;
   const uneven = byLoad[0]![1] - toLoad > 1;
@@ -70,12 +78,13 @@ export function chooseMove(input: RebalanceInput): RebalanceChoice {
   const count = (computation: string, worker: string): number => on.filter((p) => p.computation === computation && p.workerId === worker).length;
   for (const [from, fromLoad] of byLoad) {
     if (fromLoad - toLoad <= 1) break;
-    const candidates = on.filter((p) => p.workerId === from && p.movable);
+    // A unit moves only if that narrows the gap (a fused unit heavier than the gap would just move it elsewhere).
+    const candidates = on.filter((p) => p.workerId === from && p.movable && weightOf(p) < fromLoad - toLoad);
     if (candidates.length === 0) continue;
     const scored = candidates.map((p) => ({ p, spread: count(p.computation, from) - count(p.computation, to) }));
     scored.sort((a, b) => b.spread - a.spread || (a.p.computation < b.p.computation ? -1 : a.p.computation > b.p.computation ? 1 : 0) || a.p.index - b.p.index);
     const { p } = scored[0]!;
-    return { uneven, move: { computation: p.computation, instanceId: p.instanceId, index: p.index, from, to, fromLoad, toLoad } };
+    return { uneven, move: { computation: p.computation, instanceId: p.instanceId, index: p.index, from, to, fromLoad, toLoad, ...(p.chain ? { chain: p.chain } : {}) } };
   }
   return { uneven };
 }
@@ -150,12 +159,28 @@ export class Rebalancer {
     const live = ctx.workers.alive(lang).filter((w) => !w.pending);
     const workers = live.map((w) => w.workerId);
     const placements: RebalancePlacement[] = [];
+    const units = new Set<string>();
     for (const rec of ctx.store.all()) {
       if (rec.lang !== lang) continue;
+      if (rec.fusion) {
+        // A fused group moves instance by instance as a whole: one unit per index, reported once, by its head.
+        const chain = chainOf(ctx, rec.name);
+        if (units.has(chain[0]!)) continue;
+        units.add(chain[0]!);
+        const recs = chain.map((n) => ctx.store.get(n)).filter((r): r is NonNullable<typeof r> => r !== undefined);
+        const steadyGroup = recs.length === chain.length && recs.every((r) => !ctx.swapping.has(r.name) && !r.canary &&
+          incidentsOf(ctx).coolDownOf(r.name, now) === undefined && !(this.failedAt.has(r.name) && now - this.failedAt.get(r.name)! < FAILED_MOVE_PAUSE_MS) &&
+          r.placements.every((p) => ctx.workers.isAlive(p.workerId) && !ctx.inFlight.has(p.instanceId) && ctx.workers.get(p.workerId)?.reported.get(p.instanceId)?.state === 'running'));
+        const head = recs[0]!;
+        for (const p of head.placements) {
+          const together = recs.every((r) => r.placements.find((x) => x.index === p.index)?.workerId === p.workerId);
+          placements.push({ computation: head.name, instanceId: p.instanceId, index: p.index, workerId: p.workerId, movable: steadyGroup && together, weight: chain.length, chain });
+        }
+        continue;
+      }
       const all = placementsOf(rec);
       const failed = this.failedAt.get(rec.name);
-      // A fused instance moves only with its group (they call each other in-process): not one by one here.
-      const steady = !ctx.swapping.has(rec.name) && !rec.canary && !rec.fusion && incidentsOf(ctx).coolDownOf(rec.name, now) === undefined &&
+      const steady = !ctx.swapping.has(rec.name) && !rec.canary && incidentsOf(ctx).coolDownOf(rec.name, now) === undefined &&
         !(failed !== undefined && now - failed < FAILED_MOVE_PAUSE_MS) &&
         all.every((p) => ctx.workers.isAlive(p.workerId) && !ctx.inFlight.has(p.instanceId));
       for (const p of all) {
@@ -204,11 +229,11 @@ export class Rebalancer {
     ctx.log.info({ computation: rec.name, index: m.index, instanceId: m.instanceId, from: m.from, to: m.to, fromLoad: m.fromLoad, toLoad: m.toLoad },
       `rebalance: moving instance ${m.index} of "${rec.name}" from ${m.from} (${m.fromLoad} instances) to ${m.to} (${m.toLoad} instances)`);
     try {
-      const reply = await execute(ctx, movePlan(rec, p, m.to));
+      const reply = await execute(ctx, m.chain ? groupMovePlan(ctx, m.chain, m.index, m.to) : movePlan(rec, p, m.to));
       ctx.log.info({ computation: rec.name, index: m.index, from: m.from, to: m.to, pauseMs: reply.pauseMs },
         `rebalance: moved instance ${m.index} of "${rec.name}" to ${m.to} (upstreams paused ${reply.pauseMs ?? 0} ms)`);
     } catch (err) {
-      this.failedAt.set(rec.name, Date.now());
+      for (const n of m.chain ?? [rec.name]) this.failedAt.set(n, Date.now());
       ctx.log.error({ err, computation: rec.name, index: m.index, from: m.from, to: m.to },
         `rebalance: moving instance ${m.index} of "${rec.name}" to ${m.to} failed (it stays on ${m.from}): ${errorMessage(err)}`);
     }
