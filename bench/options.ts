@@ -16,10 +16,24 @@ export interface BenchOptions {
   swapKeys: number;
   /** Instances of the swap bench's counter. */
   swapInstances: number;
+  /** Records per fusion bench run (fused, loop, unfused). */
+  fusionRecords: number;
+  /** Records per CPU-heavy bench run. */
+  heavyRecords: number;
+  /** Cycles of the live scale bench (4 scales each: 1 -> 2 -> 4 -> 2 -> 1). */
+  scaleCycles: number;
+  /** Cycles of the live fuse/split bench (a fuse and a split each). */
+  regroupCycles: number;
+  /** Keys of the live benches' source (one record per key every 10 ms). */
+  liveKeys: number;
   /** Which parts to run. */
   raw: boolean;
   topo: boolean;
   swap: boolean;
+  fusion: boolean;
+  heavy: boolean;
+  scale: boolean;
+  regroup: boolean;
   /** The threads bench (bench/threads/): 2 cpu-heavy instances in threads vs inline. */
   threads: boolean;
   /** Records per instance in the threads bench. */
@@ -37,14 +51,24 @@ const FLAGS: Record<string, { env: string; key: keyof BenchOptions; def: number;
   swaps: { env: 'BENCH_SWAPS', key: 'swaps', def: 50, help: 'swaps in the swap bench' },
   'swap-keys': { env: 'BENCH_SWAP_KEYS', key: 'swapKeys', def: 1_000, help: 'swap bench source keys, one record each per 10 ms' },
   'swap-instances': { env: 'BENCH_SWAP_INSTANCES', key: 'swapInstances', def: 1, help: 'instances of the swapped counter, one worker each' },
-  'threads-records': { env: 'BENCH_THREADS_RECORDS', key: 'threadsRecords', def: 20_000, help: 'records per instance in the threads bench (~50 µs each)' },
+  'threads-records': { env: 'BENCH_THREADS_RECORDS', key: 'threadsRecords', def: 10_000, help: 'records per instance in the threads bench (~50 µs each)' },
+  'fusion-records': { env: 'BENCH_FUSION_RECORDS', key: 'fusionRecords', def: 1_000_000, help: 'records per fusion bench run' },
+  'heavy-records': { env: 'BENCH_HEAVY_RECORDS', key: 'heavyRecords', def: 200_000, help: 'records per CPU-heavy (1 vs 2 workers) run' },
+  'scale-cycles': { env: 'BENCH_SCALE_CYCLES', key: 'scaleCycles', def: 5, help: 'live scale cycles, 4 changes each (1->2->4->2->1)' },
+  'regroup-cycles': { env: 'BENCH_REGROUP_CYCLES', key: 'regroupCycles', def: 10, help: 'live fuse+split cycles, 2 changes each' },
+  'live-keys': { env: 'BENCH_LIVE_KEYS', key: 'liveKeys', def: 500, help: 'scale/regroup source keys, one record each per 10 ms' },
 };
+
+/** The parts `--only` selects from (a comma-separated list). */
+export const PARTS = ['raw', 'topo', 'swap', 'threads', 'fusion', 'heavy', 'scale', 'regroup'] as const;
 
 export const USAGE = `usage: npm run bench -- [options]
 ${Object.entries(FLAGS)
   .map(([f, d]) => `  --${f} N`.padEnd(23) + `${d.help} (env ${d.env}, default ${d.def})`)
   .join('\n')}
-  --only raw|topo|swap|threads  run only that part (swap: the live hot swap bench; threads: cpu-heavy in threads vs inline)
+  --only PART[,PART...]  run only these parts: raw, topo (throughput), swap (live hot swap), threads (cpu-heavy in
+                         threads vs inline), fusion (fused chain vs loop vs unfused), heavy (cpu-heavy on 2 worker
+                         processes vs 1), scale (live scale under load), regroup (live fuse/split under load)
   --no-write             do not write bench/RESULTS.md`;
 
 function positiveInt(name: string, raw: string, allowZero: boolean): number {
@@ -56,7 +80,8 @@ function positiveInt(name: string, raw: string, allowZero: boolean): number {
 export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptions {
   const opts: BenchOptions = {
     runs: 0, singleRecords: 0, batchedRecords: 0, topoRecords: 0, rawWindow: 0, swaps: 0, swapKeys: 0, swapInstances: 0, threadsRecords: 0,
-    raw: true, topo: true, swap: true, threads: true, write: true,
+    fusionRecords: 0, heavyRecords: 0, scaleCycles: 0, regroupCycles: 0, liveKeys: 0,
+    raw: true, topo: true, swap: true, threads: true, fusion: true, heavy: true, scale: true, regroup: true, write: true,
   };
   for (const [flag, d] of Object.entries(FLAGS)) {
     const v = env[d.env];
@@ -73,12 +98,10 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptio
     const d = FLAGS[flag];
     if (d) (opts[d.key] as number) = positiveInt(`--${flag}`, value(), flag === 'window');
     else if (flag === 'only') {
-      const part = value();
-      if (part !== 'raw' && part !== 'topo' && part !== 'swap' && part !== 'threads') throw new Error(`--only must be "raw", "topo", "swap" or "threads", got "${part}"`);
-      opts.raw = part === 'raw';
-      opts.topo = part === 'topo';
-      opts.swap = part === 'swap';
-      opts.threads = part === 'threads';
+      const parts = value().split(',').map((p) => p.trim()).filter(Boolean);
+      const bad = parts.filter((p) => !(PARTS as readonly string[]).includes(p));
+      if (bad.length || parts.length === 0) throw new Error(`--only takes a comma-separated list of ${PARTS.join(', ')}, got "${bad.join(',')}"`);
+      for (const p of PARTS) opts[p] = parts.includes(p);
     } else if (flag === 'no-write') opts.write = false;
     else throw new Error(`unknown option "${arg}"\n${USAGE}`);
   }

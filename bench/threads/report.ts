@@ -17,7 +17,7 @@ export function threadsRows(r: ThreadsBenchResult): string[][] {
   const i = median(r.inline.map((x) => x.ms));
   return [
     ['case', 'records', 'ms (median)', 'records/s', 'vs inline'],
-    [`cpu-heavy ~${r.usPerRecord} µs/record: 2 instances in threads`, int(n), int(t), int(n / (t / 1_000)), `${(i / t).toFixed(2)}x`],
+    [`cpu-heavy ~${r.usPerRecord} µs/record: 2 instances in threads`, int(n), int(t), int(n / (t / 1_000)), `${r.ratio.toFixed(2)}x`],
     [`cpu-heavy ~${r.usPerRecord} µs/record: the same 2 inline`, int(n), int(i), int(n / (i / 1_000)), '1.00x'],
     ['light, 1 instance inline', int(r.light.records), '-', int(median(r.light.recordsPerSec)), '-'],
   ];
@@ -32,7 +32,11 @@ export function threadsTextTable(r: ThreadsBenchResult): string {
 export function threadsVerdict(r: ThreadsBenchResult | undefined, error?: string): string[] {
   if (!r) return [`- threads bench did not run${error ? `: ${error}` : ''}.`];
   const ok = r.ratio >= TARGET_RATIO;
-  return [`- cpu-heavy, 2 instances in threads vs the same inline: ${r.ratio.toFixed(2)}x, target >= ${TARGET_RATIO}x on 2 cores: ${ok ? 'met' : `MISSED by ${(((TARGET_RATIO - r.ratio) / TARGET_RATIO) * 100).toFixed(0)}%`}.`];
+  const best = Math.max(...r.ratios);
+  return [
+    `- cpu-heavy, 2 instances in threads vs the same inline: ${r.ratio.toFixed(2)}x (median of ${r.ratios.length} pairs; pairs: ${r.ratios.map((x) => `${x.toFixed(2)}x`).join(', ')}; best ${best.toFixed(2)}x), ` +
+      `target >= ${TARGET_RATIO}x on 2 cores: ${ok ? 'met' : `MISSED by ${(((TARGET_RATIO - r.ratio) / TARGET_RATIO) * 100).toFixed(0)}%`}.`,
+  ];
 }
 
 export function threadsMarkdownSection(
@@ -50,8 +54,8 @@ export function threadsMarkdownSection(
 - Command: \`${o.command}\` (this part alone: \`npm run bench -- --only threads\`)
 - Machine: ${o.machine}
 - ${o.software}
-- 1-minute load average before the run: ${o.loadBefore.toFixed(2)} (other work on the machine skews the figures)
-${r ? `- Work: ${r.iters.toLocaleString('en-US')} iterations of integer arithmetic per record, calibrated to ~${r.usPerRecord} µs on this machine at the start of the run; ${r.instances} instances x ${int(r.recordsPerInstance)} records each, batches of 256; ${r.thread.length} runs per mode, interleaved (thread, inline, light, thread, ...), median shown.\n` : ''}
+- 1-minute load average before the run: ${o.loadBefore.toFixed(2)} (other work on the machine skews the figures, threads most: two busy threads need both cores, one inline thread only one)
+${r ? `- Work: ${r.iters.toLocaleString('en-US')} iterations of integer arithmetic per record, calibrated to ~${r.usPerRecord} µs on this machine at the start of the run; ${r.instances} instances x ${int(r.recordsPerInstance)} records each, batches of 256; ${r.thread.length} pairs, each a threads run and an inline run back to back (the order alternating), then a light run; the ratio is the median of the per-pair ratios (ms columns: medians).\n` : ''}
 ${table}
 
 ${threadsVerdict(r, o.error).join('\n')}
