@@ -21,6 +21,14 @@ import { encodeBatch, partitionOf, subjects, type StuckReport, type WireRecord }
 import { bundleFile } from '../runtime/client/bundle.js';
 import { isMalformed, type TapRecord, type TopoClient } from '../runtime/client/client.js';
 import { TerminatedError, ThreadRunner } from '../runtime/runners/thread.js';
+import { pathToFileURL } from 'node:url';
+import { pino } from 'pino';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { validateMetadata, type Assignment } from '../protocol/index.js';
+import type { Computation } from '../sdk/computation.js';
+import { Instance } from '../runtime/worker/instance.js';
+import type { EdgeFactory, Inbound, Outlet } from '../runtime/worker/edges.js';
+import { TopologyView } from '../runtime/worker/topology.js';
 import { startCluster, waitFor, type Cluster } from './harness.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'topo-runner-thread-'));
@@ -165,6 +173,52 @@ describe('ThreadRunner', () => {
     expect(ta).not.toBe(tb);
     expect(await who(a)).toBe(ta); // pinned: the same thread every time
   });
+});
+
+describe('an inline instance that measures as CPU-heavy', () => {
+  it('moves to its own thread with its keyed state, without losing or repeating a record', async () => {
+    const mfile = join(dir, 'heavy-measured.mjs');
+    writeFileSync(mfile, await bundleFile('test/fixtures/heavy-measured.ts'));
+    const comp = ((await import(pathToFileURL(mfile).href)) as { default: Computation }).default;
+    const outputs: { key: string; value: { count: number; thread: boolean } }[] = [];
+    let onItem: ((item: Inbound) => void) | undefined;
+    const outlet = (stream: string): Outlet => ({
+      stream, produce: (key, value) => void outputs.push({ key, value: value as { count: number; thread: boolean } }),
+      hold() {}, release() {}, isHeld: false, discard() {}, flush: () => true, isBlocked: () => false, lastPublishedSeq: 0, pending: 0,
+      partitionFences: {},
+      partitionAgesMs: {},
+      credit() {}, checkStall() {}, close() {},
+    });
+    const edges: EdgeFactory = {
+      outlet, inlet: (_a, _p, cb) => ({ open: () => void (onItem = cb), close: () => void (onItem = undefined) }),
+      listenCredits: () => ({ close() {} }), sendCredit() {},
+    };
+    const a: Assignment = { instanceId: 'heavy-measured-0-t', computation: comp.name, version: 1, sha: '0'.repeat(64), lang: 'ts', index: 0, count: 1, metadata: validateMetadata(comp) };
+    const nc = { publish() {}, flush: async () => {} } as unknown as NatsConnection;
+    const inst = new Instance(a, comp, { nc, view: new TopologyView(), log: pino({ level: 'silent' }), workerId: 'w-test', edges, artifactFile: mfile });
+    await inst.start();
+    let sent = 0;
+    const feeder = setInterval(() => {
+      const recs: [string, unknown][] = Array.from({ length: 40 }, (_, i) => [`k${(sent + i) % 5}`, { n: sent + i }]);
+      sent += recs.length;
+      onItem!({ ...batch(recs, sent), partition: 0 });
+    }, 40); // 40 records x 400 µs every 40 ms: busy ~40%, 400 µs/record >= 200
+    try {
+      await expect.poll(() => outputs.some((o) => o.value.thread), { timeout: 8_000, interval: 100 }).toBe(true);
+      await new Promise((r) => setTimeout(r, 300));
+    } finally {
+      clearInterval(feeder);
+    }
+    await expect.poll(() => outputs.length, { timeout: 5_000 }).toBe(sent);
+    const first = outputs.findIndex((o) => o.value.thread);
+    expect(first).toBeGreaterThan(0); // it started inline
+    expect(outputs.slice(first).every((o) => o.value.thread)).toBe(true); // and stayed in its thread
+    // The keyed state went with it: per key the counts run on without a gap or repeat.
+    const byKey = new Map<string, number[]>();
+    for (const o of outputs) byKey.set(o.key, [...(byKey.get(o.key) ?? []), o.value.count]);
+    for (const counts of byKey.values()) expect(counts).toEqual(counts.map((_, i) => i + 1));
+    await inst.stop();
+  }, 20_000);
 });
 
 // ---- end to end ------------------------------------------------------------------

@@ -31,7 +31,8 @@ import { Observed } from './observed.js';
 import { ProbationGate, withTimeout } from './probation.js';
 import { groupIdOf, type TopologyView } from './topology.js';
 import { noteCallback, noteIdle } from './watchdog.js';
-import { ThreadPump, type ThreadHost } from './threadPump.js';
+import { HeavyMeter, ThreadPump, type ThreadHost } from './threadPump.js';
+import { HEAVY_CPU_MICROS } from '../oracle/limits.js';
 
 export type { Inbound } from './edges.js';
 
@@ -112,9 +113,13 @@ export class Instance {
   private readonly watch: CallbackWatch;
   /** Set by reinstate(): a release still draining gives up and leaves the instance running. */
   private releaseCancelled = false;
-  /** A CPU-heavy instance: its callbacks run in its own thread, behind this loop (exec is then unused). */
-  private readonly threaded: ThreadPump | undefined;
+  /** A CPU-heavy instance: its callbacks run in its own thread, behind this loop (exec is then unused). Set at start, or when it measures as heavy. */
+  private threaded: ThreadPump | undefined;
   private readonly workerId: string;
+  /** Inline but able to move to a thread (an artifact file): measures its CPU per record once a second. */
+  private readonly meter: { heavy: HeavyMeter; file: string } | undefined;
+  /** Measured as heavy: the pump moves it to a thread before its next batch. */
+  private moveToThread = false;
 
   constructor(assignment: Assignment, comp: Computation, deps: InstanceDeps) {
     this.assignment = assignment;
@@ -163,6 +168,44 @@ export class Instance {
     this.threaded = deps.artifactFile && runsInThread(assignment, comp)
       ? new ThreadPump(this.threadHost(), deps.artifactFile, { index: assignment.index, count: assignment.count, id: assignment.instanceId })
       : undefined;
+    this.meter = deps.artifactFile && !this.threaded && process.env.TOPO_THREADS !== '0' && (assignment.metadata.hints?.cpu ?? comp.hints?.cpu) !== 'light'
+      ? { heavy: new HeavyMeter(HEAVY_CPU_MICROS), file: deps.artifactFile }
+      : undefined;
+  }
+
+  /** Once a second: an inline instance that measures as CPU-heavy moves to its own thread (at the pump's next turn). */
+  private measureHeavy(): void {
+    const m = this.meter;
+    if (!m || this.threaded || this.moveToThread || this.state !== 'running') return;
+    if (!m.heavy.sample(this.observed.busyRatio, this.metrics.recordsIn)) return;
+    this.moveToThread = true;
+    this.schedulePump();
+  }
+
+  /** Moves a running inline instance into its own thread, its state and timers with it (init does not run again). */
+  private async intoThread(): Promise<void> {
+    this.moveToThread = false;
+    const m = this.meter!;
+    const tp = new ThreadPump(this.threadHost(), m.file, { index: this.assignment.index, count: this.assignment.count, id: this.id });
+    tp.restore(this.exec.snapshot());
+    try {
+      await tp.start(INIT_TIMEOUT_MS, { runInit: false });
+    } catch (err) {
+      this.log.warn({ err: errMessage(err) }, `measured ${m.heavy.measuredUs} µs/record but could not move to a thread: ${errMessage(err)}; staying inline`);
+      m.heavy.us = 0;
+      return;
+    }
+    if (this.discarded || this.state === 'stopping') {
+      await tp.close();
+      return;
+    }
+    if (this.timerHandle) clearTimeout(this.timerHandle);
+    this.timerHandle = undefined;
+    this.timerAt = Infinity;
+    this.timersDue = false;
+    this.threaded = tp;
+    this.log.info({ cpuMicrosPerRecord: m.heavy.measuredUs, thresholdMicros: m.heavy.us },
+      `measured ${m.heavy.measuredUs} µs of CPU per record (>= ${m.heavy.us}): moved to its own thread, with its keyed state and timers`);
   }
 
   /** What the thread loop (threadPump.ts) may do to this instance: the inline loop's own steps, as closures. */
@@ -242,6 +285,7 @@ export class Instance {
       const now = Date.now();
       for (const p of this.producers.values()) p.checkStall(now);
       this.watch.check(now);
+      this.measureHeavy();
     }, 1_000);
     const initTimeout = probation?.callbackTimeoutMs ?? INIT_TIMEOUT_MS;
     try {
@@ -314,6 +358,7 @@ export class Instance {
     const sliceEnd = Date.now() + PUMP_SLICE_MS;
     this.observed.blocked(false);
     try {
+      if (this.moveToThread) await this.intoThread();
       if (this.threaded) await this.threaded.pump();
       else while (this.canRun()) {
         if (this.timersDue) {

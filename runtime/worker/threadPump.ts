@@ -110,11 +110,11 @@ export class ThreadPump {
     this.from = { state: s.state, timers: s.timers };
   }
 
-  /** Starts the thread from the restored snapshot (else empty) and runs init; throws what init threw or a hang. */
-  async start(initTimeoutMs: number): Promise<void> {
+  /** Starts the thread from the restored snapshot (else empty) and runs init (unless runInit is false: a move of a running instance); throws what init threw or a hang. */
+  async start(initTimeoutMs: number, opts: { runInit?: boolean } = {}): Promise<void> {
     const from = this.from;
     this.from = undefined;
-    const c = await this.guard(this.runner.init(from), initTimeoutMs).catch((err: unknown) => {
+    const c = await this.guard(this.runner.init(from, opts), initTimeoutMs).catch((err: unknown) => {
       throw this.inflightStuckError(err, 'init', initTimeoutMs);
     });
     const f = c.failures.find((x) => x.where === 'init');
@@ -396,6 +396,42 @@ export class ThreadPump {
     const s = this.lastStuck;
     if (!s || now - s.at > STUCK_SHOWN_MS) return undefined;
     return { stuck: { callback: s.callback, forMs: s.forMs, count: this.stuckCount } };
+  }
+}
+
+/**
+ * Tells when an inline instance measures as CPU-heavy: at least `us` µs of
+ * callback time per record (the oracle's HEAVY_CPU_MICROS), while busy for at
+ * least a quarter of the second, `seconds` seconds in a row. Sampled once a
+ * second, off the record path. TOPO_HEAVY_US sets the threshold, 0 turns it off.
+ */
+export class HeavyMeter {
+  private lastIn = 0;
+  private heavyFor = 0;
+  /** µs per record from which it is heavy (0: never). */
+  us: number;
+  /** The figure that last crossed the threshold. */
+  measuredUs = 0;
+
+  constructor(defaultUs: number, private readonly seconds = 3, env: NodeJS.ProcessEnv = process.env) {
+    const raw = env.TOPO_HEAVY_US;
+    const n = raw === undefined || raw === '' ? defaultUs : Number(raw);
+    this.us = Number.isFinite(n) && n >= 0 ? n : defaultUs;
+  }
+
+  /** One sample: `busyRatio` of the last second and the records in counter; true once heavy long enough. */
+  sample(busyRatio: number, recordsIn: number): boolean {
+    const records = recordsIn - this.lastIn;
+    this.lastIn = recordsIn;
+    if (this.us <= 0) return false;
+    const us = records > 0 ? (busyRatio * 1e6) / records : 0;
+    if (records > 0 && busyRatio >= 0.25 && us >= this.us) {
+      this.measuredUs = Math.round(us);
+      this.heavyFor++;
+    } else {
+      this.heavyFor = 0;
+    }
+    return this.heavyFor >= this.seconds;
   }
 }
 
