@@ -182,13 +182,12 @@ describe('an inline instance that measures as CPU-heavy', () => {
     const comp = ((await import(pathToFileURL(mfile).href)) as { default: Computation }).default;
     const outputs: { key: string; value: { count: number; thread: boolean } }[] = [];
     let onItem: ((item: Inbound) => void) | undefined;
+    // A stand-in: only what the instance's loop uses (cast, so that fields added to Outlet later do not break it).
     const outlet = (stream: string): Outlet => ({
-      stream, produce: (key, value) => void outputs.push({ key, value: value as { count: number; thread: boolean } }),
+      stream, produce: (key: string, value: unknown) => void outputs.push({ key, value: value as { count: number; thread: boolean } }),
       hold() {}, release() {}, isHeld: false, discard() {}, flush: () => true, isBlocked: () => false, lastPublishedSeq: 0, pending: 0,
-      partitionFences: {},
-      partitionAgesMs: {},
-      credit() {}, checkStall() {}, close() {},
-    });
+      partitionFences: {}, partitionAgesMs: {}, credit() {}, checkStall() {}, close() {},
+    }) as unknown as Outlet;
     const edges: EdgeFactory = {
       outlet, inlet: (_a, _p, cb) => ({ open: () => void (onItem = cb), close: () => void (onItem = undefined) }),
       listenCredits: () => ({ close() {} }), sendCredit() {},
