@@ -169,6 +169,11 @@ export type WorkerControl =
     leaseMs?: number;
     /** The swap's paused upstreams: a worker aborting by itself keeps them paused until its old instances are back. */
     upstreams?: UpstreamRef[];
+    /**
+     * What the paused producers published last, per partition subject: the instance drains until it has
+     * seen every fence it can see (partitions it reads alone: key-grouped and broadcast istreams).
+     */
+    fences?: ProducerFence[];
   }
   /**
    * Swap step "start the new version": restore the snapshots `from` (state
@@ -193,14 +198,56 @@ export type WorkerControl =
    * instances they replaced, which resume with their snapshot state.
    */
   | { op: 'abort'; swapId: string; reason: string }
+  /**
+   * After an abort: the input that adopted instances on another worker took
+   * and could not hand back there (their old instances run here) is in the
+   * Object Store as `handback` (AbortReply.handbacks); the standby-turned-running
+   * old instances `instanceIds` here take their share of it, in order. Every
+   * item goes to exactly one of `from` (all old instances of the adopter): the
+   * one owning its partition on a key-grouped istream, else from[partition % from.length].
+   */
+  | { op: 'replay'; swapId: string; handback: string; from: SnapshotRef[] }
   /** Destroy every instance and exit the process. */
   | { op: 'stop' };
+
+/** What an abort could not hand back on its worker (the old instances run elsewhere): stored for a replay op. */
+export interface Handback {
+  /** Object name in topo_snapshots. */
+  name: string;
+  /** The old instances of the adopter that took it. */
+  from: SnapshotRef[];
+  batches: number;
+}
+
+export interface AbortReply {
+  reinstated: number;
+  handbacks?: Handback[];
+  /** Batches that could be handed back nowhere (no old instance to take them): lost, and so counted. */
+  lostBatches?: number;
+}
 
 export interface PauseReply {
   /** The producer id of the paused instance. */
   producer: string;
   /** Per held stream: the producer sequence of the last record published before the pause. */
   fences: Record<string, number>;
+  /** Per held stream and partition subject: the sequence of the last record published there (what a release waits for). */
+  partitionFences?: Record<string, Record<string, number>>;
+  /** Per held stream and partition subject: how long ago that record was published, in ms. */
+  partitionAgesMs?: Record<string, Record<string, number>>;
+}
+
+/** The fence of one paused producer on one stream: the sequence of the last record it published on each partition subject. */
+export interface ProducerFence {
+  producer: string;
+  stream: string;
+  /** Partition (as a string key) -> producer sequence of the last record published on topo.data.<stream>.<partition>. */
+  partitions: Record<string, number>;
+  /**
+   * Partition -> how long ago (ms) that record was published, as of when the release was sent: an instance
+   * that subscribed after it cannot have received it (its predecessor did, and handed over what it consumed).
+   */
+  agesMs?: Record<string, number>;
 }
 
 export interface ReleaseReply {
@@ -216,6 +263,10 @@ export interface ReleaseReply {
    * snapshot, so the adopting instance processes them first (the stuck one included).
    */
   handedOver?: number;
+  /** Fences this instance could see and saw before draining (PROTOCOL.md, "Pause leases and fences"). */
+  fencesMet?: number;
+  /** What it published last, per ostream and partition: the next stage of a fused chain's release waits for these. */
+  outputFences?: ProducerFence[];
 }
 
 /** An upstream producer instance paused by a swap. */

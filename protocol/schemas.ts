@@ -214,6 +214,9 @@ const upstreamRef = z.looseObject({ workerId: id, instanceId: id, streams: z.arr
 const snapshotRef = z.looseObject({ workerId: id, instanceId: id });
 const probation = z.looseObject({ records: count, ms: count, callbackTimeoutMs: count });
 
+const partitionSeqs = z.record(z.string().regex(/^\d{1,3}$/), count);
+const producerFence = z.looseObject({ producer: id, stream: name, partitions: partitionSeqs, agesMs: partitionSeqs.optional() });
+
 const controlOps = {
   assign: z.looseObject({ op: z.literal('assign'), assignment }),
   unassign: z.looseObject({ op: z.literal('unassign'), instanceId: id }),
@@ -224,6 +227,7 @@ const controlOps = {
   release: z.looseObject({
     op: z.literal('release'), instanceId: id, swapId: id, export: z.enum(['memory', 'store']),
     budgetMs: positive.optional(), leaseMs: positive.optional(), upstreams: z.array(upstreamRef).optional(),
+    fences: z.array(producerFence).max(10_000).optional(),
   }),
   adopt: z.looseObject({
     op: z.literal('adopt'), swapId: id, assignment, from: z.array(snapshotRef).min(1), filterByPartition: z.boolean(), probation,
@@ -233,6 +237,7 @@ const controlOps = {
   health: z.looseObject({ op: z.literal('health'), instanceId: id, timeoutMs: count }),
   commit: z.looseObject({ op: z.literal('commit'), swapId: id }),
   abort: z.looseObject({ op: z.literal('abort'), swapId: id, reason: z.string() }),
+  replay: z.looseObject({ op: z.literal('replay'), swapId: id, handback: z.string().min(1).max(512), from: z.array(snapshotRef).min(1).max(1_000) }),
   stop: z.looseObject({ op: z.literal('stop') }),
 } as const;
 
@@ -245,8 +250,14 @@ const workerControl = z.discriminatedUnion('op', Object.values(controlOps) as [t
       : undefined,
 });
 
-const pauseReply = reply({ producer: id, fences: z.record(z.string(), count) });
-const releaseReply = reply({ keys: count, timers: count, bytes: count, drained: count, handedOver: count.optional() });
+const pauseReply = reply({
+  producer: id, fences: z.record(z.string(), count),
+  partitionFences: z.record(z.string(), partitionSeqs).optional(), partitionAgesMs: z.record(z.string(), partitionSeqs).optional(),
+});
+const releaseReply = reply({
+  keys: count, timers: count, bytes: count, drained: count, handedOver: count.optional(), fencesMet: count.optional(),
+  outputFences: z.array(z.looseObject({ producer: id, stream: name, partitions: z.record(z.string().regex(/^\d{1,3}$/), count) })).max(1_000).optional(),
+});
 const healthReply = reply({ processed: count, ms: z.number().nonnegative() });
 
 /** The `ok:true` reply of each control op (an `ok:false` reply is `errorReply`). */
@@ -262,7 +273,11 @@ const controlReplies = {
   renew: reply({ renewed: z.boolean() }),
   health: healthReply,
   commit: reply({ committed: count }),
-  abort: reply({ reinstated: count }),
+  abort: reply({
+    reinstated: count, lostBatches: count.optional(),
+    handbacks: z.array(z.looseObject({ name: z.string().max(512), from: z.array(snapshotRef), batches: count })).optional(),
+  }),
+  replay: reply({ replayed: count }),
   stop: reply({}),
 } satisfies Record<keyof typeof controlOps, z.ZodType>;
 

@@ -122,6 +122,7 @@ describe('worker control', () => {
     health: { op: 'health', instanceId: 'x', timeoutMs: 5000 },
     commit: { op: 'commit', swapId: 's' },
     abort: { op: 'abort', swapId: 's', reason: 'health failed' },
+    replay: { op: 'replay', swapId: 's', handback: 's/handback/x', from: [{ workerId: 'w-1', instanceId: 'x' }] },
     stop: { op: 'stop' },
   };
   it('has a schema for every op, and accepts a valid example of each (unknown fields kept)', () => {

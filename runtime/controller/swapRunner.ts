@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import {
   SwapRolledBackError, buckets, fromWireError, toWireError, truncateError,
   type Assignment, type ComputationRecord, type HealthReply, type HistoryEntry, type HistoryStep, type Lang, type MetadataDiff,
-  type NormalizedMetadata, type Placement, type Probation, type ReleaseReply, type SnapshotRef, type SwapReply, type WorkerControl,
+  type AbortReply, type Handback, type NormalizedMetadata, type Placement, type Probation, type ReleaseReply, type SnapshotRef, type SwapReply, type WorkerControl,
 } from '../../protocol/index.js';
 import { controlWorker, type ControllerContext } from './context.js';
 import { errorMessage, recordHistorySafely } from './lifecycle.js';
@@ -229,19 +229,26 @@ class SwapRun {
       // makes progress may take up to its budget; the worker gives up after that, keeping everything.
       let at = Date.now();
       const budgetMs = plan.drainBudgetMs ?? ctx.settings.drainBudgetMs;
+      // Each old instance drains until it has seen what the paused producers published last (the fences).
+      let fences = pause.fences();
       const released: Outcome<Placement, ReleaseReply>[] = [];
       for (const stage of plan.releaseStages ?? [plan.releases]) {
+        const before = released.length;
         released.push(...await each(stage, (p) =>
-          this.send(p.workerId, { op: 'release', instanceId: p.instanceId, swapId: this.swapId, export: exportOf(p, plan.adopts), budgetMs, ...swapLease },
+          this.send(p.workerId, { op: 'release', instanceId: p.instanceId, swapId: this.swapId, export: exportOf(p, plan.adopts), budgetMs, fences, ...swapLease },
             budgetMs + ctx.settings.swapStepTimeoutMs) as Promise<ReleaseReply>));
         if (failed(released).length) break;
+        // The next stage of a fused chain reads what this one published last.
+        fences = [...fences, ...released.slice(before).flatMap((o) => o.value?.outputFences ?? [])];
       }
       for (const o of failed(released)) this.fail('release', `${o.item.instanceId} on ${o.item.workerId}`, o.error);
-      const sum = (f: keyof ReleaseReply) => released.reduce((n, o) => n + (o.value?.[f] ?? 0), 0);
+      const sum = (f: 'keys' | 'timers' | 'drained' | 'handedOver' | 'fencesMet' | 'bytes') => released.reduce((n, o) => n + (o.value?.[f] ?? 0), 0);
       const handedOver = sum('handedOver');
+      const fencesMet = sum('fencesMet');
       this.time('release', at, this.ok(), this.ok()
         ? `${plan.releases.length} instance(s): ${sum('keys')} key(s), ${sum('timers')} timer(s), ${sum('drained')} record(s) drained` +
-          (handedOver ? `, ${handedOver} record(s) of a stuck callback handed over` : '')
+          (handedOver ? `, ${handedOver} record(s) of a stuck callback handed over` : '') +
+          (fencesMet ? `, ${fencesMet} producer fence(s) seen` : '')
         : this.failures[0]!.message);
       if (!this.ok()) return;
 
@@ -296,12 +303,16 @@ class SwapRun {
     let at = Date.now();
     const live = this.involved.filter((w) => ctx.workers.isAlive(w));
     const dead = this.involved.filter((w) => !live.includes(w));
-    const aborted = failed(await each(live, (w) => this.send(w, { op: 'abort', swapId: this.swapId, reason })));
+    const outcomes = await each(live, (w) => this.send(w, { op: 'abort', swapId: this.swapId, reason }) as Promise<AbortReply>);
+    const aborted = failed(outcomes);
     for (const o of aborted) this.log.error({ err: o.error, workerId: o.item }, `${plan.what}: abort on ${o.item} failed: ${errorMessage(o.error)}`);
-    this.time('abort', at, aborted.length === 0,
+    const lost = outcomes.reduce((n, o) => n + (o.value?.lostBatches ?? 0), 0);
+    this.time('abort', at, aborted.length === 0 && lost === 0,
       `${live.length} worker(s)` +
         (aborted.length ? `; failed on ${aborted.map((o) => `${o.item}: ${errorMessage(o.error)}`).join('; ')}` : '') +
+        (lost ? `; ${lost} input batch(es) could not be handed back: lost` : '') +
         (dead.length ? `; not alive (their instances are re-placed from desired state): ${dead.join(', ')}` : ''));
+    await this.replayHandbacks(outcomes.flatMap((o) => o.value?.handbacks ?? []));
     at = Date.now();
     const resumeFailed = await pause.resume();
     this.pauseMs = pause.pausedMs;
@@ -310,6 +321,30 @@ class SwapRun {
     await recordHistorySafely(ctx, this.history('rolled-back', reason));
     this.log.warn({ step: failure.step, pauseMs: this.pauseMs }, `${plan.what} rolled back (${failure.step} failed): ${reason}`);
     throw new SwapRolledBackError(`${plan.what} rolled back: ${reason}`, { detail: this.reply('rolled-back', reason) });
+  }
+
+  /**
+   * Input the new instances took on one worker for old instances on another (a scale, move or regroup)
+   * was stored by their abort; the old instances' workers take it back before the upstreams resume.
+   */
+  private async replayHandbacks(handbacks: Handback[]): Promise<void> {
+    if (handbacks.length === 0) return;
+    const at = Date.now();
+    const sends = handbacks.flatMap((h) => [...new Set(h.from.map((r) => r.workerId))].filter((w) => this.ctx.workers.isAlive(w)).map((w) => ({ h, w })));
+    const outcomes = await each(sends, ({ h, w }) => this.send(w, { op: 'replay', swapId: this.swapId, handback: h.name, from: h.from }) as Promise<{ replayed?: number }>);
+    const bad = failed(outcomes);
+    const replayed = outcomes.reduce((n, o) => n + (o.value?.replayed ?? 0), 0);
+    const total = handbacks.reduce((n, h) => n + h.batches, 0);
+    this.time('replay', at, bad.length === 0 && replayed === total,
+      `${replayed} of ${total} input batch(es) taken by new instances handed back to old ones on other workers` +
+        (bad.length ? `; failed on ${bad.map((o) => `${o.item.w}: ${errorMessage(o.error)}`).join('; ')}` : ''));
+    if (replayed !== total) this.log.error({ replayed, total }, `${this.plan.what}: ${total - replayed} handed-back input batch(es) did not reach an old instance: lost`);
+    try {
+      const os = await new Objm(this.ctx.nc).open(buckets.snapshots);
+      for (const h of handbacks) await os.delete(h.name).catch(() => undefined);
+    } catch {
+      /* cleanup only */
+    }
   }
 
   /** g. Point of no return: workers publish the held output and drop the standby instances; then desired state follows. */

@@ -4,7 +4,7 @@
  * reads. Their pauses are leases, renewed while the swap holds them, so a
  * controller that dies mid-swap cannot leave them paused for long.
  */
-import type { PauseReply, WorkerControl } from '../../protocol/index.js';
+import { schemas, type PauseReply, type ProducerFence, type WorkerControl } from '../../protocol/index.js';
 import { controlWorker, type ControllerContext } from './context.js';
 
 export interface Upstream {
@@ -52,6 +52,8 @@ export class UpstreamPause {
   private heldMs = 0;
   /** Per instanceId: when its latest pause (or renewal) was acknowledged. */
   private readonly ackedAt = new Map<string, number>();
+  /** Per instanceId: its fences, from its latest pause reply. */
+  private readonly fenceOf = new Map<string, { producer: string; byStream: Record<string, Record<string, number>>; ages: Record<string, Record<string, number>>; at: number }>();
   private readonly renewing = new Set<string>();
   /** Renewals sent so far (for logs and tests). */
   renewals = 0;
@@ -131,7 +133,27 @@ export class UpstreamPause {
     const reply = (await controlWorker(this.ctx, u.workerId, ctl, this.ctx.settings.swapStepTimeoutMs)) as PauseReply;
     // A late reply after resume must not make the pause look alive.
     if (this.pausedAt !== undefined) this.ackedAt.set(u.instanceId, Date.now());
+    const checked = schemas.controlReplies.pause.safeParse({ ok: true, ...reply });
+    if (checked.success && checked.data.partitionFences) {
+      this.fenceOf.set(u.instanceId, { producer: checked.data.producer, byStream: checked.data.partitionFences, ages: checked.data.partitionAgesMs ?? {}, at: Date.now() });
+    }
     return reply;
+  }
+
+  /** What each paused producer published last, per stream and partition subject (from its latest pause reply). */
+  fences(): ProducerFence[] {
+    const out: ProducerFence[] = [];
+    const now = Date.now();
+    for (const f of this.fenceOf.values()) {
+      for (const [stream, partitions] of Object.entries(f.byStream)) {
+        if (Object.keys(partitions).length === 0) continue;
+        // Ages as of now: the time since the pause reply is added.
+        const agesMs: Record<string, number> = {};
+        for (const [p, age] of Object.entries(f.ages[stream] ?? {})) agesMs[p] = age + (now - f.at);
+        out.push({ producer: f.producer, stream, partitions, agesMs });
+      }
+    }
+    return out;
   }
 
   private failures(results: PromiseSettledResult<unknown>[]): UpstreamFailure[] {

@@ -40,6 +40,10 @@ export interface Outlet {
   isBlocked(): boolean;
   /** The fence: sequence of the last record delivered on this stream. */
   readonly lastPublishedSeq: number;
+  /** Per partition subject published to: the sequence of the last record published there. */
+  readonly partitionFences: Record<string, number>;
+  /** Per partition subject published to: how long ago (ms) that last record was published. */
+  readonly partitionAgesMs: Record<string, number>;
   /** Records waiting in this outlet. */
   readonly pending: number;
   /** A consumer group acknowledged `n` records. */

@@ -174,6 +174,15 @@ export class FusedOutlet implements Outlet {
     return this.delivered;
   }
 
+  /** In-process deliveries need no fence (they are in the consumer's queue when made); the NATS copy's are the NATS producer's. */
+  get partitionFences(): Record<string, number> {
+    return this.nats.partitionFences;
+  }
+
+  get partitionAgesMs(): Record<string, number> {
+    return this.nats.partitionAgesMs;
+  }
+
   get pending(): number {
     return this.buffer.length + this.nats.pending;
   }

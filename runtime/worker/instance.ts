@@ -20,7 +20,7 @@ import type { Computation, InputRecord } from '../../sdk/computation.js';
 import { Executor, isPromise, type ExecutorSnapshot } from '../executor/executor.js';
 import {
   decodeBatch, encodeBatch, partitionsOwnedBy, truncateError, InitFailedError, TimeoutError, TopoError,
-  type Assignment, type Batch, type InstanceMetrics, type InstanceReport, type InstanceState, type Probation, type WireRecord,
+  type Assignment, type Batch, type InstanceMetrics, type InstanceReport, type InstanceState, type Probation, type ProducerFence, type WireRecord,
 } from '../../protocol/index.js';
 import { natsEdges, type EdgeFactory, type Inbound, type Inlet, type Outlet } from './edges.js';
 import { CreditBook } from './creditBook.js';
@@ -36,6 +36,8 @@ import { HEAVY_CPU_MICROS } from '../oracle/limits.js';
 
 export type { Inbound } from './edges.js';
 
+/** How much earlier than its subscription a fenced record may have been published and still be ours (the trip to the server). */
+const FENCE_MARGIN_MS = 250;
 /** Give the event loop a turn after this long in the pump, so sockets and timers are served. */
 const PUMP_SLICE_MS = 8;
 const INIT_TIMEOUT_MS = 10_000;
@@ -46,6 +48,11 @@ const RELEASE_CHECK_MS = 100;
 
 /** Keyed state and pending timers of an instance, as handed over by a swap. */
 export interface InstanceSnapshot extends ExecutorSnapshot {
+  /**
+   * The last producer sequence processed per `${producer} ${stream} ${partition}`: it travels with the
+   * partition, so the next version's release knows what was already consumed when it checks fences.
+   */
+  seen?: [string, number][];
   /**
    * Input a released instance could not process because a callback was stuck
    * (the stuck record first): the adopting instance processes it before anything new.
@@ -92,6 +99,10 @@ export class Instance {
   private credits: { close(): void } | undefined;
   private readonly deadLetters: DeadLetters;
   private readonly queue = new InputQueue();
+  /** Last producer sequence processed per `${producer} ${stream} ${partition}` (the fences of a release are checked against it). */
+  private readonly seen = new Map<string, number>();
+  /** When the inputs were last subscribed: a fence published before that is not this instance's to wait for. */
+  private subscribedAt = Date.now();
   private readonly credit: CreditBook;
   private readonly groupOf = new Map<string, string>();
   private timerHandle: NodeJS.Timeout | undefined;
@@ -255,6 +266,7 @@ export class Instance {
 
   /** Starts from a snapshot instead of empty state (before start()). */
   restore(snapshot: InstanceSnapshot): void {
+    for (const [k, seq] of snapshot.seen ?? []) this.seen.set(k, Math.max(seq, this.seen.get(k) ?? 0));
     if (this.threaded) this.threaded.restore(snapshot);
     else this.exec.restore(snapshot);
     if (snapshot.pending?.length) this.queue.prepend(snapshot.pending);
@@ -315,6 +327,7 @@ export class Instance {
   private subscribeInputs(): void {
     if (this.inletOpen) return;
     this.inletOpen = true;
+    this.subscribedAt = Date.now();
     this.inlet.open();
   }
 
@@ -443,7 +456,11 @@ export class Instance {
       this.recordPassed();
     }
     // In-process input is handed over by direct calls: no credit window to refill.
-    if (item.data) this.credit.owe(batch.src, item.stream, recs.length);
+    if (item.data) {
+      this.credit.owe(batch.src, item.stream, recs.length);
+      // What each producer's fence is checked against (release).
+      if (recs.length) this.seen.set(`${batch.src} ${item.stream} ${item.partition}`, recs[recs.length - 1]![3]);
+    }
     else item.done?.(recs.length);
     return undefined;
   }
@@ -572,7 +589,7 @@ export class Instance {
    * Holds output on `streams` (default all) and returns the fences. The pause
    * is a lease: calling again renews it; at expiry output resumes by itself.
    */
-  async pauseOutput(streams: string[] | undefined, leaseMs: number): Promise<Record<string, number>> {
+  async pauseOutput(streams: string[] | undefined, leaseMs: number): Promise<{ fences: Record<string, number>; partitionFences: Record<string, Record<string, number>>; partitionAgesMs: Record<string, Record<string, number>> }> {
     const held = streams ? streams.map((s) => this.producers.get(s)).filter((p): p is Outlet => p !== undefined) : [...this.producers.values()];
     for (const p of held) p.hold();
     if (this.state === 'running') this.state = 'paused';
@@ -585,8 +602,14 @@ export class Instance {
     // What was published before the fence must reach the server before we report it.
     await this.nc.flush();
     const fences: Record<string, number> = {};
-    for (const p of held) fences[p.stream] = p.lastPublishedSeq;
-    return fences;
+    const partitionFences: Record<string, Record<string, number>> = {};
+    const partitionAgesMs: Record<string, Record<string, number>> = {};
+    for (const p of held) {
+      fences[p.stream] = p.lastPublishedSeq;
+      partitionFences[p.stream] = p.partitionFences;
+      partitionAgesMs[p.stream] = p.partitionAgesMs;
+    }
+    return { fences, partitionFences, partitionAgesMs };
   }
 
   resumeOutput(): void {
@@ -613,34 +636,46 @@ export class Instance {
    * release the instance still holds its state and queue, and reinstate()
    * brings it back.
    */
-  async release(swapId: string, budgetMs: number): Promise<{ snapshot: InstanceSnapshot; drained: number; handedOver: number }> {
+  async release(swapId: string, budgetMs: number, fences: readonly ProducerFence[] = []): Promise<{ snapshot: InstanceSnapshot; drained: number; handedOver: number; fencesMet: number; outputFences: ProducerFence[] }> {
     this.releaseCancelled = false;
     const before = this.metrics.recordsIn;
     const startedAt = Date.now();
     await this.nc.flush();
     this.checkCancelled();
-    this.unsubscribeInputs();
+    const awaited = this.visibleFences(fences);
     this.draining = true;
     // Timers already due are pending work too: fire them before the snapshot.
     const nextTimer = this.exec.timers.next();
     if (nextTimer !== undefined && nextTimer <= Date.now()) this.timersDue = true;
     let pending: Inbound[] = [];
+    const unmet = () => awaited.filter(([k, seq]) => (this.seen.get(k) ?? 0) < seq);
+    /** The checks of every wait: cancelled, a stuck callback (handed over), the budget. */
+    const check = (what: () => string): void => {
+      this.checkCancelled();
+      const now = Date.now();
+      if (this.watch.isStuck(now)) {
+        pending = this.abandonStuck();
+        this.log.warn({ swapId, batches: pending.length }, `release: handing ${pending.length} unprocessed batch(es) of a stuck callback to the next version`);
+        return;
+      }
+      if (now - startedAt > budgetMs) {
+        throw new TimeoutError(
+          `instance ${this.id} did not drain within its budget of ${budgetMs} ms (${this.metrics.recordsIn - before} record(s) processed, ` +
+            `${this.queue.length} batch(es) still queued${what()}); it keeps its state and input`,
+        );
+      }
+    };
     try {
+      // Subscribed until the last record each paused producer published reached us: on a NATS cluster
+      // a round trip to our server does not prove that another server's messages arrived.
+      while (unmet().length > 0 && pending.length === 0) {
+        await this.idle(RELEASE_CHECK_MS);
+        check(() => `, ${unmet().length} producer fence(s) not seen: ${unmet().slice(0, 3).map(([k, seq]) => `${k} #${seq}`).join(', ')}`);
+      }
+      this.unsubscribeInputs();
       for (;;) {
         if (await this.idle(RELEASE_CHECK_MS)) break;
-        this.checkCancelled();
-        const now = Date.now();
-        if (this.watch.isStuck(now)) {
-          pending = this.abandonStuck();
-          this.log.warn({ swapId, batches: pending.length }, `release: handing ${pending.length} unprocessed batch(es) of a stuck callback to the next version`);
-          continue;
-        }
-        if (now - startedAt > budgetMs) {
-          throw new TimeoutError(
-            `instance ${this.id} did not drain within its budget of ${budgetMs} ms (${this.metrics.recordsIn - before} record(s) processed, ` +
-              `${this.queue.length} batch(es) still queued); it keeps its state and input`,
-          );
-        }
+        check(() => '');
       }
     } finally {
       this.draining = false;
@@ -653,8 +688,40 @@ export class Instance {
     this.timerAt = Infinity;
     this.state = 'standby';
     const snapshot: InstanceSnapshot = this.threaded ? await this.threaded.snapshot() : this.snapshot();
+    if (this.seen.size) snapshot.seen = [...this.seen];
     if (pending.length) snapshot.pending = pending;
-    return { snapshot, drained: this.metrics.recordsIn - before, handedOver: countRecords(pending) };
+    const outputFences: ProducerFence[] = [];
+    for (const p of this.producers.values()) {
+      const partitions = p.partitionFences;
+      if (Object.keys(partitions).length) outputFences.push({ producer: this.producerId, stream: p.stream, partitions, agesMs: p.partitionAgesMs });
+    }
+    return { snapshot, drained: this.metrics.recordsIn - before, handedOver: countRecords(pending), fencesMet: awaited.length - unmet().length, outputFences };
+  }
+
+  /**
+   * The fences this instance can see: producer, stream and partition subjects it reads alone (key-grouped on
+   * its partitions, broadcast on all), as [seen-key, seq]. A queue-group (shuffle) member cannot tell its share,
+   * in-process input needs none, and a thread-run instance does not track them: for those the round trip stands.
+   */
+  private visibleFences(fences: readonly ProducerFence[]): [string, number][] {
+    if (this.threaded || fences.length === 0) return [];
+    const local = new Set(this.assignment.fusion?.inputs ?? []);
+    const mine = new Set(this.partitions);
+    const out: [string, number][] = [];
+    for (const f of fences) {
+      const ist = this.assignment.metadata.istreams.find((i) => i.stream === f.stream);
+      if (!ist || local.has(f.stream) || ist.grouping === 'shuffle') continue;
+      for (const [p, seq] of Object.entries(f.partitions)) {
+        if (ist.grouping === 'key' && !mine.has(Number(p))) continue;
+        const k = `${f.producer} ${f.stream} ${p}`;
+        // Published before this instance subscribed (with a margin for the trip): it went to a predecessor,
+        // whose consumed-up-to marks came with the snapshot, or to nobody. Not ours to wait for.
+        const age = f.agesMs?.[p];
+        if (!this.seen.has(k) && age !== undefined && age > Date.now() - this.subscribedAt + FENCE_MARGIN_MS) continue;
+        out.push([k, seq]);
+      }
+    }
+    return out;
   }
 
   private checkCancelled(): void {
@@ -677,6 +744,12 @@ export class Instance {
     this.armTimer();
     const nextTimer = this.exec.timers.next();
     this.timersDue = nextTimer !== undefined && nextTimer <= Date.now();
+    this.schedulePump();
+  }
+
+  /** Input handed back from another worker after a rollback: processed after what it already holds. */
+  replay(items: readonly Inbound[]): void {
+    for (const item of items) this.queue.push(item);
     this.schedulePump();
   }
 

@@ -67,6 +67,8 @@ export class StreamProducer implements Outlet {
   private blockedNow = false;
   /** Producer sequence of the last record published (the fence reported by a pause). */
   private publishedSeq = 0;
+  private readonly seqByPartition: number[] = new Array<number>(PARTITIONS).fill(0);
+  private readonly atByPartition: number[] = new Array<number>(PARTITIONS).fill(0);
   published = 0;
 
   constructor(o: ProducerOptions) {
@@ -171,6 +173,8 @@ export class StreamProducer implements Outlet {
     this.nc.publish(subjects.data(this.stream, partition), bytes);
     this.published += recs.length;
     this.publishedSeq = recs[recs.length - 1]![3];
+    this.seqByPartition[partition] = this.publishedSeq;
+    this.atByPartition[partition] = performance.now();
   }
 
   /** True when some consumer group reads this stream on NATS. */
@@ -230,6 +234,23 @@ export class StreamProducer implements Outlet {
   /** The fence: sequence of the last record published on this stream. */
   get lastPublishedSeq(): number {
     return this.publishedSeq;
+  }
+
+  get partitionAgesMs(): Record<string, number> {
+    const now = performance.now();
+    const out: Record<string, number> = {};
+    this.seqByPartition.forEach((seq, p) => {
+      if (seq > 0) out[String(p)] = Math.max(0, Math.round(now - this.atByPartition[p]!));
+    });
+    return out;
+  }
+
+  get partitionFences(): Record<string, number> {
+    const out: Record<string, number> = {};
+    this.seqByPartition.forEach((seq, p) => {
+      if (seq > 0) out[String(p)] = seq;
+    });
+    return out;
   }
 
   close(): void {

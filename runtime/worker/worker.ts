@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import {
   buckets, packr, schemas, subjects, ConflictError, NotFoundError, BadRequestError, TopoError,
   type Assignment, type Heartbeat, type PauseReply, type Probation, type RegisterReply, type RegisterRequest, type ReleaseReply,
-  type SnapshotRef, type UpstreamRef, type WorkerControl,
+  type AbortReply, type Handback, type ProducerFence, type SnapshotRef, type UpstreamRef, type WorkerControl,
 } from '../../protocol/index.js';
 import { call, encodeJson, serve } from '../transport/rpc.js';
 import { ArtifactCache, checkMetadata } from './artifacts.js';
@@ -160,8 +160,8 @@ export class Worker {
         return { unassigned: true };
       }
       case 'pause': {
-        const fences = await this.instance(req.instanceId).pauseOutput(req.streams, req.leaseMs ?? 5_000);
-        const reply: PauseReply = { producer: req.instanceId, fences };
+        const { fences, partitionFences, partitionAgesMs } = await this.instance(req.instanceId).pauseOutput(req.streams, req.leaseMs ?? 5_000);
+        const reply: PauseReply = { producer: req.instanceId, fences, partitionFences, partitionAgesMs };
         return reply;
       }
       case 'resume':
@@ -175,7 +175,7 @@ export class Worker {
         return { loadMs: performance.now() - t0 };
       }
       case 'release':
-        return this.release(req.instanceId, this.swaps.join(req.swapId, req.leaseMs, req.upstreams), req.export, req.budgetMs ?? DEFAULT_DRAIN_BUDGET_MS);
+        return this.release(req.instanceId, this.swaps.join(req.swapId, req.leaseMs, req.upstreams), req.export, req.budgetMs ?? DEFAULT_DRAIN_BUDGET_MS, req.fences ?? []);
       case 'adopt':
         return this.adopt(this.swaps.join(req.swapId, req.leaseMs, req.upstreams), req.assignment, req.from, req.filterByPartition, req.probation);
       case 'renew':
@@ -186,6 +186,8 @@ export class Worker {
         return this.commitSwap(req.swapId);
       case 'abort':
         return this.abortSwap(req.swapId, req.reason);
+      case 'replay':
+        return this.replay(req.swapId, req.handback, req.from);
       case 'stop':
         setImmediate(() => void this.stop());
         return {};
@@ -236,7 +238,7 @@ export class Worker {
    * version from the first moment, so an abort reinstates it whatever its
    * release reached: a release that fails or runs out of budget discards nothing.
    */
-  private async release(instanceId: string, s: SwapSession, exportTo: 'memory' | 'store', budgetMs: number): Promise<ReleaseReply> {
+  private async release(instanceId: string, s: SwapSession, exportTo: 'memory' | 'store', budgetMs: number, fences: readonly ProducerFence[]): Promise<ReleaseReply> {
     const inst = this.instance(instanceId);
     const other = this.swaps.holding(instanceId);
     if (other && other !== s) throw new ConflictError(`instance ${instanceId} is already part of swap ${other.swapId}`);
@@ -245,7 +247,7 @@ export class Worker {
       return { keys: kept.state.entries.length, timers: kept.timers.length, bytes: packr.pack(kept).length, drained: 0 };
     }
     s.old.add(instanceId);
-    const { snapshot, drained, handedOver } = await inst.release(s.swapId, budgetMs);
+    const { snapshot, drained, handedOver, fencesMet, outputFences } = await inst.release(s.swapId, budgetMs, fences);
     this.snapshots.set(instanceId, snapshot);
     const bytes = packr.pack(snapshot);
     if (exportTo === 'store') {
@@ -253,7 +255,10 @@ export class Worker {
       await store.putBlob({ name: `${s.swapId}/${instanceId}` }, bytes);
     }
     this.heartbeat();
-    return { keys: snapshot.state.entries.length, timers: snapshot.timers.length, bytes: bytes.length, drained, ...(handedOver ? { handedOver } : {}) };
+    return {
+      keys: snapshot.state.entries.length, timers: snapshot.timers.length, bytes: bytes.length, drained,
+      ...(handedOver ? { handedOver } : {}), ...(fencesMet ? { fencesMet } : {}), ...(outputFences.length ? { outputFences } : {}),
+    };
   }
 
   private async snapshotsBucket(): Promise<ObjectStore> {
@@ -269,6 +274,7 @@ export class Worker {
     const entries: [string, unknown][] = [];
     const timers = new Map<string, number>();
     const pending: Inbound[] = [];
+    const seen = new Map<string, number>();
     for (const ref of from) {
       let snap = ref.workerId === this.id ? this.snapshots.get(ref.instanceId) : undefined;
       if (!snap) {
@@ -282,8 +288,13 @@ export class Worker {
       entries.push(...mine.state.entries);
       for (const [k, at] of mine.timers) timers.set(k, Math.min(at, timers.get(k) ?? Infinity));
       for (const item of snap.pending ?? []) if (!keep || keep.has(item.partition)) pending.push(item);
+      // Consumed-up-to marks are per partition (the last token of the key), like the state.
+      for (const [k, seq] of snap.seen ?? []) {
+        if (keep && !keep.has(Number(k.slice(k.lastIndexOf(' ') + 1)))) continue;
+        seen.set(k, Math.max(seq, seen.get(k) ?? 0));
+      }
     }
-    return { state: { entries }, timers: [...timers], ...(pending.length ? { pending } : {}) };
+    return { state: { entries }, timers: [...timers], ...(pending.length ? { pending } : {}), ...(seen.size ? { seen: [...seen] } : {}) };
   }
 
   private async adopt(s: SwapSession, a: Assignment, from: SnapshotRef[], filterByPartition: boolean, probation: Probation): Promise<object> {
@@ -340,30 +351,76 @@ export class Worker {
     if (!s) return { reinstated: 0 };
     const olds = [...s.old].map((id) => this.instances.get(id)).filter((i): i is Instance => i !== undefined);
     const replay = new Map<Instance, Inbound[]>(olds.map((o) => [o, []]));
-    let unrouted = 0;
+    const handbacks: Handback[] = [];
+    let lost = 0;
     for (const [id, from] of s.adopted) {
       const inst = this.instances.get(id);
       if (!inst) continue;
       const items = await inst.abandon();
       this.instances.delete(id);
-      const targets = from.map((r) => this.instances.get(r.instanceId)).filter((t): t is Instance => t !== undefined && s.old.has(t.id));
-      if (targets.length === 0) {
-        unrouted += items.length;
-        continue;
-      }
+      // Each item goes back to the one old instance that would have had it; those on other workers get it through the store.
+      const away: Inbound[] = [];
       for (const item of items) {
-        const to = targets.length === 1 ? targets[0]! : (targets.find((t) => t.partitions.includes(item.partition)) ?? targets[0]!);
-        replay.get(to)!.push(item);
+        const owner = this.ownerOf(item, from, inst.assignment);
+        if (owner) replay.get(owner)?.push(item);
+        else away.push(item);
+      }
+      if (away.length === 0) continue;
+      const name = `${swapId}/handback/${id}`;
+      try {
+        await (await this.snapshotsBucket()).putBlob({ name }, packr.pack(away));
+        handbacks.push({ name, from, batches: away.length });
+      } catch (err) {
+        lost += away.length;
+        this.log.error({ err, swapId, batches: away.length }, `swap ${swapId}: could not store ${away.length} input batch(es) for their old instances on other workers: lost`);
       }
     }
-    if (unrouted) this.log.error({ swapId, batches: unrouted }, `swap ${swapId}: ${unrouted} input batch(es) of rolled-back instances had no old instance on this worker to go back to: lost`);
     for (const o of olds) {
       this.snapshots.delete(o.id);
       o.reinstate(replay.get(o) ?? []);
     }
-    this.log.info({ swapId, reason, reinstated: olds.length }, `swap ${swapId} rolled back here: ${reason}`);
+    this.log.info({ swapId, reason, reinstated: olds.length, handbacks: handbacks.length }, `swap ${swapId} rolled back here: ${reason}`);
     this.heartbeat();
-    return { reinstated: olds.length, ...(unrouted ? { lostBatches: unrouted } : {}) };
+    const reply: AbortReply = { reinstated: olds.length, ...(handbacks.length ? { handbacks } : {}), ...(lost ? { lostBatches: lost } : {}) };
+    return reply;
+  }
+
+  /**
+   * The old instance here that takes `item` back, among `from` (every old instance of the adopter that had it),
+   * or undefined when that one runs on another worker. Key-grouped input goes to the owner of its partition;
+   * other input to from[partition % from.length], so that each item goes to exactly one (see the replay op).
+   */
+  private ownerOf(item: Inbound, from: readonly SnapshotRef[], a: Assignment): Instance | undefined {
+    const grouping = a.metadata.istreams.find((i) => i.stream === item.stream)?.grouping;
+    if (grouping === 'key') {
+      for (const r of from) {
+        const o = r.workerId === this.id ? this.instances.get(r.instanceId) : undefined;
+        if (o?.partitions.includes(item.partition)) return o;
+      }
+      return undefined;
+    }
+    const r = from[item.partition % from.length]!;
+    return r.workerId === this.id ? this.instances.get(r.instanceId) : undefined;
+  }
+
+  /** The `replay` op: this worker's share of a handback, appended to its (reinstated) old instances' input. */
+  private async replay(swapId: string, handback: string, from: SnapshotRef[]): Promise<{ replayed: number }> {
+    const bytes = await (await this.snapshotsBucket()).getBlob(handback);
+    if (!bytes) throw new NotFoundError(`handback ${handback} of swap ${swapId} is not in the store`);
+    const items = packr.unpack(bytes) as Inbound[];
+    const mine = new Map<Instance, Inbound[]>();
+    for (const item of items) {
+      const holder = from.find((r) => r.workerId === this.id && this.instances.get(r.instanceId));
+      const owner = holder ? this.ownerOf(item, from, this.instances.get(holder.instanceId)!.assignment) : undefined;
+      if (owner) mine.set(owner, [...(mine.get(owner) ?? []), item]);
+    }
+    let replayed = 0;
+    for (const [o, list] of mine) {
+      o.replay(list);
+      replayed += list.length;
+    }
+    this.log.info({ swapId, handback, replayed }, `swap ${swapId}: ${replayed} input batch(es) handed back from another worker`);
+    return { replayed };
   }
 
   /**
