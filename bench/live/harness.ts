@@ -1,0 +1,195 @@
+/**
+ * The live-change benches on a fresh local topology, under a paced load
+ * (bench/swap/source.ts: `keys` keys, one record each every 10 ms):
+ * - scale: the key-grouped counter bswap-counter is scaled 1 -> 2 -> 4 -> 2 -> 1,
+ *   `cycles` times (`client.scale`), on 5 workers (the source has its own);
+ * - regroup: the chain source -> blive-relay -> blive-counter has relay and
+ *   counter fused (`client.fuse`) and split (`client.split`) again, `cycles` times, on 3 workers.
+ * Between changes it waits GAP_MS. Each change's reply gives pauseMs; the
+ * output is audited per key (KeyAudit) once the source stopped.
+ * The autopilot is off (TOPO_AUTOPILOT=0): only the bench changes the topology.
+ * Bundled into dist/bench/live.mjs by bench/run.mjs.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startLocalTopology, type LocalTopology } from '../../runtime/client/launcher.js';
+import { TopoClient } from '../../runtime/client/client.js';
+import { swapReplyOf } from '../../runtime/client/swap.js';
+import { decodeBatch, encodeBatch, subjects, PROTOCOL_VERSION, type HistoryStep } from '../../protocol/index.js';
+import { SWAP_BENCH, type SourceControl, type SourceReport } from '../swap/streams.js';
+import { statsOf, type Stats } from '../swap/stats.js';
+import { KeyAudit, type AuditFigures } from './audit.js';
+import { GAP_MS, WARMUP_MS } from './plan.js';
+import { LIVE } from './streams.js';
+
+export type LiveMode = 'scale' | 'regroup';
+
+export interface LiveCaseOptions {
+  root: string;
+  mode: LiveMode;
+  cycles: number;
+  keys: number;
+  log: (line: string) => void;
+}
+
+export interface LiveChange {
+  n: number;
+  what: string;
+  pauseMs: number | undefined;
+  elapsedMs: number;
+  steps: string;
+  error?: string;
+}
+
+export interface LiveResult {
+  mode: LiveMode;
+  changes: LiveChange[];
+  pause: Stats;
+  /** Request to reply, as the client saw it. */
+  elapsed: Stats;
+  /** Per kind of change (e.g. "1 -> 2", "fuse"): its pauses. */
+  byKind: { what: string; pause: Stats }[];
+  targetRate: number;
+  achievedRate: number;
+  seconds: number;
+  audit: AuditFigures;
+  /** Per-record latency (arrival - planned tick time) over the whole run. */
+  latency: Stats;
+  notes: string[];
+}
+
+const STALL_MS = 15_000;
+const SCALE_CYCLE = [2, 4, 2, 1] as const;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const stepsOf = (steps: HistoryStep[]): string => steps.map((s) => `${s.step} ${s.ms}`).join(', ');
+
+function publishControl(client: TopoClient, c: SourceControl, seq: number): void {
+  client.nc.publish(
+    subjects.data(SWAP_BENCH.control, 0),
+    encodeBatch({ v: PROTOCOL_VERSION, src: 'bench-live-harness', stream: SWAP_BENCH.control, bseq: seq, recs: [['control', c, Date.now(), seq]] }),
+  );
+}
+
+/** The sequence of live changes of a mode, each a label and the call that makes it. */
+function plan(client: TopoClient, o: LiveCaseOptions): { what: string; run: () => Promise<{ pauseMs?: number; steps: HistoryStep[]; result: string }> }[] {
+  const out: ReturnType<typeof plan> = [];
+  if (o.mode === 'scale') {
+    let from = 1;
+    for (let c = 0; c < o.cycles; c++) {
+      for (const to of SCALE_CYCLE) {
+        const what = `${from} -> ${to}`;
+        out.push({ what, run: () => client.scale(SWAP_BENCH.counter, to) });
+        from = to;
+      }
+    }
+  } else {
+    for (let c = 0; c < o.cycles; c++) {
+      out.push({ what: 'fuse', run: () => client.fuse([LIVE.relay, LIVE.counter]) });
+      out.push({ what: 'split', run: () => client.split(LIVE.relay) });
+    }
+  }
+  return out;
+}
+
+export async function runLiveCase(o: LiveCaseOptions): Promise<LiveResult> {
+  const dir = mkdtempSync(join(tmpdir(), `topo-bench-${o.mode}-`));
+  let topo: LocalTopology | undefined;
+  let client: TopoClient | undefined;
+  let failed = false;
+  try {
+    topo = await startLocalTopology({ dir, workers: o.mode === 'scale' ? 5 : 3, env: { TOPO_AUTOPILOT: '0' } });
+    client = await TopoClient.connect(topo.natsUrl, { name: `topo-bench-${o.mode}` });
+    const file = (f: string): string => join(o.root, 'bench', f);
+    if (o.mode === 'scale') await client.deployFile(file('swap/counter-a.ts'));
+    else {
+      await client.deployFile(file('live/counter.ts'));
+      await client.deployFile(file('live/relay.ts'));
+    }
+    await client.deployFile(file('swap/source.ts'));
+    return await measure(client, o);
+  } catch (err) {
+    failed = true;
+    const logs = topo ? ` (logs kept in ${topo.logDir})` : '';
+    throw new Error(`${o.mode} bench: ${(err as Error).message}${logs}`, { cause: err });
+  } finally {
+    await client?.close().catch(() => undefined);
+    await topo?.stop().catch(() => undefined);
+    if (!failed) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function measure(client: TopoClient, o: LiveCaseOptions): Promise<LiveResult> {
+  const nc = client.nc;
+  const audit = new KeyAudit(o.keys);
+  let report: SourceReport | undefined;
+  const out = nc.subscribe(subjects.dataAll(SWAP_BENCH.output), { callback: (err, msg) => void (err || audit.onBatch(msg.data)) });
+  const rep = nc.subscribe(subjects.dataAll(SWAP_BENCH.report), {
+    callback: (err, msg) => {
+      if (!err) for (const r of decodeBatch(msg.data).recs) report = r[1] as SourceReport;
+    },
+  });
+  try {
+    await nc.flush();
+    await sleep(500);
+    publishControl(client, { op: 'start', keys: o.keys, everyMs: 10 }, 1);
+    await sleep(WARMUP_MS);
+    if (audit.received === 0) throw new Error(`no output from the counter after ${WARMUP_MS} ms of warm-up`);
+    const changes: LiveChange[] = [];
+    const steps = plan(client, o);
+    for (const [i, s] of steps.entries()) {
+      const started = performance.now();
+      const change: LiveChange = { n: i + 1, what: s.what, pauseMs: undefined, elapsedMs: 0, steps: '' };
+      try {
+        const r = await s.run();
+        change.pauseMs = r.pauseMs;
+        change.steps = stepsOf(r.steps);
+        if (r.result !== 'ok') change.error = `result ${r.result}`;
+      } catch (err) {
+        const reply = swapReplyOf(err);
+        change.pauseMs = reply?.pauseMs;
+        change.steps = reply ? stepsOf(reply.steps) : '';
+        change.error = (err as Error).message;
+        o.log(`${o.mode}: change ${i + 1} (${s.what}) failed: ${change.error}`);
+      }
+      change.elapsedMs = performance.now() - started;
+      changes.push(change);
+      if ((i + 1) % 5 === 0 || i + 1 === steps.length) o.log(`${o.mode}: ${i + 1}/${steps.length} changes, last ${s.what} pause ${change.pauseMs ?? '-'} ms`);
+      await sleep(GAP_MS);
+    }
+    publishControl(client, { op: 'stop' }, 2);
+    const stopAt = Date.now();
+    while (!report) {
+      if (Date.now() - stopAt > 10_000) throw new Error('the source did not report its last tick within 10 s of the stop');
+      await sleep(50);
+    }
+    const lastTick = report.lastTick;
+    let lastTotal = audit.received;
+    let progressAt = Date.now();
+    while (audit.behind(lastTick) > 0) {
+      if (audit.received !== lastTotal) {
+        lastTotal = audit.received;
+        progressAt = Date.now();
+      } else if (Date.now() - progressAt > STALL_MS) break;
+      await sleep(50);
+    }
+    await sleep(300); // late duplicates would show
+    const figures = audit.figures(lastTick);
+    const seconds = (audit.lastAt - audit.firstAt) / 1000;
+    const pauses = changes.flatMap((c) => (c.pauseMs !== undefined ? [c.pauseMs] : []));
+    const kinds = [...new Set(changes.map((c) => c.what))];
+    const notes = changes.filter((c) => c.error).map((c) => `change ${c.n} (${c.what}): ${c.error}`);
+    const status = await client.status();
+    notes.push(`at the end: ${status.computations.map((c) => `${c.name} x${c.instances.length} on ${[...new Set(c.instances.map((i) => i.workerId))].join(',')}`).join('; ')}`);
+    return {
+      mode: o.mode, changes, pause: statsOf(pauses), elapsed: statsOf(changes.map((c) => c.elapsedMs)),
+      byKind: kinds.map((what) => ({ what, pause: statsOf(changes.filter((c) => c.what === what && c.pauseMs !== undefined).map((c) => c.pauseMs!)) })),
+      targetRate: o.keys * 100, achievedRate: seconds > 0 ? audit.received / seconds : 0, seconds,
+      audit: figures, latency: audit.latency.stats(), notes,
+    };
+  } finally {
+    out.unsubscribe();
+    rep.unsubscribe();
+  }
+}

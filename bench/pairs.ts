@@ -1,0 +1,199 @@
+/**
+ * The fusion and CPU-heavy benches: throughput pipelines run against their
+ * baseline in the same run (interleaved, median of `runs`), reported as
+ * ratios against targets. Their harnesses are bundled separately
+ * (dist/bench/fusion.mjs, dist/bench/heavy.mjs) because they need the runtime.
+ */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { FusionCaseOptions } from './fusion/harness.js';
+import type { HeavyCaseOptions } from './heavy/harness.js';
+import { runInterleaved, type BenchCase } from './interleave.js';
+import type { CaseResult, CaseSummary } from './results.js';
+import { wrapSection, type SectionName } from './sections.js';
+
+interface FusionModule { runFusionCase(o: FusionCaseOptions): Promise<CaseResult> }
+interface HeavyModule { runHeavyCase(o: HeavyCaseOptions): Promise<CaseResult> }
+
+/** A ratio of two cases' medians, with or without a target. */
+interface Comparison {
+  what: string;
+  of: string;
+  to: string;
+  target?: number;
+}
+
+export interface PairPart {
+  section: SectionName;
+  title: string;
+  records: number;
+  cases: BenchCase[];
+  comparisons: Comparison[];
+  method: string[];
+}
+
+export interface PairContext {
+  here: string;
+  root: string;
+  runs: number;
+  log: (line: string) => void;
+}
+
+const timeoutFor = (count: number): number => Math.max(60_000, Math.ceil(count / 5));
+
+async function load<T>(ctx: PairContext, file: string): Promise<T | undefined> {
+  const p = join(ctx.here, file);
+  return existsSync(p) ? ((await import(pathToFileURL(p).href)) as T) : undefined;
+}
+
+const NOT_BUILT = 'harness not built: the runtime (runtime/client, runtime/worker, runtime/controller) is missing';
+
+export const FUSION_NAMES = { fused: 'fused chain of 5 trivial computations', loop: 'hand-written loop calling the same 5 functions', unfused: 'the same chain unfused, across processes' } as const;
+export const HEAVY_NAMES = { two: 'CPU-heavy (~50 µs/record) on 2 worker processes', one: 'CPU-heavy (~50 µs/record) on 1 worker process' } as const;
+
+export async function fusionPart(ctx: PairContext, count: number): Promise<PairPart> {
+  const mod = await load<FusionModule>(ctx, 'fusion.mjs');
+  const run = (kind: FusionCaseOptions['kind']) => () => {
+    if (!mod) throw new Error(NOT_BUILT);
+    return mod.runFusionCase({ root: ctx.root, kind, count, timeoutMs: timeoutFor(count), log: ctx.log });
+  };
+  const skip = mod ? {} : { skipped: NOT_BUILT };
+  return {
+    section: 'fusion', title: 'Fusion', records: count,
+    cases: [
+      { name: FUSION_NAMES.loop, description: 'bench-source -> bfuse-loop (one computation calling the 5 step functions in a loop) -> bfuse-sink; 3 workers, one computation each', once: run('loop'), ...skip },
+      { name: FUSION_NAMES.fused, description: 'bench-source -> bfuse-stage-1..5 (one step function each) fused with `client.fuse` into one chain on one worker -> bfuse-sink; 3 workers', once: run('fused'), ...skip },
+      { name: FUSION_NAMES.unfused, description: 'bench-source -> bfuse-stage-1..5 -> bfuse-sink, not fused, every computation on its own worker (7 workers): 6 NATS hops', once: run('unfused'), ...skip },
+    ],
+    comparisons: [
+      { what: 'fused chain vs hand-written loop', of: FUSION_NAMES.fused, to: FUSION_NAMES.loop, target: 0.5 },
+      { what: 'fused chain vs the same chain unfused (what fusion buys)', of: FUSION_NAMES.fused, to: FUSION_NAMES.unfused },
+    ],
+    method: [
+      '- `bench/fusion/`: the 5 step functions (`steps.ts`) are trivial (each makes a new `{id, user, text}` with `id` changed). `stage-1.ts` .. `stage-5.ts` each apply one; `loop.ts` applies all five in a loop. Source and sink are the throughput bench\'s (`bench/topo/source.ts`, `bench/topo/sink.ts`): the source emits the records of `bench/records.ts` from timers, the sink times its first and its last record with `performance.now()`.',
+      '- Every run starts a fresh local topology with `TOPO_AUTOPILOT=0` (nothing is fused but what the case fuses). Source and sink are deployed first, so each has a worker of its own; the fused case then calls `client.fuse([bfuse-stage-1, ..., bfuse-stage-5])` before the start record, which puts the 5 stages on the first stage\'s worker, records handed over in-process. The unfused case has 7 workers on the 2 CPUs, one per computation.',
+    ],
+  };
+}
+
+export async function heavyPart(ctx: PairContext, count: number): Promise<PairPart> {
+  const mod = await load<HeavyModule>(ctx, 'heavy.mjs');
+  const run = (instances: 1 | 2) => () => {
+    if (!mod) throw new Error(NOT_BUILT);
+    return mod.runHeavyCase({ root: ctx.root, instances, count, timeoutMs: timeoutFor(count * 10), log: ctx.log });
+  };
+  const skip = mod ? {} : { skipped: NOT_BUILT };
+  return {
+    section: 'heavy', title: 'CPU-heavy computation on 1 and 2 worker processes', records: count,
+    cases: [
+      { name: HEAVY_NAMES.one, description: 'bench-source -> bheavy (1 instance) -> bheavy-sink on 4 workers (one idle)', once: run(1), ...skip },
+      { name: HEAVY_NAMES.two, description: 'bench-source -> bheavy (2 instances, shuffle, one per worker) -> bheavy-sink on 4 workers', once: run(2), ...skip },
+    ],
+    comparisons: [{ what: '2 instances vs 1', of: HEAVY_NAMES.two, to: HEAVY_NAMES.one, target: 1.7 }],
+    method: [
+      '- `bench/heavy/`: `bheavy` spins on `performance.now()` for 50 µs per record (no `hints.cpu`: it runs on the worker\'s main thread), then passes the record on; shuffle grouping, so its instances share the source\'s records through a NATS queue group. Source and sink as in the throughput bench.',
+      '- Every run: a fresh local topology of 4 workers with `TOPO_AUTOPILOT=0`; `bheavy` is deployed first (1 or 2 instances, one per worker), then source and sink, each on a worker of its own. The machine has 2 CPUs, so with 2 instances the source, the sink, NATS and the controller compete with them for CPU.',
+    ],
+  };
+}
+
+const int = (n: number): string => Math.round(n).toLocaleString('en-US');
+
+function ratioOf(cases: CaseSummary[], c: Comparison): number | undefined {
+  const a = cases.find((x) => x.name === c.of)?.median?.rate;
+  const b = cases.find((x) => x.name === c.to)?.median?.rate;
+  return a !== undefined && b ? a / b : undefined;
+}
+
+/** Run i of one case over run i of the other (they ran next to each other, under the same background load). */
+function pairedRatios(cases: CaseSummary[], c: Comparison): number[] {
+  const a = cases.find((x) => x.name === c.of)?.runs ?? [];
+  const b = cases.find((x) => x.name === c.to)?.runs ?? [];
+  return a.slice(0, b.length).map((r, i) => r.rate / b[i]!.rate);
+}
+
+export function pairVerdict(part: PairPart, cases: CaseSummary[]): string[] {
+  return part.comparisons.map((c) => {
+    const r = ratioOf(cases, c);
+    if (r === undefined) {
+      const bad = cases.find((x) => (x.name === c.of || x.name === c.to) && !x.median);
+      return `- ${c.what}: not measured (${bad?.error ?? bad?.skipped ?? 'not run'}).`;
+    }
+    const paired = pairedRatios(cases, c);
+    const perRun = paired.length > 1 ? ` Run by run (each run next to its baseline's): ${paired.map((x) => `${x.toFixed(2)}x`).join(', ')}.` : '';
+    if (c.target === undefined) return `- ${c.what}: ${r.toFixed(2)}x (medians; no target).${perRun}`;
+    return `- ${c.what}: ${r.toFixed(2)}x (medians), target >= ${c.target}x: ${r >= c.target ? 'met' : `MISSED by ${(((c.target - r) / c.target) * 100).toFixed(0)}%`}.${perRun}`;
+  });
+}
+
+interface Row { case: string; rate: string; seconds: string; ratio: string; runs: string; lost: string }
+
+function rows(part: PairPart, cases: CaseSummary[]): Row[] {
+  const base = part.comparisons[0]!.to;
+  const baseRate = cases.find((x) => x.name === base)?.median?.rate;
+  return cases.map((c) => ({
+    case: c.name,
+    rate: c.median ? int(c.median.rate) : c.error ? 'failed' : c.skipped ? 'not run' : '-',
+    seconds: c.median ? c.median.seconds.toFixed(3) : '-',
+    ratio: c.median && baseRate ? `${(c.median.rate / baseRate).toFixed(2)}x` : '-',
+    runs: c.runs.map((r) => int(r.rate)).join(', ') || '-',
+    lost: c.runs.length ? int(c.runs.reduce((s, r) => s + r.lost, 0)) : '-',
+  }));
+}
+
+const HEAD: Row = { case: 'case', rate: 'records/s (median)', seconds: 'seconds', ratio: 'ratio', runs: 'runs (records/s)', lost: 'lost' };
+const COLS = Object.keys(HEAD) as (keyof Row)[];
+
+export function pairTextTable(part: PairPart, cases: CaseSummary[]): string {
+  const all = [HEAD, ...rows(part, cases)];
+  const width = COLS.map((k) => Math.max(...all.map((r) => r[k].length)));
+  const line = (r: Row): string => COLS.map((k, i) => (i === 0 ? r[k].padEnd(width[i]!) : r[k].padStart(width[i]!))).join('  ');
+  return [line(HEAD), width.map((w) => '-'.repeat(w)).join('  '), ...rows(part, cases).map(line)].join('\n');
+}
+
+export interface RunFacts {
+  command: string;
+  date: string;
+  machine: string;
+  software: string;
+  loadBefore: number;
+}
+
+export function pairMarkdownSection(part: PairPart, cases: CaseSummary[], f: RunFacts): string {
+  const line = (r: Row): string => `| ${COLS.map((k) => r[k]).join(' | ')} |`;
+  const table = [line(HEAD), `|${COLS.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`, ...rows(part, cases).map(line)].join('\n');
+  const notes = cases.flatMap((c) => {
+    const n = [...new Set(c.runs.flatMap((r) => r.notes))];
+    return [`- **${c.name}**: ${c.description}.${n.length ? ` Notes: ${n.join('; ')}.` : ''}${c.error ? ` Failed: ${c.error}.` : ''}${c.skipped ? ` Not run: ${c.skipped}.` : ''}`];
+  });
+  return wrapSection(part.section, `## ${part.title}
+
+- Date: ${f.date}
+- Command: \`${f.command}\`
+- Machine: ${f.machine}
+- ${f.software}
+- 1-minute load average before the run: ${f.loadBefore.toFixed(2)}
+- Runs per case: ${Math.max(0, ...cases.map((c) => c.runs.length))}, interleaved across the cases (median shown); ${int(part.records)} records per run. Ratio is against "${part.comparisons[0]!.to}".
+
+${table}
+
+### Targets
+
+${pairVerdict(part, cases).join('\n')}
+
+### Cases
+
+${notes.join('\n')}
+
+### Method
+
+${part.method.join('\n')}
+`);
+}
+
+/** Runs a part's cases interleaved and returns their summaries. */
+export async function runPart(part: PairPart, ctx: PairContext): Promise<CaseSummary[]> {
+  for (const c of part.cases) if (c.skipped) ctx.log(`${c.name}: not run: ${c.skipped}`);
+  return runInterleaved(part.cases, ctx.runs, ctx.log);
+}
