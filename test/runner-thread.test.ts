@@ -11,7 +11,9 @@
  * worker's event loop keeps heartbeating while a callback burns CPU for
  * 1.8 s; a callback stuck in `while (true) {}` is ended by terminating its
  * thread (stuck report, dead letter, state lost and said so) and the instance
- * goes on in the same worker process (same pid).
+ * goes on in the same worker process (same pid); a hot swap hands the state
+ * from one thread to the next, and a version that throws fails its probation
+ * in its thread and is rolled back, with a source running and nothing lost.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -257,7 +259,7 @@ describe('a cpu: heavy computation in a worker', () => {
     await cluster?.stop();
   });
 
-  it('processes a sequence-numbered stream in its thread with zero loss, heartbeats flowing while a callback burns CPU, and survives a stuck callback in the same process', async () => {
+  it('processes a sequence-numbered stream in its thread with zero loss, heartbeats flowing while a callback burns CPU, and survives a stuck callback in the same process; swaps in threads', async () => {
     const { client } = cluster;
     const out = collect(client, 'heavy-out');
     await client.deployFile('test/fixtures/heavy-counter.ts', { instances: 1 });
@@ -328,7 +330,41 @@ describe('a cpu: heavy computation in a worker', () => {
     const letters = [];
     for await (const d of client.deadLetters('heavy-counter')) letters.push(d);
     expect(letters).toEqual([expect.objectContaining({ reason: 'processRecord stuck', record: expect.objectContaining({ key: 'hang', value: { n: N + 2 } }) })]);
+    // 4. Hot swap in threads, records flowing: v2 takes over v1's state (snapshot from its thread, init(from) in the new one);
+    // then a version that throws fails its probation in its thread and is rolled back; nothing lost or repeated.
+    const input = collect(client, 'heavy-in');
+    await client.deployFile('test/fixtures/heavy-source.ts');
+    await waitFor(() => input.records.length > 50, { what: 'the source running' });
+    let r2, r3: unknown;
+    try {
+      r2 = await client.swap('heavy-counter', 'test/fixtures/heavy-counter-v2.ts');
+      await new Promise((r) => setTimeout(r, 300));
+      r3 = await client.swap('heavy-counter', 'test/fixtures/heavy-counter-throws.ts').then(() => 'no error', (e: unknown) => e);
+      await new Promise((r) => setTimeout(r, 300));
+    } finally {
+      await client.kill('heavy-source');
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    await input.stop();
+    const sent = input.records.map((r) => (r.value as { n: number }).n);
+    expect(r2!.result, r2!.error).toBe('ok');
+    expect((r3 as Error).message).toMatch(/rolled back: processRecord of "heavy-counter" v3 threw: v3 throws on every record/);
+    publishRecords([['k2', { n: N + 5 }]]);
+    const k2 = await waitFor(() => out.records.find((r) => (r.value as { n: number }).n === N + 5), { what: 'k2 after the swaps', timeoutMs: 10_000 });
+    expect(k2.value).toMatchObject({ count: 2, version: 2 }); // v1's count of k2 (1) went over to v2
+    await waitFor(() => out.records.filter((r) => (r.value as { n: number }).n > 100_000).length >= sent.length, {
+      what: () => `${sent.length} records of the source (got ${out.records.filter((r) => (r.value as { n: number }).n > 100_000).length})`, timeoutMs: 15_000,
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    const swapped = out.records.filter((r) => (r.value as { n: number }).n > 100_000);
+    expect(new Set(swapped.map((r) => (r.value as { n: number }).n))).toEqual(new Set(sent));
+    expect(swapped.length).toBe(sent.length);
+    const perKey = new Map<string, number[]>();
+    for (const r of swapped) perKey.set(r.key, [...(perKey.get(r.key) ?? []), (r.value as { count: number }).count]);
+    for (const counts of perKey.values()) expect(counts).toEqual(counts.map((_, i) => i + 1));
+    expect(swapped.every((r) => (r.value as { version?: number }).version !== 3)).toBe(true);
+
     await out.stop();
     console.log(`stuck heavy callback: thread terminated and reported ${terminatedAfterMs} ms after the record was sent (threshold ${STUCK_AFTER_MS} ms)`);
-  }, 90_000);
+  }, 150_000);
 });
