@@ -200,10 +200,10 @@ describe('an inline instance that measures as CPU-heavy', () => {
     await inst.start();
     let sent = 0;
     const feeder = setInterval(() => {
-      const recs: [string, unknown][] = Array.from({ length: 40 }, (_, i) => [`k${(sent + i) % 5}`, { n: sent + i }]);
+      const recs: [string, unknown][] = Array.from({ length: 60 }, (_, i) => [`k${(sent + i) % 5}`, { n: sent + i }]);
       sent += recs.length;
       onItem!({ ...batch(recs, sent), partition: 0 });
-    }, 40); // 40 records x 400 µs every 40 ms: busy ~40%, 400 µs/record >= 200
+    }, 40); // 60 records x 400 µs every 40 ms: busy ~60%, 400 µs/record >= 200
     try {
       await expect.poll(() => outputs.some((o) => o.value.thread), { timeout: 8_000, interval: 100 }).toBe(true);
       await new Promise((r) => setTimeout(r, 300));

@@ -402,7 +402,7 @@ export class ThreadPump {
 /**
  * Tells when an inline instance measures as CPU-heavy: at least `us` µs of
  * callback time per record (the oracle's HEAVY_CPU_MICROS), while busy for at
- * least a quarter of the second, `seconds` seconds in a row. Sampled once a
+ * least half of the second, `seconds` seconds in a row. Sampled once a
  * second, off the record path. TOPO_HEAVY_US sets the threshold, 0 turns it off.
  */
 export class HeavyMeter {
@@ -425,7 +425,7 @@ export class HeavyMeter {
     this.lastIn = recordsIn;
     if (this.us <= 0) return false;
     const us = records > 0 ? (busyRatio * 1e6) / records : 0;
-    if (records > 0 && busyRatio >= 0.25 && us >= this.us) {
+    if (records > 0 && busyRatio >= 0.5 && us >= this.us) {
       this.measuredUs = Math.round(us);
       this.heavyFor++;
     } else {
