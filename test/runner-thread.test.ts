@@ -59,6 +59,18 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+describe('metadata hints', () => {
+  it('are optional, validated and normalized; metadata without them is unchanged', () => {
+    const base = { name: 'h', istreams: ['a'], ostreams: ['b'] };
+    expect(validateMetadata(base)).toEqual({ name: 'h', istreams: [{ stream: 'a', grouping: 'shuffle' }], ostreams: ['b'] });
+    expect(validateMetadata({ ...base, hints: { autoscale: { max: 4, min: 1 }, cpu: 'heavy' } }).hints).toEqual({ cpu: 'heavy', autoscale: { min: 1, max: 4 } });
+    expect(JSON.stringify(validateMetadata({ ...base, hints: { fuse: false, cpu: 'light' } }).hints)).toBe('{"cpu":"light","fuse":false}');
+    expect(() => validateMetadata({ ...base, hints: { cpu: 'huge' } })).toThrow(/hints\.cpu/);
+    expect(() => validateMetadata({ ...base, hints: { autoscale: { min: 5, max: 2 } } })).toThrow(/hints\.autoscale: min must be at most max/);
+    expect(() => validateMetadata({ ...base, hints: { gpu: true } })).toThrow(/hints/);
+  });
+});
+
 describe('ThreadRunner', () => {
   it('runs init in a thread and returns outputs in produce order, with per-batch counts for credit', async () => {
     const r = runner();
