@@ -16,6 +16,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { Worker as Thread } from 'node:worker_threads';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { pino } from 'pino';
 import { encodeBatch, validateMetadata, type Assignment, type WireRecord } from '../../protocol/index.js';
@@ -45,6 +46,9 @@ export interface ThreadsBenchResult {
   /** Median of the per-pair ratios (inline ms / thread ms of a pair run back to back). */
   ratio: number;
   ratios: number[];
+  /** The same work in 2 bare worker_threads vs sequential on the main thread, per pair, and its median: what the machine allowed. */
+  ceilings: number[];
+  ceiling: number;
   light: { recordsPerSec: number[]; records: number };
 }
 
@@ -148,6 +152,94 @@ async function runInstances(comp: Computation, file: string | undefined, instanc
   return ms;
 }
 
+/**
+ * Long-lived instances, as in a worker: started once (threads started and
+ * warmed up once), then fed run after run. A thread's JIT warms up once per
+ * instance lifetime, so starting fresh instances per run would measure
+ * warm-up rather than the steady state.
+ */
+class Rig {
+  private readonly insts: { inst: Instance; edges: ReturnType<typeof benchEdges> }[] = [];
+  private left = 0;
+  private finish: () => void = () => {};
+  private runs = 0;
+
+  constructor(
+    private readonly comp: Computation,
+    private readonly file: string | undefined,
+    private readonly instances: number,
+  ) {}
+
+  async start(): Promise<void> {
+    const metadata = validateMetadata(this.comp);
+    for (let i = 0; i < this.instances; i++) {
+      const a: Assignment = {
+        instanceId: `${this.comp.name}-${i}-${this.file ? 'thread' : 'inline'}`, computation: this.comp.name, version: 1, sha: '0'.repeat(64), lang: 'ts',
+        index: i, count: this.instances, metadata,
+      };
+      const edges = benchEdges(() => {
+        if (--this.left === 0) this.finish();
+      });
+      const inst = new Instance(a, this.comp, { nc, view: new TopologyView(), log, workerId: 'bench', edges, ...(this.file ? { artifactFile: this.file } : {}) });
+      await inst.start();
+      this.insts.push({ inst, edges });
+    }
+  }
+
+  /** Feeds `perInstance` records to each instance; resolves with the wall time from the first batch to the last output. */
+  async run(perInstance: number, value: (n: number) => unknown): Promise<number> {
+    this.runs++;
+    const data = this.insts.map((_, i) => batches(perInstance, value, `bench-src-${i}-${this.runs}`));
+    this.left = this.instances * perInstance;
+    const done = new Promise<void>((r) => (this.finish = r));
+    const t0 = performance.now();
+    this.insts.forEach((x, i) => x.edges.feed(data[i]!));
+    await done;
+    return performance.now() - t0;
+  }
+
+  stop(): Promise<unknown> {
+    return Promise.all(this.insts.map((x) => x.inst.stop()));
+  }
+}
+
+/**
+ * The machine's own ceiling at the moment: the same work (spin calls) in two
+ * bare worker_threads vs one after the other on the main thread, no topo code
+ * at all. On an idle 2-core machine it is ~2x; what other processes take of
+ * the cores shows here first.
+ */
+class Ceiling {
+  private readonly threads: Thread[] = [];
+  private static readonly SOURCE = `const { parentPort } = require('node:worker_threads');
+const work = (${spin.toString()});
+parentPort.on('message', ({ calls, iters }) => { let x = 0; for (let i = 0; i < calls; i++) x ^= work(iters); parentPort.postMessage(x); });`;
+
+  start(): void {
+    for (let i = 0; i < 2; i++) this.threads.push(new Thread(Ceiling.SOURCE, { eval: true }));
+  }
+
+  /** Wall ms: [two threads, sequential on this thread] for 2 x `calls` spin calls. */
+  async pair(calls: number, iters: number): Promise<[number, number]> {
+    const t0 = performance.now();
+    await Promise.all(this.threads.map((t) => new Promise((r) => {
+      t.once('message', r);
+      t.postMessage({ calls, iters });
+    })));
+    const par = performance.now() - t0;
+    const t1 = performance.now();
+    let x = 0;
+    for (let i = 0; i < 2 * calls; i++) x ^= spin(iters);
+    const seq = performance.now() - t1;
+    if (x === 0.5) console.log(x); // keep x alive
+    return [par, seq];
+  }
+
+  stop(): Promise<unknown> {
+    return Promise.all(this.threads.map((t) => t.terminate()));
+  }
+}
+
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
@@ -161,9 +253,17 @@ export async function runThreadsCase(o: ThreadsCaseOptions): Promise<ThreadsBenc
     const iters = calibrate(o.usPerRecord);
     o.log(`threads: ${iters} iterations ≈ ${o.usPerRecord} µs/record; 2 instances x ${o.recordsPerInstance.toLocaleString('en-US')} records, threads vs inline, ${o.runs} pairs`);
     const value = (n: number) => ({ iters, n });
-    // Warm up both paths (JIT, thread start) once, unmeasured.
-    await runInstances(heavy.comp, heavy.file, 2, 2_000, value, 0);
-    await runInstances(heavy.comp, undefined, 2, 2_000, value, 0);
+    const ceiling = new Ceiling();
+    ceiling.start();
+    await ceiling.pair(2_000, iters);
+    const ceilings: number[] = [];
+    const threads = new Rig(heavy.comp, heavy.file, 2);
+    const inlined = new Rig(heavy.comp, undefined, 2);
+    await threads.start();
+    await inlined.start();
+    // Warm up both (JIT in the threads and on the main thread), unmeasured.
+    await threads.run(2_000, value);
+    await inlined.run(2_000, value);
     const thread: ThreadsRun[] = [];
     const inline: ThreadsRun[] = [];
     const lightRates: number[] = [];
@@ -175,21 +275,27 @@ export async function runThreadsCase(o: ThreadsCaseOptions): Promise<ThreadsBenc
       let t = 0;
       let i = 0;
       if (r % 2) {
-        t = await runInstances(heavy.comp, heavy.file, 2, o.recordsPerInstance, value, r);
-        i = await runInstances(heavy.comp, undefined, 2, o.recordsPerInstance, value, r);
+        t = await threads.run(o.recordsPerInstance, value);
+        i = await inlined.run(o.recordsPerInstance, value);
       } else {
-        i = await runInstances(heavy.comp, undefined, 2, o.recordsPerInstance, value, r);
-        t = await runInstances(heavy.comp, heavy.file, 2, o.recordsPerInstance, value, r);
+        i = await inlined.run(o.recordsPerInstance, value);
+        t = await threads.run(o.recordsPerInstance, value);
       }
       thread.push({ mode: 'thread', ms: t, records: n });
       inline.push({ mode: 'inline', ms: i, records: n });
       ratios.push(i / t);
-      o.log(`threads run ${r}/${o.runs}: threads ${t.toFixed(0)} ms, inline ${i.toFixed(0)} ms (${(i / t).toFixed(2)}x), load ${(loadavg()[0] ?? 0).toFixed(2)}`);
+      const [par, seq] = await ceiling.pair(o.recordsPerInstance, iters);
+      ceilings.push(seq / par);
+      o.log(`threads run ${r}/${o.runs}: threads ${t.toFixed(0)} ms, inline ${i.toFixed(0)} ms (${(i / t).toFixed(2)}x); bare worker_threads ${(seq / par).toFixed(2)}x; load ${(loadavg()[0] ?? 0).toFixed(2)}`);
       const l = await runInstances(light.comp, undefined, 1, o.lightRecords, (k) => k, r);
       lightRates.push(o.lightRecords / (l / 1_000));
       o.log(`light run ${r}/${o.runs}: ${Math.round(o.lightRecords / (l / 1_000)).toLocaleString('en-US')} records/s inline`);
     }
+    await threads.stop();
+    await inlined.stop();
+    await ceiling.stop();
     return {
+      ceilings, ceiling: median(ceilings),
       usPerRecord: o.usPerRecord, iters, instances: 2, recordsPerInstance: o.recordsPerInstance, thread, inline,
       ratio: median(ratios),
       ratios,

@@ -19,6 +19,7 @@ export function threadsRows(r: ThreadsBenchResult): string[][] {
     ['case', 'records', 'ms (median)', 'records/s', 'vs inline'],
     [`cpu-heavy ~${r.usPerRecord} µs/record: 2 instances in threads`, int(n), int(t), int(n / (t / 1_000)), `${r.ratio.toFixed(2)}x`],
     [`cpu-heavy ~${r.usPerRecord} µs/record: the same 2 inline`, int(n), int(i), int(n / (i / 1_000)), '1.00x'],
+    ['same work, 2 bare worker_threads vs 1 thread (no topo: the machine\'s ceiling)', int(n), '-', '-', `${r.ceiling.toFixed(2)}x`],
     ['light, 1 instance inline', int(r.light.records), '-', int(median(r.light.recordsPerSec)), '-'],
   ];
 }
@@ -36,6 +37,7 @@ export function threadsVerdict(r: ThreadsBenchResult | undefined, error?: string
   return [
     `- cpu-heavy, 2 instances in threads vs the same inline: ${r.ratio.toFixed(2)}x (median of ${r.ratios.length} pairs; pairs: ${r.ratios.map((x) => `${x.toFixed(2)}x`).join(', ')}; best ${best.toFixed(2)}x), ` +
       `target >= ${TARGET_RATIO}x on 2 cores: ${ok ? 'met' : `MISSED by ${(((TARGET_RATIO - r.ratio) / TARGET_RATIO) * 100).toFixed(0)}%`}.`,
+    `- The machine allowed ${r.ceiling.toFixed(2)}x in the same run (the same work in 2 bare worker_threads vs 1 thread, per pair: ${r.ceilings.map((x) => `${x.toFixed(2)}x`).join(', ')}); topo's threads reached ${((r.ratio / r.ceiling) * 100).toFixed(0)}% of that.`,
   ];
 }
 
@@ -60,6 +62,6 @@ ${table}
 
 ${threadsVerdict(r, o.error).join('\n')}
 ${r ? `\nRuns (ms): threads ${r.thread.map((x) => int(x.ms)).join(', ')}; inline ${r.inline.map((x) => int(x.ms)).join(', ')}. Light runs (records/s): ${r.light.recordsPerSec.map(int).join(', ')}.\n` : ''}
-Method (\`bench/heavy/\`): in-process, not end to end. Both modes run the worker's own \`Instance\` loop (runtime/worker/instance.ts) over the same encoded msgpack batches, handed over by an in-process Inlet, with outputs counted by an in-process Outlet (no NATS: the wire is the same in both modes; what differs is where the callbacks run). "threads": the computation says \`hints: { cpu: 'heavy' }\`, so each instance runs in its own piscina thread (runtime/runners/thread.ts, runtime/worker/threadPump.ts), fed up to 16 encoded batches per activation, the buffers transferred. "inline": the same two instances on the main thread (no artifact file given, so no thread). Time is wall time from handing over the first batch to the last output. The light case is a per-key counter through the inline loop (its figure against an earlier commit: \`node bench/threads/light-before.mjs <ref>\`).
+Method (\`bench/heavy/\`): in-process, not end to end. Both modes run the worker's own \`Instance\` loop (runtime/worker/instance.ts) over the same encoded msgpack batches, handed over by an in-process Inlet, with outputs counted by an in-process Outlet (no NATS: the wire is the same in both modes; what differs is where the callbacks run). "threads": the computation says \`hints: { cpu: 'heavy' }\`, so each instance runs in its own piscina thread (runtime/runners/thread.ts, runtime/worker/threadPump.ts), fed up to 16 encoded batches per activation, the buffers transferred. "inline": the same two instances on the main thread (no artifact file given, so no thread). The instances of each mode are long-lived, as in a worker: started and warmed up once (2,000 records each), then fed run after run (a thread's JIT warms up once per instance, not per run). Time is wall time from handing over the first batch to the last output. The light case is a per-key counter through the inline loop (its figure against an earlier commit: \`node bench/threads/light-before.mjs <ref>\`).
 ${THREADS_SECTION_END}`;
 }
