@@ -14,7 +14,7 @@
  */
 import { z } from 'zod';
 import { BadRequestError, InvalidMetadataError } from './errors.js';
-import { GROUPINGS, validateMetadata } from './metadata.js';
+import { GROUPINGS, hintsSchema, validateMetadata } from './metadata.js';
 import { NAME_PATTERN, PROTOCOL_VERSION, kvKeys } from './subjects.js';
 import type * as C from './control.js';
 import type { Batch } from './envelope.js';
@@ -73,6 +73,8 @@ export const normalizedMetadata = z.object({
   name,
   istreams: z.array(z.object({ stream: name, grouping: z.enum(GROUPINGS) })),
   ostreams: z.array(name),
+  // What the planner may do with it (cpu, fuse, autoscale): kept, or the oracle never sees them.
+  hints: hintsSchema.optional(),
 });
 
 /**
@@ -84,6 +86,7 @@ const requestMetadata = z.object({
   name: z.unknown(),
   istreams: z.array(z.unknown()),
   ostreams: z.array(z.unknown()),
+  hints: z.unknown().optional(),
 }).meta({ description: 'Computation metadata; see metadata.json in the vectors and PROTOCOL.md, Names.' });
 
 const reply = <T extends z.ZodRawShape>(shape: T) => z.looseObject({ ok: z.literal(true), ...shape });

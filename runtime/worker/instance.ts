@@ -242,7 +242,7 @@ export class Instance {
       owe: (producer, stream, n) => this.credit.owe(producer, stream, n),
       flushCredit: () => this.credit.flush(),
       malformed: (item, err) => this.deadLetters.malformed(item, err),
-      deadLetter: (stream, error, record) => this.deadLetters.send({ stream, reason: 'processRecord stuck', error, record }),
+      deadLetter: (stream, error, record, reason = 'processRecord stuck') => this.deadLetters.send({ stream, reason, error, record }),
       ran: (ms, records) => this.observed.ran(ms, records),
       countIn: (n) => (this.metrics.recordsIn += n),
       noteError: (message) => {
@@ -370,6 +370,7 @@ export class Instance {
     this.pumping = true;
     const sliceEnd = Date.now() + PUMP_SLICE_MS;
     this.observed.blocked(false);
+    this.observed.resumed();
     try {
       if (this.moveToThread) await this.intoThread();
       if (this.threaded) await this.threaded.pump();
@@ -391,6 +392,8 @@ export class Instance {
         if (Date.now() > sliceEnd) {
           this.pumping = false;
           this.credit.flush();
+          // Work is waiting: the turn given to the event loop counts as busy, not idle.
+          this.observed.yielded();
           this.schedulePump();
           return;
         }

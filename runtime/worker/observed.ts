@@ -22,6 +22,7 @@ export class Observed {
   private busy = 0;
   private backpressured = 0;
   private blockedSince: number | undefined;
+  private yieldedAt: number | undefined;
   private last = { busyMs: 0, idleMs: WINDOW_MS, backpressuredMs: 0 };
 
   /** A batch (or timer round) of `records` took `ms` of callback time. */
@@ -35,6 +36,19 @@ export class Observed {
       this.samples++;
       if (us > this.maxUs) this.maxUs = us;
     }
+  }
+
+  /** The loop gave the event loop a turn with work still queued: until it resumes, that time is busy. */
+  yielded(): void {
+    this.yieldedAt = performance.now();
+  }
+
+  resumed(): void {
+    if (this.yieldedAt === undefined) return;
+    const now = performance.now();
+    this.roll(now);
+    this.busy += now - Math.max(this.yieldedAt, this.windowStart);
+    this.yieldedAt = undefined;
   }
 
   /** Input is waiting and output is blocked (credit window or a full pause buffer): starts or ends backpressured time. */

@@ -1,0 +1,46 @@
+/**
+ * The seed's instant bursting: a computation with hints.autoscale is scaled
+ * out by the oracle while it saturates (busy above 0.8 for a window) and back
+ * in once it idles, live, every record still delivered once.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { SOURCE } from './fixtures/swap-e2e-lib.js';
+import { startCluster, waitFor, type Cluster } from './harness.js';
+import { tapStream, type Tap } from './swap-helpers.js';
+
+let cluster: Cluster | undefined;
+const taps: Tap<unknown>[] = [];
+
+afterEach(async () => {
+  for (const t of taps.splice(0)) await t.stop();
+  await cluster?.stop();
+  cluster = undefined;
+});
+
+describe('autoscaling by the oracle', () => {
+  it('scales a saturated computation out, and back in when it idles, delivering every record once', async () => {
+    const c = (cluster = await startCluster({ workers: 2 }));
+    await c.client.deployFile('test/fixtures/autoscale-busy.ts');
+    const input = await tapStream(c.client, 'swap-in', (key, value) => `${key}:${(value as { seq: number }).seq}`);
+    const output = await tapStream(c.client, 'autoscale-out', (key, value) => `${key}:${(value as { seq: number }).seq}`);
+    taps.push(input as Tap<unknown>, output as Tap<unknown>);
+    // 8,000 records/s at ~250 µs each: two seconds of work every second for one instance.
+    await c.client.deployFile('test/fixtures/scale-source.ts');
+    const count = async () => (await c.client.computation('autoscale-busy'))?.instances ?? 0;
+    const out = await waitFor(async () => ((await count()) >= 2 ? count() : undefined), { what: 'scaled out by the oracle', timeoutMs: 45_000 });
+    expect(out).toBeGreaterThanOrEqual(2);
+    const history = (await c.client.history('autoscale-busy')).filter((e) => e.action === 'scale');
+    expect(history[0]?.steps?.find((s) => s.step === 'target')?.detail).toMatch(/^1 -> 2 instance/);
+
+    await c.client.kill(SOURCE);
+    await waitFor(async () => ((await count()) === 1 ? true : undefined), { what: 'scaled back in once idle', timeoutMs: 60_000 });
+    await waitFor(() => output.records.length >= input.records.length, { what: 'every record through', timeoutMs: 30_000 });
+    const seen = new Map<string, number>();
+    for (const o of output.records) seen.set(o, (seen.get(o) ?? 0) + 1);
+    const lost = input.records.filter((i) => !seen.has(i)).length;
+    const duplicated = [...seen.values()].filter((n) => n > 1).length;
+    const scales = (await c.client.history('autoscale-busy')).filter((e) => e.action === 'scale').map((e) => e.steps?.find((s) => s.step === 'target')?.detail?.split(',')[0]);
+    console.log(`autoscale: ${input.records.length} records, lost ${lost}, duplicated ${duplicated}; scales: ${scales.join('; ')}`);
+    expect({ lost, duplicated }).toEqual({ lost: 0, duplicated: 0 });
+  }, 180_000);
+});
