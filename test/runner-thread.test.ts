@@ -176,6 +176,14 @@ describe('ThreadRunner', () => {
     expect(r.terminations).toBe(1);
   });
 
+  it('hands outputs over msgpack-encoded, as the wire would carry them: a value structured clone rejects does not take the thread down', async () => {
+    const r = runner();
+    await r.init();
+    const c = await r.activate({ batches: [batch([['a', { n: 1 }], ['unclonable', { n: 2 }], ['a', { n: 3 }]])], now: Date.now() });
+    expect(c.outputs.map((o) => o[1])).toEqual(['a', 'unclonable', 'a']);
+    expect(c.outputs[2]![2]).toEqual({ n: 3, count: 2, thread: true }); // the thread and its state are still there
+  });
+
   it('gives each instance its own thread', async () => {
     const a = runner();
     const b = runner();

@@ -18,7 +18,8 @@ import { Piscina } from 'piscina';
 import type { ExecutorSnapshot } from '../executor/executor.js';
 import { distFile } from '../client/paths.js';
 import { PHASES, PROGRESS_BYTES, type Activation, type Completion, type Progress, type Runner } from './runner.js';
-import type { ThreadTask } from './threadMain.js';
+import type { PackedCompletion, ThreadTask } from './threadMain.js';
+import { packr } from '../../protocol/index.js';
 
 export interface ThreadRunnerOptions {
   /** The computation artifact: a bundled ESM file on disk (the worker's artifact cache). */
@@ -72,10 +73,10 @@ export class ThreadRunner implements Runner {
       logLevel: this.o.logLevel ?? process.env.TOPO_LOG_LEVEL ?? 'info',
       ...(from ? { from } : {}),
     };
-    return this.call<Completion>(task);
+    return unpack(await this.call<PackedCompletion>(task));
   }
 
-  activate(a: Activation): Promise<Completion> {
+  async activate(a: Activation): Promise<Completion> {
     const transferList: ArrayBuffer[] = [];
     const batches = a.batches.map(({ data, stream }) => {
       // Transfer only a buffer the array owns whole (NATS hands out views into its read buffer: copy those).
@@ -89,16 +90,16 @@ export class ThreadRunner implements Runner {
       transferList.push(bytes.buffer as ArrayBuffer);
       return { data: bytes, stream };
     });
-    return this.call<Completion>({ ...a, op: 'activate', batches }, transferList);
+    return unpack(await this.call<PackedCompletion>({ ...a, op: 'activate', batches }, transferList));
   }
 
-  snapshot(partitions?: number[]): Promise<ExecutorSnapshot> {
-    return this.call<ExecutorSnapshot>({ op: 'snapshot', ...(partitions ? { partitions } : {}) });
+  async snapshot(partitions?: number[]): Promise<ExecutorSnapshot> {
+    return packr.unpack(await this.call<Uint8Array>({ op: 'snapshot', ...(partitions ? { partitions } : {}) })) as ExecutorSnapshot;
   }
 
   async destroy(): Promise<Completion> {
     try {
-      return await this.call<Completion>({ op: 'destroy' });
+      return unpack(await this.call<PackedCompletion>({ op: 'destroy' }));
     } finally {
       await this.terminate();
     }
@@ -125,4 +126,9 @@ export class ThreadRunner implements Runner {
       throw err;
     }
   }
+}
+
+function unpack(c: PackedCompletion): Completion {
+  const { packed, ...rest } = c;
+  return { ...rest, outputs: packr.unpack(packed) as Completion['outputs'] };
 }

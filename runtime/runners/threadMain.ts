@@ -11,7 +11,7 @@
 import { pino, type Logger } from 'pino';
 import { pathToFileURL } from 'node:url';
 import { Executor, isPromise, type ExecutorSnapshot } from '../executor/executor.js';
-import { decodeBatch, type WireRecord } from '../../protocol/index.js';
+import { decodeBatch, packr, type WireRecord } from '../../protocol/index.js';
 import { isComputation, type InputRecord } from '../../sdk/computation.js';
 import { PHASES, type Activation, type Completion, type Failure } from './runner.js';
 
@@ -73,11 +73,19 @@ class Received implements InputRecord {
   }
 }
 
-function completion(failures: Failure[], records: number, batches: Completion['batches'], busyMs: number, stopped = false): Completion {
+/**
+ * What a task returns: a Completion whose outputs travel msgpack-encoded in
+ * `packed` (the encoding the worker's producers use anyway, so a value crosses
+ * the thread boundary exactly as it would go on the wire: no structured-clone
+ * failure can take the thread and its state down).
+ */
+export type PackedCompletion = Omit<Completion, 'outputs'> & { outputs: []; packed: Uint8Array };
+
+function completion(failures: Failure[], records: number, batches: Completion['batches'], busyMs: number, stopped = false): PackedCompletion {
   const e = exec!;
   const next = e.timers.next();
-  const c: Completion = {
-    outputs, records, batches, failures, busyMs, stateKeys: e.state.size, timers: e.timers.size,
+  const c: PackedCompletion = {
+    outputs: [], packed: packr.pack(outputs), records, batches, failures, busyMs, stateKeys: e.state.size, timers: e.timers.size,
     ...(next !== undefined ? { nextTimerAt: next } : {}),
     ...(logs.length ? { logs } : {}),
     ...(stopped ? { stopped } : {}),
@@ -92,7 +100,7 @@ function need(): Executor {
   return exec;
 }
 
-async function init(t: Extract<ThreadTask, { op: 'init' }>): Promise<Completion> {
+async function init(t: Extract<ThreadTask, { op: 'init' }>): Promise<PackedCompletion> {
   ctl = new Int32Array(t.progress);
   const mod = (await import(pathToFileURL(t.file).href)) as { default?: unknown };
   const comp = mod.default;
@@ -120,7 +128,7 @@ async function init(t: Extract<ThreadTask, { op: 'init' }>): Promise<Completion>
   return completion(failures, 0, [], performance.now() - t0);
 }
 
-async function activate(a: Activation): Promise<Completion> {
+async function activate(a: Activation): Promise<PackedCompletion> {
   const e = need();
   const failures: Failure[] = [];
   const batches: Completion['batches'] = [];
@@ -169,13 +177,13 @@ async function activate(a: Activation): Promise<Completion> {
   }
   return done(false);
 
-  function done(stopped: boolean): Completion {
+  function done(stopped: boolean): PackedCompletion {
     note(P_IDLE, -1, -1);
     return completion(failures, records, batches, performance.now() - t0, stopped);
   }
 }
 
-async function destroy(): Promise<Completion> {
+async function destroy(): Promise<PackedCompletion> {
   const e = need();
   const failures: Failure[] = [];
   const t0 = performance.now();
@@ -192,14 +200,15 @@ async function destroy(): Promise<Completion> {
   return c;
 }
 
-export default function run(task: ThreadTask): Promise<Completion | ExecutorSnapshot> {
+export default function run(task: ThreadTask): Promise<PackedCompletion | Uint8Array> {
   switch (task.op) {
     case 'init':
       return init(task);
     case 'activate':
       return activate(task);
     case 'snapshot':
-      return Promise.resolve(need().snapshot(task.partitions ? new Set(task.partitions) : undefined));
+      // msgpack-encoded too: a snapshot goes to the next version (and the store) encoded this way anyway.
+      return Promise.resolve(packr.pack(need().snapshot(task.partitions ? new Set(task.partitions) : undefined)) as Uint8Array);
     case 'destroy':
       return destroy();
   }

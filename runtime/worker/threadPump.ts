@@ -61,7 +61,7 @@ export interface ThreadHost {
   flushCredit(): void;
   malformed(item: Inbound, err: Error): void;
   /** The stuck record of a terminated thread, to the dead-letter stream. */
-  deadLetter(stream: string, error: string, record: { key: string; value: unknown; ts: number; seq: number }): void;
+  deadLetter(stream: string, error: string, record: { key: string; value: unknown; ts: number; seq: number }, reason?: string): void;
   ran(ms: number, records: number): void;
   countIn(records: number): void;
   /** An error that is not a record's: counted, lastError. */
@@ -88,6 +88,8 @@ export class ThreadPump {
   private nextTimerAt: number | undefined;
   /** Input of a terminated activation, processed again first (already in the probation log). */
   private retry: Inbound[] = [];
+  /** Batches already redone once after a thread failed on them (not a stall): failing again, they are dead-lettered. */
+  private readonly retried = new WeakSet<Inbound>();
   private inflight: Inflight | undefined;
   /** The call the watch terminated for making no progress (read once by whoever catches its rejection). */
   private stalled: { progress: Progress; forMs: number } | undefined;
@@ -242,11 +244,17 @@ export class ThreadPump {
       return;
     }
     // Everything of this activation is redone on the fresh thread (its output was never produced), but the stuck record.
+    // A batch the thread failed on twice (not stuck: e.g. output it cannot hand back) is dead-lettered instead of retried for ever.
     const redo: Inbound[] = [];
     const p = stuck?.progress;
     for (let b = 0; b < items.length; b++) {
       const item = items[b]!;
+      if (!stuck && this.retried.has(item)) {
+        this.deadLetterBatch(item, `the thread failed on this batch twice: ${(err as Error)?.message ?? String(err)}`);
+        continue;
+      }
       if (!p || p.phase !== 'processRecord' || p.batch !== b) {
+        if (!stuck) this.retried.add(item);
         redo.push(item);
         continue;
       }
@@ -283,6 +291,18 @@ export class ThreadPump {
       this.dead = true;
       await this.runner.terminate().catch(() => undefined);
       h.broken(`a fresh thread for ${h.what} could not start: ${(e as Error).message}`);
+    }
+  }
+
+  private deadLetterBatch(item: Inbound, error: string): void {
+    const h = this.host;
+    try {
+      const batch = item.batch ?? decodeBatch(item.data!);
+      for (const r of batch.recs) h.deadLetter(item.stream, error, { key: r[0], value: r[1], ts: r[2], seq: r[3] }, 'thread failed');
+      h.countIn(batch.recs.length);
+      if (item.data) h.owe(batch.src, item.stream, batch.recs.length);
+    } catch (e) {
+      h.malformed(item, e as Error);
     }
   }
 
