@@ -5,7 +5,9 @@
  *   `cycles` times (`client.scale`), on 5 workers (the source has its own);
  * - regroup: the chain source -> blive-relay -> blive-counter has relay and
  *   counter fused (`client.fuse`) and split (`client.split`) again, `cycles` times, on 3 workers.
- * Between changes it waits GAP_MS. Each change's reply gives pauseMs; the
+ * After each cycle the counter is hot swapped to its other version and back
+ * (scale) or once (regroup): the swap pauses are the baseline of the same run,
+ * under the same load. Between changes it waits GAP_MS. Each change's reply gives pauseMs; the
  * output is audited per key (KeyAudit) once the source stopped.
  * The autopilot is off (TOPO_AUTOPILOT=0): only the bench changes the topology.
  * Bundled into dist/bench/live.mjs by bench/run.mjs.
@@ -16,6 +18,7 @@ import { join } from 'node:path';
 import { startLocalTopology, type LocalTopology } from '../../runtime/client/launcher.js';
 import { TopoClient } from '../../runtime/client/client.js';
 import { swapReplyOf } from '../../runtime/client/swap.js';
+import { bundleComputation, type BundledComputation } from '../../runtime/client/bundle.js';
 import { decodeBatch, encodeBatch, subjects, PROTOCOL_VERSION, type HistoryStep } from '../../protocol/index.js';
 import { SWAP_BENCH, type SourceControl, type SourceReport } from '../swap/streams.js';
 import { statsOf, type Stats } from '../swap/stats.js';
@@ -39,13 +42,18 @@ export interface LiveChange {
   pauseMs: number | undefined;
   elapsedMs: number;
   steps: string;
+  /** A hot swap of the counter, the baseline. */
+  baseline: boolean;
   error?: string;
 }
 
 export interface LiveResult {
   mode: LiveMode;
   changes: LiveChange[];
+  /** Pauses of the scales or fuses/splits (not of the baseline swaps). */
   pause: Stats;
+  /** Pauses of the hot swaps of the counter in the same run. */
+  swapPause: Stats;
   /** Request to reply, as the client saw it. */
   elapsed: Stats;
   /** Per kind of change (e.g. "1 -> 2", "fuse"): its pauses. */
@@ -73,21 +81,36 @@ function publishControl(client: TopoClient, c: SourceControl, seq: number): void
 }
 
 /** The sequence of live changes of a mode, each a label and the call that makes it. */
-function plan(client: TopoClient, o: LiveCaseOptions): { what: string; run: () => Promise<{ pauseMs?: number; steps: HistoryStep[]; result: string }> }[] {
-  const out: ReturnType<typeof plan> = [];
+type Step = { what: string; baseline: boolean; run: () => Promise<{ pauseMs?: number; steps: HistoryStep[]; result: string }> };
+
+export const SWAP_BASELINE = 'hot swap (baseline)';
+
+function plan(client: TopoClient, o: LiveCaseOptions, versions: readonly [BundledComputation, BundledComputation]): Step[] {
+  const out: Step[] = [];
+  const counter = o.mode === 'scale' ? SWAP_BENCH.counter : LIVE.counter;
+  let running = 0;
+  const swap = (): Step => ({
+    what: SWAP_BASELINE, baseline: true,
+    run: () => {
+      running = 1 - running;
+      return client.swapBundle(counter, versions[running]!, { source: `version ${running ? 'b' : 'a'}` });
+    },
+  });
   if (o.mode === 'scale') {
     let from = 1;
     for (let c = 0; c < o.cycles; c++) {
       for (const to of SCALE_CYCLE) {
         const what = `${from} -> ${to}`;
-        out.push({ what, run: () => client.scale(SWAP_BENCH.counter, to) });
+        out.push({ what, baseline: false, run: () => client.scale(SWAP_BENCH.counter, to) });
         from = to;
       }
+      out.push(swap(), swap());
     }
   } else {
     for (let c = 0; c < o.cycles; c++) {
-      out.push({ what: 'fuse', run: () => client.fuse([LIVE.relay, LIVE.counter]) });
-      out.push({ what: 'split', run: () => client.split(LIVE.relay) });
+      out.push({ what: 'fuse', baseline: false, run: () => client.fuse([LIVE.relay, LIVE.counter]) });
+      out.push({ what: 'split', baseline: false, run: () => client.split(LIVE.relay) });
+      out.push(swap());
     }
   }
   return out;
@@ -102,13 +125,13 @@ export async function runLiveCase(o: LiveCaseOptions): Promise<LiveResult> {
     topo = await startLocalTopology({ dir, workers: o.mode === 'scale' ? 5 : 3, env: { TOPO_AUTOPILOT: '0' } });
     client = await TopoClient.connect(topo.natsUrl, { name: `topo-bench-${o.mode}` });
     const file = (f: string): string => join(o.root, 'bench', f);
-    if (o.mode === 'scale') await client.deployFile(file('swap/counter-a.ts'));
-    else {
-      await client.deployFile(file('live/counter.ts'));
-      await client.deployFile(file('live/relay.ts'));
-    }
+    // Bundled once: the baseline swaps measure the runtime's swap, not esbuild.
+    const files = o.mode === 'scale' ? ['swap/counter-a.ts', 'swap/counter-b.ts'] : ['live/counter.ts', 'live/counter-b.ts'];
+    const versions = [await bundleComputation(file(files[0]!)), await bundleComputation(file(files[1]!))] as const;
+    await client.deployBundle(versions[0], { source: files[0]! });
+    if (o.mode === 'regroup') await client.deployFile(file('live/relay.ts'));
     await client.deployFile(file('swap/source.ts'));
-    return await measure(client, o);
+    return await measure(client, o, versions);
   } catch (err) {
     failed = true;
     const logs = topo ? ` (logs kept in ${topo.logDir})` : '';
@@ -120,7 +143,7 @@ export async function runLiveCase(o: LiveCaseOptions): Promise<LiveResult> {
   }
 }
 
-async function measure(client: TopoClient, o: LiveCaseOptions): Promise<LiveResult> {
+async function measure(client: TopoClient, o: LiveCaseOptions, versions: readonly [BundledComputation, BundledComputation]): Promise<LiveResult> {
   const nc = client.nc;
   const audit = new KeyAudit(o.keys);
   let report: SourceReport | undefined;
@@ -137,10 +160,10 @@ async function measure(client: TopoClient, o: LiveCaseOptions): Promise<LiveResu
     await sleep(WARMUP_MS);
     if (audit.received === 0) throw new Error(`no output from the counter after ${WARMUP_MS} ms of warm-up`);
     const changes: LiveChange[] = [];
-    const steps = plan(client, o);
+    const steps = plan(client, o, versions);
     for (const [i, s] of steps.entries()) {
       const started = performance.now();
-      const change: LiveChange = { n: i + 1, what: s.what, pauseMs: undefined, elapsedMs: 0, steps: '' };
+      const change: LiveChange = { n: i + 1, what: s.what, pauseMs: undefined, elapsedMs: 0, steps: '', baseline: s.baseline };
       try {
         const r = await s.run();
         change.pauseMs = r.pauseMs;
@@ -177,13 +200,14 @@ async function measure(client: TopoClient, o: LiveCaseOptions): Promise<LiveResu
     await sleep(300); // late duplicates would show
     const figures = audit.figures(lastTick);
     const seconds = (audit.lastAt - audit.firstAt) / 1000;
-    const pauses = changes.flatMap((c) => (c.pauseMs !== undefined ? [c.pauseMs] : []));
+    const pausesOf = (baseline: boolean): number[] => changes.flatMap((c) => (c.baseline === baseline && c.pauseMs !== undefined ? [c.pauseMs] : []));
     const kinds = [...new Set(changes.map((c) => c.what))];
     const notes = changes.filter((c) => c.error).map((c) => `change ${c.n} (${c.what}): ${c.error}`);
     const status = await client.status();
     notes.push(`at the end: ${status.computations.map((c) => `${c.name} x${c.instances.length} on ${[...new Set(c.instances.map((i) => i.workerId))].join(',')}`).join('; ')}`);
     return {
-      mode: o.mode, changes, pause: statsOf(pauses), elapsed: statsOf(changes.map((c) => c.elapsedMs)),
+      mode: o.mode, changes, pause: statsOf(pausesOf(false)), swapPause: statsOf(pausesOf(true)),
+      elapsed: statsOf(changes.filter((c) => !c.baseline).map((c) => c.elapsedMs)),
       byKind: kinds.map((what) => ({ what, pause: statsOf(changes.filter((c) => c.what === what && c.pauseMs !== undefined).map((c) => c.pauseMs!)) })),
       targetRate: o.keys * 100, achievedRate: seconds > 0 ? audit.received / seconds : 0, seconds,
       audit: figures, latency: audit.latency.stats(), notes,
