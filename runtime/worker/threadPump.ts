@@ -138,7 +138,8 @@ export class ThreadPump {
       const gate = h.probation();
       const onProbation = gate?.open === true;
       const limitMs = onProbation ? Math.min(gate.cfg.callbackTimeoutMs, h.stuckAfterMs) : h.stuckAfterMs;
-      const batches = items.map((it) => ({ data: it.data ?? encodeBatch(it.batch!), stream: it.stream }));
+      // Copies, transferred to the thread: the items themselves stay intact (probation log, a redo after a stall, a malformed batch's raw bytes).
+      const batches = items.map((it) => ({ data: it.data ? new Uint8Array(it.data) : encodeBatch(it.batch!), stream: it.stream }));
       let c: Completion;
       try {
         c = await this.guard(this.runner.activate({ batches, now, ...(onProbation ? { stopOnFailure: true } : {}) }), limitMs);
@@ -323,7 +324,10 @@ export class ThreadPump {
   private guard<T>(p: Promise<T>, limitMs: number): Promise<T> {
     const f: Inflight = { limitMs, tick: this.runner.progress().tick, movedAt: Date.now() };
     this.inflight = f;
-    this.watch ??= setInterval(() => this.check(), Math.max(10, Math.min(250, Math.floor(Math.min(limitMs, this.host.stuckAfterMs) / 10))));
+    if (!this.watch) {
+      this.watch = setInterval(() => this.check(), Math.max(10, Math.min(250, Math.floor(Math.min(limitMs, this.host.stuckAfterMs) / 10))));
+      this.watch.unref();
+    }
     return p.finally(() => {
       if (this.inflight === f) this.inflight = undefined;
     });
