@@ -30,6 +30,8 @@ const PASS_MS = 1_000;
 const SETTLE_MS = 3_000;
 /** A member split out of its group because it saturated is not fused again before this. */
 const HOT_SPOT_HOLD_MS = 60_000;
+/** Records/s below which CPU per record is not measured. */
+const MIN_RATE_FOR_CPU = 100;
 
 export class Autopilot {
   private timer: NodeJS.Timeout | undefined;
@@ -85,7 +87,8 @@ export class Autopilot {
       this.busy.set(rec.name, window);
       out[rec.name] = {
         recordsPerSec: inPerSec, busyRatio, busyWindow: window, queueDepth,
-        cpuMicrosPerRecord: inPerSec > 0 ? Math.round((busyMs * 1_000) / inPerSec) : 0,
+        // Per record only where there are records enough to say (a trickle makes timers and loop overhead look heavy).
+        cpuMicrosPerRecord: inPerSec >= MIN_RATE_FOR_CPU ? Math.round((busyMs * 1_000) / inPerSec) : 0,
       };
     }
     for (const name of this.busy.keys()) if (!ctx.store.get(name)) this.busy.delete(name);
@@ -128,6 +131,8 @@ export class Autopilot {
       if (wanted.some((w) => same(w, group))) continue;
       if (!steadyAll(group)) continue;
       const pieces = this.piecesOf(group, wanted);
+      // The oracle wants it inside a longer chain: nothing to split, step 2 merges it.
+      if (pieces.length === 1 && same(pieces[0]!, group)) continue;
       const saturated = group.filter((n) => (stats[n]?.busyRatio ?? 0) > 0.8);
       for (const n of saturated) this.heldApart.set(n, now + HOT_SPOT_HOLD_MS);
       ctx.log.info({ group, pieces, saturated }, `autopilot: splitting ${group.join('+')} into ${pieces.map((p) => p.join('+')).join(', ')}` +

@@ -36,8 +36,8 @@ import { HEAVY_CPU_MICROS } from '../oracle/limits.js';
 
 export type { Inbound } from './edges.js';
 
-/** How much earlier than its subscription a fenced record may have been published and still be ours (the trip to the server). */
-const FENCE_MARGIN_MS = 250;
+/** A fenced record published up to this long after the subscriptions were confirmed is still presumed to have missed them (clocks compared through ages). */
+const FENCE_MARGIN_MS = 50;
 /** Give the event loop a turn after this long in the pump, so sockets and timers are served. */
 const PUMP_SLICE_MS = 8;
 const INIT_TIMEOUT_MS = 10_000;
@@ -329,6 +329,10 @@ export class Instance {
     this.inletOpen = true;
     this.subscribedAt = Date.now();
     this.inlet.open();
+    // Once the server has the subscriptions, everything published from then on reaches us.
+    this.nc.flush().then(() => {
+      if (this.inletOpen) this.subscribedAt = Date.now();
+    }, () => undefined);
   }
 
   private unsubscribeInputs(): void {
@@ -673,7 +677,7 @@ export class Instance {
       // a round trip to our server does not prove that another server's messages arrived.
       while (unmet().length > 0 && pending.length === 0) {
         await this.idle(RELEASE_CHECK_MS);
-        check(() => `, ${unmet().length} producer fence(s) not seen: ${unmet().slice(0, 3).map(([k, seq]) => `${k} #${seq}`).join(', ')}`);
+        check(() => `, ${unmet().length} producer fence(s) not seen: ${unmet().slice(0, 3).map(([k, seq]) => `${k} #${seq} (seen #${this.seen.get(k) ?? 0})`).join(', ')}`);
       }
       this.unsubscribeInputs();
       for (;;) {
@@ -717,10 +721,10 @@ export class Instance {
       for (const [p, seq] of Object.entries(f.partitions)) {
         if (ist.grouping === 'key' && !mine.has(Number(p))) continue;
         const k = `${f.producer} ${f.stream} ${p}`;
-        // Published before this instance subscribed (with a margin for the trip): it went to a predecessor,
-        // whose consumed-up-to marks came with the snapshot, or to nobody. Not ours to wait for.
+        // Published before the server had this instance's subscriptions: it went to a predecessor (whose
+        // consumed-up-to marks came with the snapshot) or to nobody. Not ours to wait for.
         const age = f.agesMs?.[p];
-        if (!this.seen.has(k) && age !== undefined && age > Date.now() - this.subscribedAt + FENCE_MARGIN_MS) continue;
+        if (age !== undefined && (this.seen.get(k) ?? 0) < seq && age > Date.now() - this.subscribedAt - FENCE_MARGIN_MS) continue;
         out.push([k, seq]);
       }
     }
