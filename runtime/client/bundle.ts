@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build, type Message } from 'esbuild';
-import { isComputation } from '../../sdk/computation.js';
+import { isComputation } from '../../sdk/index.js';
 import { InvalidMetadataError, ModuleLoadError, validateMetadata, type NormalizedMetadata } from '../../protocol/index.js';
 
 export interface BundledComputation {

@@ -13,7 +13,7 @@
  * instance runs.
  */
 import type { Logger } from 'pino';
-import type { Computation, Context, InputRecord } from '../../sdk/computation.js';
+import type { Computation, Context, InputRecord } from '../../sdk/index.js';
 import { partitionOf } from '../../protocol/index.js';
 import { MemoryState, TimerTable, type StateSnapshot } from './state.js';
 

@@ -3,7 +3,7 @@
  * restore hooks a hot swap uses to hand state to the next version. Shared by
  * the runtime and the test kit so both behave the same.
  */
-import type { KeyedState } from '../../sdk/computation.js';
+import type { KeyedState } from '../../sdk/index.js';
 
 export interface StateSnapshot {
   entries: [string, unknown][];

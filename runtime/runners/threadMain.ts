@@ -12,7 +12,7 @@ import { pino, type Logger } from 'pino';
 import { pathToFileURL } from 'node:url';
 import { Executor, isPromise, type ExecutorSnapshot } from '../executor/executor.js';
 import { decodeBatch, packr, type WireRecord } from '../../protocol/index.js';
-import { isComputation, type InputRecord } from '../../sdk/computation.js';
+import { isComputation, type InputRecord } from '../../sdk/index.js';
 import { PHASES, type Activation, type Completion, type Failure } from './runner.js';
 
 export type ThreadTask =

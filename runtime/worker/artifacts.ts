@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ObjectStore } from '@nats-io/obj';
-import { isComputation, type Computation } from '../../sdk/computation.js';
+import { isComputation, type Computation } from '../../sdk/index.js';
 import { ModuleLoadError, NotFoundError, InvalidMetadataError, validateMetadata, type NormalizedMetadata } from '../../protocol/index.js';
 
 export class ArtifactCache {

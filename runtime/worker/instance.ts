@@ -16,7 +16,7 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import type { Computation, InputRecord } from '../../sdk/computation.js';
+import type { Computation, InputRecord } from '../../sdk/index.js';
 import { Executor, isPromise, type ExecutorSnapshot } from '../executor/executor.js';
 import {
   decodeBatch, encodeBatch, partitionsOwnedBy, truncateError, InitFailedError, TimeoutError, TopoError,

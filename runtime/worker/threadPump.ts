@@ -20,7 +20,7 @@
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import type { InputRecord } from '../../sdk/computation.js';
+import type { InputRecord } from '../../sdk/index.js';
 import type { ExecutorSnapshot } from '../executor/executor.js';
 import { decodeBatch, encodeBatch, subjects, TopoError, type InstanceReport, type StuckReport } from '../../protocol/index.js';
 import { ThreadRunner, TerminatedError } from '../runners/thread.js';
