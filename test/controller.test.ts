@@ -464,6 +464,16 @@ describe('units', () => {
     expect(chooseWorkers({ candidates: [], load: new Map(), count: 2 })).toEqual([]);
   });
 
+  it('chooseWorkers spreads a computation over hosts before workers', () => {
+    // a1 and a2 on host A, b1 on host B: two instances go to both hosts, not to the two workers of A.
+    const hostOf = (w: string) => w[0]!.toUpperCase();
+    expect(chooseWorkers({ candidates: ['a1', 'a2', 'b1'], load: new Map(), count: 2, hostOf })).toEqual(['a1', 'b1']);
+    // Four: two per host, the second on A on its other worker.
+    expect(chooseWorkers({ candidates: ['a1', 'a2', 'b1'], load: new Map(), count: 4, hostOf })).toEqual(['a1', 'b1', 'a2', 'b1']);
+    // Without hosts (all on one), as before: per worker.
+    expect(chooseWorkers({ candidates: ['a1', 'a2', 'b1'], load: new Map(), count: 3 })).toEqual(['a1', 'a2', 'b1']);
+  });
+
   it('parseControllerArgs takes --nats or TOPO_NATS_URL and names what is missing', () => {
     expect(parseControllerArgs(['--nats', 'nats://x:1'], {})).toEqual({ natsUrl: 'nats://x:1' });
     expect(parseControllerArgs(['--nats=nats://y:2'], { TOPO_NATS_URL: 'nats://z:3' })).toEqual({ natsUrl: 'nats://y:2' });

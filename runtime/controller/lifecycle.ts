@@ -58,7 +58,7 @@ export async function deploy(ctx: ControllerContext, input: DeployRequest): Prom
     await recordHistorySafely(ctx, history('failed', err.message));
     throw err;
   }
-  const chosen = chooseWorkers({ candidates, load: ctx.store.loadByWorker(), count: instances });
+  const chosen = chooseWorkers({ candidates, load: ctx.store.loadByWorker(), count: instances, hostOf: (w) => ctx.workers.get(w)?.host ?? '' });
   const placements: Placement[] = chosen.map((workerId, index) => ({ index, instanceId: newInstanceId(name, index), workerId }));
   const assignmentOf = (p: Placement): Assignment => ({
     instanceId: p.instanceId, computation: name, version, sha: req.sha, lang: req.lang,

@@ -194,7 +194,9 @@ export class Reconciler {
       const same = new Map<string, number>();
       for (const p of placementsOf(current)) if (ctx.workers.isAlive(p.workerId)) same.set(p.workerId, (same.get(p.workerId) ?? 0) + 1);
       // A fused instance goes where the live instance of the same index of its group runs (they call each other directly).
-      const [target] = this.fusedPartner(rec, orphan.index, now) ?? chooseWorkers({ candidates, load: ctx.store.loadByWorker(), sameComputation: same, count: 1 });
+      const [target] = this.fusedPartner(rec, orphan.index, now) ?? chooseWorkers({
+        candidates, load: ctx.store.loadByWorker(), sameComputation: same, count: 1, hostOf: (w) => ctx.workers.get(w)?.host ?? '',
+      });
       if (!target) continue;
       const instanceId = newInstanceId(rec.name, orphan.index);
       ctx.inFlight.add(instanceId);

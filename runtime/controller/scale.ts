@@ -107,7 +107,7 @@ export function placeScaled(ctx: ControllerContext, rec: ComputationRecord, n: n
   const load = ctx.store.loadByWorker();
   // Its current instances are released by the scale: they do not weigh on where the new ones go.
   for (const p of rec.placements) load.set(p.workerId, (load.get(p.workerId) ?? 1) - 1);
-  return chooseWorkers({ candidates, load, count: n });
+  return chooseWorkers({ candidates, load, count: n, hostOf: (w) => ctx.workers.get(w)?.host ?? '' });
 }
 
 const scaleReplyOf = (r: SwapReply, rec: ComputationRecord, placements: Placement[], n: number): ScaleReply => ({
