@@ -1,4 +1,5 @@
 /** Throughput cases run several times, interleaved, and summarized by their median. */
+import { loadavg } from 'node:os';
 import { summarize, type CaseResult, type CaseSummary } from './results.js';
 
 export interface BenchCase {
@@ -20,7 +21,9 @@ export async function runInterleaved(cases: BenchCase[], runs: number, log: (lin
     for (const c of cases) {
       if (c.skipped || errors.has(c)) continue;
       try {
+        const load = loadavg()[0] ?? 0;
         const res = await c.once(r);
+        res.notes.push(`1-min load ${load.toFixed(1)} before the run`);
         results.get(c)!.push(res);
         log(`${c.name} run ${r}/${runs}: ${Math.round(res.rate).toLocaleString('en-US')} records/s, ${res.records}/${res.expected} records in ${res.seconds.toFixed(3)} s${res.lost ? `, LOST ${res.lost}` : ''}${res.notes.length ? ` (${res.notes.join('; ')})` : ''}`);
       } catch (err) {

@@ -164,7 +164,9 @@ export function pairMarkdownSection(part: PairPart, cases: CaseSummary[], f: Run
   const line = (r: Row): string => `| ${COLS.map((k) => r[k]).join(' | ')} |`;
   const table = [line(HEAD), `|${COLS.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`, ...rows(part, cases).map(line)].join('\n');
   const notes = cases.flatMap((c) => {
-    const n = [...new Set(c.runs.flatMap((r) => r.notes))];
+    const n = [...new Set(c.runs.flatMap((r) => r.notes.filter((x) => !x.startsWith('1-min load'))))];
+    const loads = c.runs.map((r) => r.notes.find((x) => x.startsWith('1-min load'))?.replace(/^1-min load (\S+).*/, '$1') ?? '?');
+    if (loads.length) n.push(`1-minute load average before each run: ${loads.join(', ')}`);
     return [`- **${c.name}**: ${c.description}.${n.length ? ` Notes: ${n.join('; ')}.` : ''}${c.error ? ` Failed: ${c.error}.` : ''}${c.skipped ? ` Not run: ${c.skipped}.` : ''}`];
   });
   return wrapSection(part.section, `## ${part.title}

@@ -4,7 +4,8 @@
  * after the throughput, swap and threads parts. A part run alone rewrites its
  * section and keeps the others.
  */
-export const SECTION_ORDER = ['fusion', 'heavy', 'scale', 'regroup'] as const;
+/** 'findings' is written by hand (defects the parts exposed) and only ever kept, never generated. */
+export const SECTION_ORDER = ['fusion', 'heavy', 'scale', 'regroup', 'findings'] as const;
 export type SectionName = (typeof SECTION_ORDER)[number];
 
 export const beginMarker = (name: string): string => `<!-- ${name} bench: begin -->`;
