@@ -20,7 +20,8 @@ import { istreamsOf } from './canary.js';
 import type { ControllerContext } from './context.js';
 import { metadataDiff } from './diff.js';
 import { newInstanceId } from './placement.js';
-import { execute, noCanaryRunning, probationOf } from './swap.js';
+import { execute, noCanaryRunning } from './swap.js';
+import { PLACEMENT_PROBATION } from './scale.js';
 import type { AdoptPlan, SwapPlan } from './swapRunner.js';
 
 /** The oracle's view of desired state (what `chainable` needs). */
@@ -194,7 +195,8 @@ export function regroupPlan(
     diff: metadataDiff(first!.metadata, first!.metadata, []),
     releases: ordered.flatMap((r) => r.placements),
     releaseStages: ordered.map((r) => r.placements),
-    adopts, istreams, probation: probationOf(undefined),
+    // The code is the one already running: a short probation, so the group's output is not held for long (scale.ts).
+    adopts, istreams, probation: PLACEMENT_PROBATION,
     notUpstreams: new Set(recs.keys()),
     alsoChanged: rest.map((r) => ({ rec: r, committed: committedOf(r) })),
     what: `${action} of ${describe}`,

@@ -275,13 +275,15 @@ export class Worker {
     const timers = new Map<string, number>();
     const pending: Inbound[] = [];
     const seen = new Map<string, number>();
-    for (const ref of from) {
-      let snap = ref.workerId === this.id ? this.snapshots.get(ref.instanceId) : undefined;
-      if (!snap) {
-        const bytes = await (await this.snapshotsBucket()).getBlob(`${swapId}/${ref.instanceId}`);
-        if (!bytes) throw new NotFoundError(`no snapshot of ${ref.instanceId} for swap ${swapId} (was it released?)`);
-        snap = packr.unpack(bytes) as InstanceSnapshot;
-      }
+    // Fetched in parallel: a scale's adopters read every old instance's snapshot, inside the pause.
+    const snaps = await Promise.all(from.map(async (ref) => {
+      const local = ref.workerId === this.id ? this.snapshots.get(ref.instanceId) : undefined;
+      if (local) return local;
+      const bytes = await (await this.snapshotsBucket()).getBlob(`${swapId}/${ref.instanceId}`);
+      if (!bytes) throw new NotFoundError(`no snapshot of ${ref.instanceId} for swap ${swapId} (was it released?)`);
+      return packr.unpack(bytes) as InstanceSnapshot;
+    }));
+    for (const snap of snaps) {
       // State and timers belong to the partition of their key (runtime/executor): an adopter that owns some
       // partitions takes theirs. A timer that is about the instance, not a key (a window), is set again by init.
       const mine = keep ? selectPartitions(snap, keep) : snap;
