@@ -20,7 +20,7 @@
  */
 import { sortBy } from './graph.js';
 import { canHost, capacityOf, type Assignment, type PlacementStrategy, type PlacementUnit } from './strategy.js';
-import type { InstancePlacement, OracleWorker } from './types.js';
+import type { OracleWorker } from './types.js';
 
 class Tally {
   private readonly n = new Map<string, number>();

@@ -8,11 +8,12 @@
  * record index and a tick), so the host can see a callback that does not
  * return and name the record it is stuck on, even after terminating us.
  */
+import { Received } from '../executor/received.js';
 import { pino, type Logger } from 'pino';
 import { pathToFileURL } from 'node:url';
 import { Executor, isPromise, type ExecutorSnapshot } from '../executor/executor.js';
-import { decodeBatch, packr, type WireRecord } from '../../protocol/index.js';
-import { isComputation, type InputRecord } from '../../sdk/index.js';
+import { decodeBatch, packr } from '../../protocol/index.js';
+import { isComputation } from '../../sdk/index.js';
 import { PHASES, type Activation, type Completion, type Failure } from './runner.js';
 
 export type ThreadTask =
@@ -53,25 +54,6 @@ function errMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** The record handed to processRecord (same shape as the inline path's). */
-class Received implements InputRecord {
-  readonly key: string;
-  readonly value: unknown;
-  readonly timestamp: number;
-  readonly seq: number;
-  readonly traceId?: string;
-  constructor(
-    readonly stream: string,
-    r: WireRecord,
-    readonly producer: string,
-  ) {
-    this.key = r[0];
-    this.value = r[1];
-    this.timestamp = r[2];
-    this.seq = r[3];
-    if (typeof r[4] === 'string') this.traceId = r[4];
-  }
-}
 
 /**
  * What a task returns: a Completion whose outputs travel msgpack-encoded in

@@ -14,13 +14,14 @@
  *   (output dropped, input handed back to the standby instance, in order);
  * - restore(): start from a snapshot.
  */
+import { Received } from '../executor/received.js';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { Computation, InputRecord } from '../../sdk/index.js';
 import { Executor, isPromise, type ExecutorSnapshot } from '../executor/executor.js';
 import {
   decodeBatch, encodeBatch, partitionsOwnedBy, truncateError, InitFailedError, TimeoutError, TopoError,
-  type Assignment, type Batch, type InstanceMetrics, type InstanceReport, type InstanceState, type Probation, type ProducerFence, type WireRecord,
+  type Assignment, type Batch, type InstanceMetrics, type InstanceReport, type InstanceState, type Probation, type ProducerFence,
 } from '../../protocol/index.js';
 import { natsEdges, type EdgeFactory, type Inbound, type Inlet, type Outlet } from './edges.js';
 import { CreditBook } from './creditBook.js';
@@ -886,22 +887,3 @@ function countRecords(items: Inbound[]): number {
 }
 
 
-/** The record handed to processRecord; a class so every record has the same shape. */
-class Received implements InputRecord {
-  readonly key: string;
-  readonly value: unknown;
-  readonly timestamp: number;
-  readonly seq: number;
-  readonly traceId?: string;
-  constructor(
-    readonly stream: string,
-    r: WireRecord,
-    readonly producer: string,
-  ) {
-    this.key = r[0];
-    this.value = r[1];
-    this.timestamp = r[2];
-    this.seq = r[3];
-    if (typeof r[4] === 'string') this.traceId = r[4];
-  }
-}

@@ -10,7 +10,7 @@ import { Kvm } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import type { Logger } from 'pino';
 import {
-  buckets, packr, schemas, subjects, ConflictError, NotFoundError, BadRequestError, TopoError,
+  buckets, packr, schemas, subjects, ConflictError, NotFoundError, BadRequestError,
   type Assignment, type Heartbeat, type PauseReply, type Probation, type RegisterReply, type RegisterRequest, type ReleaseReply,
   type AbortReply, type Handback, type ProducerFence, type SnapshotRef, type UpstreamRef, type WorkerControl,
 } from '../../protocol/index.js';
