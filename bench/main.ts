@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { findNatsServer, startNatsServer, type StartedNats } from '../runtime/transport/natsServer.js';
 import { parseOptions, USAGE, type BenchOptions } from './options.js';
+import { runInterleaved, type BenchCase } from './interleave.js';
 import { runRawCase } from './raw/run.js';
 import { formatMarkdownTable, formatTextTable, summarize, tableRows, type CaseResult, type CaseSummary } from './results.js';
 import { BATCH_SIZE } from './records.js';
@@ -42,42 +43,6 @@ const TARGET_VS_SINGLE = 4;
 /** Generous upper bound for one run: at least a minute, or 20k records/s. */
 const timeoutFor = (count: number): number => Math.max(60_000, Math.ceil(count / 20));
 
-interface BenchCase {
-  name: string;
-  description: string;
-  /** Set when the case cannot run at all. */
-  skipped?: string;
-  once(run: number): Promise<CaseResult>;
-}
-
-/**
- * Runs every case `runs` times, interleaved (run 1 of each case, then run 2,
- * ...) so that background load on the machine hits the baseline and topo alike.
- */
-async function runInterleaved(cases: BenchCase[], runs: number): Promise<CaseSummary[]> {
-  const results = new Map<BenchCase, CaseResult[]>(cases.map((c) => [c, []]));
-  const errors = new Map<BenchCase, string>();
-  for (let r = 1; r <= runs; r++) {
-    for (const c of cases) {
-      if (c.skipped || errors.has(c)) continue;
-      try {
-        const res = await c.once(r);
-        results.get(c)!.push(res);
-        log(`${c.name} run ${r}/${runs}: ${Math.round(res.rate).toLocaleString('en-US')} records/s, ${res.records}/${res.expected} records in ${res.seconds.toFixed(3)} s${res.lost ? `, LOST ${res.lost}` : ''}${res.notes.length ? ` (${res.notes.join('; ')})` : ''}`);
-      } catch (err) {
-        log(`${c.name} run ${r}/${runs} failed: ${(err as Error).message}`);
-        errors.set(c, (err as Error).message);
-      }
-    }
-  }
-  return cases.map((c) => {
-    const error = errors.get(c);
-    return summarize(c.name, c.description, results.get(c)!, {
-      ...(error !== undefined ? { error } : {}),
-      ...(c.skipped !== undefined ? { skipped: c.skipped } : {}),
-    });
-  });
-}
 
 function rawCases(opts: BenchOptions, natsUrl: () => string): BenchCase[] {
   const scripts = { publisher: join(here, 'raw-publisher.mjs'), subscriber: join(here, 'raw-subscriber.mjs') };
@@ -265,7 +230,7 @@ async function main(): Promise<void> {
     const url = nats?.url ?? '';
     const all = [...(opts.raw ? rawCases(opts, () => url) : []), ...(opts.topo ? await topoCases(opts) : [])];
     for (const c of all) if (c.skipped) log(`${c.name}: not run: ${c.skipped}`);
-    cases = await runInterleaved(all, opts.runs);
+    cases = await runInterleaved(all, opts.runs, log);
   } finally {
     await nats?.stop();
     rmSync(store, { recursive: true, force: true });
