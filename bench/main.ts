@@ -14,7 +14,7 @@ import { findNatsServer, startNatsServer, type StartedNats } from '../runtime/tr
 import { parseOptions, USAGE, type BenchOptions } from './options.js';
 import { runInterleaved, type BenchCase } from './interleave.js';
 import { runRawCase } from './raw/run.js';
-import { formatMarkdownTable, formatTextTable, summarize, tableRows, type CaseResult, type CaseSummary } from './results.js';
+import { formatMarkdownTable, formatTextTable, tableRows, type CaseResult, type CaseSummary } from './results.js';
 import { BATCH_SIZE } from './records.js';
 import type { SwapBenchResult, SwapCaseOptions } from './swap/harness.js';
 import { SWAP_SECTION_BEGIN, SWAP_SECTION_END, swapMarkdownSection, swapTextTable, swapVerdict } from './swap/report.js';
