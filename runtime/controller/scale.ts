@@ -24,12 +24,14 @@ import { leaveGroup } from './fusion.js';
 import { DEFAULT_PROBATION, type AdoptPlan, type SwapPlan, type SwapTarget } from './swapRunner.js';
 
 /**
- * Probation of a scale or move: the code is the one already running (it passed its probation when
- * it was deployed or swapped in), so the new instances pass at their first record, or as soon as the
- * upstreams resume; what a scale can break, an init that rejects the new index or count, fails the
- * adopt step, before anything resumes. After the gate, a throw is dead-lettered as it was before.
+ * Probation of a scale, move, fuse or split: the code is the one already running (it passed its
+ * probation when it was deployed or swapped in), so the new instances pass at their first record, or
+ * 200 ms after the upstreams resume without a record. What such a change can break is code that
+ * depends on its index, count or place: an init that rejects them fails the adopt step, before
+ * anything resumes; a processRecord that throws on its first record within those 200 ms rolls the
+ * change back. The output held meanwhile is released at commit: keep it short.
  */
-export const PLACEMENT_PROBATION: Probation = { records: 1, ms: 0, callbackTimeoutMs: DEFAULT_PROBATION.callbackTimeoutMs };
+export const PLACEMENT_PROBATION: Probation = { records: 1, ms: 200, callbackTimeoutMs: DEFAULT_PROBATION.callbackTimeoutMs };
 
 const targetOf = (rec: ComputationRecord): SwapTarget => ({
   sha: rec.sha, lang: rec.lang, metadata: rec.metadata, ...(rec.source !== undefined ? { source: rec.source } : {}),
