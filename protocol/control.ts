@@ -185,6 +185,8 @@ export type WorkerControl =
   | {
     op: 'adopt'; swapId: string; assignment: Assignment; from: SnapshotRef[]; filterByPartition: boolean; probation: Probation;
     leaseMs?: number; upstreams?: UpstreamRef[];
+    /** Snapshots of `from` instances carried in the request (their ReleaseReply.inline): not read from the store. */
+    snapshots?: { instanceId: string; data: string }[];
   }
   /** Renews the swap lease on a worker with released or adopted instances. */
   | { op: 'renew'; swapId: string; leaseMs: number }
@@ -267,6 +269,11 @@ export interface ReleaseReply {
   fencesMet?: number;
   /** What it published last, per ostream and partition: the next stage of a fused chain's release waits for these. */
   outputFences?: ProducerFence[];
+  /**
+   * With export "store", a small snapshot (at most 256 KiB of msgpack) comes back here, base64, instead of
+   * going to the Object Store: the controller hands it to the adopters in their adopt request (one trip, not several).
+   */
+  inline?: string;
 }
 
 /** An upstream producer instance paused by a swap. */

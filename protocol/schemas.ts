@@ -235,6 +235,7 @@ const controlOps = {
   adopt: z.looseObject({
     op: z.literal('adopt'), swapId: id, assignment, from: z.array(snapshotRef).min(1), filterByPartition: z.boolean(), probation,
     leaseMs: positive.optional(), upstreams: z.array(upstreamRef).optional(),
+    snapshots: z.array(z.looseObject({ instanceId: id, data: z.base64() })).max(1_000).optional(),
   }),
   renew: z.looseObject({ op: z.literal('renew'), swapId: id, leaseMs: positive }),
   health: z.looseObject({ op: z.literal('health'), instanceId: id, timeoutMs: count }),
@@ -260,6 +261,7 @@ const pauseReply = reply({
 const releaseReply = reply({
   keys: count, timers: count, bytes: count, drained: count, handedOver: count.optional(), fencesMet: count.optional(),
   outputFences: z.array(z.looseObject({ producer: id, stream: name, partitions: z.record(z.string().regex(/^\d{1,3}$/), count) })).max(1_000).optional(),
+  inline: z.base64().optional(),
 });
 const healthReply = reply({ processed: count, ms: z.number().nonnegative() });
 

@@ -24,6 +24,8 @@ import type { SwapJournal } from './stateStore.js';
 import { findUpstreams, UpstreamPause, type Upstream, type UpstreamFailure } from './upstreams.js';
 
 export const DEFAULT_PROBATION: Probation = { records: 20, ms: 500, callbackTimeoutMs: 2_000 };
+/** Base64 characters of inline snapshots one adopt request may carry (well under a 1 MiB max_payload with the rest). */
+const MAX_CARRIED_CHARS = 600 * 1024;
 /** Extra time a health request gets beyond the probation itself. */
 const HEALTH_SLACK_MS = 3_000;
 
@@ -252,10 +254,16 @@ class SwapRun {
         : this.failures[0]!.message);
       if (!this.ok()) return;
 
-      // d. Start the new instances from the snapshots, on probation.
+      // d. Start the new instances from the snapshots, on probation. Small snapshots came back inline: they ride in the adopt.
       at = Date.now();
+      const inline = new Map<string, string>();
+      for (const o of released) if (o.value?.inline !== undefined) inline.set(o.item.instanceId, o.value.inline);
+      const carriedFor = await this.carried(plan.adopts, inline);
       const adopted = await each(plan.adopts, (a) =>
-        this.send(a.workerId, { op: 'adopt', swapId: this.swapId, assignment: a.assignment, from: a.from, filterByPartition: a.filterByPartition, probation: plan.probation, ...swapLease },
+        this.send(a.workerId, {
+          op: 'adopt', swapId: this.swapId, assignment: a.assignment, from: a.from, filterByPartition: a.filterByPartition, probation: plan.probation,
+          ...(carriedFor.get(a)?.length ? { snapshots: carriedFor.get(a) } : {}), ...swapLease,
+        },
           ctx.settings.swapStepTimeoutMs + plan.probation.callbackTimeoutMs));
       for (const o of failed(adopted)) this.fail('adopt', `${o.item.assignment.instanceId} (v${o.item.assignment.version}) on ${o.item.workerId}`, o.error);
       this.time('adopt', at, this.ok(), this.ok()
@@ -285,6 +293,25 @@ class SwapRun {
       // A bug here must not leave upstreams paused or the new version half in: roll back.
       this.fail('swap', 'controller', err);
     }
+  }
+
+  /**
+   * The inline snapshots each adopt carries. An adopt that would carry more than fits one message gets
+   * none: those snapshots are put in the Object Store, where the worker reads what it is not handed.
+   */
+  private async carried(adopts: readonly AdoptPlan[], inline: ReadonlyMap<string, string>): Promise<Map<AdoptPlan, { instanceId: string; data: string }[]>> {
+    const out = new Map<AdoptPlan, { instanceId: string; data: string }[]>();
+    const toStore = new Set<string>();
+    for (const a of adopts) {
+      const list = a.from.filter((r) => inline.has(r.instanceId)).map((r) => ({ instanceId: r.instanceId, data: inline.get(r.instanceId)! }));
+      if (list.reduce((n, c) => n + c.data.length, 0) > MAX_CARRIED_CHARS) for (const c of list) toStore.add(c.instanceId);
+      else out.set(a, list);
+    }
+    if (toStore.size) {
+      const os = await new Objm(this.ctx.nc).create(buckets.snapshots);
+      for (const id of toStore) await os.putBlob({ name: `${this.swapId}/${id}` }, Buffer.from(inline.get(id)!, 'base64'));
+    }
+    return out;
   }
 
   /** Upstreams held again, abort everywhere (old instances resume with their state and the input the new ones took), upstreams resumed. */

@@ -25,6 +25,8 @@ import { selectPartitions } from '../executor/executor.js';
 import { FusionBus, fusedEdges } from './fusion.js';
 import { TapInterest } from './taps.js';
 
+/** Snapshots up to this size (msgpack) go back inline in the release reply instead of through the Object Store. */
+const INLINE_SNAPSHOT_BYTES = 256 * 1024;
 /** A release still draining after this long gives up, unless the request sets its own budget. */
 const DEFAULT_DRAIN_BUDGET_MS = 30_000;
 /** When a worker aborts a swap by itself, its upstreams get a fresh pause of this long, so they resume only after the old instances are back. */
@@ -177,7 +179,7 @@ export class Worker {
       case 'release':
         return this.release(req.instanceId, this.swaps.join(req.swapId, req.leaseMs, req.upstreams), req.export, req.budgetMs ?? DEFAULT_DRAIN_BUDGET_MS, req.fences ?? []);
       case 'adopt':
-        return this.adopt(this.swaps.join(req.swapId, req.leaseMs, req.upstreams), req.assignment, req.from, req.filterByPartition, req.probation);
+        return this.adopt(this.swaps.join(req.swapId, req.leaseMs, req.upstreams), req.assignment, req.from, req.filterByPartition, req.probation, req.snapshots ?? []);
       case 'renew':
         return { renewed: this.swaps.renew(req.swapId, req.leaseMs) };
       case 'health':
@@ -250,7 +252,9 @@ export class Worker {
     const { snapshot, drained, handedOver, fencesMet, outputFences } = await inst.release(s.swapId, budgetMs, fences);
     this.snapshots.set(instanceId, snapshot);
     const bytes = packr.pack(snapshot);
-    if (exportTo === 'store') {
+    // A small snapshot rides back in the reply (the controller hands it to its adopters): the store costs several round trips each way.
+    const inline = exportTo === 'store' && bytes.length <= INLINE_SNAPSHOT_BYTES ? Buffer.from(bytes).toString('base64') : undefined;
+    if (exportTo === 'store' && inline === undefined) {
       const store = await this.snapshotsBucket();
       await store.putBlob({ name: `${s.swapId}/${instanceId}` }, bytes);
     }
@@ -258,6 +262,7 @@ export class Worker {
     return {
       keys: snapshot.state.entries.length, timers: snapshot.timers.length, bytes: bytes.length, drained,
       ...(handedOver ? { handedOver } : {}), ...(fencesMet ? { fencesMet } : {}), ...(outputFences.length ? { outputFences } : {}),
+      ...(inline !== undefined ? { inline } : {}),
     };
   }
 
@@ -270,7 +275,7 @@ export class Worker {
    * Merges the snapshots of the instances being replaced, keeping only this
    * instance's keys (and handed-over input of its partitions) when asked.
    */
-  private async gatherSnapshot(swapId: string, from: SnapshotRef[], keep: Set<number> | undefined): Promise<InstanceSnapshot> {
+  private async gatherSnapshot(swapId: string, from: SnapshotRef[], keep: Set<number> | undefined, inline = new Map<string, string>()): Promise<InstanceSnapshot> {
     const entries: [string, unknown][] = [];
     const timers = new Map<string, number>();
     const pending: Inbound[] = [];
@@ -279,6 +284,8 @@ export class Worker {
     const snaps = await Promise.all(from.map(async (ref) => {
       const local = ref.workerId === this.id ? this.snapshots.get(ref.instanceId) : undefined;
       if (local) return local;
+      const carried = inline.get(ref.instanceId);
+      if (carried !== undefined) return packr.unpack(Buffer.from(carried, 'base64')) as InstanceSnapshot;
       const bytes = await (await this.snapshotsBucket()).getBlob(`${swapId}/${ref.instanceId}`);
       if (!bytes) throw new NotFoundError(`no snapshot of ${ref.instanceId} for swap ${swapId} (was it released?)`);
       return packr.unpack(bytes) as InstanceSnapshot;
@@ -299,13 +306,16 @@ export class Worker {
     return { state: { entries }, timers: [...timers], ...(pending.length ? { pending } : {}), ...(seen.size ? { seen: [...seen] } : {}) };
   }
 
-  private async adopt(s: SwapSession, a: Assignment, from: SnapshotRef[], filterByPartition: boolean, probation: Probation): Promise<object> {
+  private async adopt(
+    s: SwapSession, a: Assignment, from: SnapshotRef[], filterByPartition: boolean, probation: Probation, carried: { instanceId: string; data: string }[],
+  ): Promise<object> {
     if (this.instances.has(a.instanceId)) return { instanceId: a.instanceId, already: true };
     const comp = await this.artifacts.load(a.sha);
     checkMetadata(comp, a.metadata);
     const log = instanceLogger(this.nc, { computation: a.computation, index: a.index, instanceId: a.instanceId, worker: this.id, version: a.version });
     const inst = new Instance(a, comp, this.instanceDeps(log, a));
-    inst.restore(await this.gatherSnapshot(s.swapId, from, filterByPartition ? new Set(inst.partitions) : undefined));
+    const inline = new Map(carried.map((c) => [c.instanceId, c.data]));
+    inst.restore(await this.gatherSnapshot(s.swapId, from, filterByPartition ? new Set(inst.partitions) : undefined, inline));
     this.instances.set(a.instanceId, inst);
     s.adopted.set(a.instanceId, from);
     try {
