@@ -4,7 +4,8 @@
  * trip to its server (which on a NATS cluster does not prove that another
  * server's messages arrived). This test plays a late route: the fenced
  * records reach the worker only after its release started. Driven op by op
- * over real NATS against a real worker process.
+ * over real NATS against a real worker process. Also: how a release exports
+ * its snapshot (inline when small, else to the Object Store).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -12,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { Objm } from '@nats-io/obj';
 import { startNatsServer, type StartedNats } from '../runtime/transport/natsServer.js';
 import { connectNats } from '../runtime/transport/connect.js';
 import { call, serve, encodeJson } from '../runtime/transport/rpc.js';
@@ -19,7 +21,7 @@ import { openControlPlane, type ControlPlaneStores } from '../runtime/controller
 import { bundleComputation } from '../runtime/client/bundle.js';
 import { distFile } from '../runtime/client/paths.js';
 import {
-  decodeBatch, encodeBatch, kvKeys, partitionOf, PROTOCOL_VERSION, subjects, type Assignment, type ComputationRecord, type ReleaseReply, type WireRecord,
+  buckets, decodeBatch, encodeBatch, kvKeys, partitionOf, PROTOCOL_VERSION, subjects, type Assignment, type ComputationRecord, type ReleaseReply, type WireRecord,
 } from '../protocol/index.js';
 import { waitFor } from './harness.js';
 
@@ -127,6 +129,35 @@ describe('release and producer fences', () => {
     expect(Date.now() - at).toBeLessThan(1_000);
     await ctl({ op: 'abort', swapId: 'fence-swap-4', reason: 'test done' });
     await ctl({ op: 'unassign', instanceId: a.instanceId });
+  });
+
+  it('hands a small snapshot back inline and puts a big one (over 256 KiB) in the store', async () => {
+    const small = await counter();
+    publish('snap-producer', 'one-key', 3);
+    await waitFor(async () => (await ctl({ op: 'drain', instanceId: small.instanceId })).drained === true, { what: 'small drained' });
+    const s = (await ctl({ op: 'release', instanceId: small.instanceId, swapId: 'snap-small', export: 'store', budgetMs: 5_000 })) as unknown as ReleaseReply;
+    expect(s.inline).toEqual(expect.any(String));
+    const store = await new Objm(nc).create(buckets.snapshots);
+    expect(await store.info(`snap-small/${small.instanceId}`)).toBeNull();
+    await ctl({ op: 'abort', swapId: 'snap-small', reason: 'test done' });
+    await ctl({ op: 'unassign', instanceId: small.instanceId });
+
+    const big = await counter();
+    // 24,000 distinct keys: the counter's state packs to well over 256 KiB.
+    for (let b = 0; b < 96; b++) {
+      const recs: WireRecord[] = Array.from({ length: 250 }, (_, i) => [`a-rather-long-key-name-${b}-${i}`, { seq: 1 }, Date.now(), b * 250 + i + 1]);
+      nc.publish(subjects.data('wswap-in', b % 32), encodeBatch({ v: PROTOCOL_VERSION, src: 'snap-producer-2', stream: 'wswap-in', bseq: b + 1, recs }));
+    }
+    await nc.flush();
+    await waitFor(async () => (await ctl({ op: 'drain', instanceId: big.instanceId })).drained === true, { what: 'big drained' });
+    const r = (await ctl({ op: 'release', instanceId: big.instanceId, swapId: 'snap-big', export: 'store', budgetMs: 10_000 })) as unknown as ReleaseReply;
+    expect(r.keys).toBe(24_000);
+    expect(r.bytes).toBeGreaterThan(256 * 1024);
+    expect(r.inline).toBeUndefined();
+    const os = await new Objm(nc).open(buckets.snapshots);
+    expect((await os.getBlob(`snap-big/${big.instanceId}`))?.length).toBe(r.bytes);
+    await ctl({ op: 'abort', swapId: 'snap-big', reason: 'test done' });
+    await ctl({ op: 'unassign', instanceId: big.instanceId });
   });
 
   it('gives up within its budget when a fence never arrives, keeping its state, and says which fence', async () => {
