@@ -114,7 +114,10 @@ export const worker: Verb = {
     if (!existsSync(script)) throw new Error(`${script} is missing: run \`node bin/build.mjs\``);
     const workerArgs = ['--nats', url, '--id', id, ...(host !== undefined ? ['--host', host] : []), ...(dataDir !== undefined ? ['--data-dir', dataDir] : [])];
     io.err(`starting worker ${id}${host !== undefined ? ` (host ${host})` : ''} for the topology at ${url}; Ctrl-C stops it`);
-    const child = spawn(process.execPath, runtimeNodeArgs('worker', script, workerArgs), { stdio: ['ignore', 'inherit', 'inherit'], env: process.env });
+    // Its stdin is a pipe from us: if this process dies, even by kill -9, the pipe closes and the worker stops cleanly instead of lingering.
+    const child = spawn(process.execPath, runtimeNodeArgs('worker', script, workerArgs), {
+      stdio: ['pipe', 'inherit', 'inherit'], env: { ...process.env, TOPO_EXIT_WITH_PARENT: '1' },
+    });
     let stopping = false;
     const stop = (): void => {
       if (stopping || child.exitCode !== null) return;

@@ -60,6 +60,12 @@ async function shutdown(code: number): Promise<void> {
   process.exit(code);
 }
 process.on('SIGTERM', () => void shutdown(0));
+if (process.env.TOPO_EXIT_WITH_PARENT === '1') {
+  // Started by `topo worker`: our stdin is its pipe, which closes when it exits, however it exits.
+  process.stdin.on('end', () => void shutdown(0));
+  process.stdin.on('error', () => void shutdown(0));
+  process.stdin.resume();
+}
 process.on('SIGINT', () => void shutdown(0));
 process.on('uncaughtException', (err) => {
   // A computation's stray async error must not take down every other instance here.
