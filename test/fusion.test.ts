@@ -8,7 +8,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { BadRequestError } from '../protocol/index.js';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { COUNTER, MID, RELAY, TALLY, TALLY_OUT } from './fixtures/fusion-lib.js';
 import { SOURCE } from './fixtures/swap-e2e-lib.js';
@@ -155,6 +155,10 @@ describe('fusion of a running chain', () => {
       const duplicated = [...seen.values()].filter((n) => n > 1).length;
       console.log(`fused group move: ${input.records.length} records, lost ${lost}, duplicated ${duplicated}, ${moves.length} move(s), pauses ${moves.map((m) => m.pauseMs).join(', ')} ms`);
       expect({ lost, duplicated }).toEqual({ lost: 0, duplicated: 0 });
+      // kill -9 of `topo worker` takes its worker process with it (it would linger otherwise).
+      joined.kill('SIGKILL');
+      const dataDir = join(c.dir, 'worker-new');
+      await waitFor(() => !execFileSync('ps', ['-eo', 'args']).toString().includes(dataDir), { what: 'the worker of `topo worker` gone after kill -9', timeoutMs: 10_000 });
     } finally {
       joined.kill('SIGKILL');
     }
