@@ -12,6 +12,7 @@
  * The autopilot is off (TOPO_AUTOPILOT=0): only the bench changes the topology.
  * Bundled into dist/bench/live.mjs by bench/run.mjs.
  */
+import { publishControl, stopAndSettle } from '../swap/sourceControl.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,8 +20,8 @@ import { startLocalTopology, type LocalTopology } from '../../runtime/client/lau
 import { TopoClient } from '../../runtime/client/client.js';
 import { swapReplyOf } from '../../runtime/client/swap.js';
 import { bundleComputation, type BundledComputation } from '../../runtime/client/bundle.js';
-import { decodeBatch, encodeBatch, subjects, PROTOCOL_VERSION, type HistoryStep } from '../../protocol/index.js';
-import { SWAP_BENCH, type SourceControl, type SourceReport } from '../swap/streams.js';
+import { decodeBatch, subjects, type HistoryStep } from '../../protocol/index.js';
+import { SWAP_BENCH, type SourceReport } from '../swap/streams.js';
 import { statsOf, type Stats } from '../swap/stats.js';
 import { KeyAudit, type AuditFigures } from './audit.js';
 import { GAP_MS, WARMUP_MS } from './plan.js';
@@ -73,12 +74,6 @@ const SCALE_CYCLE = [2, 4, 2, 1] as const;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const stepsOf = (steps: HistoryStep[]): string => steps.map((s) => `${s.step} ${s.ms}`).join(', ');
 
-function publishControl(client: TopoClient, c: SourceControl, seq: number): void {
-  client.nc.publish(
-    subjects.data(SWAP_BENCH.control, 0),
-    encodeBatch({ v: PROTOCOL_VERSION, src: 'bench-live-harness', stream: SWAP_BENCH.control, bseq: seq, recs: [['control', c, Date.now(), seq]] }),
-  );
-}
 
 /** The sequence of live changes of a mode, each a label and the call that makes it. */
 type Step = { what: string; baseline: boolean; run: () => Promise<{ pauseMs?: number; steps: HistoryStep[]; result: string }> };
@@ -156,7 +151,7 @@ async function measure(client: TopoClient, o: LiveCaseOptions, versions: readonl
   try {
     await nc.flush();
     await sleep(500);
-    publishControl(client, { op: 'start', keys: o.keys, everyMs: 10 }, 1);
+    publishControl(client, { op: 'start', keys: o.keys, everyMs: 10 }, 1, 'bench-live-harness');
     await sleep(WARMUP_MS);
     if (audit.received === 0) throw new Error(`no output from the counter after ${WARMUP_MS} ms of warm-up`);
     const changes: LiveChange[] = [];
@@ -181,22 +176,9 @@ async function measure(client: TopoClient, o: LiveCaseOptions, versions: readonl
       if ((i + 1) % 5 === 0 || i + 1 === steps.length) o.log(`${o.mode}: ${i + 1}/${steps.length} changes, last ${s.what} pause ${change.pauseMs ?? '-'} ms`);
       await sleep(GAP_MS);
     }
-    publishControl(client, { op: 'stop' }, 2);
-    const stopAt = Date.now();
-    while (!report) {
-      if (Date.now() - stopAt > 10_000) throw new Error('the source did not report its last tick within 10 s of the stop');
-      await sleep(50);
-    }
-    const lastTick = report.lastTick;
-    let lastTotal = audit.received;
-    let progressAt = Date.now();
-    while (audit.behind(lastTick) > 0) {
-      if (audit.received !== lastTotal) {
-        lastTotal = audit.received;
-        progressAt = Date.now();
-      } else if (Date.now() - progressAt > STALL_MS) break;
-      await sleep(50);
-    }
+    const lastTick = await stopAndSettle(client, 'bench-live-harness', {
+      report: () => report, received: () => audit.received, behind: (t) => audit.behind(t), stallMs: STALL_MS,
+    });
     await sleep(300); // late duplicates would show
     const figures = audit.figures(lastTick);
     const seconds = (audit.lastAt - audit.firstAt) / 1000;

@@ -7,10 +7,11 @@
 import { defineComputation } from '../../sdk/index.js';
 import { SWAP_BENCH, type CountedValue, type TickValue } from './streams.js';
 
-export function benchCounter(code: string) {
+/** `name` and `input` default to the swap bench's; the live bench's chain reuses it as its second stage. */
+export function benchCounter(code: string, name: string = SWAP_BENCH.counter, input: string = SWAP_BENCH.input) {
   return defineComputation({
-    name: SWAP_BENCH.counter,
-    istreams: [{ stream: SWAP_BENCH.input, grouping: 'key' }],
+    name,
+    istreams: [{ stream: input, grouping: 'key' }],
     ostreams: [SWAP_BENCH.output],
     processRecord(ctx, record) {
       const count = (ctx.state.get<number>(record.key) ?? 0) + 1;

@@ -9,6 +9,7 @@
  * others (after warm-up) as the baseline of the same run.
  * Bundled into dist/bench/swap.mjs by bench/run.mjs.
  */
+import { publishControl, stopAndSettle } from './sourceControl.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,8 +17,8 @@ import { startLocalTopology, type LocalTopology } from '../../runtime/client/lau
 import { TopoClient } from '../../runtime/client/client.js';
 import { bundleComputation } from '../../runtime/client/bundle.js';
 import { swapReplyOf } from '../../runtime/client/swap.js';
-import { decodeBatch, encodeBatch, subjects, PROTOCOL_VERSION } from '../../protocol/index.js';
-import { benchSwapKey, SWAP_BENCH, type CountedValue, type SourceControl, type SourceReport } from './streams.js';
+import { decodeBatch, subjects } from '../../protocol/index.js';
+import { benchSwapKey, SWAP_BENCH, type CountedValue, type SourceReport } from './streams.js';
 import { BASELINE_MS, GAP_MS, TAIL_MS, WARMUP_MS } from './plan.js';
 import { LatencyHistogram, statsOf, type Stats } from './stats.js';
 
@@ -156,12 +157,6 @@ class OutputChecker {
   }
 }
 
-function publishControl(client: TopoClient, c: SourceControl, seq: number): void {
-  client.nc.publish(
-    subjects.data(SWAP_BENCH.control, 0),
-    encodeBatch({ v: PROTOCOL_VERSION, src: 'bench-swap-harness', stream: SWAP_BENCH.control, bseq: seq, recs: [['control', c, Date.now(), seq]] }),
-  );
-}
 
 export async function runSwapCase(o: SwapCaseOptions): Promise<SwapBenchResult> {
   const dir = mkdtempSync(join(tmpdir(), 'topo-bench-swap-'));
@@ -220,7 +215,7 @@ async function measure(
     await nc.flush();
     await sleep(SETTLE_MS);
     const startedAt = Date.now();
-    publishControl(client, { op: 'start', keys: o.keys, everyMs: o.everyMs }, 1);
+    publishControl(client, { op: 'start', keys: o.keys, everyMs: o.everyMs }, 1, 'bench-swap-harness');
     await sleep(WARMUP_MS);
     if (check.total === 0) throw new Error(`no output from the counter after ${WARMUP_MS} ms of warm-up`);
     check.measureFrom = Date.now();
@@ -254,22 +249,9 @@ async function measure(
     }
     await sleep(1_000);
 
-    publishControl(client, { op: 'stop' }, 2);
-    const stopAt = Date.now();
-    while (!report) {
-      if (Date.now() - stopAt > 10_000) throw new Error('the source did not report its last tick within 10 s of the stop');
-      await sleep(50);
-    }
-    const lastTick = report.lastTick;
-    let lastTotal = check.total;
-    let progressAt = Date.now();
-    while (check.behind(lastTick) > 0) {
-      if (check.total !== lastTotal) {
-        lastTotal = check.total;
-        progressAt = Date.now();
-      } else if (Date.now() - progressAt > STALL_MS) break;
-      await sleep(50);
-    }
+    const lastTick = await stopAndSettle(client, 'bench-swap-harness', {
+      report: () => report, received: () => check.total, behind: (t) => check.behind(t), stallMs: STALL_MS,
+    });
     await sleep(200); // would reveal duplicates arriving late
 
     const baseline = check.baseline.stats();
