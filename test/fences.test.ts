@@ -21,7 +21,7 @@ import { openControlPlane, type ControlPlaneStores } from '../runtime/controller
 import { bundleComputation } from '../runtime/client/bundle.js';
 import { distFile } from '../runtime/client/paths.js';
 import {
-  buckets, decodeBatch, encodeBatch, kvKeys, partitionOf, PROTOCOL_VERSION, subjects, type Assignment, type ComputationRecord, type ReleaseReply, type WireRecord,
+  buckets, decodeBatch, encodeBatch, kvKeys, packr, partitionOf, PROTOCOL_VERSION, subjects, type Assignment, type ComputationRecord, type ReleaseReply, type WireRecord,
 } from '../protocol/index.js';
 import { waitFor } from './harness.js';
 
@@ -158,6 +158,31 @@ describe('release and producer fences', () => {
     expect((await os.getBlob(`snap-big/${big.instanceId}`))?.length).toBe(r.bytes);
     await ctl({ op: 'abort', swapId: 'snap-big', reason: 'test done' });
     await ctl({ op: 'unassign', instanceId: big.instanceId });
+  });
+
+  it('refuses a replay of an object that is not the swap\'s hand-back, or not input batches, and an adopt with a garbage inline snapshot', async () => {
+    const a = await counter();
+    const store = await new Objm(nc).create(buckets.snapshots);
+    const from = [{ workerId: 'w-f', instanceId: a.instanceId }];
+    await expect(ctl({ op: 'replay', swapId: 'hb-1', handback: 'other-swap/handback/x', from })).rejects.toThrow(/is not one of swap hb-1/);
+    await store.putBlob({ name: 'hb-1/handback/garbage' }, new TextEncoder().encode('not msgpack at all \xc1'));
+    await expect(ctl({ op: 'replay', swapId: 'hb-1', handback: 'hb-1/handback/garbage', from })).rejects.toThrow(/not msgpack|not a list/);
+    await store.putBlob({ name: 'hb-1/handback/map' }, packr.pack({ a: 1 }));
+    await expect(ctl({ op: 'replay', swapId: 'hb-1', handback: 'hb-1/handback/map', from })).rejects.toThrow(/not a list of input batches/);
+    await store.putBlob({ name: 'hb-1/handback/items' }, packr.pack([{ stream: 'wswap-in' }, 'x', null, { stream: 1, partition: 'p' }]));
+    expect(await ctl({ op: 'replay', swapId: 'hb-1', handback: 'hb-1/handback/items', from })).toMatchObject({ replayed: 0 });
+    // The instance runs on, unharmed.
+    const r = await ctl({ op: 'drain', instanceId: a.instanceId });
+    expect(r.drained).toBe(true);
+    const garbage = Buffer.from(packr.pack({ state: 'nope', timers: 7 })).toString('base64');
+    const adopted = { ...a, instanceId: `${a.instanceId}-x` };
+    await expect(ctl({
+      op: 'adopt', swapId: 'hb-2', assignment: adopted, from: [{ workerId: 'w-other', instanceId: 'old-1' }], filterByPartition: true,
+      probation: { records: 1, ms: 100, callbackTimeoutMs: 500 }, snapshots: [{ instanceId: 'old-1', data: garbage }],
+    })).rejects.toThrow();
+    await expect(ctl({ op: 'drain', instanceId: adopted.instanceId })).rejects.toThrow(/not on worker/);
+    await ctl({ op: 'abort', swapId: 'hb-2', reason: 'test done' });
+    await ctl({ op: 'unassign', instanceId: a.instanceId });
   });
 
   it('gives up within its budget when a fence never arrives, keeping its state, and says which fence', async () => {

@@ -417,9 +417,21 @@ export class Worker {
 
   /** The `replay` op: this worker's share of a handback, appended to its (reinstated) old instances' input. */
   private async replay(swapId: string, handback: string, from: SnapshotRef[]): Promise<{ replayed: number }> {
+    // Only this swap's hand-backs: the op must not read just any object of the store into an instance's input.
+    if (!handback.startsWith(`${swapId}/handback/`)) throw new BadRequestError(`handback ${JSON.stringify(handback.slice(0, 200))} is not one of swap ${swapId}'s`);
     const bytes = await (await this.snapshotsBucket()).getBlob(handback);
     if (!bytes) throw new NotFoundError(`handback ${handback} of swap ${swapId} is not in the store`);
-    const items = packr.unpack(bytes) as Inbound[];
+    let stored: unknown;
+    try {
+      stored = packr.unpack(bytes);
+    } catch (err) {
+      throw new BadRequestError(`handback ${handback} is not msgpack: ${(err as Error).message}`);
+    }
+    if (!Array.isArray(stored)) throw new BadRequestError(`handback ${handback} is not a list of input batches`);
+    // What an abort stored: raw batches with their stream and partition. Anything else is counted and left out.
+    const items = stored.filter((x): x is Inbound => x !== null && typeof x === 'object' && typeof (x as Inbound).stream === 'string' &&
+      Number.isInteger((x as Inbound).partition) && ((x as Inbound).data instanceof Uint8Array || typeof (x as Inbound).batch === 'object'));
+    if (items.length !== stored.length) this.log.error({ swapId, handback, bad: stored.length - items.length }, `handback ${handback}: ${stored.length - items.length} item(s) are not input batches: left out`);
     const mine = new Map<Instance, Inbound[]>();
     for (const item of items) {
       const holder = from.find((r) => r.workerId === this.id && this.instances.get(r.instanceId));
