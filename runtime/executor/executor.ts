@@ -44,12 +44,9 @@ export class Executor {
   readonly ctx: Context;
   readonly state = new MemoryState();
   readonly timers = new TimerTable();
-  /** Records produced through the context, all streams. */
-  produced = 0;
 
   constructor(o: ExecutorOptions) {
     this.comp = o.comp;
-    const self = this;
     const name = o.comp.name;
     const ostreams = new Set<string>(o.comp.ostreams);
     const sink = o.sink;
@@ -62,7 +59,6 @@ export class Executor {
         if (!ostreams.has(stream)) throw new Error(`produceRecord: "${stream}" is not an ostream of "${name}" (declared: ${[...ostreams].join(', ') || 'none'})`);
         if (typeof key !== 'string') throw new TypeError(`produceRecord("${stream}"): key must be a string, got ${typeof key}`);
         sink.produce(stream, key, value);
-        self.produced++;
       },
       setTimer(key: string, atMs: number): void {
         timers.set(key, atMs);
