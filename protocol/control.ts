@@ -364,7 +364,7 @@ export interface HistoryEntry {
   version: number;
   sha: string;
   source?: string;
-  /** scale and move change where and on how many instances a version runs, not its code: they keep the version. */
+  /** scale, move, fuse and split change where and on how many instances a version runs, not its code: they keep the version. */
   action: 'deploy' | 'kill' | 'swap' | 'canary' | 'promote' | 'rollback' | 'scale' | 'move' | 'fuse' | 'split';
   at: number;
   result: 'ok' | 'failed' | 'rolled-back';

@@ -93,8 +93,8 @@ export function renderHistory(entries: HistoryEntry[]): string {
   const rows = [['VERSION', 'ACTION', 'RESULT', 'SHA', 'WHEN', 'PAUSE MS', 'LOAD MS', 'FROM', 'ERROR']];
   const num = (n: number | undefined): string => (typeof n === 'number' ? figure(n) : '-');
   for (const e of entries) {
-    // A scale or move keeps the version; what it changed is in its target step.
-    const note = (e.action === 'scale' || e.action === 'move') && !e.error ? (e.steps?.find((s) => s.step === 'target')?.detail ?? '') : '';
+    // A placement change keeps the version; what it changed is in its target step.
+    const note = ['scale', 'move', 'fuse', 'split'].includes(e.action) && !e.error ? (e.steps?.find((s) => s.step === 'target')?.detail ?? '') : '';
     rows.push([
       `v${e.version}`, e.action, e.result, sha12(e.sha ?? ''), localTime(e.at), num(e.pauseMs), num(e.loadMs),
       e.fromVersion !== undefined ? `v${e.fromVersion}` : '-', e.error ? clip(e.error, 80) : clip(note, 80),

@@ -131,12 +131,14 @@ export async function promote(ctx: ControllerContext, input: PromoteRequest): Pr
   return execute(ctx, promotePlan(ctx, rec, probationOf(undefined)));
 }
 
+const PLACEMENT_ACTIONS: ReadonlySet<HistoryEntry['action']> = new Set(['scale', 'move', 'fuse', 'split']);
+
 const ranOk = (e: HistoryEntry): boolean => e.result === 'ok' && e.action !== 'kill';
 
 /** The version `rec` came from: fromVersion of the entry that made it current, else the highest earlier version that ran. */
-function previousVersion(rec: ComputationRecord, entries: HistoryEntry[]): number | undefined {
-  // A scale or move keeps the version: the entry that made it current is the one before them.
-  const current = entries.filter((e) => e.version === rec.version && ranOk(e) && e.action !== 'scale' && e.action !== 'move').at(-1);
+export function previousVersion(rec: ComputationRecord, entries: HistoryEntry[]): number | undefined {
+  // Placement changes (scale, move, fuse, split) keep the version: the entry that made it current is the one before them.
+  const current = entries.filter((e) => e.version === rec.version && ranOk(e) && !PLACEMENT_ACTIONS.has(e.action)).at(-1);
   if (current?.fromVersion !== undefined) return current.fromVersion;
   const earlier = entries.filter((e) => ranOk(e) && e.version < rec.version).map((e) => e.version);
   return earlier.length ? Math.max(...earlier) : undefined;
