@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * Writes the topo protocol v1 conformance vectors next to this file:
- * partition.json, batches.json, malformed.json, metadata.json, credit.json.
+ * partition.json, batches.json, malformed.json, metadata.json, credit.json, operator.json.
  *
  *   node protocol/vectors/generate.mjs          # (re)write the files
  *   node protocol/vectors/generate.mjs --check  # exit 1 if a committed file differs
@@ -392,6 +392,18 @@ const malformed = [
   ['json-text', 'The JSON text {"v":1} sent instead of msgpack.', [...utf8.encode('{"v":1}')], MSGPACK],
   ['extension-type-in-value', 'A record value of application extension type 5 (fixext1); extension types are not part of the protocol.',
     withRecord(s('k'), mp.fixext1(5, 0), ts(), one()), MSGPACK],
+  ['timestamp32-extension-in-value', 'A record value of the msgpack timestamp extension (type -1, timestamp 32, fixext4): no extension type is part of the protocol, this one included.',
+    withRecord(s('k'), [0xd6, 0xff, ...uintBE(TS / 1000, 4)], ts(), one()), MSGPACK],
+  ['timestamp64-extension-in-value', 'A record value of the timestamp extension in its 64-bit form (fixext8, type -1).',
+    withRecord(s('k'), [0xd7, 0xff, ...uintBE(0, 4), ...uintBE(TS / 1000, 4)], ts(), one()), MSGPACK],
+  ['timestamp96-extension-in-value', 'A record value of the timestamp extension in its 96-bit form (ext8, 12 bytes, type -1).',
+    withRecord(s('k'), [0xc7, 12, 0xff, ...uintBE(0, 4), ...uintBE(TS / 1000, 8)], ts(), one()), MSGPACK],
+  ['timestamp-extension-as-ts', 'The record ts written as a timestamp extension instead of a number.',
+    withRecord(s('k'), s('v'), [0xd6, 0xff, ...uintBE(TS / 1000, 4)], one()), MSGPACK],
+  ['extension-type-0-in-value', 'A record value of extension type 0 (fixext1), which some JS codecs use for undefined.',
+    withRecord(s('k'), mp.fixext1(0, 0), ts(), one()), MSGPACK],
+  ['extension-type-0x74-in-value', 'A record value of extension type 0x74 (fixext1), which msgpackr uses for typed arrays.',
+    withRecord(s('k'), mp.fixext1(0x74, 0), ts(), one()), MSGPACK],
   ['array-instead-of-map', 'Top level is an array.', mp.fixarray([one(), mp.posFixint(2)]), MAP],
   ['nil-instead-of-map', 'Top level is nil.', mp.nil(), MAP],
   ['string-instead-of-map', 'Top level is a string.', s('batch'), MAP],
@@ -549,6 +561,202 @@ const creditJson = {
   ],
 };
 
+// ---- operator.json ---------------------------------------------------------------
+// Frames of the hosted-operator protocol (PROTOCOL.md "Hosted operators"): a 4-byte
+// big-endian length N (1 <= N <= 256 MiB), then exactly one msgpack map with `op`.
+
+const MAX_FRAME = 256 * 1024 * 1024;
+const frame = (bytes) => [...uintBE(bytes.length, 4), ...bytes];
+
+/**
+ * Encodes a JS value as most msgpack libraries outside JS do (Go, Python):
+ * every header minimal (fixmap for small maps), every integer in its smallest
+ * int format up to 64 bits (so a timestamp is a uint64), other numbers float64.
+ */
+function encodeCompact(value) {
+  if (typeof value === 'number' && Number.isSafeInteger(value)) {
+    if (value >= 0) {
+      if (value <= 0x7f) return mp.posFixint(value);
+      if (value <= 0xff) return mp.uint8(value);
+      if (value <= 0xffff) return mp.uint16(value);
+      if (value <= 0xffffffff) return mp.uint32(value);
+      return mp.uint64(value);
+    }
+    if (value >= -32) return mp.negFixint(value);
+    if (value >= -0x80) return mp.int8(value);
+    if (value >= -0x8000) return mp.int16(value);
+    if (value >= -0x80000000) return mp.int32(value);
+    return mp.int64(value);
+  }
+  if (Array.isArray(value)) {
+    const items = value.map(encodeCompact);
+    return items.length < 16 ? mp.fixarray(items) : items.length < 0x10000 ? mp.array16(items) : mp.array32(items);
+  }
+  if (value !== null && typeof value === 'object' && !(value instanceof Uint8Array)) {
+    const entries = Object.entries(value).map(([k, v]) => [encodeCompact(k), encodeCompact(v)]);
+    return entries.length < 16 ? mp.fixmap(entries) : mp.map16(entries);
+  }
+  return encodeLikeTs(value); // nil, bool, float, str, bin: the same in both styles
+}
+
+const canonicalBytes = (name) => {
+  const found = canonical.find(([n]) => n === name);
+  return found ? new Uint8Array(encodeLikeTs(found[2])) : fail(`no canonical batch ${name}`);
+};
+const malformedBytes = (name) => {
+  const found = malformed.find(([n]) => n === name);
+  return found ? new Uint8Array(found[2]) : fail(`no malformed vector ${name}`);
+};
+
+const OP_TS = TS + 60000; // a timer a minute after TS
+const instance = { index: 1, count: 2, id: 'word-lengths-1-a1b2c3' };
+const initState = [
+  ['a', 3], ['foobar', 1], ['user-42', { total: 7, last: 'kiwi' }], ['\u65e5\u672c\u8a9e', [1, 2, 3]], ['', null],
+];
+const initTimers = [['a', OP_TS], ['user-42', OP_TS + 500]];
+const snapshotPartitions = [partitionOfKey('a'), partitionOfKey('user-42')];
+function partitionOfKey(key) {
+  return fnv1a32(key) % PARTITIONS;
+}
+const inPartitions = ([key]) => snapshotPartitions.includes(partitionOfKey(key));
+
+const completion = (id, over = {}) => ({
+  op: 'completion', id, outputs: [], records: 0, batches: [], failures: [], nextTimerAt: null, stateKeys: 0, timers: 0, busyMs: 0, ...over,
+});
+const W2O = 'worker->operator';
+const O2W = 'operator->worker';
+
+/** [name, note, direction, value, style]: style 'ts' (map16, as the TS worker writes) or 'compact' (fixmap, uint64). */
+const operatorFrames = [
+  ['hello-bare-istream', 'The first frame an operator writes, unsolicited (no id). An istream as a bare str means shuffle.', O2W, {
+    op: 'hello', protocol: 1, metadata: { name: 'word-lengths', istreams: ['words'], ostreams: ['word-lengths'] }, sdk: 'topo-go-example 0.1.0',
+  }, 'compact'],
+  ['hello-object-istreams', 'istreams as {stream, grouping} objects; no sdk field (it is optional).', O2W, {
+    op: 'hello', protocol: 1,
+    metadata: { name: 'joiner', istreams: [{ stream: 'words', grouping: 'key' }, { stream: 'control', grouping: 'broadcast' }, { stream: 'extra', grouping: 'shuffle' }], ostreams: ['joined', 'audit'] },
+  }, 'ts'],
+  ['hello-source', 'A source: no istreams.', O2W, {
+    op: 'hello', protocol: 1, metadata: { name: 'ticker', istreams: [], ostreams: ['ticks'] }, sdk: 'topo-python 0.1.0',
+  }, 'compact'],
+  ['init-empty', 'A fresh instance: empty state and timers, run init.', W2O, {
+    op: 'init', id: 1, instance: { index: 0, count: 1, id: 'word-lengths-0-d4e5f6' }, state: [], timers: [], runInit: true,
+  }, 'ts'],
+  ['init-with-state-and-timers', 'A swap\'s snapshot (any msgpack values, empty and non-ASCII keys), two timers (ms since epoch, float64 from TS), runInit false (a move).', W2O, {
+    op: 'init', id: 1, instance, state: initState, timers: initTimers, runInit: false,
+  }, 'ts'],
+  ['init-with-state-run-init', 'State from a swap of a new version: runInit true.', W2O, {
+    op: 'init', id: 1, instance, state: initState.slice(0, 2), timers: [], runInit: true,
+  }, 'ts'],
+  ['activate-timers-only', 'No batches, fire due timers: both timers of init-with-state-and-timers are due at now.', W2O, {
+    op: 'activate', id: 2, now: OP_TS + 500, timers: true, batches: [],
+  }, 'ts'],
+  ['activate-two-batches', 'Two batch envelopes as they arrived on the wire (batches.json one-record-no-trace and mixed-batch), each with the istream it arrived on.', W2O, {
+    op: 'activate', id: 3, now: TS + 10, timers: false,
+    batches: [{ stream: 'events', data: canonicalBytes('one-record-no-trace') }, { stream: 'readings', data: canonicalBytes('mixed-batch') }],
+  }, 'ts'],
+  ['activate-undecodable-batch', 'The second batch is malformed.json v-2 (unsupported protocol version): the operator reports nil for it and a decode failure, and processes the first.', W2O, {
+    op: 'activate', id: 4, now: TS + 20, timers: false,
+    batches: [{ stream: 'events', data: canonicalBytes('trace-string') }, { stream: 'events', data: malformedBytes('v-2') }],
+  }, 'ts'],
+  ['activate-stop-on-failure', 'On probation: stop at the first callback that throws and reply with stopped: true.', W2O, {
+    op: 'activate', id: 5, now: TS + 30, timers: true, batches: [{ stream: 'events', data: canonicalBytes('unicode-keys') }], stopOnFailure: true,
+  }, 'ts'],
+  ['snapshot-all', 'Snapshot request without partitions: everything.', W2O, { op: 'snapshot', id: 6 }, 'ts'],
+  ['snapshot-partitions', `Snapshot request for partitions ${snapshotPartitions.join(' and ')} (those of keys "a" and "user-42").`, W2O, {
+    op: 'snapshot', id: 7, partitions: snapshotPartitions,
+  }, 'ts'],
+  ['snapshot-reply-all', 'Reply to snapshot-all after init-with-state-and-timers.', O2W, {
+    op: 'snapshot', id: 6, state: initState, timers: initTimers,
+  }, 'compact'],
+  ['snapshot-reply-partitions', 'Reply to snapshot-partitions after init-with-state-and-timers: only keys whose partitionOf is listed.', O2W, {
+    op: 'snapshot', id: 7, state: initState.filter(inPartitions), timers: initTimers.filter(inPartitions),
+  }, 'compact'],
+  ['snapshot-reply-empty', 'Reply of an operator without state.', O2W, { op: 'snapshot', id: 2, state: [], timers: [] }, 'ts'],
+  ['destroy', 'Call destroy, reply, exit 0.', W2O, { op: 'destroy', id: 8 }, 'ts'],
+  ['completion-empty', 'Reply to init-empty: nothing produced, no timer (nextTimerAt nil).', O2W, completion(1), 'compact'],
+  ['completion-init-with-outputs', 'An init that produced a record and set a timer; nextTimerAt is a number.', O2W, completion(1, {
+    outputs: [['word-lengths', 'boot', { word: 'boot', length: 4, total: 1 }]], nextTimerAt: OP_TS, stateKeys: 1, timers: 1, busyMs: 0.125,
+  }), 'compact'],
+  ['completion-outputs', 'Reply to activate-two-batches: outputs in call order, one [src, records] per batch, logs with and without fields.', O2W, completion(3, {
+    outputs: [
+      ['word-lengths', 'k', { word: 'hello', length: 5, total: 1 }],
+      ['word-lengths', 'sensor-2', { word: 'offline', length: 7, total: 1 }],
+    ],
+    records: 6, batches: [['p1', 1], ['thermo-0', 5]], nextTimerAt: OP_TS, stateKeys: 3, timers: 1, busyMs: 1.5,
+    logs: [['info', 'processed a batch', { records: 6, stream: 'readings' }], ['debug', 'no fields'], ['warn', 'non-string value skipped', { key: 'sensor-1' }]],
+  }), 'compact'],
+  ['completion-undecodable-batch', 'Reply to activate-undecodable-batch: nil for the batch that did not decode, a decode failure locating it.', O2W, completion(4, {
+    records: 1, batches: [['p1', 1], null],
+    failures: [{ where: 'decode', error: 'unsupported protocol version 2 (expected 1)', batch: 1 }], stateKeys: 1,
+  }), 'ts'],
+  ['completion-process-record-failure', 'processRecord threw on the third record of the first batch; the others were processed.', O2W, completion(3, {
+    records: 6, batches: [['p1', 1], ['thermo-0', 5]],
+    failures: [{ where: 'processRecord', error: 'TypeError: value.toUpperCase is not a function', batch: 1, index: 1 }], stateKeys: 2, busyMs: 0.75,
+  }), 'compact'],
+  ['completion-process-timer-failure', 'processTimer threw for the timer of key "a"; the timer of "user-42" fired fine.', O2W, completion(2, {
+    failures: [{ where: 'processTimer', error: 'boom', timer: 'a' }], stateKeys: 5, timers: 0,
+  }), 'compact'],
+  ['completion-init-failure', 'init threw: the worker fails the deploy or swap (INIT_FAILED).', O2W, completion(1, {
+    failures: [{ where: 'init', error: 'config file missing' }],
+  }), 'compact'],
+  ['completion-destroy-failure', 'Reply to destroy: destroy threw (logged; the operator still exits 0).', O2W, completion(8, {
+    failures: [{ where: 'destroy', error: 'flush failed' }], stateKeys: 5,
+  }), 'compact'],
+  ['completion-stopped', 'Reply to activate-stop-on-failure: stopped at the first failure (record 1 of batch 0), stopped: true.', O2W, completion(5, {
+    outputs: [['word-lengths', '', { bytes: bin(0, 255), note: null }]], records: 2, batches: [['p1', 2]],
+    failures: [{ where: 'processRecord', error: 'bad value', batch: 0, index: 1 }], stateKeys: 1, busyMs: 0.5, stopped: true,
+  }), 'compact'],
+  ['error-reply', 'A request the operator cannot handle at all: the worker treats it as a crash.', O2W, {
+    op: 'error', id: 6, error: 'state of key "x" cannot be encoded: unsupported type func()',
+  }, 'compact'],
+];
+
+const frameOf = (fields) => frame(mp.fixmap(fields));
+const OP = (op) => [s('op'), s(op)];
+const ID = (n) => [s('id'), mp.posFixint(n)];
+const operatorInvalid = [
+  ['length-zero', 'A length prefix of 0 (N must be at least 1).', [0, 0, 0, 0], 'frame length'],
+  ['length-over-256-mib', 'A length prefix of 256 MiB + 1, followed by nothing: refuse before reading the body.', uintBE(MAX_FRAME + 1, 4), 'frame length'],
+  ['length-larger-than-bytes', 'The prefix says 32 bytes but the stream ends after the 10-byte map (end-of-file mid-frame).',
+    [...uintBE(32, 4), ...mp.fixmap([OP('destroy'), ID(8)])], 'truncated'],
+  ['prefix-truncated', 'The stream ends after 2 bytes of the length prefix.', [0, 0], 'truncated'],
+  ['map-truncated', 'The prefix covers the bytes, but the map inside declares 2 entries and holds 1.',
+    frame([0x82, ...OP('destroy')]), 'not msgpack'],
+  ['json-text', 'A JSON object instead of msgpack.', frame([...utf8.encode('{"op":"destroy","id":8}')]), 'not msgpack'],
+  ['not-a-map-array', 'The frame holds an array.', frame(mp.fixarray([s('destroy'), mp.posFixint(8)])), 'not a map'],
+  ['not-a-map-str', 'The frame holds a str.', frame(s('destroy')), 'not a map'],
+  ['not-a-map-nil', 'The frame holds nil.', frame(mp.nil()), 'not a map'],
+  ['op-missing', 'A map without op.', frameOf([ID(8)]), 'op'],
+  ['op-int', 'op is an int.', frameOf([[s('op'), mp.posFixint(1)], ID(8)]), 'op'],
+  ['op-nil', 'op is nil.', frameOf([[s('op'), mp.nil()], ID(8)]), 'op'],
+  ['op-bin', 'op is a bin holding "destroy", not a str.', frameOf([[s('op'), mp.bin8(bytesOf('destroy'))], ID(8)]), 'op'],
+  ['extension-type', 'A value of application extension type 5 (fixext1).', frameOf([OP('completion'), ID(1), [s('busyMs'), mp.fixext1(5, 0)]]), 'not msgpack'],
+  ['timestamp-extension', 'A value of the msgpack timestamp extension (type -1, timestamp 32): extensions are not part of the protocol, this one included.',
+    frameOf([OP('activate'), ID(2), [s('now'), [0xd6, 0xff, ...uintBE(TS / 1000, 4)]], [s('timers'), mp.true()], [s('batches'), mp.fixarray([])]]), 'not msgpack'],
+  ['trailing-bytes-in-frame', 'The prefix covers a complete map plus one more byte (nil): a frame is exactly one msgpack value.',
+    frame([...mp.fixmap([OP('destroy'), ID(8)]), 0xc0]), 'not msgpack'],
+  ['two-values-in-frame', 'The prefix covers two complete maps.',
+    frame([...mp.fixmap([OP('destroy'), ID(8)]), ...mp.fixmap([OP('destroy'), ID(9)])]), 'not msgpack'],
+];
+
+const operatorJson = {
+  description:
+    'Frames of the hosted-operator protocol v1 (PROTOCOL.md "Hosted operators"). `hex` is the frame as it travels on the pipe: ' +
+    'the 4-byte big-endian length N, then N bytes holding exactly one msgpack map; `decoded` is that map in JSON form ' +
+    '(bin as {"$bin": "<base64>"}). `direction` says who writes it; `style` "ts" is written as the TS worker writes msgpack ' +
+    '(map16, integers above 2^32 as float64), "compact" as most other libraries do (fixmap, uint64); both MUST be accepted. ' +
+    '`activate` batches carry batch envelopes from batches.json (and one from malformed.json) byte for byte. ' +
+    'A request and the reply vectors to it share an id. ' +
+    '`invalid` are byte streams a reader MUST refuse (a protocol error: the worker kills the operator, an operator exits); ' +
+    '`reason` is a category, not a required message.',
+  maxFrame: MAX_FRAME,
+  vectors: operatorFrames.map(([name, note, direction, value, style]) => {
+    const body = style === 'ts' ? encodeLikeTs(value) : encodeCompact(value);
+    return { name, note, op: value.op, direction, style, hex: hex(frame(body)), decoded: toJson(value) };
+  }),
+  invalid: operatorInvalid.map(([name, note, bytes, reason]) => ({ name, note, hex: hex(bytes), reason })),
+};
+
 // ---- write / check ---------------------------------------------------------------
 
 /** JSON with arrays of scalars kept on one line, so long lists stay readable. */
@@ -573,6 +781,7 @@ const files = {
   'malformed.json': malformedJson,
   'metadata.json': metadataJson,
   'credit.json': creditJson,
+  'operator.json': operatorJson,
 };
 
 const check = process.argv.includes('--check');

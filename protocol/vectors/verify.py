@@ -5,7 +5,7 @@ Decodes every vector with Python's `msgpack` package (not msgpackr, not the
 TypeScript SDK) and checks it against the expected values. It also serves as a
 small reference for a Python operator: `fnv1a32`, `partitions_owned_by` and
 `decode_batch` below follow PROTOCOL.md and raise the same reasons as the
-TypeScript SDK.
+TypeScript SDK; `read_frame` reads one hosted-operator frame (operator.json).
 
     python3 -m pip install msgpack   # once, e.g. in a virtualenv
     python3 protocol/vectors/verify.py
@@ -101,6 +101,40 @@ def decode_batch(data: bytes) -> dict:
     return raw
 
 
+MAX_FRAME = 256 * 1024 * 1024
+
+
+class BadFrame(Exception):
+    pass
+
+
+def read_frame(stream: bytes, pos: int = 0):
+    """Reads one operator-protocol frame (PROTOCOL.md "Hosted operators") from
+    `stream` at `pos`; returns (map, next pos). Raises BadFrame for what a
+    reader must refuse: a bad length, a stream that ends mid-frame, a body that
+    is not exactly one plain msgpack map with a str `op`."""
+    if len(stream) - pos < 4:
+        raise BadFrame("truncated: the stream ends inside the length prefix")
+    n = int.from_bytes(stream[pos:pos + 4], "big")
+    if n < 1 or n > MAX_FRAME:
+        raise BadFrame(f"frame length {n} is not in 1..{MAX_FRAME}")
+    body = stream[pos + 4:pos + 4 + n]
+    if len(body) < n:
+        raise BadFrame(f"truncated: the frame says {n} bytes, the stream holds {len(body)}")
+    try:
+        value = msgpack.unpackb(body, raw=False, strict_map_key=False)
+        _reject_extensions(value)
+    except MalformedBatch as err:
+        raise BadFrame(str(err)) from err
+    except Exception as err:  # OutOfData, ExtraData (trailing bytes), FormatError ...
+        raise BadFrame(f"not msgpack: {type(err).__name__}: {err}") from err
+    if not isinstance(value, dict):
+        raise BadFrame("frame is not a map")
+    if not isinstance(value.get("op"), str):
+        raise BadFrame("frame.op must be a string")
+    return value, pos + 4 + n
+
+
 def from_json(value):
     """JSON form -> Python value: {"$bin": base64} becomes bytes."""
     if isinstance(value, dict):
@@ -177,6 +211,35 @@ def main() -> int:
         want = f"{g['computation']}#{g['index']}" if g["grouping"] == "broadcast" else g["computation"]
         if want != g["group"]:
             failures.append(f"group {g}: expected {want}")
+
+    batch_hex = {v["hex"] for v in load("batches.json")["vectors"]}
+    for v in load("operator.json")["vectors"]:
+        try:
+            got, end = read_frame(bytes.fromhex(v["hex"]))
+        except BadFrame as err:
+            failures.append(f"operator {v['name']}: refused: {err}")
+            continue
+        if end != len(v["hex"]) // 2:
+            failures.append(f"operator {v['name']}: the frame is {end} bytes of {len(v['hex']) // 2}")
+        if not same(got, from_json(v["decoded"])) or got["op"] != v["op"]:
+            failures.append(f"operator {v['name']}: decoded {got!r}")
+        for i, b in enumerate(got.get("batches", []) if got["op"] == "activate" else []):
+            try:
+                if decode_batch(b["data"])["stream"] != b["stream"]:
+                    failures.append(f"operator {v['name']}: batches[{i}] is from another stream")
+                if b["data"].hex() not in batch_hex:
+                    failures.append(f"operator {v['name']}: batches[{i}] is not a batches.json vector")
+            except MalformedBatch:
+                pass  # activate-undecodable-batch carries one on purpose
+        counts["operator frames"] = counts.get("operator frames", 0) + 1
+    for v in load("operator.json")["invalid"]:
+        try:
+            read_frame(bytes.fromhex(v["hex"]))
+            failures.append(f"operator invalid {v['name']}: accepted")
+        except BadFrame as err:
+            if v["reason"] not in str(err):
+                failures.append(f"operator invalid {v['name']}: reason {err} does not contain {v['reason']!r}")
+        counts["invalid frames"] = counts.get("invalid frames", 0) + 1
 
     for f in failures:
         print("FAIL", f)
