@@ -7,7 +7,7 @@
  * `seq` is the producer sequence: it starts at 1 per (producer, stream) and grows
  * by one per record, so a consumer can detect gaps and duplicates.
  */
-import { Packr } from 'msgpackr';
+import { addExtension, Packr } from 'msgpackr';
 import { PROTOCOL_VERSION } from './subjects.js';
 import { MalformedBatchError } from './errors.js';
 import { MAX_ID_LENGTH, isId } from './schemas.js';
@@ -17,6 +17,27 @@ import { MAX_ID_LENGTH, isId } from './schemas.js';
  * msgpackr's fixext 0), so every language can read it.
  */
 export const packr = new Packr({ useRecords: false, moreTypes: false, int64AsType: 'number', encodeUndefinedAsNil: true } as ConstructorParameters<typeof Packr>[0]);
+
+/**
+ * No extension types, in either direction (PROTOCOL.md, msgpack rules).
+ * Writing: a `Date` becomes its ms-since-epoch number (an extension without a
+ * `type` writes what `write` returns as plain msgpack) instead of the
+ * timestamp extension (−1). Reading: msgpackr's built-in extensions (the
+ * timestamp −1, 0 for undefined, its BigInt, typed array, Set, Error, RegExp
+ * and reference extensions) are refused like any unknown type, so a batch
+ * holding one is malformed. msgpackr keeps extensions per process, not per
+ * Packr (and files the timestamp under its byte, 0xff); topo writes and reads
+ * only plain msgpack, so that is what we want.
+ */
+addExtension({ Class: Date, write: (date: Date) => date.getTime() } as unknown as Parameters<typeof addExtension>[0]);
+for (const type of [0xff, 0, 0x42, 0x62, 0x65, 0x69, 0x70, 0x73, 0x74, 0x78]) {
+  addExtension({
+    type,
+    unpack: () => {
+      throw new Error(`extension type ${type === 0xff ? -1 : type} is not part of the protocol (plain msgpack only)`);
+    },
+  } as unknown as Parameters<typeof addExtension>[0]);
+}
 
 export type WireRecord = [key: string, value: unknown, ts: number, seq: number, trace?: string | null];
 

@@ -192,6 +192,57 @@ describe('credits (credit.json)', () => {
   });
 });
 
+describe('operator frames (operator.json)', () => {
+  const operator = loadVectors<{ maxFrame: number; vectors: (ValueVector & { op: string; direction: string })[]; invalid: { name: string; hex: string }[] }>('operator.json');
+  it.each(operator.vectors.map((v) => [v.name, v] as const))('decodes %s: a 4-byte big-endian length, then one map', (_name, v) => {
+    const bytes = fromHex(v.hex);
+    const n = new DataView(bytes.buffer, bytes.byteOffset).getUint32(0);
+    expect(n).toBe(bytes.length - 4);
+    const body = packr.unpack(bytes.subarray(4)) as { op: string };
+    expect(toJsonForm(body)).toEqual(v.decoded);
+    expect(body.op).toBe(v.op);
+  });
+  it('activate frames carry batch envelopes byte for byte', () => {
+    const two = operator.vectors.find((v) => v.name === 'activate-two-batches')!;
+    const body = packr.unpack(fromHex(two.hex).subarray(4)) as { batches: { stream: string; data: Uint8Array }[] };
+    expect(body.batches.map((b) => toHex(b.data))).toEqual(['one-record-no-trace', 'mixed-batch'].map((n) => batches.find((b) => b.name === n)!.hex));
+    expect(body.batches.map((b) => decodeBatch(b.data).stream)).toEqual(body.batches.map((b) => b.stream));
+  });
+  it('lists the invalid frames PROTOCOL.md promises', () => {
+    expect(operator.maxFrame).toBe(256 * 1024 * 1024);
+    expect(operator.invalid.map((v) => v.name)).toEqual(expect.arrayContaining([
+      'length-zero', 'length-larger-than-bytes', 'not-a-map-array', 'op-missing', 'op-int', 'extension-type', 'timestamp-extension', 'trailing-bytes-in-frame',
+    ]));
+  });
+});
+
+describe('no extension types (msgpack rules)', () => {
+  const at = 1700000000123;
+  it('writes a Date as its ms-since-epoch number, as plain msgpack', () => {
+    const bytes = encodeBatch({ v: 1, src: 'p1', stream: 'events', bseq: 1, recs: [['k', { at: new Date(at), list: [new Date(0)] }, at, 1]] });
+    // float64 1700000000123 and fixint 0: no fixext (0xd4-0xd8) or ext (0xc7-0xc9) header with type -1 (0xff).
+    expect(toHex(bytes)).toContain(`a26174cb${Buffer.from(new Float64Array([at]).buffer).reverse().toString('hex')}`);
+    expect(toHex(bytes)).not.toMatch(/d6ff|d7ff|c70cff/);
+    expect(decodeBatch(bytes).recs[0]![1]).toEqual({ at, list: [0] });
+    expect(packr.unpack(packr.pack(new Date(at)))).toBe(at);
+  });
+
+  it.each([
+    ['timestamp 32', 'd6ff65536f80'], ['timestamp 64', 'd7ff0000000065536f80'], ['timestamp 96', 'c70cff000000000000000065536f80'],
+    ['type 0 (undefined in some codecs)', 'd40000'], ['type 0x42 (BigInt in msgpackr)', 'd44200'], ['type 0x74 (typed array in msgpackr)', 'd47400'],
+    ['type 0x73 (Set in msgpackr)', 'd47300c0'], ['type 5', 'd40500'],
+  ])('refuses an extension value: %s', (_name, value) => {
+    // A batch with one record whose value is the extension.
+    const bytes = fromHex(`85a17601a3737263a27031a673747265616da66576656e7473a46273657101a4726563739194a16b${value}cf0000018bcfe5680001`);
+    expect(() => decodeBatch(bytes)).toThrow(MalformedBatchError);
+    expect(() => decodeBatch(bytes)).toThrow(/not msgpack/);
+  });
+
+  it('malformed.json covers the timestamp extension', () => {
+    expect(malformed.map((v) => v.name)).toEqual(expect.arrayContaining(['extension-type-in-value', 'timestamp32-extension-in-value', 'timestamp-extension-as-ts']));
+  });
+});
+
 describe('PROTOCOL.md', () => {
   it('lists exactly the error codes of ERROR_CODES in its error table', () => {
     const section = protocolDoc.split(/^## /m).find((s) => s.startsWith('Error codes'));
