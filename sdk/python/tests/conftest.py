@@ -1,0 +1,151 @@
+"""Shared helpers: the protocol vectors and a driver for a `python -m topo run` process."""
+import fcntl
+import json
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+import msgpack
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+VECTORS = os.path.normpath(os.path.join(HERE, "..", "..", "..", "protocol", "vectors"))
+SDK = os.path.normpath(os.path.join(HERE, ".."))
+
+
+def load_vectors(name):
+    with open(os.path.join(VECTORS, name), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def batch(src, stream, bseq, recs, **extra):
+    return msgpack.packb({"v": 1, "src": src, "stream": stream, "bseq": bseq, "recs": recs, **extra}, use_bin_type=True)
+
+
+class Operator:
+    """A `python -m topo run` child with fds 3 (requests) and 4 (replies), as a worker starts it."""
+
+    def __init__(self, target, name=None, env=None, progress=False, cwd=None, extra_args=None):
+        r_in, w_in = os.pipe()    # worker -> operator (its fd 3)
+        r_out, w_out = os.pipe()  # operator -> worker (its fd 4)
+        # Above fd 10 so that the shell's "3<&N 4>&M" never meets an end that is itself 3 or 4.
+        r_in, w_out = [self._high(fd) for fd in (r_in, w_out)]
+        self.progress_path = None
+        e = dict(os.environ)
+        e.update({"TOPO_OPERATOR_PROTOCOL": "1", "TOPO_OPERATOR_IN": "3", "TOPO_OPERATOR_OUT": "4",
+                  "TOPO_INSTANCE_ID": "t-0-abc123", "TOPO_INSTANCE_INDEX": "0", "TOPO_INSTANCE_COUNT": "1",
+                  "PYTHONPATH": SDK + os.pathsep + e.get("PYTHONPATH", "")})
+        e.pop("TOPO_PROGRESS_FILE", None)
+        e.pop("TOPO_COMPUTATION", None)
+        if name:
+            e["TOPO_COMPUTATION"] = name
+        if progress:
+            fd, self.progress_path = tempfile.mkstemp(prefix="topo-progress-")
+            os.write(fd, b"\0" * 16)
+            os.close(fd)
+            e["TOPO_PROGRESS_FILE"] = self.progress_path
+        if env:
+            e.update(env)
+
+        # The pipe ends are passed with pass_fds, then a tiny exec shim moves them to fds 3 and 4
+        # (as the worker's spawn does) and becomes `python -m topo run`.
+        shim = ("import os, sys; a, b = int(sys.argv[1]), int(sys.argv[2]); os.dup2(a, 3); os.dup2(b, 4); "
+                "os.close(a); os.close(b); os.execv(sys.executable, [sys.executable, '-m', 'topo', 'run'] + sys.argv[3:])")
+        args = [sys.executable, "-c", shim, str(r_in), str(w_out), target] + (extra_args or [])
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     pass_fds=(r_in, w_out), env=e, cwd=cwd)
+        os.close(r_in)
+        os.close(w_out)
+        self.w = w_in
+        self.r = r_out
+        self.next_id = 1
+
+    @staticmethod
+    def _high(fd):
+        high = fcntl.fcntl(fd, fcntl.F_DUPFD, 10)
+        os.close(fd)
+        return high
+
+    def _read(self, n):
+        out = b""
+        while len(out) < n:
+            chunk = os.read(self.r, n - len(out))
+            if not chunk:
+                return None
+            out += chunk
+        return out
+
+    def read_frame(self):
+        head = self._read(4)
+        if head is None:
+            return None
+        (n,) = struct.unpack(">I", head)
+        body = self._read(n)
+        return msgpack.unpackb(body, raw=False)
+
+    def request(self, op, **fields):
+        rid = self.next_id
+        self.next_id += 1
+        body = msgpack.packb({"op": op, "id": rid, **fields}, use_bin_type=True)
+        os.write(self.w, struct.pack(">I", len(body)) + body)
+        reply = self.read_frame()
+        assert reply is not None, f"no reply to {op}; stderr: {self.stderr()}"
+        assert reply["id"] == rid
+        return reply
+
+    def close_input(self):
+        if self.w is not None:
+            os.close(self.w)
+            self.w = None
+
+    def wait(self, timeout=10):
+        return self.proc.wait(timeout=timeout)
+
+    def stderr(self):
+        if self.proc.poll() is None:
+            return "(running)"
+        return self.proc.stderr.read().decode()
+
+    def progress(self):
+        with open(self.progress_path, "rb") as f:
+            return list(struct.unpack("<iiii", f.read(16)))
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.close_input()
+        try:
+            os.close(self.r)
+        except OSError:
+            pass
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        if self.progress_path:
+            os.unlink(self.progress_path)
+
+
+@pytest.fixture
+def write_comp(tmp_path):
+    """Writes a computation file and returns its path."""
+    def write(source, name="comp.py"):
+        p = tmp_path / name
+        p.write_text(textwrap.dedent(source))
+        return str(p)
+    return write
+
+
+@pytest.fixture
+def operator():
+    started = []
+
+    def start(target, **kw):
+        op = Operator(target, **kw)
+        started.append(op)
+        return op
+    yield start
+    for op in started:
+        op.kill()
