@@ -635,3 +635,113 @@ export interface DeadLetter {
   /** The raw bytes, when the batch could not be decoded. */
   raw?: Uint8Array;
 }
+
+// ---- bridges: producers and consumers outside the controller (PROTOCOL.md, "Bridges") ----
+
+/** How a registered consumer group reads its stream (as a computation's istream). */
+export type BridgeGrouping = 'shuffle' | 'key' | 'broadcast';
+
+/** `topo.bridge.register`, kind producer: an external producer that swaps pause like any upstream. */
+export interface BridgeProducerRegistration {
+  kind: 'producer';
+  /** Its producer id (the batches' `src`; credits come on `topo.fc.<id>`, control on `topo.bridge.ctl.<id>`). */
+  id: string;
+  /** The streams it publishes. */
+  streams: string[];
+  host?: string;
+  pid?: number;
+  lang?: string;
+  /** Process start; a new value for a live id is another process and is refused (CONFLICT). */
+  startedAt: number;
+}
+
+/** `topo.bridge.register`, kind consumer: one member of a consumer group reading one stream. */
+export interface BridgeConsumerRegistration {
+  kind: 'consumer';
+  /** The member id. */
+  id: string;
+  /** Consumer group name (a name that no computation has: producers count it like a computation). */
+  group: string;
+  stream: string;
+  grouping: BridgeGrouping;
+  host?: string;
+  pid?: number;
+  lang?: string;
+  startedAt: number;
+}
+
+export type BridgeRegisterRequest = BridgeProducerRegistration | BridgeConsumerRegistration;
+
+export interface BridgeRegisterReply {
+  heartbeatMs: number;
+  /** A bridge silent this long is dropped (a consumer member leaves its group). */
+  leaseMs: number;
+  /** Consumers: the group id to credit as (`<group>`, or `<group>#<index>` for broadcast). */
+  creditGroup?: string;
+  /** Consumers: the member's index in its group (broadcast). */
+  index?: number;
+}
+
+/** Counters a bridge reports in its heartbeat (all optional). */
+export interface BridgeStats {
+  /** Producer: records published; consumer: records received. */
+  records?: number;
+  /** Producer: records produced and not yet published (held or blocked). */
+  pending?: number;
+  /** Producer: the largest credit debt over its consumer groups. */
+  debt?: number;
+  /** Producer: held by a pause right now. */
+  paused?: boolean;
+  /** Consumer: records credited back. */
+  credited?: number;
+}
+
+/** `topo.bridge.hb.<id>` (publish): the registration again, plus when and counters; renews the lease (and registers again after a controller restart). */
+export type BridgeHeartbeat = BridgeRegisterRequest & { at: number; stats?: BridgeStats };
+
+/** `topo.bridge.unregister`. */
+export interface BridgeUnregisterRequest {
+  id: string;
+}
+
+/** topo_state `consumer.<group>`: a consumer group registered by bridges (written by the controller). */
+export interface BridgeConsumerRecord {
+  group: string;
+  stream: string;
+  grouping: BridgeGrouping;
+  members: { id: string; index: number }[];
+  updatedAt: number;
+}
+
+export interface BridgeProducerStatus {
+  id: string;
+  streams: string[];
+  host?: string;
+  pid?: number;
+  lang?: string;
+  lastSeen: number;
+  registeredAt: number;
+  stats?: BridgeStats;
+}
+
+export interface BridgeConsumerStatus {
+  id: string;
+  group: string;
+  stream: string;
+  grouping: BridgeGrouping;
+  index: number;
+  creditGroup: string;
+  host?: string;
+  pid?: number;
+  lang?: string;
+  lastSeen: number;
+  registeredAt: number;
+  stats?: BridgeStats;
+}
+
+/** StatusReply gains the registered bridges (declaration merging: the field is optional). */
+export interface StatusReply {
+  bridges?: { producers: BridgeProducerStatus[]; consumers: BridgeConsumerStatus[] };
+}
+
+// ---- end of bridges ----

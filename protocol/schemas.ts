@@ -397,6 +397,81 @@ const scaleRequest = z.looseObject({
 const fuseRequest = z.looseObject({ names: z.array(name).min(2, { error: 'name at least two computations to fuse' }).max(16) });
 const emptyRequest = z.looseObject({});
 
+// ---- bridges: producers and consumers outside the controller (PROTOCOL.md, "Bridges") ----
+
+const bridgeGrouping = z.enum(['shuffle', 'key', 'broadcast'], { error: 'must be "shuffle", "key" or "broadcast"' });
+const bridgeCommon = {
+  id,
+  host: z.string().max(255).optional(),
+  pid: z.int().nonnegative().optional(),
+  lang: z.string().max(32).optional(),
+  startedAt: time,
+};
+const bridgeProducerRegistration = z.looseObject({
+  kind: z.literal('producer'),
+  ...bridgeCommon,
+  streams: z.array(name).min(1, { error: 'name at least one stream' }).max(64),
+});
+const bridgeConsumerRegistration = z.looseObject({
+  kind: z.literal('consumer'),
+  ...bridgeCommon,
+  group: name,
+  stream: name,
+  grouping: bridgeGrouping,
+});
+const bridgeRegisterRequest = z.discriminatedUnion('kind', [bridgeProducerRegistration, bridgeConsumerRegistration], {
+  error: (iss) => (iss.code === 'invalid_union' ? 'kind: must be "producer" or "consumer"' : undefined),
+});
+const bridgeRegisterReply = reply({ heartbeatMs: positive, leaseMs: positive, creditGroup: z.string().regex(GROUP_PATTERN).optional(), index: count.optional() });
+const bridgeStats = z.looseObject({
+  records: count.optional(), pending: count.optional(), debt: count.optional(), paused: z.boolean().optional(), credited: count.optional(),
+});
+const bridgeHeartbeat = z.discriminatedUnion('kind', [
+  bridgeProducerRegistration.extend({ at: time, stats: bridgeStats.optional() }),
+  bridgeConsumerRegistration.extend({ at: time, stats: bridgeStats.optional() }),
+], { error: (iss) => (iss.code === 'invalid_union' ? 'kind: must be "producer" or "consumer"' : undefined) });
+const bridgeUnregisterRequest = z.looseObject({ id });
+const bridgeUnregisterReply = reply({ removed: z.boolean() });
+/** topo_state `consumer.<group>`. */
+const bridgeConsumerRecord = z.looseObject({
+  group: name,
+  stream: name,
+  grouping: bridgeGrouping,
+  members: z.array(z.looseObject({ id, index: z.int().min(0).max(999) })).max(1_000),
+  updatedAt: time,
+});
+/** The control ops a registered producer answers (the same messages as a worker's). */
+const bridgeControl = z.discriminatedUnion('op', [controlOps.pause, controlOps.resume], {
+  error: (iss) =>
+    iss.code === 'invalid_union'
+      ? `unknown bridge control op ${JSON.stringify((iss.input as { op?: unknown } | undefined)?.op)} (a registered producer answers pause and resume)`
+      : undefined,
+});
+
+const bridgeSchemas = {
+  registerRequest: bridgeRegisterRequest,
+  registerReply: bridgeRegisterReply,
+  heartbeat: bridgeHeartbeat,
+  unregisterRequest: bridgeUnregisterRequest,
+  unregisterReply: bridgeUnregisterReply,
+  consumerRecord: bridgeConsumerRecord,
+  control: bridgeControl,
+} as const;
+
+/**
+ * Checks one KV `topo_state` value stored under `consumer.<group>`: a valid
+ * BridgeConsumerRecord of that group (readers skip anything else with a logged error).
+ */
+export function checkBridgeConsumerEntry(key: string, value: unknown): { ok: true; record: C.BridgeConsumerRecord } | { ok: false; problem: string } {
+  const r = checkMessage(bridgeConsumerRecord, value, 'BridgeConsumerRecord');
+  if (!r.ok) return { ok: false, problem: r.message };
+  const group = kvKeys.bridgeConsumerOf(key) ?? key;
+  if (r.value.group !== group) return { ok: false, problem: `its group is ${JSON.stringify(r.value.group)}, not "${group}"` };
+  return { ok: true, record: r.value };
+}
+
+// ---- end of bridges ----
+
 /** Every schema, by message. */
 export const schemas = {
   batch,
@@ -418,6 +493,8 @@ export const schemas = {
   swapJournal,
   workerStatus,
   normalizedMetadata,
+  /** Bridges (producers and consumers outside the controller). */
+  bridge: bridgeSchemas,
   api: {
     deploy: deployRequest,
     kill: nameRequest,
@@ -514,6 +591,8 @@ export function jsonSchemas(): Record<string, unknown> {
     'computation-record': computationRecord, 'history-entry': historyEntry, 'swap-journal': swapJournal, 'worker-status': workerStatus,
   };
   for (const [op, s] of Object.entries(controlReplies)) flat[`control-reply-${op}`] = s;
+  // Bridges: bridge-register-request.json, bridge-heartbeat.json, bridge-control.json, ...
+  for (const [msg, s] of Object.entries(bridgeSchemas)) flat[`bridge-${msg.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`] = s;
   for (const [verb, s] of Object.entries(schemas.api)) flat[`api-${verb}-request`] = s;
   const out: Record<string, unknown> = {};
   for (const [file, s] of Object.entries(flat)) {
@@ -547,4 +626,8 @@ export type SchemaChecks = [
   Assert<Fits<typeof rollbackRequest, C.RollbackRequest>>,
   Assert<Fits<typeof scaleRequest, C.ScaleRequest>>,
   Assert<Fits<typeof nameRequest, C.KillRequest>>,
+  // bridges
+  Assert<Fits<typeof bridgeRegisterRequest, C.BridgeRegisterRequest>>,
+  Assert<Fits<typeof bridgeHeartbeat, C.BridgeHeartbeat>>,
+  Assert<Fits<typeof bridgeConsumerRecord, C.BridgeConsumerRecord>>,
 ];

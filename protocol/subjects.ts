@@ -43,6 +43,17 @@ export const subjects = {
    */
   tapInterest: (stream: string) => `topo.tap.${stream}`,
   tapInterestAll: 'topo.tap.*',
+  // ---- bridges: producers and consumers outside the controller (PROTOCOL.md, "Bridges") ----
+  /** Bridge -> controller: register a producer or a consumer-group member (request/reply, BridgeRegisterRequest). */
+  bridgeRegister: 'topo.bridge.register',
+  /** Bridge -> controller: leave at once instead of letting the lease run out (request/reply, `{id}`). */
+  bridgeUnregister: 'topo.bridge.unregister',
+  /** Bridge -> controller: lease renewal (publish, BridgeHeartbeat), every heartbeatMs. */
+  bridgeHeartbeat: (bridgeId: string) => `topo.bridge.hb.${bridgeId}`,
+  bridgeHeartbeatAll: 'topo.bridge.hb.*',
+  /** Controller (or a swap) -> registered producer: `pause` / `resume` WorkerControl ops (request/reply, PauseReply). */
+  bridgeControl: (bridgeId: string) => `topo.bridge.ctl.${bridgeId}`,
+  // ---- end of bridges ----
 } as const;
 
 /** KV buckets and object store of the control plane. */
@@ -75,6 +86,14 @@ export const kvKeys = {
   historyOf: (name: string) => `${name}.>`,
   /** Name of a computation from its topo_state key, or undefined for another kind of key. */
   computationOf: (key: string): string | undefined => (key.startsWith('comp.') ? key.slice('comp.'.length) : undefined),
+  // ---- bridges ----
+  /** topo_state: a consumer group registered by bridges (BridgeConsumerRecord); producers count it in flow control. */
+  bridgeConsumer: (group: string) => `consumer.${group}`,
+  bridgeConsumerAll: 'consumer.>',
+  bridgeConsumerList: 'consumer.*',
+  /** Group of a bridge consumer from its topo_state key, or undefined for another kind of key. */
+  bridgeConsumerOf: (key: string): string | undefined => (key.startsWith('consumer.') ? key.slice('consumer.'.length) : undefined),
+  // ---- end of bridges ----
 } as const;
 
 /** JetStream streams that keep recent logs and dead letters for later reading. */

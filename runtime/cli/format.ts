@@ -121,8 +121,30 @@ export function renderStatus(status: StatusView, now = Date.now()): string {
     }
     out.push(...table(rows).split('\n').map((l) => `  ${l}`));
   }
+  if (status.bridges && (status.bridges.producers.length || status.bridges.consumers.length)) out.push('', ...renderBridges(status.bridges, now));
   if (status.processes?.length) out.push('', ...renderProcesses(status.processes, now));
   return out.join('\n') + '\n';
+}
+
+/** Registered producers and consumers outside the controller (bridges). */
+export function renderBridges(bridges: NonNullable<StatusReply['bridges']>, now = Date.now()): string[] {
+  const out = ['BRIDGES (producers and consumers outside the controller)'];
+  const where = (b: { host?: string; pid?: number; lang?: string }): string => [b.lang, b.host, b.pid !== undefined ? `pid ${b.pid}` : undefined].filter(Boolean).join(' ') || '-';
+  if (bridges.producers.length) {
+    const rows = [['PRODUCER', 'STREAMS', 'LAST SEEN', 'PUBLISHED', 'PENDING', 'DEBT', 'STATE', 'WHERE']];
+    for (const p of bridges.producers) {
+      rows.push([p.id, p.streams.join(', '), ago(p.lastSeen, now), String(p.stats?.records ?? '-'), String(p.stats?.pending ?? '-'), String(p.stats?.debt ?? '-'), p.stats?.paused ? 'paused' : 'running', where(p)]);
+    }
+    out.push(...table(rows).split('\n').map((l) => `  ${l}`));
+  }
+  if (bridges.consumers.length) {
+    const rows = [['CONSUMER', 'GROUP', 'STREAM', 'GROUPING', 'LAST SEEN', 'RECEIVED', 'CREDITED', 'WHERE']];
+    for (const c of bridges.consumers) {
+      rows.push([c.id, c.creditGroup, c.stream, c.grouping, ago(c.lastSeen, now), String(c.stats?.records ?? '-'), String(c.stats?.credited ?? '-'), where(c)]);
+    }
+    out.push(...table(rows).split('\n').map((l) => `  ${l}`));
+  }
+  return out;
 }
 
 /** The supervisor's table: one row per process of the local topology. */

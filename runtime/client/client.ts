@@ -39,6 +39,7 @@ import {
   type SwapReply,
 } from '../../protocol/index.js';
 import { bundleComputation, type BundledComputation } from './bundle.js';
+import { BridgeConsumer, BridgeProducer, type BridgeConsumerOptions, type BridgeProducerOptions } from './bridge.js';
 import {
   watchSwapOutcome,
   SWAP_API_TIMEOUT_MS, canarySummary, checkSwapOptions, checkSwapTarget, swapRequest, swapTimeoutMs,
@@ -524,6 +525,28 @@ export class TopoClient {
       await deleteQuietly(probe);
     }
   }
+
+  // ---- bridges: producers and consumers outside the controller (runtime/client/bridge.ts) ----
+
+  /**
+   * A registered producer of `streams`: swaps of the computations reading them pause it like any upstream
+   * (nothing is lost), and it owes their consumer groups credit. `produce(stream, key, value)` waits while it is
+   * blocked or its held output is full; `flush()`, `close()`.
+   */
+  producer(opts: BridgeProducerOptions): Promise<BridgeProducer> {
+    return BridgeProducer.start(this.nc, opts);
+  }
+
+  /**
+   * Joins consumer group `opts.group` on `stream`: producers count the group in flow control, and each record is
+   * credited once the iteration asks for the next one. `for await (const r of client.consume(s, { group }))`;
+   * breaking out (or close()) leaves the group. `ready` resolves once registered.
+   */
+  consume(stream: string, opts: BridgeConsumerOptions): BridgeConsumer {
+    return new BridgeConsumer(this.nc, stream, opts);
+  }
+
+  // ---- end of bridges ----
 
   async close(): Promise<void> {
     if (this.nc.isClosed()) return;

@@ -28,6 +28,7 @@ import { fuse, split } from './fusion.js';
 import { history, promote, rollback, swap } from './swap.js';
 import { recoverInterruptedSwaps } from './swapRecovery.js';
 import { WorkerTable, type WorkerChange, type WorkerEntry } from './workerTable.js';
+import { startBridges } from './bridges.js';
 
 export type { KillReply } from './lifecycle.js';
 
@@ -128,7 +129,9 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     // Swaps the previous controller left half done: reconciliation leaves them alone until recovered.
     const journals = await store.swapJournals();
     for (const j of journals) ctx.swapping.add(j.name);
-    return run(ctx, stores.workers, journals, opts.rebalance ?? process.env.TOPO_REBALANCE !== '0', opts.autopilot ?? process.env.TOPO_AUTOPILOT !== '0');
+    // Producers and consumers outside the controller: registration, leases, consumer groups in topo_state.
+    const bridges = await startBridges(ctx, stores.state);
+    return run(ctx, stores.workers, journals, opts.rebalance ?? process.env.TOPO_REBALANCE !== '0', opts.autopilot ?? process.env.TOPO_AUTOPILOT !== '0', bridges);
   } catch (err) {
     await nc.close().catch(() => {});
     throw err;
@@ -160,6 +163,7 @@ const apiSchema = (verb: keyof typeof schemas.api) => ({ schema: schemas.api[ver
 
 function run(
   ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openControlPlane>>['workers'], journals: SwapJournal[], rebalance: boolean, autopilotOn: boolean,
+  bridges: Awaited<ReturnType<typeof startBridges>>,
 ): RunningController {
   const { nc, log, settings, workers, store, queue } = ctx;
   const reconciler = new Reconciler(ctx);
@@ -277,6 +281,7 @@ function run(
       reconciler.forgetWorker(id);
     }
     reconciler.prune();
+    bridges.tick(now);
     if (reconciler.hasOrphans(now)) reconciler.requestOrphanPlacement();
     void mirrorWorkers();
   };
@@ -311,6 +316,7 @@ function run(
         for (const s of api) s.unsubscribe();
         heartbeats.unsubscribe();
         stuckReports.unsubscribe();
+        await bridges.stop().catch(() => {});
         await queue.idle().catch(() => {});
         await mirrorWorkers();
         if (!nc.isClosed()) await nc.drain().catch(() => {});

@@ -3,6 +3,7 @@ import type { ComputationRecord, ComputationStatus, InstanceStatus, Placement, S
 import type { ControllerContext } from './context.js';
 import { incidentsOf } from './incidents.js';
 import { fusionGroups } from './fusion.js';
+import { bridgesOf } from './bridges.js';
 
 const ZERO_METRICS = { recordsIn: 0, recordsOut: 0, errors: 0, deadLetters: 0, malformed: 0 };
 
@@ -56,5 +57,7 @@ export function status(ctx: ControllerContext): StatusReply {
     computations: ctx.store.all().sort((a, b) => a.name.localeCompare(b.name)).map((rec) => computationStatus(ctx, rec)),
     ...(fusionGroups(ctx).length ? { fusion: fusionGroups(ctx) } : {}),
     ...(incidentsOf(ctx).total ? { stuck: { total: incidentsOf(ctx).total, recent: [...incidentsOf(ctx).recent] } } : {}),
+    // Registered producers and consumers outside the controller (bridges.ts).
+    ...(bridgesOf(ctx).size ? { bridges: bridgesOf(ctx).status() } : {}),
   };
 }

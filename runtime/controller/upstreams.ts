@@ -6,6 +6,7 @@
  */
 import { schemas, type PauseReply, type ProducerFence, type WorkerControl } from '../../protocol/index.js';
 import { controlWorker, type ControllerContext } from './context.js';
+import { bridgesOf, controlBridge } from './bridges.js';
 
 export interface Upstream {
   computation: string;
@@ -13,6 +14,15 @@ export interface Upstream {
   instanceId: string;
   /** The streams it writes that the swapped computation reads: only these are held. */
   streams: string[];
+  /** A registered bridge producer (controlled on topo.bridge.ctl.<id>; workerId and instanceId are its id). */
+  bridge?: true;
+}
+
+/** Pause or resume of one upstream: a worker's instance, or a registered bridge producer. */
+function controlUpstream(ctx: ControllerContext, u: Upstream, ctl: WorkerControl): Promise<object> {
+  return u.bridge
+    ? controlBridge(ctx, u.instanceId, ctl, ctx.settings.swapStepTimeoutMs)
+    : controlWorker(ctx, u.workerId, ctl, ctx.settings.swapStepTimeoutMs);
 }
 
 /**
@@ -36,6 +46,11 @@ export function findUpstreams(ctx: ControllerContext, name: string, istreams: Re
         (ctx.workers.isAlive(p.workerId) ? live : skipped).push(u);
       }
     }
+  }
+  // Registered bridge producers (bridges.ts) are paused like any upstream; only live ones are listed.
+  for (const b of bridgesOf(ctx).liveProducers()) {
+    const streams = b.streams.filter((s) => istreams.has(s));
+    if (streams.length) live.push({ computation: `bridge:${b.id}`, workerId: b.id, instanceId: b.id, streams, bridge: true });
   }
   return { live, skipped };
 }
@@ -89,8 +104,7 @@ export class UpstreamPause {
     this.heldMs += Date.now() - this.pausedAt;
     this.pausedAt = undefined;
     const results = await Promise.allSettled(
-      this.upstreams.map((u) =>
-        controlWorker(this.ctx, u.workerId, { op: 'resume', instanceId: u.instanceId, swapId: this.swapId }, this.ctx.settings.swapStepTimeoutMs)),
+      this.upstreams.map((u) => controlUpstream(this.ctx, u, { op: 'resume', instanceId: u.instanceId, swapId: this.swapId })),
     );
     return this.failures(results);
   }
@@ -130,7 +144,7 @@ export class UpstreamPause {
     const ctl: WorkerControl = {
       op: 'pause', instanceId: u.instanceId, swapId: this.swapId, streams: u.streams, leaseMs: this.ctx.settings.pauseLeaseMs,
     };
-    const reply = (await controlWorker(this.ctx, u.workerId, ctl, this.ctx.settings.swapStepTimeoutMs)) as PauseReply;
+    const reply = (await controlUpstream(this.ctx, u, ctl)) as PauseReply;
     // A late reply after resume must not make the pause look alive.
     if (this.pausedAt !== undefined) this.ackedAt.set(u.instanceId, Date.now());
     const checked = schemas.controlReplies.pause.safeParse({ ok: true, ...reply });

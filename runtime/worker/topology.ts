@@ -5,7 +5,8 @@
  * partitioning at all.
  */
 import type { KV } from '@nats-io/kv';
-import { checkComputationEntry, kvKeys, type ComputationRecord } from '../../protocol/index.js';
+import { checkComputationEntry, kvKeys, type BridgeConsumerRecord, type ComputationRecord } from '../../protocol/index.js';
+import { checkBridgeConsumerEntry } from '../../protocol/schemas.js';
 
 /** Where the view reports KV entries it skips. */
 export interface ViewLog {
@@ -28,10 +29,13 @@ export function groupIdOf(computation: string, grouping: string, index: number):
 
 export class TopologyView {
   private readonly computations = new Map<string, ComputationRecord>();
+  /** Consumer groups registered by bridges (topo_state `consumer.<group>`): producers owe them credit like computations. */
+  private readonly bridgeConsumers = new Map<string, BridgeConsumerRecord>();
   private byStream = new Map<string, StreamConsumers>();
   /** Bumped on every change so producers can cache their lookups cheaply. */
   version = 0;
   private stopWatch: (() => void) | undefined;
+  private stopBridgeWatch: (() => void) | undefined;
 
   consumersOf(stream: string): StreamConsumers {
     return this.byStream.get(stream) ?? NONE;
@@ -39,6 +43,13 @@ export class TopologyView {
 
   computation(name: string): ComputationRecord | undefined {
     return this.computations.get(name);
+  }
+
+  /** Applies one valid `consumer.<group>` entry (value undefined = deleted): a consumer group of bridges. */
+  applyBridgeConsumer(group: string, record: BridgeConsumerRecord | undefined): void {
+    if (record) this.bridgeConsumers.set(group, record);
+    else this.bridgeConsumers.delete(group);
+    this.rebuild();
   }
 
   /** Applies one valid KV entry (value undefined = deleted). */
@@ -67,6 +78,15 @@ export class TopologyView {
         if (grouping === 'key') entry.keyed = true;
       }
     }
+    // Bridge consumer groups: `<group>`, or `<group>#<index>` per member for broadcast. A group without members owes nothing.
+    for (const b of this.bridgeConsumers.values()) {
+      if (b.members.length === 0) continue;
+      let entry = next.get(b.stream);
+      if (!entry) next.set(b.stream, (entry = { groups: [], keyed: false }));
+      const ids = b.grouping === 'broadcast' ? b.members.map((m) => groupIdOf(b.group, 'broadcast', m.index)) : [b.group];
+      for (const g of ids) if (!entry.groups.includes(g)) entry.groups.push(g);
+      if (b.grouping === 'key') entry.keyed = true;
+    }
     this.byStream = next;
     this.version++;
   }
@@ -79,6 +99,8 @@ export class TopologyView {
    * consumer groups and partitioning.
    */
   async watch(kv: KV, log?: ViewLog): Promise<void> {
+    // The consumer groups bridges registered are followed by a watch of their own (one watch of two keys needs nats-server 2.10).
+    const bridges = this.watchBridgeConsumers(kv, log);
     const iter = await kv.watch({ key: kvKeys.computationAll });
     let loaded!: () => void;
     const initial = new Promise<void>((r) => (loaded = r));
@@ -108,10 +130,47 @@ export class TopologyView {
     // An empty bucket yields no entries: do not wait for one.
     const status = await kv.status();
     if (status.values === 0) loaded();
-    await Promise.race([initial, new Promise((r) => setTimeout(r, 2_000))]);
+    await Promise.race([Promise.all([initial, bridges]), new Promise((r) => setTimeout(r, 2_000))]);
+  }
+
+  /** Follows `consumer.>` (bridge consumer groups); resolves once the initial values are applied. */
+  private async watchBridgeConsumers(kv: KV, log?: ViewLog): Promise<void> {
+    const iter = await kv.watch({ key: kvKeys.bridgeConsumerAll });
+    this.stopBridgeWatch = () => iter.stop();
+    let loaded!: () => void;
+    const initial = new Promise<void>((r) => (loaded = r));
+    void (async () => {
+      for await (const e of iter) {
+        const group = kvKeys.bridgeConsumerOf(e.key);
+        if (group !== undefined) this.applyBridgeEntry(e, group, log);
+        if (e.delta === 0) loaded();
+      }
+    })();
+    // No such entry yields nothing to wait for.
+    let any = false;
+    for await (const _k of await kv.keys(kvKeys.bridgeConsumerList)) any = true;
+    if (!any) loaded();
+    await initial;
+  }
+
+  private applyBridgeEntry(e: { key: string; revision: number; operation: string; value: Uint8Array; json<T>(): T }, group: string, log?: ViewLog): void {
+    try {
+      if (e.operation === 'DEL' || e.operation === 'PURGE' || e.value.length === 0) return this.applyBridgeConsumer(group, undefined);
+      let r: ReturnType<typeof checkBridgeConsumerEntry>;
+      try {
+        r = checkBridgeConsumerEntry(e.key, e.json());
+      } catch (err) {
+        r = { ok: false, problem: `not JSON: ${(err as Error).message}` };
+      }
+      if (r.ok) this.applyBridgeConsumer(group, r.record);
+      else log?.error({ key: e.key.slice(0, 200), revision: e.revision }, `KV ${e.key.slice(0, 200)} in topo_state is not a valid BridgeConsumerRecord (${r.problem.slice(0, 500)}); skipping it`);
+    } catch (err) {
+      log?.error({ key: e.key.slice(0, 200), err }, `could not apply KV ${e.key.slice(0, 200)}: ${(err as Error).message}`);
+    }
   }
 
   stop(): void {
     this.stopWatch?.();
+    this.stopBridgeWatch?.();
   }
 }
