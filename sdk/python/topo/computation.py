@@ -306,7 +306,7 @@ class _Collect(logging.Handler):
             e = record.exc_info[1]
             fields["err"] = {"type": type(e).__name__, "message": str(e),
                              "stack": "".join(traceback.format_exception(*record.exc_info))}
-        entry = [_level_name(record.levelno), msg, fields]
+        entry = [_level_name(record.levelno), msg, fields] if fields else [_level_name(record.levelno), msg]
         self.sink.append(entry)
         if self.on_entry is not None:
             self.on_entry(entry)

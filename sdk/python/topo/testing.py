@@ -93,7 +93,7 @@ class TestContext:
     # --- what a test looks at -------------------------------------------------------------------
 
     def _on_log(self, entry: list) -> None:
-        self.logs.append({"level": entry[0], "msg": entry[1], "fields": entry[2], "time": self._clock})
+        self.logs.append({"level": entry[0], "msg": entry[1], "fields": entry[2] if len(entry) > 2 else {}, "time": self._clock})
 
     @property
     def now(self) -> Union[int, float]:
