@@ -137,6 +137,7 @@ describe('bridges: producers and consumers outside the controller', () => {
       expect(text.code).toBe(0);
       expect(text.stdout).toContain('BRIDGES');
       expect(text.stdout).toMatch(/bp-swap\s+bridge-in/);
+      expect(text.stdout).toMatch(/bridge-in: bridge:bp-swap -> bridge-counter \(key\)/);
       const json = await runTopo(['status', '--json', '--nats', cluster.url]);
       expect(JSON.parse(json.stdout).bridges.producers.map((p: { id: string }) => p.id)).toContain('bp-swap');
     } finally {
@@ -154,6 +155,8 @@ describe('bridges: producers and consumers outside the controller', () => {
     const consumer = client.consume('bridge-fc', { group: 'slowgroup', grouping: 'shuffle', id: 'bc-slow' });
     await consumer.ready;
     expect(consumer.creditGroup).toBe('slowgroup');
+    const listed = (await client.status()).bridges?.consumers.find((c) => c.id === 'bc-slow');
+    expect(listed).toMatchObject({ group: 'slowgroup', stream: 'bridge-fc', grouping: 'shuffle', creditGroup: 'slowgroup' });
     let producer: BridgeProducer | undefined;
     try {
       producer = await client.producer({ id: 'bp-fast', streams: ['bridge-fc'], window: WINDOW });

@@ -61,6 +61,9 @@ export function streamEdges(status: StatusReply): string[] {
     for (const s of c.ostreams) add(producers, s, c.name);
     for (const s of c.istreams) add(consumers, s.stream, `${c.name} (${s.grouping})`);
   }
+  // Bridges (producers and consumer groups outside the controller), marked as such.
+  for (const p of status.bridges?.producers ?? []) for (const s of p.streams) add(producers, s, `bridge:${p.id}`);
+  for (const g of new Map((status.bridges?.consumers ?? []).map((c) => [c.group, c])).values()) add(consumers, g.stream, `${g.group} (bridge, ${g.grouping})`);
   const streams = [...new Set([...producers.keys(), ...consumers.keys()])].sort();
   return streams.map((s) => `${s}: ${(producers.get(s) ?? ['(no producer)']).join(', ')} -> ${(consumers.get(s) ?? ['(no consumer)']).join(', ')}`);
 }
