@@ -101,9 +101,10 @@ export interface ComputationSpec<I extends string, O extends string> {
    * Called for each input record, in arrival order per producer. Throwing
    * sends this record, with the error, to the dead-letter stream
    * `topo.dlq.<name>`; the computation keeps running and the error is counted.
-   * Returning a promise holds the next record until it settles.
+   * Returning a promise holds the next record until it settles. Required
+   * when there are istreams; a source (no istreams) may omit it.
    */
-  processRecord(ctx: Context<O>, record: InputRecord<I>): MaybePromise;
+  processRecord?(ctx: Context<O>, record: InputRecord<I>): MaybePromise;
   /**
    * Called when a timer set with setTimer is due. Throwing is logged and
    * counted as an error; the timer is not retried.
@@ -112,6 +113,11 @@ export interface ComputationSpec<I extends string, O extends string> {
   /** Called once when the instance is stopped (kill, down). Errors are logged. */
   destroy?(ctx: Context<O>): MaybePromise;
 }
+
+/** processRecord is required unless the computation reads no stream (I is never: `istreams: []`). */
+type ProcessRecordUnlessSource<I extends string, O extends string> = [I] extends [never]
+  ? unknown
+  : { processRecord(ctx: Context<O>, record: InputRecord<I>): MaybePromise };
 
 const BRAND: unique symbol = Symbol.for('topo.computation');
 
@@ -126,10 +132,11 @@ export type Computation<I extends string = string, O extends string = string> = 
  * `['tags']`. Metadata is validated now; the error names the bad field.
  */
 export function defineComputation<const I extends string = never, const O extends string = never>(
-  spec: ComputationSpec<I, O>,
+  spec: ComputationSpec<I, O> & ProcessRecordUnlessSource<I, O>,
 ): Computation<I, O> {
   validateMetadata(spec);
-  if (typeof spec.processRecord !== 'function') {
+  // A source (no istreams) gets no records, so it may leave processRecord out.
+  if (typeof spec.processRecord !== 'function' && (spec.processRecord !== undefined || spec.istreams.length > 0)) {
     throw new TypeError(`computation "${spec.name}": processRecord must be a function`);
   }
   for (const cb of ['init', 'processTimer', 'destroy'] as const) {

@@ -2,13 +2,17 @@
 import { describe, expect, it } from 'vitest';
 import { defineComputation, InvalidMetadataError, isComputation, TopoError, type ComputationSpec } from '../sdk/index.js';
 import { packr } from '../protocol/index.js';
+import { createTestContext } from '../sdk/testing/index.js';
+import { pino } from 'pino';
+import { Executor } from '../runtime/executor/executor.js';
+import type { Computation } from '../sdk/computation.js';
 import { MemoryState, TimerTable } from '../runtime/executor/state.js';
 
 const noop = (): void => {};
 
 /** defineComputation with whatever a plain-JS caller might pass. */
 function defineLoose(spec: Record<string, unknown>) {
-  return defineComputation(spec as unknown as ComputationSpec<string, string>);
+  return defineComputation(spec as unknown as ComputationSpec<string, string> & { processRecord: () => void });
 }
 
 function thrown(fn: () => unknown): Error {
@@ -69,7 +73,30 @@ describe('defineComputation', () => {
     const err = thrown(() => defineLoose({ name: 'x', istreams: [], ostreams: [], processRecord: 'nope' }));
     expect(err).toBeInstanceOf(TypeError);
     expect(err.message).toBe('computation "x": processRecord must be a function');
-    expect(thrown(() => defineLoose({ name: 'x', istreams: [], ostreams: [] })).message).toMatch(/processRecord must be a function/);
+    expect(thrown(() => defineLoose({ name: 'x', istreams: ['a'], ostreams: [] })).message).toBe('computation "x": processRecord must be a function');
+    expect(thrown(() => defineLoose({ name: 'x', istreams: [], ostreams: [], processRecord: 'nope' })).message).toMatch(/processRecord must be a function/);
+  });
+
+  it('lets a source (no istreams) leave processRecord out', async () => {
+    const source = defineComputation({ name: 'ticker', istreams: [], ostreams: ['ticks'], processTimer(ctx, key) { ctx.produceRecord('ticks', key, 1); } });
+    expect(isComputation(source)).toBe(true);
+    expect(source.processRecord).toBeUndefined();
+    // The runtime's executor copes: a record that reaches a source anyway is dropped, timers still run.
+    const produced: unknown[][] = [];
+    const exec = new Executor({
+      comp: source as unknown as Computation, instance: { index: 0, count: 1, id: 'ticker-0-abcdef' }, log: pino({ level: 'silent' }),
+      sink: { produce: (stream, key, value) => produced.push([stream, key, value]) },
+    });
+    expect(exec.processRecord({ stream: 'stray', key: 'k', value: 1, timestamp: 1, seq: 1, producer: 'p' })).toBeUndefined();
+    exec.ctx.setTimer('tick', 5);
+    for (const [key, at] of exec.takeDueTimers(10)) await exec.fireTimer(key, at);
+    expect(produced).toEqual([['ticks', 'tick', 1]]);
+    const t = createTestContext(source, { now: 1000 });
+    t.context.setTimer('tock', 1000);
+    await t.advanceBy(0);
+    expect(t.takeOutputs().map((o) => [o.stream, o.key, o.value])).toEqual([['ticks', 'tock', 1]]);
+    // @ts-expect-error: a computation with istreams must have processRecord
+    expect(() => defineComputation({ name: 'reader', istreams: ['a'], ostreams: [] })).toThrow('computation "reader": processRecord must be a function');
   });
 
   it('rejects non-function optional callbacks, naming each', () => {

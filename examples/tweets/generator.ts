@@ -61,9 +61,6 @@ export default defineComputation({
   init(ctx) {
     ctx.setTimer('tick', Date.now());
   },
-  processRecord() {
-    // A source: nothing ever arrives.
-  },
   processTimer(ctx, _key, atMs) {
     let next = ctx.state.get<number>('next') ?? 0;
     for (let i = 0; i < TWEETS_PER_TICK; i++, next++) {

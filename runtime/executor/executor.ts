@@ -77,8 +77,9 @@ export class Executor {
     return this.comp.init?.(this.ctx);
   }
 
+  /** A source may have no processRecord: it gets no records, and a stray one is dropped. */
   processRecord(rec: InputRecord): MaybePromise {
-    return this.comp.processRecord(this.ctx, rec);
+    return this.comp.processRecord?.(this.ctx, rec);
   }
 
   /** Removes and returns the timers due at `now`, earliest first. */
