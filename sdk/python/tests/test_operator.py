@@ -427,3 +427,14 @@ class B(Computation):
     assert op4.wait() == 1
     err = op4.stderr()
     assert "several computations" in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("v", load_vectors("operator.json")["invalid"], ids=lambda v: v["name"])
+def test_invalid_frame_vectors_end_the_process_without_a_reply(operator, write_comp, v):
+    op, _ = start(operator, write_comp)
+    os.write(op.w, bytes.fromhex(v["hex"]))
+    op.close_input()
+    assert op.read_frame() is None
+    assert op.wait() == 1
+    err = op.stderr()
+    assert err.startswith("topo: run: ProtocolError: ") and err.count("\n") == 1

@@ -204,3 +204,40 @@ def test_metadata_hints():
                       ({"autoscale": {"min": 0, "max": 2}}, "hints.autoscale.min"), ({"color": 1}, "hints")):
         with pytest.raises(InvalidMetadataError, match=path.replace(".", r"\.")):
             Metadata(name="x", istreams=[], ostreams=[], hints=bad)
+
+
+# --- operator.json: hosted-operator frames --------------------------------------------------------
+
+OPERATOR = load_vectors("operator.json")
+
+
+def _read_all(data):
+    r, w = os.pipe()
+    try:
+        os.write(w, data)
+        os.close(w)
+        w = None
+        return read_frame(r), read_frame(r)
+    finally:
+        os.close(r)
+        if w is not None:
+            os.close(w)
+
+
+@pytest.mark.parametrize("v", OPERATOR["vectors"], ids=lambda v: v["name"])
+def test_operator_frame_vectors(v):
+    frame, after = _read_all(bytes.fromhex(v["hex"]))
+    assert after is None  # exactly one frame, of the whole length
+    assert frame["op"] == v["op"]
+    assert same(frame, from_json(v["decoded"]))
+
+
+@pytest.mark.parametrize("v", OPERATOR["invalid"], ids=lambda v: v["name"])
+def test_operator_invalid_frames(v):
+    with pytest.raises(ProtocolError):
+        _read_all(bytes.fromhex(v["hex"]))
+
+
+def test_operator_max_frame():
+    from topo.protocol import MAX_FRAME
+    assert OPERATOR["maxFrame"] == MAX_FRAME

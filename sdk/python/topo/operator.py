@@ -79,6 +79,8 @@ class _FrameReader(asyncio.Protocol):
         return False
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
+        if self.buf:
+            self.queue.put_nowait(ProtocolError("end of file inside a frame"))
         self.queue.put_nowait(None)
         self.on_eof()
 
