@@ -85,3 +85,23 @@ export const PHASES = ['idle', 'init', 'processTimer', 'processRecord', 'destroy
 
 /** Layout of the shared progress buffer: Int32 [0] phase, [1] batch, [2] record index, [3] tick. */
 export const PROGRESS_BYTES = 16;
+
+/** The runner was terminated while a call was under way: that call's work and the runner's state are gone. */
+export class TerminatedError extends Error {
+  override name = 'TerminatedError';
+}
+
+/** A Runner the instance's pump can watch (runtime/worker/runnerPump.ts): its progress, and terminate to end a hung call. */
+export interface WatchedRunner extends Runner {
+  /** For messages: "thread", "python process", … */
+  readonly kind: string;
+  /** True while it has a thread or process (between init and terminate/destroy or a crash). */
+  readonly alive: boolean;
+  progress(): Progress;
+  /** Where the call that the runner's last crash ended was, when known (a process that wrote its progress). */
+  failedAt?(): Progress | undefined;
+  /** Activation batches are transferred (their buffers detached): the pump hands over copies. */
+  readonly transfersBatches?: boolean;
+  /** Ends for good (teardown); terminate() alone allows init() again. */
+  close?(): Promise<void>;
+}

@@ -17,7 +17,7 @@
 import { Piscina } from 'piscina';
 import type { ExecutorSnapshot } from '../executor/executor.js';
 import { distFile } from '../client/paths.js';
-import { PHASES, PROGRESS_BYTES, type Activation, type Completion, type Progress, type Runner } from './runner.js';
+import { PHASES, PROGRESS_BYTES, TerminatedError, type Activation, type Completion, type Progress, type WatchedRunner } from './runner.js';
 import type { PackedCompletion, ThreadTask } from './threadMain.js';
 import { packr } from '../../protocol/index.js';
 
@@ -31,12 +31,11 @@ export interface ThreadRunnerOptions {
   entry?: string;
 }
 
-/** The runner was terminated while a call was under way: that call's work and the thread's state are gone. */
-export class TerminatedError extends Error {
-  override name = 'TerminatedError';
-}
+export { TerminatedError } from './runner.js';
 
-export class ThreadRunner implements Runner {
+export class ThreadRunner implements WatchedRunner {
+  readonly kind = 'thread';
+  readonly transfersBatches = true;
   private pool: Piscina | undefined;
   private readonly progressBuf = new SharedArrayBuffer(PROGRESS_BYTES);
   private readonly ctl = new Int32Array(this.progressBuf);

@@ -32,7 +32,9 @@ import { Observed } from './observed.js';
 import { ProbationGate, withTimeout } from './probation.js';
 import { groupIdOf, type TopologyView } from './topology.js';
 import { noteCallback, noteIdle } from './watchdog.js';
-import { HeavyMeter, ThreadPump, type ThreadHost } from './threadPump.js';
+import { HeavyMeter, RunnerPump, type ThreadHost } from './runnerPump.js';
+import { ThreadRunner } from '../runners/thread.js';
+import type { WatchedRunner } from '../runners/runner.js';
 import { HEAVY_CPU_MICROS } from '../oracle/limits.js';
 
 export type { Inbound } from './edges.js';
@@ -71,8 +73,13 @@ export interface InstanceDeps {
   stuckAfterMs?: number;
   /** Where input comes from and output goes (default: core NATS). */
   edges?: EdgeFactory;
-  /** The artifact file on disk: a CPU-heavy computation's thread imports it (runtime/worker/threadPump.ts). Without it everything runs inline. */
+  /** The artifact file on disk: a CPU-heavy computation's thread imports it (runtime/worker/runnerPump.ts). Without it everything runs inline. */
   artifactFile?: string;
+  /**
+   * A computation in another language: its callbacks run behind this runner (an operator
+   * process, runtime/runners/process.ts), called with what reports its crashes and cool-downs.
+   */
+  hosted?: (note: (message: string) => void) => WatchedRunner;
 }
 
 /** Runs in a thread: hints.cpu 'heavy' in the assigned metadata, else in the artifact's own (TOPO_THREADS=0 turns threads off). */
@@ -125,8 +132,11 @@ export class Instance {
   private readonly watch: CallbackWatch;
   /** Set by reinstate(): a release still draining gives up and leaves the instance running. */
   private releaseCancelled = false;
-  /** A CPU-heavy instance: its callbacks run in its own thread, behind this loop (exec is then unused). Set at start, or when it measures as heavy. */
-  private threaded: ThreadPump | undefined;
+  /**
+   * Callbacks that run behind a Runner, fed by this loop (exec is then unused): a CPU-heavy
+   * instance's own thread (set at start, or when it measures as heavy), or a hosted operator process.
+   */
+  private threaded: RunnerPump | undefined;
   private readonly workerId: string;
   /** Inline but able to move to a thread (an artifact file): measures its CPU per record once a second. */
   private readonly meter: { heavy: HeavyMeter; file: string } | undefined;
@@ -177,10 +187,16 @@ export class Instance {
     this.deadLetters = new DeadLetters(assignment.computation, this.id, (subject, bytes) => this.nc.publish(subject, bytes), this.observed, this.log,
       () => this.probation?.deadLetters);
     this.workerId = deps.workerId;
-    this.threaded = deps.artifactFile && runsInThread(assignment, comp)
-      ? new ThreadPump(this.threadHost(), deps.artifactFile, { index: assignment.index, count: assignment.count, id: assignment.instanceId })
-      : undefined;
-    this.meter = deps.artifactFile && !this.threaded && process.env.TOPO_THREADS !== '0' && (assignment.metadata.hints?.cpu ?? comp.hints?.cpu) !== 'light'
+    const instance = { index: assignment.index, count: assignment.count, id: assignment.instanceId };
+    if (deps.hosted) {
+      this.threaded = new RunnerPump(this.threadHost(), deps.hosted((message) => {
+        this.lastError = message;
+        this.log.warn(message);
+      }));
+    } else if (deps.artifactFile && runsInThread(assignment, comp)) {
+      this.threaded = new RunnerPump(this.threadHost(), new ThreadRunner({ file: deps.artifactFile, instance }));
+    }
+    this.meter = deps.artifactFile && !this.threaded && !deps.hosted && process.env.TOPO_THREADS !== '0' && (assignment.metadata.hints?.cpu ?? comp.hints?.cpu) !== 'light'
       ? { heavy: new HeavyMeter(HEAVY_CPU_MICROS), file: deps.artifactFile }
       : undefined;
   }
@@ -198,7 +214,7 @@ export class Instance {
   private async intoThread(): Promise<void> {
     this.moveToThread = false;
     const m = this.meter!;
-    const tp = new ThreadPump(this.threadHost(), m.file, { index: this.assignment.index, count: this.assignment.count, id: this.id });
+    const tp = new RunnerPump(this.threadHost(), new ThreadRunner({ file: m.file, instance: { index: this.assignment.index, count: this.assignment.count, id: this.id } }));
     tp.restore(this.exec.snapshot());
     try {
       await tp.start(INIT_TIMEOUT_MS, { runInit: false });
@@ -220,7 +236,7 @@ export class Instance {
       `measured ${m.heavy.measuredUs} µs of CPU per record (>= ${m.heavy.us}): moved to its own thread, with its keyed state and timers`);
   }
 
-  /** What the thread loop (threadPump.ts) may do to this instance: the inline loop's own steps, as closures. */
+  /** What the runner loop (runnerPump.ts) may do to this instance: the inline loop's own steps, as closures. */
   private threadHost(): ThreadHost {
     return {
       computation: this.assignment.computation, instanceId: this.id, what: this.what, workerId: this.workerId, nc: this.nc, log: this.log,

@@ -1,30 +1,34 @@
 /**
- * The serial loop of a CPU-heavy instance (hints.cpu 'heavy'): the same
- * Inlet, queue, Outlets, credit, dead letters and probation as the inline
- * loop in instance.ts, but the callbacks run in the instance's own thread
- * (runtime/runners/thread.ts). Queued batches go over encoded, several at a
+ * The serial loop of an instance whose callbacks run behind a Runner: a
+ * CPU-heavy one (hints.cpu 'heavy') in its own thread (runtime/runners/thread.ts),
+ * or one in another language in an operator process (runtime/runners/process.ts).
+ * The same Inlet, queue, Outlets, credit, dead letters and probation as the
+ * inline loop in instance.ts. Queued batches go over encoded, several at a
  * time; the Completion's outputs are produced through the Outlets in order,
  * its failures dead-lettered (or fail the probation gate) exactly as inline,
  * credit is owed per batch, and a timer is armed at nextTimerAt. The
  * worker's event loop only moves bytes and outputs, so NATS (heartbeats,
  * credit, control) is served while a heavy callback runs.
  *
- * A callback in the thread that makes no progress for stuckAfterMs (during
- * probation: its callbackTimeoutMs) is ended by terminating the thread. It
+ * A callback that makes no progress for stuckAfterMs (during probation: its
+ * callbackTimeoutMs) is ended by terminating the thread or process. It
  * is reported like a stuck callback (log, InstanceReport.stuck for a while,
  * a StuckReport on topo.worker.stuck.<worker> saying the worker keeps
  * running); on probation it fails the gate; otherwise the stuck record is
  * dead-lettered, the thread's keyed state and timers are lost (counted and
  * logged), a fresh thread runs init, and the rest of that activation's input
- * is processed again there (its output had not been produced yet).
+ * is processed again there (its output had not been produced yet). A process
+ * that crashes is handled the same way: the record it was at (when it wrote
+ * its progress) is dead-lettered, else its batches are redone one at a time
+ * and a batch that takes two down is dead-lettered whole.
  */
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
 import type { InputRecord } from '../../sdk/index.js';
 import type { ExecutorSnapshot } from '../executor/executor.js';
 import { decodeBatch, encodeBatch, subjects, TopoError, type InstanceReport, type StuckReport } from '../../protocol/index.js';
-import { ThreadRunner, TerminatedError } from '../runners/thread.js';
-import type { Completion, Failure, Progress } from '../runners/runner.js';
+import { TerminatedError, type Completion, type Failure, type Progress, type WatchedRunner } from '../runners/runner.js';
+import { CrashedError } from '../runners/process.js';
 import type { Inbound } from './edges.js';
 import type { ProbationGate } from './probation.js';
 
@@ -80,14 +84,15 @@ interface Inflight {
   stuck?: { progress: Progress; forMs: number };
 }
 
-export class ThreadPump {
-  readonly runner: ThreadRunner;
+export class RunnerPump {
   private from: ExecutorSnapshot | undefined;
   private timerHandle: NodeJS.Timeout | undefined;
   private timerAt = Infinity;
   private nextTimerAt: number | undefined;
   /** Input of a terminated activation, processed again first (already in the probation log). */
   private retry: Inbound[] = [];
+  /** The fault of the lost activation was not located: its batches are redone one per activation, to find it. */
+  private retryOneByOne = false;
   /** Batches already redone once after a thread failed on them (not a stall): failing again, they are dead-lettered. */
   private readonly retried = new WeakSet<Inbound>();
   private inflight: Inflight | undefined;
@@ -99,14 +104,13 @@ export class ThreadPump {
   private stateKeys = 0;
   private timers = 0;
   private dead = false;
+  /** init succeeded once: from then on a runner that is not alive is restarted. */
+  private started = false;
 
   constructor(
     private readonly host: ThreadHost,
-    file: string,
-    instance: { index: number; count: number; id: string },
-  ) {
-    this.runner = new ThreadRunner({ file, instance });
-  }
+    readonly runner: WatchedRunner,
+  ) {}
 
   restore(s: ExecutorSnapshot): void {
     this.from = { state: s.state, timers: s.timers };
@@ -119,18 +123,25 @@ export class ThreadPump {
     const c = await this.guard(this.runner.init(from, opts), initTimeoutMs).catch((err: unknown) => {
       throw this.inflightStuckError(err, 'init', initTimeoutMs);
     });
+    for (const line of c.logs ?? []) relog(this.host.log, line);
     const f = c.failures.find((x) => x.where === 'init');
     this.absorb(c);
     if (f) {
       await this.runner.terminate();
       throw new Error(f.error);
     }
+    this.started = true;
   }
 
   /** Due timers, then queued batches, until empty or blocked; each activation is awaited, so the event loop stays free. */
   async pump(): Promise<void> {
     const h = this.host;
     while (!this.dead && h.canRun()) {
+      // A process that died between activations: start a new one first (its state is gone; nothing of its input was lost).
+      if (!this.runner.alive && this.started) {
+        await this.lost(new CrashedError(`${this.runner.kind} of ${h.what} ended between activations`), [], h.stuckAfterMs);
+        continue;
+      }
       const items = this.takeItems();
       const now = Date.now();
       const timersDue = this.nextTimerAt !== undefined && this.nextTimerAt <= now;
@@ -138,8 +149,9 @@ export class ThreadPump {
       const gate = h.probation();
       const onProbation = gate?.open === true;
       const limitMs = onProbation ? Math.min(gate.cfg.callbackTimeoutMs, h.stuckAfterMs) : h.stuckAfterMs;
-      // Copies, transferred to the thread: the items themselves stay intact (probation log, a redo after a stall, a malformed batch's raw bytes).
-      const batches = items.map((it) => ({ data: it.data ? new Uint8Array(it.data) : encodeBatch(it.batch!), stream: it.stream }));
+      // A thread takes copies (transferred): the items themselves stay intact (probation log, a redo after a stall, a malformed batch's raw bytes).
+      const copy = this.runner.transfersBatches === true;
+      const batches = items.map((it) => ({ data: it.data ? (copy ? new Uint8Array(it.data) : it.data) : encodeBatch(it.batch!), stream: it.stream }));
       let c: Completion;
       try {
         c = await this.guard(this.runner.activate({ batches, now, ...(onProbation ? { stopOnFailure: true } : {}) }), limitMs);
@@ -157,10 +169,12 @@ export class ThreadPump {
 
   private takeItems(): Inbound[] {
     if (this.retry.length) {
+      if (this.retryOneByOne) return [this.retry.shift()!];
       const r = this.retry;
       this.retry = [];
       return r;
     }
+    this.retryOneByOne = false;
     const h = this.host;
     const items: Inbound[] = [];
     let bytes = 0;
@@ -224,14 +238,18 @@ export class ThreadPump {
    */
   private async lost(err: unknown, items: Inbound[], limitMs: number): Promise<void> {
     const h = this.host;
+    const r = this.runner;
     const stuck = this.inflightStuck(err);
-    await this.runner.terminate().catch(() => undefined);
+    // A crashed process that wrote its progress says where it was.
+    const crashedAt = stuck ? undefined : r.failedAt?.();
+    await r.terminate().catch(() => undefined);
     const where = stuck ? stuck.progress.phase : 'processRecord';
     const forMs = stuck?.forMs ?? 0;
     const lostState = `${this.stateKeys} key(s) of keyed state and ${this.timers} timer(s)`;
+    const message = (err as Error)?.message ?? String(err);
     const why = stuck
-      ? `${where} of ${h.what} made no progress for ${forMs} ms (limit ${limitMs} ms): its thread was terminated; the worker (pid ${process.pid}) keeps running`
-      : `the thread of ${h.what} failed: ${(err as Error)?.message ?? String(err)}`;
+      ? `${where} of ${h.what} made no progress for ${forMs} ms (limit ${limitMs} ms): its ${r.kind} was terminated; the worker (pid ${process.pid}) keeps running`
+      : `the ${r.kind} of ${h.what} failed: ${message}`;
     if (stuck) {
       this.stuckCount++;
       this.lastStuck = { callback: where, forMs, at: Date.now() };
@@ -240,58 +258,75 @@ export class ThreadPump {
     h.noteError(`${why}; lost ${lostState}`);
     const gate = h.probation();
     if (gate?.open) {
-      // On probation a hang fails the gate: the swap rolls back and the old version processes this input again.
-      gate.fail(new TopoError(`${where} of ${h.what} hung: ${stuck ? `did not return within ${limitMs} ms (its thread was terminated)` : why}`));
+      // On probation a hang or crash fails the gate: the swap rolls back and the old version processes this input again.
+      gate.fail(new TopoError(stuck ? `${where} of ${h.what} hung: did not return within ${limitMs} ms (its ${r.kind} was terminated)` : why));
       return;
     }
-    // Everything of this activation is redone on the fresh thread (its output was never produced), but the stuck record.
-    // A batch the thread failed on twice (not stuck: e.g. output it cannot hand back) is dead-lettered instead of retried for ever.
+    // Everything of this activation is redone on the fresh runner (its output was never produced), but the record at fault.
+    // When that record is not known, the batches are redone one at a time, and one that fails again is dead-lettered whole.
+    const p = stuck ? stuck.progress : crashedAt;
+    const located = p !== undefined && p.phase === 'processRecord' && p.batch >= 0;
+    const blameUnknown = !located && (!stuck || stuck.progress.phase === 'processRecord');
     const redo: Inbound[] = [];
-    const p = stuck?.progress;
+    let deadLettered = 0;
     for (let b = 0; b < items.length; b++) {
       const item = items[b]!;
-      if (!stuck && this.retried.has(item)) {
-        this.deadLetterBatch(item, `the thread failed on this batch twice: ${(err as Error)?.message ?? String(err)}`);
-        continue;
-      }
-      if (!p || p.phase !== 'processRecord' || p.batch !== b) {
-        if (!stuck) this.retried.add(item);
-        redo.push(item);
-        continue;
-      }
-      try {
-        const batch = item.batch ?? decodeBatch(item.data!);
-        const rec = batch.recs[p.index];
-        if (rec) {
-          h.deadLetter(item.stream, `processRecord made no progress for ${forMs} ms: its thread was terminated`, { key: rec[0], value: rec[1], ts: rec[2], seq: rec[3] });
-          h.countIn(1);
-          // Its credit is ours to give now; the others' when they are processed again.
-          if (item.data) h.owe(batch.src, item.stream, 1);
+      if (located && p.batch === b) {
+        try {
+          const batch = item.batch ?? decodeBatch(item.data!);
+          const rec = batch.recs[p.index];
+          if (rec) {
+            const error = stuck ? `processRecord made no progress for ${forMs} ms: its ${r.kind} was terminated` : `the ${r.kind} crashed processing this record: ${message}`;
+            h.deadLetter(item.stream, error, { key: rec[0], value: rec[1], ts: rec[2], seq: rec[3] }, stuck ? 'processRecord stuck' : `${r.kind} crashed`);
+            deadLettered++;
+            h.countIn(1);
+            // Its credit is ours to give now; the others' when they are processed again.
+            if (item.data) h.owe(batch.src, item.stream, 1);
+          }
+          const rest = { ...batch, recs: batch.recs.filter((_, i) => i !== p.index) };
+          if (rest.recs.length) redo.push(item.data ? { ...item, data: encodeBatch(rest) } : { ...item, batch: rest });
+        } catch {
+          redo.push(item);
         }
-        const rest = { ...batch, recs: batch.recs.filter((_, i) => i !== p.index) };
-        if (rest.recs.length) redo.push(item.data ? { ...item, data: encodeBatch(rest) } : { ...item, batch: rest });
-      } catch {
-        redo.push(item);
+        continue;
       }
+      if (blameUnknown && this.retried.has(item)) {
+        this.deadLetterBatch(item, `the ${r.kind} failed on this batch twice: ${message}`);
+        deadLettered++;
+        continue;
+      }
+      if (blameUnknown) this.retried.add(item);
+      redo.push(item);
     }
     this.retry = redo;
-    h.log.error({ stuck: this.stuckCount, lostKeys: this.stateKeys, lostTimers: this.timers, redoBatches: redo.length },
-      `${why}; lost ${lostState}${p?.phase === 'processRecord' ? '; the stuck record was dead-lettered' : ''}; a fresh thread runs init and processes the rest`);
+    this.retryOneByOne = blameUnknown && redo.length > 1;
+    h.log.error({ stuck: this.stuckCount, lostKeys: this.stateKeys, lostTimers: this.timers, redoBatches: redo.length, deadLettered },
+      `${why}; lost ${lostState}${located ? `; the record at fault was dead-lettered` : ''}; a fresh ${r.kind} runs init and processes the rest`);
     this.stateKeys = 0;
     this.timers = 0;
     this.nextTimerAt = undefined;
     if (this.timerHandle) clearTimeout(this.timerHandle);
     this.timerHandle = undefined;
     this.timerAt = Infinity;
-    try {
-      const c = await this.guard(this.runner.init(), limitMs);
-      const f = c.failures.find((x) => x.where === 'init');
-      this.absorb(c);
-      if (f) throw new Error(`init threw: ${f.error}`);
-    } catch (e) {
-      this.dead = true;
-      await this.runner.terminate().catch(() => undefined);
-      h.broken(`a fresh thread for ${h.what} could not start: ${(e as Error).message}`);
+    for (;;) {
+      try {
+        const c = await this.guard(r.init(), limitMs);
+        for (const line of c.logs ?? []) relog(h.log, line);
+        const f = c.failures.find((x) => x.where === 'init');
+        this.absorb(c);
+        if (f) throw new Error(`init threw: ${f.error}`);
+        return;
+      } catch (e) {
+        // A process that dies while starting is started again (init backs off, then cools down): nothing is lost meanwhile.
+        if (e instanceof CrashedError && !this.dead && !h.discarded()) {
+          h.noteError(`a fresh ${r.kind} for ${h.what} could not start: ${e.message}`);
+          continue;
+        }
+        this.dead = true;
+        await r.terminate().catch(() => undefined);
+        h.broken(`a fresh ${r.kind} for ${h.what} could not start: ${(e as Error).message}`);
+        return;
+      }
     }
   }
 
@@ -299,7 +334,7 @@ export class ThreadPump {
     const h = this.host;
     try {
       const batch = item.batch ?? decodeBatch(item.data!);
-      for (const r of batch.recs) h.deadLetter(item.stream, error, { key: r[0], value: r[1], ts: r[2], seq: r[3] }, 'thread failed');
+      for (const r of batch.recs) h.deadLetter(item.stream, error, { key: r[0], value: r[1], ts: r[2], seq: r[3] }, `${this.runner.kind} failed`);
       h.countIn(batch.recs.length);
       if (item.data) h.owe(batch.src, item.stream, batch.recs.length);
     } catch (e) {
@@ -311,7 +346,7 @@ export class ThreadPump {
     const h = this.host;
     const r: StuckReport = {
       workerId: h.workerId, pid: process.pid, computation: h.computation, instanceId: h.instanceId, callback, forMs, thresholdMs, at: Date.now(),
-      action: 'terminated the instance\'s thread (CPU-heavy computation): the worker keeps running; that instance\'s keyed state and timers are lost and it starts again empty',
+      action: `terminated the instance's ${this.runner.kind}: the worker keeps running; that instance's keyed state and timers are lost and it starts again empty`,
     };
     try {
       h.nc.publish(subjects.stuck(h.workerId), JSON.stringify(r));
@@ -358,7 +393,7 @@ export class ThreadPump {
   private inflightStuckError(err: unknown, where: string, limitMs: number): Error {
     const s = this.inflightStuck(err);
     if (!s) return err as Error;
-    return new Error(`${where} did not return within ${limitMs} ms: its thread was terminated`);
+    return new Error(`${where} did not return within ${limitMs} ms: its ${this.runner.kind} was terminated`);
   }
 
   private armAt(next: number): void {
@@ -412,7 +447,8 @@ export class ThreadPump {
     if (this.watch) clearInterval(this.watch);
     this.timerHandle = undefined;
     this.watch = undefined;
-    await this.runner.terminate().catch(() => undefined);
+    const r = this.runner;
+    await (r.close ? r.close() : r.terminate()).catch(() => undefined);
   }
 
   /** InstanceReport.stuck for a while after a thread was terminated as stuck. */
