@@ -8,8 +8,8 @@ import type { NormalizedMetadata } from './metadata.js';
 
 export type Reply<T extends object = object> = ({ ok: true } & T) | { ok: false; error: WireError };
 
-/** Languages a worker can host. */
-export type Lang = 'ts' | 'python';
+/** Languages of computations: ts, python, and cmd (any program that speaks the operator protocol: PROTOCOL.md, Hosted operators). */
+export type Lang = 'ts' | 'python' | 'cmd';
 
 // ---- worker <-> controller -------------------------------------------------
 
@@ -20,6 +20,8 @@ export interface RegisterRequest {
   pid: number;
   lang: Lang;
   startedAt: number;
+  /** Other languages it runs as hosted operators (a TS worker: python, cmd). */
+  hosts?: Lang[];
 }
 export interface RegisterReply {
   /** How often the worker must publish a heartbeat. */
@@ -99,6 +101,8 @@ export interface Heartbeat {
   host: string;
   pid: number;
   lang: Lang;
+  /** As in RegisterRequest. */
+  hosts?: Lang[];
   at: number;
   instances: InstanceReport[];
 }
@@ -151,7 +155,7 @@ export type WorkerControl =
   /** Process everything already received, flush outputs, then reply. */
   | { op: 'drain'; instanceId: string; timeoutMs?: number }
   /** Fetch and load an artifact ahead of a swap so load time is not pause time. Replies {loadMs}. */
-  | { op: 'preload'; sha: string; metadata: NormalizedMetadata }
+  | { op: 'preload'; sha: string; metadata: NormalizedMetadata; lang?: Lang }
   /**
    * Swap step "drain and snapshot": stop taking input, process everything
    * received (after a round trip to the server, so all fenced input is in),
@@ -508,6 +512,7 @@ export interface WorkerStatus {
   host: string;
   pid: number;
   lang: Lang;
+  hosts?: Lang[];
   alive: boolean;
   lastSeen: number;
   instances: number;

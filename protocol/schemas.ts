@@ -19,6 +19,7 @@ import { NAME_PATTERN, PROTOCOL_VERSION, kvKeys } from './subjects.js';
 import type * as C from './control.js';
 import type { Batch } from './envelope.js';
 import type { NormalizedMetadata } from './metadata.js';
+import { operatorSchemas } from './operator.js';
 
 // ---- bounds -------------------------------------------------------------------
 
@@ -60,7 +61,9 @@ const name = z.string().regex(NAME_PATTERN, {
   error: 'must start with a letter and contain only letters, digits, "_" or "-" (at most 64 characters)',
 });
 const sha = z.string().regex(SHA256_PATTERN, { error: 'must be 64 lowercase hex characters (sha256 of the artifact)' });
-const lang = z.enum(['ts', 'python'], { error: 'must be "ts" or "python"' });
+const lang = z.enum(['ts', 'python', 'cmd'], { error: 'must be "ts", "python" or "cmd"' });
+/** Languages a worker hosts as operator processes besides its own. */
+const hosts = z.array(lang).max(8).optional();
 const time = z.number().nonnegative();
 const count = z.int().nonnegative();
 const positive = z.int().positive();
@@ -139,6 +142,7 @@ const registerRequest = z.looseObject({
   pid: z.int().nonnegative(),
   lang,
   startedAt: time,
+  hosts,
 });
 const registerReply = reply({ heartbeatMs: positive, leaseMs: positive });
 
@@ -178,6 +182,7 @@ const heartbeat = z.looseObject({
   host: z.string().max(255),
   pid: z.int().nonnegative(),
   lang,
+  hosts,
   at: time,
   instances: z.array(instanceReport),
 });
@@ -226,7 +231,7 @@ const controlOps = {
   pause: z.looseObject({ op: z.literal('pause'), instanceId: id, swapId: id.optional(), streams: z.array(name).optional(), leaseMs: positive.optional() }),
   resume: z.looseObject({ op: z.literal('resume'), instanceId: id, swapId: id.optional() }),
   drain: z.looseObject({ op: z.literal('drain'), instanceId: id, timeoutMs: count.optional() }),
-  preload: z.looseObject({ op: z.literal('preload'), sha, metadata: normalizedMetadata }),
+  preload: z.looseObject({ op: z.literal('preload'), sha, metadata: normalizedMetadata, lang: lang.optional() }),
   release: z.looseObject({
     op: z.literal('release'), instanceId: id, swapId: id, export: z.enum(['memory', 'store']),
     budgetMs: positive.optional(), leaseMs: positive.optional(), upstreams: z.array(upstreamRef).optional(),
@@ -349,6 +354,7 @@ const workerStatus = z.looseObject({
   host: z.string(),
   pid: z.int().nonnegative(),
   lang,
+  hosts,
   alive: z.boolean(),
   lastSeen: time,
   instances: count,
@@ -591,6 +597,8 @@ export function jsonSchemas(): Record<string, unknown> {
     'computation-record': computationRecord, 'history-entry': historyEntry, 'swap-journal': swapJournal, 'worker-status': workerStatus,
   };
   for (const [op, s] of Object.entries(controlReplies)) flat[`control-reply-${op}`] = s;
+  // The operator protocol's frames (PROTOCOL.md, "Hosted operators").
+  Object.assign(flat, operatorSchemas);
   // Bridges: bridge-register-request.json, bridge-heartbeat.json, bridge-control.json, ...
   for (const [msg, s] of Object.entries(bridgeSchemas)) flat[`bridge-${msg.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`] = s;
   for (const [verb, s] of Object.entries(schemas.api)) flat[`api-${verb}-request`] = s;

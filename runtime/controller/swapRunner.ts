@@ -180,7 +180,7 @@ class SwapRun {
     const at = Date.now();
     const targets = [...new Map(this.plan.adopts.map((a) => [`${a.workerId} ${a.assignment.sha}`, a])).values()];
     const loaded = await each(targets, (a) =>
-      this.send(a.workerId, { op: 'preload', sha: a.assignment.sha, metadata: a.assignment.metadata }, this.ctx.settings.assignTimeoutMs) as Promise<{ loadMs?: number }>);
+      this.send(a.workerId, { op: 'preload', sha: a.assignment.sha, metadata: a.assignment.metadata, lang: a.assignment.lang }, this.ctx.settings.assignTimeoutMs) as Promise<{ loadMs?: number }>);
     this.loadMs = Math.round(Math.max(0, ...loaded.map((o) => (typeof o.value?.loadMs === 'number' ? o.value.loadMs : Date.now() - at))));
     const first = failed(loaded)[0];
     if (first) {

@@ -26,6 +26,8 @@ export interface WorkerEntry {
   host: string;
   pid: number;
   lang: Lang;
+  /** Languages it hosts as operator processes besides its own. */
+  hosts?: Lang[];
   startedAt?: number;
   alive: boolean;
   /** Local time of the last register or heartbeat. */
@@ -43,13 +45,14 @@ export interface WorkerEntry {
 export type WorkerChange = 'new' | 'revived' | 'restarted' | 'seen';
 
 export const WORKER_ID_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
-const LANGS: readonly Lang[] = ['ts', 'python'];
+const LANGS: readonly Lang[] = ['ts', 'python', 'cmd'];
 /** Pending ids kept at most (a flood of registrations with fresh ids cannot grow the table beyond this). */
 export const MAX_PENDING_WORKERS = 1024;
 /** Longest host name kept (longer ones are cut: the table must not hold attacker-sized strings). */
 export const MAX_HOST_CHARS = 256;
 
 const clipHost = (h: unknown): string => (typeof h === 'string' ? (h.length > MAX_HOST_CHARS ? h.slice(0, MAX_HOST_CHARS) : h) : '');
+const saneHosts = (h: unknown): { hosts?: Lang[] } => (Array.isArray(h) ? { hosts: h.filter(isLang).slice(0, 8) } : {});
 const saneNumber = (n: unknown, fallback: number): number => (typeof n === 'number' && Number.isFinite(n) ? n : fallback);
 
 export function isLang(v: unknown): v is Lang {
@@ -77,7 +80,7 @@ export class WorkerTable {
     // A lastSeen that is not a time, or lies in the future, must not keep a dead worker listed for ever.
     const lastSeen = Math.min(saneNumber(s.lastSeen, 0), now);
     this.entries.set(s.workerId, {
-      workerId: s.workerId, host: clipHost(s.host), pid: saneNumber(s.pid, 0), lang: s.lang, alive: s.alive === true,
+      workerId: s.workerId, host: clipHost(s.host), pid: saneNumber(s.pid, 0), lang: s.lang, ...saneHosts(s.hosts), alive: s.alive === true,
       lastSeen, leaseFrom: Math.max(lastSeen, now), reported: new Map(), samples: new Map(),
     });
     return true;
@@ -87,14 +90,14 @@ export class WorkerTable {
     const e = this.entries.get(req.workerId);
     if (!e) {
       this.addPending({
-        workerId: req.workerId, host: clipHost(req.host), pid: req.pid, lang: req.lang, startedAt: req.startedAt,
+        workerId: req.workerId, host: clipHost(req.host), pid: req.pid, lang: req.lang, ...saneHosts(req.hosts), startedAt: req.startedAt,
         alive: true, lastSeen: now, leaseFrom: now, reported: new Map(), samples: new Map(), pending: { announced: true },
       });
       return 'new';
     }
     const wasAlive = e.alive;
     const restarted = e.pid !== req.pid || e.startedAt !== req.startedAt;
-    Object.assign(e, { host: clipHost(req.host), pid: req.pid, lang: req.lang, startedAt: req.startedAt, alive: true, lastSeen: now, leaseFrom: now });
+    Object.assign(e, { host: clipHost(req.host), pid: req.pid, lang: req.lang, hosts: saneHosts(req.hosts).hosts, startedAt: req.startedAt, alive: true, lastSeen: now, leaseFrom: now });
     if (restarted) {
       // A fresh process runs nothing yet, whatever the old one reported.
       e.reported = new Map();
@@ -120,7 +123,7 @@ export class WorkerTable {
       // An id never seen: a worker that outlived a controller restart, or garbage. Pending until its next
       // heartbeat; what it reports is not kept before then (a one-off message must leave nothing behind).
       this.addPending({
-        workerId: hb.workerId, host: clipHost(hb.host), pid: hb.pid, lang: hb.lang, alive: true,
+        workerId: hb.workerId, host: clipHost(hb.host), pid: hb.pid, lang: hb.lang, ...saneHosts(hb.hosts), alive: true,
         lastSeen: now, leaseFrom: now, reported: new Map(), samples: new Map(), pending: { announced: false },
       });
       return 'seen';
@@ -133,6 +136,7 @@ export class WorkerTable {
     e.host = clipHost(hb.host);
     e.pid = hb.pid;
     e.lang = hb.lang;
+    e.hosts = saneHosts(hb.hosts).hosts;
     e.alive = true;
     e.lastSeen = now;
     e.leaseFrom = now;
@@ -207,7 +211,7 @@ export class WorkerTable {
   alive(lang?: Lang): WorkerEntry[] {
     const out: WorkerEntry[] = [];
     for (const e of this.entries.values()) {
-      if (e.alive && (lang === undefined || e.lang === lang) && (!e.pending || e.pending.announced)) out.push(e);
+      if (e.alive && (lang === undefined || e.lang === lang || e.hosts?.includes(lang) === true) && (!e.pending || e.pending.announced)) out.push(e);
     }
     return out;
   }
@@ -225,7 +229,7 @@ export class WorkerTable {
   }
 
   status(e: WorkerEntry): WorkerStatus {
-    return { workerId: e.workerId, host: e.host, pid: e.pid, lang: e.lang, alive: e.alive, lastSeen: e.lastSeen, instances: e.reported.size };
+    return { workerId: e.workerId, host: e.host, pid: e.pid, lang: e.lang, ...(e.hosts?.length ? { hosts: e.hosts } : {}), alive: e.alive, lastSeen: e.lastSeen, instances: e.reported.size };
   }
 
   /** Records/s in and out of one instance, from its two latest heartbeats (0 until there are two). */

@@ -6,7 +6,7 @@
 import type { Grouping } from '../../protocol/index.js';
 
 /** The language an operator is written in, and that a worker can host. */
-export type Lang = 'ts' | 'python';
+export type Lang = 'ts' | 'python' | 'cmd';
 
 export interface OracleComputation {
   name: string;

@@ -1,7 +1,9 @@
 /**
  * Fetches computation artifacts from the Object Store by sha256, checks the
  * fingerprint, caches them on disk and imports them. One module per sha is
- * shared by every instance of that version in this worker.
+ * shared by every instance of that version in this worker. A hosted
+ * operator's artifact (python, cmd: protocol/artifacts.ts) is read, not
+ * imported.
  */
 import { watchCallbacks } from './watchdog.js';
 import { createHash } from 'node:crypto';
@@ -10,10 +12,12 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { ObjectStore } from '@nats-io/obj';
 import { isComputation, type Computation } from '../../sdk/index.js';
-import { ModuleLoadError, NotFoundError, InvalidMetadataError, validateMetadata, type NormalizedMetadata } from '../../protocol/index.js';
+import { ModuleLoadError, NotFoundError, InvalidMetadataError, validateMetadata, type Lang, type NormalizedMetadata } from '../../protocol/index.js';
+import { decodeHostedArtifact, type HostedArtifact } from '../../protocol/artifacts.js';
 
 export class ArtifactCache {
   private readonly loaded = new Map<string, Promise<Computation>>();
+  private readonly hosted = new Map<string, Promise<HostedArtifact>>();
   constructor(
     private readonly store: ObjectStore,
     private readonly dir: string,
@@ -36,16 +40,45 @@ export class ArtifactCache {
     return p;
   }
 
-  private async fetchAndImport(sha: string): Promise<Computation> {
-    if (!/^[0-9a-f]{64}$/.test(sha)) throw new NotFoundError(`artifact id "${sha}" is not a sha256 hex digest`);
-    const file = join(this.dir, `${sha}.mjs`);
-    if (!existsSync(file) || sha256(readFileSync(file)) !== sha) {
-      const bytes = await this.store.getBlob(sha);
-      if (!bytes) throw new NotFoundError(`artifact ${sha.slice(0, 12)} is not in the object store`);
-      const actual = sha256(bytes);
-      if (actual !== sha) throw new ModuleLoadError(`artifact ${sha.slice(0, 12)} is corrupt: its sha256 is ${actual.slice(0, 12)}`);
-      writeFileSync(file, bytes);
+  /** The artifact of a computation in another language (python, cmd), checked against its schema. */
+  loadHosted(sha: string, lang: Lang): Promise<HostedArtifact> {
+    let p = this.hosted.get(sha);
+    if (!p) {
+      p = this.fetch(sha, `${sha}.json`).then((bytes) => {
+        let a: HostedArtifact;
+        try {
+          a = decodeHostedArtifact(bytes);
+        } catch (err) {
+          throw new ModuleLoadError(`artifact ${sha.slice(0, 12)} is not a hosted-operator artifact: ${(err as Error).message}`);
+        }
+        if (a.lang !== lang) throw new ModuleLoadError(`artifact ${sha.slice(0, 12)} is a ${a.lang} artifact, deployed as ${lang}`);
+        return a;
+      });
+      this.hosted.set(sha, p);
+      p.catch(() => this.hosted.delete(sha));
     }
+    return p;
+  }
+
+  /** The artifact's bytes, from the disk cache when its sha still matches, else from the store (checked, then cached). */
+  private async fetch(sha: string, name: string): Promise<Uint8Array> {
+    if (!/^[0-9a-f]{64}$/.test(sha)) throw new NotFoundError(`artifact id "${sha}" is not a sha256 hex digest`);
+    const file = join(this.dir, name);
+    if (existsSync(file)) {
+      const cached = readFileSync(file);
+      if (sha256(cached) === sha) return cached;
+    }
+    const bytes = await this.store.getBlob(sha);
+    if (!bytes) throw new NotFoundError(`artifact ${sha.slice(0, 12)} is not in the object store`);
+    const actual = sha256(bytes);
+    if (actual !== sha) throw new ModuleLoadError(`artifact ${sha.slice(0, 12)} is corrupt: its sha256 is ${actual.slice(0, 12)}`);
+    writeFileSync(file, bytes);
+    return bytes;
+  }
+
+  private async fetchAndImport(sha: string): Promise<Computation> {
+    const file = join(this.dir, `${sha}.mjs`);
+    await this.fetch(sha, `${sha}.mjs`);
     let mod: Record<string, unknown>;
     try {
       mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;

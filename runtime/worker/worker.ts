@@ -24,7 +24,12 @@ import { natsEdges } from './edges.js';
 import { selectPartitions } from '../executor/executor.js';
 import { FusionBus, fusedEdges } from './fusion.js';
 import { TapInterest } from './taps.js';
+import { hostedComputation, hostedRunner, launchOf } from './hosted.js';
+import type { Computation } from '../../sdk/index.js';
+import type { Logger as PinoLogger } from 'pino';
 
+/** Languages this worker runs as hosted operator processes (PROTOCOL.md, "Hosted operators"). */
+const HOSTS: ('python' | 'cmd')[] = ['python', 'cmd'];
 /** Snapshots up to this size (msgpack) go back inline in the release reply instead of through the Object Store. */
 const INLINE_SNAPSHOT_BYTES = 256 * 1024;
 /** A release still draining after this long gives up, unless the request sets its own budget. */
@@ -109,7 +114,7 @@ export class Worker {
   }
 
   private async register(): Promise<void> {
-    const req: RegisterRequest = { workerId: this.id, host: this.host, pid: process.pid, lang: 'ts', startedAt: this.startedAt };
+    const req: RegisterRequest = { workerId: this.id, host: this.host, pid: process.pid, lang: 'ts', hosts: HOSTS, startedAt: this.startedAt };
     const reply = await retry(() => call<RegisterReply>(this.nc, subjects.register, req, 2_000), 'the controller', this.log);
     this.heartbeatMs = reply.heartbeatMs;
     this.log.info({ worker: this.id, heartbeatMs: reply.heartbeatMs, leaseMs: reply.leaseMs }, 'registered with the controller');
@@ -121,6 +126,7 @@ export class Worker {
       host: this.host,
       pid: process.pid,
       lang: 'ts',
+      hosts: HOSTS,
       at: Date.now(),
       instances: [...this.instances.values()].map((i) => i.report()),
     };
@@ -173,7 +179,8 @@ export class Worker {
         return this.instance(req.instanceId).drain(req.timeoutMs);
       case 'preload': {
         const t0 = performance.now();
-        checkMetadata(await this.artifacts.load(req.sha), req.metadata);
+        if (req.lang === 'python' || req.lang === 'cmd') await this.artifacts.loadHosted(req.sha, req.lang);
+        else checkMetadata(await this.artifacts.load(req.sha), req.metadata);
         return { loadMs: performance.now() - t0 };
       }
       case 'release':
@@ -206,10 +213,8 @@ export class Worker {
 
   private async assign(a: Assignment): Promise<object> {
     if (this.instances.has(a.instanceId)) return { instanceId: a.instanceId, already: true };
-    const comp = await this.artifacts.load(a.sha);
-    checkMetadata(comp, a.metadata);
     const log = instanceLogger(this.nc, { computation: a.computation, index: a.index, instanceId: a.instanceId, worker: this.id, version: a.version });
-    const inst = new Instance(a, comp, this.instanceDeps(log, a));
+    const inst = await this.newInstance(a, log);
     this.instances.set(a.instanceId, inst);
     try {
       await inst.start();
@@ -221,6 +226,24 @@ export class Worker {
     log.info({ sha: a.sha.slice(0, 12) }, `instance ${a.index + 1}/${a.count} of "${a.computation}" started`);
     this.heartbeat();
     return { instanceId: a.instanceId };
+  }
+
+  /**
+   * An Instance of `a`: a TS computation imported from its bundle, or one in
+   * another language run by an operator process (its metadata is checked
+   * against the hello of that process when it starts).
+   */
+  private async newInstance(a: Assignment, log: PinoLogger): Promise<Instance> {
+    if (a.lang === 'python' || a.lang === 'cmd') {
+      const artifact = await this.artifacts.loadHosted(a.sha, a.lang);
+      const launch = launchOf(artifact, a.sha, a, join(this.dataDir, 'operators'));
+      const progressDir = join(this.dataDir, 'progress');
+      const { artifactFile: _none, ...deps } = this.instanceDeps(log, a);
+      return new Instance(a, hostedComputation(a.metadata), { ...deps, hosted: (note) => hostedRunner(launch, a, log, progressDir, note) });
+    }
+    const comp: Computation = await this.artifacts.load(a.sha);
+    checkMetadata(comp, a.metadata);
+    return new Instance(a, comp, this.instanceDeps(log, a));
   }
 
   private instanceDeps(log: Logger, a: Assignment) {
@@ -310,10 +333,8 @@ export class Worker {
     s: SwapSession, a: Assignment, from: SnapshotRef[], filterByPartition: boolean, probation: Probation, carried: { instanceId: string; data: string }[],
   ): Promise<object> {
     if (this.instances.has(a.instanceId)) return { instanceId: a.instanceId, already: true };
-    const comp = await this.artifacts.load(a.sha);
-    checkMetadata(comp, a.metadata);
     const log = instanceLogger(this.nc, { computation: a.computation, index: a.index, instanceId: a.instanceId, worker: this.id, version: a.version });
-    const inst = new Instance(a, comp, this.instanceDeps(log, a));
+    const inst = await this.newInstance(a, log);
     const inline = new Map(carried.map((c) => [c.instanceId, c.data]));
     inst.restore(await this.gatherSnapshot(s.swapId, from, filterByPartition ? new Set(inst.partitions) : undefined, inline));
     this.instances.set(a.instanceId, inst);
