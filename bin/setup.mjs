@@ -53,3 +53,24 @@ try {
   console.error(`setup: building dist/ failed: ${err?.message ?? err}`);
   process.exit(1);
 }
+
+// The Python SDK in a virtual environment of its own (.topo/python), the default interpreter of
+// Python computations. Without Python the rest works: a Python deploy then says what is missing.
+const venv = join(root, '.topo', 'python');
+const venvPython = join(venv, 'bin', 'python');
+function pythonReady() {
+  return existsSync(venvPython) && spawnSync(venvPython, ['-c', 'import topo, msgpack, nats'], { cwd: join(root, 'sdk'), stdio: 'ignore' }).status === 0;
+}
+if (!pythonReady() && process.env.TOPO_SKIP_PYTHON !== '1') {
+  const python = process.env.TOPO_PYTHON_BOOTSTRAP ?? 'python3';
+  const step = (cmd, args) => {
+    console.error(`setup: ${cmd} ${args.join(' ')}`);
+    const r = spawnSync(cmd, args, { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
+    return r.status === 0;
+  };
+  const ok = step(python, ['-m', 'venv', venv]) &&
+    step(venvPython, ['-m', 'pip', 'install', '--quiet', '--disable-pip-version-check', '-e', join(root, 'sdk', 'python') + '[test]']);
+  if (!ok || !pythonReady()) {
+    console.error(`setup: could not create the Python environment in ${venv} (needs ${python} with venv and pip, and PyPI); Python computations will need --python or TOPO_PYTHON`);
+  }
+}

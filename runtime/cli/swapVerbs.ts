@@ -1,8 +1,8 @@
 /** The hot-swap commands: swap, rollback, promote, history. */
 import { resolve } from 'node:path';
-import { bundleComputation, swapReplyOf, checkSwapTarget, type CanarySummary, type SwapOptions, type SwapOutcome, type TopoClient } from '../client/index.js';
+import { bundleSource, swapReplyOf, checkSwapTarget, type CanarySummary, type SwapOptions, type SwapOutcome, type TopoClient } from '../client/index.js';
 import { InvalidMetadataError, ModuleLoadError, TopoError, type Probation } from '../../protocol/index.js';
-import { UsageError, intOption, jsonOption, nameArg, natsOption, type ParsedArgs } from './args.js';
+import { UsageError, intOption, jsonOption, nameArg, natsOption, stringOption, type ParsedArgs } from './args.js';
 import { namingDeployed, shortPath, withClient, type Io, type Verb } from './common.js';
 import { toJson } from './format.js';
 import { renderDryRun, renderHistory, renderRolledBack, renderSwapOutcome, type SwapKind } from './swapFormat.js';
@@ -57,7 +57,7 @@ async function startedCanary(client: TopoClient, o: SwapOutcome): Promise<Canary
 export const swap: Verb = {
   name: 'swap',
   summary: 'replace the code of a running computation live, rolling back by itself if the new code fails',
-  usage: ['topo swap <name> <file> [--canary PCT] [--dry-run] [--drain-budget MS] [--json] [--nats URL]'],
+  usage: ['topo swap <name> <file> [--canary PCT] [--dry-run] [--drain-budget MS] [--python PATH] [--json] [--nats URL]'],
   details:
     'The file must define a computation with the same name. It is bundled and its metadata checked\n' +
     'before anything is sent. Then the controller has the workers load the new version (not paused),\n' +
@@ -79,6 +79,7 @@ export const swap: Verb = {
     { name: 'probation-ms', type: 'string', value: 'MS', description: 'probation length: the new version passes after MS ms without an error (default: the controller\'s)' },
     { name: 'probation-records', type: 'string', value: 'N', description: '...or after handling N records without an error, whichever comes first' },
     { name: 'drain-budget', type: 'string', value: 'MS', description: 'how long the old instances may drain their backlog before the swap is rolled back (default 30000)' },
+    { name: 'python', type: 'string', value: 'PATH', description: 'for a .py file: the Python interpreter that runs the new version' },
     jsonOption,
     natsOption,
   ],
@@ -87,6 +88,7 @@ export const swap: Verb = {
     'topo swap counter examples/tweets/counter_v2.ts',
     'topo swap counter examples/tweets/counter_v2.ts --dry-run',
     'topo swap counter examples/tweets/counter_v2.ts --canary 25',
+    'topo swap mock-tweets-generator examples/tweets/generator_v2.py',
     'topo swap counter examples/tweets/broken/counter_throws.ts   # rolled back, exit 1',
   ],
   async run(args, io) {
@@ -104,7 +106,8 @@ export const swap: Verb = {
     };
     const source = shortPath(resolve(file));
     // Bundle and validate first: a broken file or a name mismatch fails here without touching the topology.
-    const bundle = await bundleComputation(file);
+    const python = stringOption(args.values, 'python');
+    const bundle = await bundleSource(file, python !== undefined ? { python } : {});
     checkSwapTarget(name, bundle.metadata, source);
     return withClient(args, async (client) => {
       if (opts.dryRun) {

@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import {
-  DEFAULT_DIR, TopoClient, bundleComputation, downSupervised, findTopologyDir, isMalformed, packageRoot, readSupervisedRun,
+  DEFAULT_DIR, TopoClient, bundleCommand, bundleSource, downSupervised, findTopologyDir, isMalformed, packageRoot, readSupervisedRun,
   upSupervised, type StatusView,
 } from '../client/index.js';
 import { UsageError, intOption, jsonOption, nameArg, natsOption, stringOption } from './args.js';
@@ -83,7 +83,7 @@ async function runDemo(natsUrl: string, io: Io): Promise<number> {
   try {
     const running = new Map((await client.status()).computations.map((c) => [c.name, c]));
     for (const file of files) {
-      const bundle = await bundleComputation(file);
+      const bundle = await bundleSource(file);
       const current = running.get(bundle.metadata.name);
       if (current) {
         io.out(`${current.name} is already deployed (v${current.version}, sha ${current.sha.slice(0, 12)})`);
@@ -128,22 +128,56 @@ const down: Verb = {
 
 const deploy: Verb = {
   name: 'deploy',
-  summary: 'bundle a computation file and deploy it into the running topology',
-  usage: ['topo deploy <file> [--instances N] [--nats URL]'],
+  summary: 'bundle a computation (TypeScript, Python, or any command) and deploy it into the running topology',
+  usage: ['topo deploy <file> [--instances N] [--python PATH] [--nats URL]', "topo deploy --cmd '<command>' --name <name> [--instances N] [--nats URL]"],
   details:
-    'The file (.ts or .js) must default-export a defineComputation(...). It is bundled into one\n' +
+    'A .ts or .js file must default-export a defineComputation(...). It is bundled into one\n' +
     'artifact (the SDK and npm dependencies inlined) and its metadata is checked before anything\n' +
-    'is sent: a broken file changes nothing in the running topology.',
-  options: [{ name: 'instances', type: 'string', value: 'N', description: 'number of parallel instances (default: chosen by the controller)' }, natsOption],
-  positionals: { min: 1, max: 1, names: 'a computation file, e.g. `topo deploy examples/tweets/hashtags.ts`' },
-  examples: ['topo deploy examples/tweets/hashtags.ts', 'topo deploy counter.ts --instances 4'],
+    'is sent: a broken file changes nothing in the running topology.\n' +
+    '\n' +
+    'A .py file (file.py, or file.py:ClassName when it defines several) holds a subclass of\n' +
+    'topo.Computation; its metadata is read with `python -m topo describe`. Workers run it in a\n' +
+    'Python process with --python PATH, else their TOPO_PYTHON, else .topo/python (made by\n' +
+    '`npm run setup`, with the SDK installed). Packages it imports must be installed in that\n' +
+    'interpreter: give --python the interpreter of a virtual environment that has them.\n' +
+    '\n' +
+    "--cmd '<command>' runs any program that speaks the operator protocol (PROTOCOL.md, Hosted\n" +
+    'operators) with /bin/sh -c, in the current folder; it is started once here to read the\n' +
+    'metadata it declares, which must name the computation --name. The command must exist on\n' +
+    'every machine that runs a worker.',
+  options: [
+    { name: 'instances', type: 'string', value: 'N', description: 'number of parallel instances (default: chosen by the controller)' },
+    { name: 'python', type: 'string', value: 'PATH', description: 'the Python interpreter that runs a .py computation' },
+    { name: 'cmd', type: 'string', value: 'COMMAND', description: 'run a program in any language that speaks the operator protocol' },
+    { name: 'name', type: 'string', value: 'NAME', description: 'with --cmd: the computation it declares' },
+    natsOption,
+  ],
+  positionals: { min: 0, max: 1, names: 'a computation file, e.g. `topo deploy examples/tweets/hashtags.ts`' },
+  examples: [
+    'topo deploy examples/tweets/hashtags.ts',
+    'topo deploy counter.ts --instances 4',
+    'topo deploy examples/tweets/generator.py',
+    "topo deploy --cmd './word-lengths' --name word-lengths",
+  ],
   async run(args, io) {
-    const file = args.positionals[0] ?? '';
+    const file = args.positionals[0];
     const instances = intOption(args.values, 'instances', 1, 'deploy');
+    const cmd = stringOption(args.values, 'cmd');
+    const name = stringOption(args.values, 'name');
+    const python = stringOption(args.values, 'python');
+    if (cmd !== undefined && file !== undefined) throw new UsageError('deploy: give a file or --cmd, not both');
+    if (cmd === undefined && file === undefined) throw new UsageError('deploy: missing a computation file (or --cmd \'<command>\' --name <name>)');
+    if (cmd !== undefined && name === undefined) throw new UsageError('deploy: --cmd needs --name <name>, the computation the command declares');
+    if (cmd === undefined && name !== undefined) throw new UsageError('deploy: --name goes with --cmd (a file declares its own name)');
+    if (cmd !== undefined && python !== undefined) throw new UsageError('deploy: --python applies to .py files, not to --cmd');
+    if (cmd !== undefined && cmd.trim() === '') throw new UsageError('deploy: --cmd needs a command');
     // Bundle and validate first: a broken file fails here without touching the topology.
-    const bundle = await bundleComputation(file);
+    const bundle = cmd !== undefined
+      ? await bundleCommand(cmd, { name: nameArg(name, 'computation', 'deploy') })
+      : await bundleSource(file!, python !== undefined ? { python } : {});
+    const source = cmd !== undefined ? `cmd: ${cmd}` : shortPath(resolve(file!));
     const record = await withClient(args, (c) =>
-      c.deployBundle(bundle, { source: shortPath(resolve(file)), ...(instances !== undefined ? { instances } : {}) }),
+      c.deployBundle(bundle, { source, ...(instances !== undefined ? { instances } : {}) }),
     );
     io.out(renderDeployed(record));
     return 0;

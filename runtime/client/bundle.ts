@@ -11,14 +11,14 @@ import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build, type Message } from 'esbuild';
 import { isComputation } from '../../sdk/index.js';
-import { InvalidMetadataError, ModuleLoadError, validateMetadata, type NormalizedMetadata } from '../../protocol/index.js';
+import { InvalidMetadataError, ModuleLoadError, validateMetadata, type Lang, type NormalizedMetadata } from '../../protocol/index.js';
 
 export interface BundledComputation {
   code: Uint8Array;
   /** sha256 hex of `code`: the artifact's name in the object store. */
   sha: string;
   metadata: NormalizedMetadata;
-  lang: 'ts';
+  lang: Lang;
 }
 
 // esbuild's ESM output turns `require()` calls of bundled CommonJS packages

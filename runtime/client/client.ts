@@ -38,7 +38,8 @@ import {
   type StatusReply,
   type SwapReply,
 } from '../../protocol/index.js';
-import { bundleComputation, type BundledComputation } from './bundle.js';
+import type { BundledComputation } from './bundle.js';
+import { bundleSource } from './hostedBundle.js';
 import { BridgeConsumer, BridgeProducer, type BridgeConsumerOptions, type BridgeProducerOptions } from './bridge.js';
 import {
   watchSwapOutcome,
@@ -162,7 +163,7 @@ export class TopoClient {
    * uploads the artifact and asks the controller to deploy it.
    */
   async deployFile(file: string, opts: DeployOptions = {}): Promise<ComputationRecord> {
-    const bundle = await bundleComputation(file);
+    const bundle = await bundleSource(file);
     return this.deployBundle(bundle, { ...opts, source: basename(file) });
   }
 
@@ -213,7 +214,7 @@ export class TopoClient {
   async swap(name: string, file: string, opts: SwapOptions = {}): Promise<SwapOutcome> {
     checkName('computation', name);
     checkSwapOptions(opts);
-    const bundle = await bundleComputation(file);
+    const bundle = await bundleSource(file);
     return this.swapBundle(name, bundle, { ...opts, source: basename(file) });
   }
 

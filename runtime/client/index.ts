@@ -6,6 +6,7 @@ export type {
 export { swapReplyOf, checkSwapTarget, SWAP_API_TIMEOUT_MS } from './swap.js';
 export type { ScaleOutcome, SwapOptions, SwapOutcome, CanarySummary, ComputationStatusView, StatusView } from './swap.js';
 export { bundleComputation, bundleFile, importBundle } from './bundle.js';
+export { bundleCommand, bundlePython, bundleSource, isPythonSpec } from './hostedBundle.js';
 export type { BundledComputation } from './bundle.js';
 export { resolveNatsUrl, findTopologyDir, readRunInfo, writeRunInfo, removeRunInfo, runFilePath, DEFAULT_DIR, NO_TOPOLOGY_MESSAGE } from './runInfo.js';
 export type { RunInfo } from './runInfo.js';
