@@ -100,4 +100,45 @@ describe('controller process', () => {
     expect(code).toBe(0);
     expect(stderr).toContain('topo controller stopped');
   });
+
+  it('sends stop to every live registered worker when it is shut down (topo down), unless TOPO_KEEP_WORKERS=1', async () => {
+    // A fake foreign worker: answers control requests and records them, registers once, heartbeats.
+    const fakeWorker = async (workerId: string) => {
+      const ops: string[] = [];
+      const sub = client.subscribe(subjects.workerControl(workerId), {
+        callback: (_err, msg) => {
+          ops.push((JSON.parse(new TextDecoder().decode(msg.data)) as { op: string }).op);
+          msg.respond(new TextEncoder().encode(JSON.stringify({ ok: true })));
+        },
+      });
+      const hello = { workerId, host: 'elsewhere', pid: 4242, lang: 'python', startedAt: Date.now() };
+      await call(client, subjects.register, hello, 2_000);
+      const hb = () => client.publish(subjects.heartbeat(workerId), JSON.stringify({ ...hello, at: Date.now(), instances: [] }));
+      hb();
+      const timer = setInterval(hb, 200);
+      return { ops, close: () => { clearInterval(timer); sub.unsubscribe(); } };
+    };
+
+    for (const [signal, env, expected] of [['SIGTERM', {}, ['stop']], ['SIGINT', { TOPO_KEEP_WORKERS: '1' }, []]] as const) {
+      const ctl = runController(['--nats', nats.url], { TOPO_LOG_LEVEL: 'info', ...env });
+      await waitForStatus();
+      const w = await fakeWorker(`native-${signal}`);
+      const dead = await fakeWorker(`gone-${signal}`);
+      dead.close(); // registered, lease still live, but nobody answers: the controller must not hang on it
+      await new Promise((r) => setTimeout(r, 300));
+      const t0 = Date.now();
+      ctl.child.kill(signal);
+      const { code, stderr } = await ctl.exited;
+      w.close();
+      expect(code).toBe(0);
+      expect(w.ops).toEqual(expected);
+      expect(Date.now() - t0).toBeLessThan(8_000);
+      if (expected.length) {
+        expect(stderr).toContain(`worker native-${signal} acknowledged stop`);
+        expect(stderr).toContain(`worker gone-${signal} did not acknowledge stop`);
+      } else {
+        expect(stderr).not.toContain('sending stop');
+      }
+    }
+  });
 });

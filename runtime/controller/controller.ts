@@ -13,7 +13,7 @@ import {
 import { connectNats } from '../transport/connect.js';
 import { decodeJson, serve } from '../transport/rpc.js';
 import { processLogger } from '../log.js';
-import type { ControllerContext, ControllerSettings } from './context.js';
+import { controlWorker, type ControllerContext, type ControllerSettings } from './context.js';
 import { openControlPlane } from './infrastructure.js';
 import { deploy, kill } from './lifecycle.js';
 import { Rebalancer } from './rebalance.js';
@@ -73,8 +73,31 @@ export interface RunningController {
   status(): StatusReply;
   /** Resolves once queued deploy/kill/re-placement work has finished. */
   idle(): Promise<void>;
-  /** Stops serving and drains the connection. Idempotent. */
-  stop(): Promise<void>;
+  /**
+   * Stops serving and drains the connection. Idempotent. With `stopWorkers`
+   * (`topo down`: the controller process on SIGTERM/SIGINT) it first sends the
+   * worker control `stop` to every live registered worker, so that workers
+   * started elsewhere (native ones included) do not outlive the topology.
+   */
+  stop(opts?: { stopWorkers?: boolean }): Promise<void>;
+}
+
+/** How long `stop` waits for each worker to answer a control `stop` (all in parallel). */
+export const STOP_WORKERS_TIMEOUT_MS = 2_000;
+
+/** Sends `stop` to every live registered worker, in parallel, best effort; logs each outcome. */
+async function stopLiveWorkers(ctx: ControllerContext): Promise<void> {
+  const live = ctx.workers.alive();
+  if (live.length === 0) return;
+  ctx.log.info({ workers: live.map((w) => w.workerId) }, `sending stop to ${live.length} live worker(s)`);
+  await Promise.all(live.map(async (w) => {
+    try {
+      await controlWorker(ctx, w.workerId, { op: 'stop' }, STOP_WORKERS_TIMEOUT_MS);
+      ctx.log.info({ workerId: w.workerId }, `worker ${w.workerId} acknowledged stop`);
+    } catch (err) {
+      ctx.log.warn({ workerId: w.workerId, err: (err as Error).message }, `worker ${w.workerId} did not acknowledge stop: ${(err as Error).message}`);
+    }
+  }));
 }
 
 function settingsFrom(o: ControllerOptions): ControllerSettings {
@@ -308,7 +331,7 @@ function run(
     settings,
     status: () => status(ctx),
     idle: () => queue.idle(),
-    stop: () =>
+    stop: (opts) =>
       (stopping ??= (async () => {
         clearInterval(timer);
         rebalancer.stop();
@@ -318,6 +341,7 @@ function run(
         stuckReports.unsubscribe();
         await bridges.stop().catch(() => {});
         await queue.idle().catch(() => {});
+        if (opts?.stopWorkers) await stopLiveWorkers(ctx);
         await mirrorWorkers();
         if (!nc.isClosed()) await nc.drain().catch(() => {});
         log.info('topo controller stopped');

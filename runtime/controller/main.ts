@@ -29,9 +29,12 @@ async function main(): Promise<void> {
     process.stderr.write(`topo-controller: ${(err as Error).message}\n`);
     process.exit(1);
   }
+  // SIGTERM/SIGINT is how `topo down` (and `topo up` ending) stops the controller: stop the workers
+  // registered from elsewhere too. TOPO_KEEP_WORKERS=1 leaves them running (e.g. to restart only the controller).
+  const stopWorkers = process.env.TOPO_KEEP_WORKERS !== '1';
   const shutdown = (signal: string): void => {
-    log.info({ signal }, `received ${signal}, stopping`);
-    controller.stop().then(
+    log.info({ signal, stopWorkers }, `received ${signal}, stopping`);
+    controller.stop({ stopWorkers }).then(
       () => process.exit(0),
       (err: unknown) => {
         log.error({ err }, 'error while stopping');
