@@ -15,6 +15,8 @@ import { history, promote, rollback, swap } from './swapVerbs.js';
 export type { Io, Verb } from './common.js';
 
 const DEMO_FILES = ['generator', 'hashtags', 'counter', 'sink'].map((n) => join('examples', 'tweets', `${n}.ts`));
+/** The same demo with its source and its sink in Python, its extractor and counter in TypeScript. */
+const MIXED_DEMO_FILES = ['generator.py', 'hashtags.ts', 'counter.ts', 'sink.py'].map((n) => join('examples', 'tweets', n));
 const DEMO_STREAM = 'top-hashtags';
 
 // ---- up / down ---------------------------------------------------------------
@@ -22,27 +24,32 @@ const DEMO_STREAM = 'top-hashtags';
 const up: Verb = {
   name: 'up',
   summary: 'start a local topology: nats-server, a controller and workers (they keep running)',
-  usage: ['topo up [--workers N] [--nats URL] [--dir DIR] [--demo]'],
+  usage: ['topo up [--workers N] [--nats URL] [--dir DIR] [--demo [--mixed]]'],
   details:
     'Processes run in the background under a supervisor that restarts them when they die (backoff,\n' +
     'then a cool-down after repeated crashes), and write their logs to DIR/logs. `topo down` stops them.\n' +
     'Run again, it starts only what is missing and never stops or resets a live process.\n' +
     'With --demo, the tweets example (generator -> hashtags -> counter -> sink) is deployed and\n' +
-    `the ${DEMO_STREAM} stream is printed until Ctrl-C; the topology keeps running afterwards.`,
+    `the ${DEMO_STREAM} stream is printed until Ctrl-C; the topology keeps running afterwards.\n` +
+    'With --mixed too, the generator and the sink are the Python ones (examples/tweets/*.py, run by\n' +
+    'the workers in Python processes), the hashtags extractor and the counter TypeScript.',
   options: [
     { name: 'workers', type: 'string', value: 'N', description: 'number of worker processes (default 2)' },
     { name: 'nats', type: 'string', value: 'URL', description: 'use this NATS server (with JetStream) instead of starting one' },
     { name: 'dir', type: 'string', value: 'DIR', description: `folder for run.json, logs and data (default ${DEFAULT_DIR})` },
     { name: 'demo', type: 'boolean', description: `deploy examples/tweets and print the ${DEMO_STREAM} stream` },
+    { name: 'mixed', type: 'boolean', description: 'with --demo: the generator and sink in Python, the rest in TypeScript' },
   ],
   positionals: { min: 0, max: 0, names: '' },
-  examples: ['topo up', 'topo up --workers 4', 'topo up --demo', 'topo up --nats nats://127.0.0.1:4222'],
+  examples: ['topo up', 'topo up --workers 4', 'topo up --demo', 'topo up --demo --mixed', 'topo up --nats nats://127.0.0.1:4222'],
   async run(args, io) {
     const dir = resolve(stringOption(args.values, 'dir') ?? DEFAULT_DIR);
     const workers = intOption(args.values, 'workers', 1, 'up') ?? 2;
     const demo = args.values.demo === true;
+    const mixed = args.values.mixed === true;
+    if (mixed && !demo) throw new UsageError('up: --mixed goes with --demo');
     const natsFlag = stringOption(args.values, 'nats');
-    if (demo) checkDemoFiles();
+    if (demo) checkDemoFiles(mixed);
     const r = await upSupervised({ dir, ...(args.values.workers !== undefined ? { workers } : {}), ...(natsFlag ? { natsUrl: natsFlag } : {}) });
     const natsUrl = r.run.natsUrl;
     const names = (r.run.processes ?? []).filter((p) => p.kind === 'worker').map((p) => p.name);
@@ -66,19 +73,19 @@ const up: Verb = {
         return 0;
       }
     }
-    return runDemo(natsUrl, io);
+    return runDemo(natsUrl, io, mixed);
   },
 };
 
-function checkDemoFiles(): string[] {
-  const files = DEMO_FILES.map((f) => join(packageRoot(), f));
+function checkDemoFiles(mixed = false): string[] {
+  const files = (mixed ? MIXED_DEMO_FILES : DEMO_FILES).map((f) => join(packageRoot(), f));
   const missing = files.filter((f) => !existsSync(f));
   if (missing.length) throw new Error(`the demo needs ${missing.map(shortPath).join(', ')}, which ${missing.length > 1 ? 'are' : 'is'} missing`);
   return files;
 }
 
-async function runDemo(natsUrl: string, io: Io): Promise<number> {
-  const files = checkDemoFiles();
+async function runDemo(natsUrl: string, io: Io, mixed: boolean): Promise<number> {
+  const files = checkDemoFiles(mixed);
   const client = await TopoClient.connect(natsUrl, { name: 'topo-cli' });
   try {
     const running = new Map((await client.status()).computations.map((c) => [c.name, c]));
