@@ -222,6 +222,8 @@ class Operator:
         batches = msg.get("batches") or []
         pr = comp.process_record
         Rec = _Record
+        if prog is not None:
+            mm, pack_into, tick = prog.mm, prog.pack_into, prog.tick
         for b, item in enumerate(batches):
             try:
                 stream = item["stream"]
@@ -243,11 +245,12 @@ class Operator:
                 continue
             i = 0
             for r in recs:
-                if prog:
-                    prog.note(PHASE_RECORD, b, i)
+                if prog is not None:
+                    tick = (tick + 1) & 0x7FFFFFFF
+                    pack_into(mm, 0, 3, b, i, tick)
                 ts = r[2]
                 seq = r[3]
-                rec = Rec(stream, r[0], r[1], ts if type(ts) is int else int(ts), seq if type(seq) is int else int(seq),
+                rec = Rec(stream, r[0], r[1], ts if ts.__class__ is int else int(ts), seq if seq.__class__ is int else int(seq),
                           src, r[4] if len(r) == 5 else None)
                 try:
                     res = pr(ctx, rec)
@@ -257,8 +260,12 @@ class Operator:
                     failures.append({"where": "processRecord", "batch": b, "index": i, "error": error_text(err)})
                     if stop:
                         items.append([src, i + 1])
+                        if prog is not None:
+                            prog.tick = tick
                         return self._done(rid, records + i + 1, items, failures, t0, True)
                 i += 1
+            if prog is not None:
+                prog.tick = tick
             records += i
             items.append([src, i])
         self._done(rid, records, items, failures, t0, False)

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import math
+import operator
 import os
 import re
 import struct
@@ -75,28 +76,18 @@ def _reject_ext(code: int, data: bytes) -> Any:
     raise ValueError(f"extension type {code} is not part of the protocol")
 
 
-def _has_timestamp(value: Any) -> bool:
-    if isinstance(value, msgpack.Timestamp):
-        return True
-    if isinstance(value, list):
-        return any(_has_timestamp(v) for v in value)
-    if isinstance(value, dict):
-        return any(_has_timestamp(k) or _has_timestamp(v) for k, v in value.items())
-    return False
-
-
-def _may_hold_timestamp(data: bytes) -> bool:
-    # The timestamp extension (-1) is decoded by msgpack without calling ext_hook. Every encoding of
-    # it contains one of these byte pairs (fixext4, fixext8, ext8 of 12 bytes); only then walk the value.
-    return b"\xd6\xff" in data or b"\xd7\xff" in data or b"\xc7\x0c\xff" in data
-
-
 def unpack_plain(data: bytes) -> Any:
-    """Exactly one msgpack value, plain msgpack only (no extension types); raises ValueError otherwise."""
-    value = msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_reject_ext)
-    if _may_hold_timestamp(data) and _has_timestamp(value):
-        raise ValueError("extension type -1 (timestamp) is not part of the protocol")
-    return value
+    """Exactly one msgpack value, plain msgpack only (no extension types); raises ValueError otherwise.
+
+    ``max_ext_len=0`` makes msgpack refuse every extension with a payload before decoding it (the
+    timestamp extension -1 included, which would otherwise bypass ``ext_hook``); ``ext_hook`` refuses
+    the empty ones."""
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_reject_ext, max_ext_len=0)
+    except ValueError as err:
+        if "max_ext_len" in str(err) or "timestamp" in str(err):
+            raise ValueError("extension types are not part of the protocol") from None
+        raise
 
 
 # --- batches ------------------------------------------------------------------------------------
@@ -122,6 +113,43 @@ def check_batch(raw: Any) -> tuple:
     recs = raw.get("recs")
     if type(recs) is not list:
         raise MalformedBatch("batch.recs must be an array")
+    if _records_ok(recs):
+        return src, recs
+    _check_records(recs)  # names the first bad record
+    return src, recs
+
+
+_INT_FLOAT = frozenset((int, float))
+_get0, _get2, _get3, _get4 = (operator.itemgetter(i) for i in (0, 2, 3, 4))
+_LIST, _STR, _FOUR_FIVE = frozenset((list,)), frozenset((str,)), frozenset((4, 5))
+_TRACE = frozenset((str, type(None)))
+
+
+def _records_ok(recs: list) -> bool:
+    """The per-record checks as a few passes in C (map/set); False when any record may be bad."""
+    if not recs:
+        return True
+    if set(map(type, recs)) != _LIST:
+        return False
+    lens = set(map(len, recs))
+    if not lens <= _FOUR_FIVE:
+        return False
+    if set(map(type, map(_get0, recs))) != _STR:
+        return False
+    for get in (_get2, _get3):
+        values = list(map(get, recs))
+        kinds = set(map(type, values))
+        if not kinds <= _INT_FLOAT:
+            return False
+        if float in kinds and not all(map(_isfinite, values)):
+            return False
+    if 5 in lens:
+        if not set(map(type, map(_get4, filter(lambda r: len(r) == 5, recs)))) <= _TRACE:
+            return False
+    return True
+
+
+def _check_records(recs: list) -> None:
     i = 0
     for r in recs:
         if type(r) is not list or not 4 <= len(r) <= 5:
@@ -139,7 +167,6 @@ def check_batch(raw: Any) -> tuple:
         if len(r) == 5 and r[4] is not None and type(r[4]) is not str:
             raise MalformedBatch(f"recs[{i}].trace must be a string or nil")
         i += 1
-    return src, recs
 
 
 def decode_batch(data: bytes) -> dict:
