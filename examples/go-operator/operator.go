@@ -331,7 +331,7 @@ func (op *Operator) handle(req map[string]any) (map[string]any, error) {
 
 func (op *Operator) activate(c *Context, req map[string]any) []any {
 	stop := req["stopOnFailure"] == true
-	if req["timers"] == true && op.comp.ProcessTimer != nil {
+	if req["timers"] == true {
 		due := pick(op.timers, func(k string) bool { return op.timers[k] <= c.Now }) // [[key, atMs]] by key
 		sort.SliceStable(due, func(i, j int) bool { return due[i].([]any)[1].(int64) < due[j].([]any)[1].(int64) })
 		for _, t := range due {
@@ -340,8 +340,10 @@ func (op *Operator) activate(c *Context, req map[string]any) []any {
 				continue // a callback of this round set the key again: the new timer replaces it
 			}
 			delete(op.timers, key)
-			ok := c.call("processTimer", map[string]any{"timer": key}, func() error { return op.comp.ProcessTimer(c, key, at) })
-			c.stopped = !ok && stop
+			if op.comp.ProcessTimer != nil {
+				ok := c.call("processTimer", map[string]any{"timer": key}, func() error { return op.comp.ProcessTimer(c, key, at) })
+				c.stopped = !ok && stop
+			}
 		}
 	}
 	list, _ := req["batches"].([]any)

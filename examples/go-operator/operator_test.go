@@ -319,3 +319,33 @@ func TestProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A timer whose key a callback of the same round set again does not fire in that round: the new one replaces it.
+func TestTimerSetAgainInTheRoundIsSkipped(t *testing.T) {
+	var fired []string
+	comp := &Computation{Name: "timers", ProcessTimer: func(ctx *Context, key string, at int64) error {
+		fired = append(fired, key)
+		if key == "a" {
+			ctx.SetTimer("b", 25)
+		}
+		return nil
+	}}
+	s, _ := start(t, comp)
+	frame := func(m map[string]any) []byte {
+		var buf bytes.Buffer
+		WriteFrame(&buf, m)
+		return buf.Bytes()
+	}
+	s.send(frame(map[string]any{"op": "init", "id": 1, "instance": map[string]any{"index": 0, "count": 1, "id": "t-0"},
+		"state": []any{}, "timers": []any{[]any{"b", 20}, []any{"a", 10}, []any{"c", 99}}, "runInit": true}))
+	got := s.send(frame(map[string]any{"op": "activate", "id": 2, "now": 30, "timers": true, "batches": []any{}}))
+	if !reflect.DeepEqual(fired, []string{"a"}) || got["timers"] != 2.0 || got["nextTimerAt"] != 25.0 {
+		t.Errorf("first round fired %v: %v", fired, got)
+	}
+	got = s.send(frame(map[string]any{"op": "activate", "id": 3, "now": 30, "timers": true, "batches": []any{}}))
+	if !reflect.DeepEqual(fired, []string{"a", "b"}) || got["timers"] != 1.0 || got["nextTimerAt"] != 99.0 {
+		t.Errorf("second round fired %v: %v", fired, got)
+	}
+	s.in.Close()
+	<-s.done
+}
