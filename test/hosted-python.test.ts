@@ -117,6 +117,31 @@ describe('a Python computation hosted by a TS worker', () => {
 });
 
 describe('supervision of a Python operator process', () => {
+  it('does not outlive its worker: kill -9 of the worker ends it, and the counter is placed again and counts on', async () => {
+    const c = (cluster = await startCluster({ workers: 2 }));
+    const { input, output } = await tapCounter(c.client);
+    taps.push(input as Tap<unknown>, output as Tap<unknown>);
+    expect((await cli(c, ['deploy', py('counter_a')])).code).toBe(0);
+    await c.client.deployFile('test/fixtures/swap-e2e-source.ts');
+    const [inst] = await running(c, COUNTER, 1);
+    await waitFor(() => output.records.length > 200, { what: 'output of py-a', timeoutMs: 20_000 });
+    const operators = (await runPs()).filter((l) => l.includes(c.dir) && l.includes('-m topo run'));
+    expect(operators.length).toBe(1);
+    const n = Number(inst!.workerId.replace('w-', ''));
+    await c.killWorker(n, 'SIGKILL');
+    // End of file on its fd 3: the operator exits by itself.
+    await waitFor(async () => (await runPs()).filter((l) => l.includes(`${c.dir}`) && l.includes('-m topo run')).length === 0, {
+      what: 'the operator process of the killed worker to exit', timeoutMs: 5_000,
+    });
+    await waitFor(async () => {
+      const [moved] = await running(c, COUNTER, 1);
+      return moved!.workerId !== inst!.workerId;
+    }, { what: 'the counter placed on the other worker', timeoutMs: 20_000 });
+    const before = output.records.length;
+    await waitFor(() => output.records.length > before + 200, { what: 'counting again on the other worker', timeoutMs: 20_000 });
+  });
+
+
   it('restarts a process that dies, dead-letters the record it died on, and cools down when it keeps dying', async () => {
     const c = (cluster = await startCluster({ workers: 1, env: { POISON_EVERY: '40', TOPO_COOLDOWN_MS: '3000' } }));
     const echoed = await tapStream(c.client, 'echo-out', (key, value) => ({ key, seq: (value as { seq: number }).seq }));
