@@ -15,6 +15,15 @@ import { call, encodeJson, serve } from '../runtime/transport/rpc.js';
 import { connectNats } from '../runtime/transport/connect.js';
 import { packr, subjects, type HistoryEntry } from '../protocol/index.js';
 import type { BridgeProducer } from '../runtime/client/bridge.js';
+import { BridgeTable } from '../runtime/controller/bridges.js';
+import { startController, type ControllerOptions } from '../runtime/controller/controller.js';
+import { startNatsServer } from '../runtime/transport/natsServer.js';
+import { TopoClient } from '../runtime/client/client.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import type { BridgeConsumerRegistration } from '../protocol/index.js';
 
 const COUNTER = 'bridge-counter';
 const V1 = 'test/fixtures/bridge-counter-v1.ts';
@@ -309,4 +318,100 @@ describe('bridges: producers and consumers outside the controller', () => {
       await client.kill(COUNTER).catch(() => undefined);
     }
   }, 120_000);
+});
+
+describe('the controller\'s bridge table (runtime/controller/bridges.ts)', () => {
+  const noComputation = (): boolean => false;
+  const consumer = (id: string, over: Partial<BridgeConsumerRegistration> = {}): BridgeConsumerRegistration =>
+    ({ kind: 'consumer', id, group: 'g', stream: 's', grouping: 'broadcast', startedAt: 1, ...over });
+
+  it('keeps a member\'s index, takes the lowest free one, and drops what misses its lease', () => {
+    const t = new BridgeTable(5_000);
+    expect(t.register(consumer('a'), 0, noComputation).entry).toMatchObject({ index: 0 });
+    expect(t.register(consumer('b'), 0, noComputation).entry).toMatchObject({ index: 1 });
+    expect(t.register(consumer('a'), 1_000, noComputation)).toMatchObject({ fresh: false, entry: { index: 0 } });
+    expect(t.recordOf('g', 1_000)?.members).toEqual([{ id: 'a', index: 0 }, { id: 'b', index: 1 }]);
+    // b stops heartbeating: dropped after its lease, and the group's record lists a only.
+    t.register(consumer('a'), 5_500, noComputation);
+    expect(t.expire(6_001).map((e) => e.id)).toEqual(['b']);
+    expect(t.recordOf('g', 6_001)?.members).toEqual([{ id: 'a', index: 0 }]);
+    expect(t.register(consumer('c'), 6_002, noComputation).entry).toMatchObject({ index: 1 });
+    expect(t.expire(20_000).length).toBe(2);
+    expect(t.recordOf('g', 20_000)).toBeUndefined();
+  });
+
+  it('refuses what would change a live registration, and changes nothing then', () => {
+    const t = new BridgeTable(5_000);
+    t.register({ kind: 'producer', id: 'p', streams: ['s'], startedAt: 1 }, 0, noComputation);
+    expect(() => t.register({ kind: 'producer', id: 'p', streams: ['s'], startedAt: 2 }, 10, noComputation)).toThrow(/another process/);
+    expect(() => t.register(consumer('p'), 10, noComputation)).toThrow(/registered as a producer/);
+    expect(() => t.register(consumer('x', { group: 'counter' }), 10, (n) => n === 'counter')).toThrow(/deployed computation/);
+    t.register(consumer('k1', { group: 'kg', grouping: 'key' }), 10, noComputation);
+    expect(() => t.register(consumer('k2', { group: 'kg', grouping: 'key' }), 10, noComputation)).toThrow(/one member/);
+    expect(() => t.register(consumer('k3', { group: 'kg', grouping: 'shuffle' }), 10, noComputation)).toThrow(/reads s with key grouping/);
+    expect(t.status().producers.map((p) => p.id)).toEqual(['p']);
+    expect(t.status().consumers.map((c) => c.id)).toEqual(['k1']);
+    // After its lease another process may take the id.
+    expect(t.register({ kind: 'producer', id: 'p', streams: ['s'], startedAt: 2 }, 6_000, noComputation).fresh).toBe(true);
+  });
+
+  it('takes back a member remembered from KV after a controller restart, whatever its process start', () => {
+    const t = new BridgeTable(5_000);
+    t.seed({ group: 'g', stream: 's', grouping: 'broadcast', members: [{ id: 'a', index: 3 }], updatedAt: 0 }, 100);
+    expect(t.status().consumers[0]).toMatchObject({ id: 'a', index: 3, creditGroup: 'g#3' });
+    // Its first heartbeat (a real startedAt) is accepted, with the same index (its credit group), and needs no KV write.
+    expect(t.register(consumer('a', { startedAt: 777 }), 200, noComputation)).toMatchObject({ fresh: false, entry: { index: 3 } });
+    expect(() => t.register(consumer('a', { startedAt: 778 }), 300, noComputation)).toThrow(/another process/);
+    // Not heard from within a lease: gone.
+    const u = new BridgeTable(5_000);
+    u.seed({ group: 'g', stream: 's', grouping: 'shuffle', members: [{ id: 'z', index: 0 }], updatedAt: 0 }, 100);
+    expect(u.expire(5_101).map((e) => e.id)).toEqual(['z']);
+  });
+});
+
+describe('bridges across a controller restart (in-process controller)', () => {
+  it('a consumer keeps its group and credit group, a producer is listed again by its next heartbeat', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'topo-bridge-restart-'));
+    const nats = await startNatsServer({ storeDir: join(dir, 'js') });
+    const opts: ControllerOptions = { natsUrl: nats.url, logger: pino({ level: 'silent' }), heartbeatMs: 200, leaseMs: 1_000 };
+    let controller = await startController(opts);
+    const client = await TopoClient.connect(nats.url, { name: 'bridge-restart-test' });
+    const kv = await new Kvm(client.nc).open('topo_state');
+    try {
+      const c = client.consume('rs', { group: 'rgroup', grouping: 'broadcast', id: 'rc-1' });
+      await c.ready;
+      expect(c.creditGroup).toBe('rgroup#0');
+      const p = await client.producer({ id: 'rp-1', streams: ['rs'] });
+      await controller.stop();
+      // The group stays in desired state while the controller is away: producers keep counting it.
+      expect((await kv.get('consumer.rgroup'))?.json()).toMatchObject({ group: 'rgroup', members: [{ id: 'rc-1', index: 0 }] });
+      controller = await startController(opts);
+      await waitFor(() => {
+        const b = controller.status().bridges;
+        return b?.producers.some((x) => x.id === 'rp-1') && b.consumers.some((x) => x.id === 'rc-1' && x.creditGroup === 'rgroup#0' && x.pid === process.pid);
+      }, { what: () => `both bridges listed again (${JSON.stringify(controller.status().bridges)})`, timeoutMs: 5_000 });
+      // Several leases later both are still there (their heartbeats are accepted as the same processes).
+      await new Promise((r) => setTimeout(r, 2_500));
+      expect(controller.status().bridges?.consumers.map((x) => x.id)).toEqual(['rc-1']);
+      expect(controller.status().bridges?.producers.map((x) => x.id)).toEqual(['rp-1']);
+      // Records flow and are credited: the producer's debt to the group returns to 0.
+      for (let i = 0; i < 100; i++) await p.produce('rs', `k${i}`, i);
+      await p.flush();
+      const got: number[] = [];
+      for await (const r of c) {
+        got.push(r.value as number);
+        if (got.length === 100) break;
+      }
+      expect(got.sort((a, b) => a - b)).toEqual([...Array(100).keys()]);
+      // The consumer left (break): the group is gone from KV, and the producer owes nothing.
+      await waitFor(async () => (await kv.get('consumer.rgroup'))?.operation !== 'PUT', { what: 'consumer.rgroup deleted' });
+      await waitFor(() => p.debt() === 0, { what: 'debt 0' });
+      await p.close();
+    } finally {
+      await client.close();
+      await controller.stop();
+      await nats.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
 });

@@ -39,6 +39,8 @@ export type ConsumerEntry = BridgeConsumerRegistration & Common & { index: numbe
 export class BridgeTable {
   readonly producers = new Map<string, ProducerEntry>();
   readonly consumers = new Map<string, ConsumerEntry>();
+  /** Members seeded from KV that have not heartbeated since (their process is not known yet). */
+  private readonly seeded = new Set<string>();
 
   constructor(private readonly leaseMs: number) {}
 
@@ -68,6 +70,8 @@ export class BridgeTable {
     const other = req.kind === 'producer' ? this.consumers.get(req.id) : this.producers.get(req.id);
     if (other && this.isAlive(req.id, now)) throw new ConflictError(`bridge id ${req.id} is registered as a ${other.kind}`);
     const same = req.kind === 'producer' ? this.producers.get(req.id) : this.consumers.get(req.id);
+    // A member remembered from KV (after a controller restart) does not know its process: its first heartbeat is it.
+    if (same && this.seeded.delete(req.id)) same.startedAt = req.startedAt;
     if (same && same.startedAt !== req.startedAt && now - same.lastSeen <= this.leaseMs) {
       throw new ConflictError(`bridge id ${req.id} is registered by another process (startedAt ${same.startedAt}); choose another id or wait ${this.leaseMs} ms for its lease to end`);
     }
@@ -115,11 +119,13 @@ export class BridgeTable {
       this.consumers.set(m.id, {
         kind: 'consumer', id: m.id, group: rec.group, stream: rec.stream, grouping: rec.grouping, index: m.index, startedAt: 0, registeredAt: now, lastSeen: now,
       });
+      this.seeded.add(m.id);
     }
   }
 
   remove(id: string): ProducerEntry | ConsumerEntry | undefined {
     const e = this.producers.get(id) ?? this.consumers.get(id);
+    this.seeded.delete(id);
     this.producers.delete(id);
     this.consumers.delete(id);
     return e;
@@ -132,6 +138,7 @@ export class BridgeTable {
       for (const [id, e] of m) {
         if (now - e.lastSeen > this.leaseMs) {
           m.delete(id);
+          this.seeded.delete(id);
           out.push(e);
         }
       }
