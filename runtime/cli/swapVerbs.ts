@@ -1,6 +1,6 @@
 /** The hot-swap commands: swap, rollback, promote, history. */
 import { resolve } from 'node:path';
-import { bundleSource, swapReplyOf, checkSwapTarget, type CanarySummary, type SwapOptions, type SwapOutcome, type TopoClient } from '../client/index.js';
+import { bundleCommand, bundleSource, swapReplyOf, checkSwapTarget, type CanarySummary, type SwapOptions, type SwapOutcome, type TopoClient } from '../client/index.js';
 import { InvalidMetadataError, ModuleLoadError, TopoError, type Probation } from '../../protocol/index.js';
 import { UsageError, intOption, jsonOption, nameArg, natsOption, stringOption, type ParsedArgs } from './args.js';
 import { namingDeployed, shortPath, withClient, type Io, type Verb } from './common.js';
@@ -57,7 +57,7 @@ async function startedCanary(client: TopoClient, o: SwapOutcome): Promise<Canary
 export const swap: Verb = {
   name: 'swap',
   summary: 'replace the code of a running computation live, rolling back by itself if the new code fails',
-  usage: ['topo swap <name> <file> [--canary PCT] [--dry-run] [--drain-budget MS] [--python PATH] [--json] [--nats URL]'],
+  usage: ['topo swap <name> <file> [--canary PCT] [--dry-run] [--drain-budget MS] [--python PATH] [--json] [--nats URL]', "topo swap <name> --cmd '<command>' [...]"],
   details:
     'The file must define a computation with the same name. It is bundled and its metadata checked\n' +
     'before anything is sent. Then the controller has the workers load the new version (not paused),\n' +
@@ -80,10 +80,11 @@ export const swap: Verb = {
     { name: 'probation-records', type: 'string', value: 'N', description: '...or after handling N records without an error, whichever comes first' },
     { name: 'drain-budget', type: 'string', value: 'MS', description: 'how long the old instances may drain their backlog before the swap is rolled back (default 30000)' },
     { name: 'python', type: 'string', value: 'PATH', description: 'for a .py file: the Python interpreter that runs the new version' },
+    { name: 'cmd', type: 'string', value: 'COMMAND', description: 'the new version is this program speaking the operator protocol (see topo deploy --help)' },
     jsonOption,
     natsOption,
   ],
-  positionals: { min: 2, max: 2, names: 'a computation name and a file, e.g. `topo swap counter examples/tweets/counter_v2.ts`' },
+  positionals: { min: 1, max: 2, names: 'a computation name and a file (or --cmd), e.g. `topo swap counter examples/tweets/counter_v2.ts`' },
   examples: [
     'topo swap counter examples/tweets/counter_v2.ts',
     'topo swap counter examples/tweets/counter_v2.ts --dry-run',
@@ -93,6 +94,9 @@ export const swap: Verb = {
   ],
   async run(args, io) {
     const name = nameArg(args.positionals[0], 'computation', 'swap');
+    const cmd = stringOption(args.values, 'cmd');
+    if (cmd !== undefined && args.positionals[1] !== undefined) throw new UsageError('swap: give a file or --cmd, not both');
+    if (cmd === undefined && args.positionals[1] === undefined) throw new UsageError('swap: missing the file of the new version (or --cmd \'<command>\')');
     const file = args.positionals[1] ?? '';
     const json = args.values.json === true;
     const canary = canaryOption(args);
@@ -104,10 +108,13 @@ export const swap: Verb = {
       ...(args.values['dry-run'] === true ? { dryRun: true } : {}),
       ...(probation ? { probation } : {}),
     };
-    const source = shortPath(resolve(file));
+    const source = cmd !== undefined ? `cmd: ${cmd}` : shortPath(resolve(file));
     // Bundle and validate first: a broken file or a name mismatch fails here without touching the topology.
     const python = stringOption(args.values, 'python');
-    const bundle = await bundleSource(file, python !== undefined ? { python } : {});
+    if (cmd !== undefined && python !== undefined) throw new UsageError('swap: --python applies to .py files, not to --cmd');
+    const bundle = cmd !== undefined
+      ? await bundleCommand(cmd, { name })
+      : await bundleSource(file, python !== undefined ? { python } : {});
     checkSwapTarget(name, bundle.metadata, source);
     return withClient(args, async (client) => {
       if (opts.dryRun) {
