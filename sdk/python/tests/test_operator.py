@@ -222,8 +222,12 @@ def test_timers_fire_earliest_first_before_batches(operator, write_comp):
     assert c["nextTimerAt"] == 250 and c["timers"] == 3  # b, future, new
     c = op.request("activate", now=300, timers=False, batches=[])
     assert c["outputs"] == [] and c["nextTimerAt"] == 250
-    c = op.request("activate", now=2000, timers=True, batches=[])
-    assert [(o[1], o[2]) for o in c["outputs"]] == [("new", 250), ("b", 1050)]
+    c = op.request("activate", now=2000, timers=True, batches=[
+        {"stream": "in", "data": batch("p1", "in", 2, [rec("r", {"timer": "half", "at": 2100.5}, seq=2)])}])
+    assert [(o[1], o[2]) for o in c["outputs"][:2]] == [("new", 250), ("b", 1050)]
+    assert c["nextTimerAt"] == 2101 and c["timers"] == 2  # an int, rounded up: due at or after 2100.5
+    c = op.request("activate", now=2101, timers=True, batches=[])
+    assert c["outputs"] == [["log", "half", 2100.5]]
     assert c["nextTimerAt"] == 10_000 and c["timers"] == 1
 
 

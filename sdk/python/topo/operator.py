@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
 import mmap
 import os
 import struct
@@ -117,6 +118,8 @@ class Operator:
         outs = e.outputs
         logs = e.logs
         nxt = e.timers.next()
+        if nxt is not None and type(nxt) is not int:
+            nxt = math.ceil(nxt)  # nextTimerAt is an int: a timer at 100.5 is due at 101
         n = 10 + (1 if logs else 0) + (1 if stopped else 0)
         parts = [p.pack_map_header(n), p.pack("op"), p.pack("completion"), p.pack("id"), p.pack(rid),
                  p.pack("outputs"), p.pack_array_header(len(outs))]
@@ -222,6 +225,7 @@ class Operator:
         batches = msg.get("batches") or []
         pr = comp.process_record
         Rec = _Record
+        _int = int
         if prog is not None:
             mm, pack_into, tick = prog.mm, prog.pack_into, prog.tick
         for b, item in enumerate(batches):
@@ -248,10 +252,7 @@ class Operator:
                 if prog is not None:
                     tick = (tick + 1) & 0x7FFFFFFF
                     pack_into(mm, 0, 3, b, i, tick)
-                ts = r[2]
-                seq = r[3]
-                rec = Rec(stream, r[0], r[1], ts if ts.__class__ is int else int(ts), seq if seq.__class__ is int else int(seq),
-                          src, r[4] if len(r) == 5 else None)
+                rec = Rec(stream, r[0], r[1], _int(r[2]), _int(r[3]), src, r[4] if len(r) == 5 else None)
                 try:
                     res = pr(ctx, rec)
                     if res is not None and _isawaitable(res):
