@@ -100,7 +100,9 @@ export class TopologyView {
    */
   async watch(kv: KV, log?: ViewLog): Promise<void> {
     // The consumer groups bridges registered are followed by a watch of their own (one watch of two keys needs nats-server 2.10).
-    const bridges = this.watchBridgeConsumers(kv, log);
+    // It must not stop a worker from starting: without it producers only miss the bridges' groups (logged).
+    const bridges = this.watchBridgeConsumers(kv, log).catch((err: unknown) =>
+      log?.error({ err }, `could not follow the bridge consumer groups in topo_state: ${(err as Error).message}`));
     const iter = await kv.watch({ key: kvKeys.computationAll });
     let loaded!: () => void;
     const initial = new Promise<void>((r) => (loaded = r));
