@@ -211,6 +211,25 @@ describe('bridges: producers and consumers outside the controller', () => {
     }
   }, 120_000);
 
+  it('a producer of a stream fed in-process inside a fusion group is refused (its records would not reach the fused reader)', async () => {
+    const { client } = cluster;
+    await client.deployFile('test/fixtures/bridge-relay.ts');
+    await client.deployFile('test/fixtures/bridge-sink.ts');
+    try {
+      // The autopilot may have fused them already: then this changes nothing.
+      await client.fuse(['bridge-relay', 'bridge-sink']);
+      await waitFor(async () => (await client.computation('bridge-sink'))?.fusion?.inputs.includes('bridge-mid'), { what: 'bridge-sink fused' });
+      await expect(client.producer({ id: 'bp-fused', streams: ['bridge-mid'] })).rejects.toThrow(/stream bridge-mid is fused into bridge-sink/);
+      expect((await client.status()).bridges?.producers.some((p) => p.id === 'bp-fused') ?? false).toBe(false);
+      // The head's input is read on NATS: fine.
+      const head = await client.producer({ id: 'bp-head', streams: ['bridge-rin'] });
+      await head.close();
+    } finally {
+      await client.kill('bridge-sink').catch(() => undefined);
+      await client.kill('bridge-relay').catch(() => undefined);
+    }
+  }, 60_000);
+
   it('garbage registrations, heartbeats and control requests are refused or ignored and change nothing', async () => {
     const { client } = cluster;
     const nc = client.nc;
@@ -349,6 +368,8 @@ describe('the controller\'s bridge table (runtime/controller/bridges.ts)', () =>
     t.register(consumer('k1', { group: 'kg', grouping: 'key' }), 10, noComputation);
     expect(() => t.register(consumer('k2', { group: 'kg', grouping: 'key' }), 10, noComputation)).toThrow(/one member/);
     expect(() => t.register(consumer('k3', { group: 'kg', grouping: 'shuffle' }), 10, noComputation)).toThrow(/reads s with key grouping/);
+    expect(() => t.register({ kind: 'producer', id: 'q', streams: ['a', 'mid'], startedAt: 1 }, 10, noComputation, (s) => (s === 'mid' ? 'tail' : undefined)))
+      .toThrow(/stream mid is fused into tail/);
     expect(t.status().producers.map((p) => p.id)).toEqual(['p']);
     expect(t.status().consumers.map((c) => c.id)).toEqual(['k1']);
     // After its lease another process may take the id.

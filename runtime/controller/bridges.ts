@@ -66,7 +66,9 @@ export class BridgeTable {
    * Adds or renews a registration. Throws ConflictError (and changes nothing) when the id is taken by
    * another process or kind, or the group cannot take this member. Returns the entry and whether it is new.
    */
-  register(req: BridgeRegisterRequest, now: number, isComputation: (name: string) => boolean): { entry: ProducerEntry | ConsumerEntry; fresh: boolean } {
+  register(
+    req: BridgeRegisterRequest, now: number, isComputation: (name: string) => boolean, fusedReaderOf: (stream: string) => string | undefined = () => undefined,
+  ): { entry: ProducerEntry | ConsumerEntry; fresh: boolean } {
     const other = req.kind === 'producer' ? this.consumers.get(req.id) : this.producers.get(req.id);
     if (other && this.isAlive(req.id, now)) throw new ConflictError(`bridge id ${req.id} is registered as a ${other.kind}`);
     const same = req.kind === 'producer' ? this.producers.get(req.id) : this.consumers.get(req.id);
@@ -77,6 +79,13 @@ export class BridgeTable {
     }
     if (!same && this.size >= MAX_BRIDGES) throw new ConflictError(`too many bridges registered (${MAX_BRIDGES})`);
     if (req.kind === 'producer') {
+      // A stream fed in-process inside a fusion group is not read on NATS by its consumer: what a bridge published there would be lost.
+      if (!same) {
+        for (const stream of req.streams) {
+          const reader = fusedReaderOf(stream);
+          if (reader) throw new ConflictError(`stream ${stream} is fused into ${reader}, which does not read it on NATS: records of a bridge would not reach it (\`topo split\` it first)`);
+        }
+      }
       const entry: ProducerEntry = {
         kind: 'producer', id: req.id, streams: [...new Set(req.streams)], startedAt: req.startedAt,
         ...pick(req), registeredAt: same && same.startedAt === req.startedAt ? same.registeredAt : now, lastSeen: now,
@@ -253,9 +262,13 @@ export async function startBridges(ctx: ControllerContext, stateKv: KV): Promise
   }
 
   const isComputation = (name: string): boolean => ctx.store.get(name) !== undefined;
+  const fusedReaderOf = (stream: string): string | undefined => {
+    const r = ctx.store.all().find((c) => c.fusion?.inputs.includes(stream));
+    return r ? `${r.name} (fusion group ${r.fusion!.group})` : undefined;
+  };
   const accept = async (req: BridgeRegisterRequest, how: string, stats?: BridgeStats): Promise<BridgeRegisterReply> => {
     const before = req.kind === 'consumer' ? table.consumers.get(req.id)?.group : undefined;
-    const { entry, fresh } = table.register(req, Date.now(), isComputation);
+    const { entry, fresh } = table.register(req, Date.now(), isComputation, fusedReaderOf);
     if (stats) entry.stats = stats;
     if (entry.kind === 'consumer') {
       // Written before the reply: a producer that starts afterwards counts the group from its first record.
