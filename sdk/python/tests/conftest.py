@@ -2,6 +2,7 @@
 import fcntl
 import json
 import os
+import socket
 import struct
 import subprocess
 import sys
@@ -28,9 +29,24 @@ def batch(src, stream, bseq, recs, **extra):
 class Operator:
     """A `python -m topo run` child with fds 3 (requests) and 4 (replies), as a worker starts it."""
 
-    def __init__(self, target, name=None, env=None, progress=False, cwd=None, extra_args=None):
-        r_in, w_in = os.pipe()    # worker -> operator (its fd 3)
-        r_out, w_out = os.pipe()  # operator -> worker (its fd 4)
+    def __init__(self, target, name=None, env=None, progress=False, cwd=None, extra_args=None, socketpair=False):
+        self.socketpair = socketpair
+        if socketpair:
+            # What Node's spawn hands a child for a "pipe" stdio entry: one end of a non-blocking socketpair.
+            a, b = socket.socketpair()
+            c, d = socket.socketpair()
+            for s in (a, b, c, d):
+                s.setblocking(False)
+            self._socks = (a, b, c, d)
+            r_in, w_in = os.dup(b.fileno()), os.dup(a.fileno())
+            r_out, w_out = os.dup(c.fileno()), os.dup(d.fileno())
+            for s in self._socks:
+                s.close()
+            os.set_blocking(w_in, True)
+            os.set_blocking(r_out, True)
+        else:
+            r_in, w_in = os.pipe()    # worker -> operator (its fd 3)
+            r_out, w_out = os.pipe()  # operator -> worker (its fd 4)
         # Above fd 10 so that the shell's "3<&N 4>&M" never meets an end that is itself 3 or 4.
         r_in, w_out = [self._high(fd) for fd in (r_in, w_out)]
         self.progress_path = None
@@ -98,6 +114,10 @@ class Operator:
 
     def close_input(self):
         if self.w is not None:
+            if self.socketpair:  # other ends may be open in the child's parent shim: shut down to send EOF
+                s = socket.socket(fileno=os.dup(self.w))
+                s.shutdown(socket.SHUT_WR)
+                s.close()
             os.close(self.w)
             self.w = None
 

@@ -442,3 +442,19 @@ def test_invalid_frame_vectors_end_the_process_without_a_reply(operator, write_c
     assert op.wait() == 1
     err = op.stderr()
     assert err.startswith("topo: run: ProtocolError: ") and err.count("\n") == 1
+
+
+def test_over_non_blocking_socketpairs_with_large_frames(operator, write_comp):
+    """Node hands "pipe" stdio to a child as non-blocking socketpairs: frames of MiBs both ways still work."""
+    op = operator(write_comp(ECHO), socketpair=True)
+    assert op.read_frame()["op"] == "hello"
+    big = [[f"k{i}", "x" * 1000] for i in range(3000)]  # a 3 MB state in the init frame
+    c = op.request("init", **{**INIT, "state": big, "runInit": False})
+    assert c["stateKeys"] == 3000
+    s = op.request("snapshot")  # a 3 MB reply: more than a socket buffer
+    assert s["state"] == big
+    recs = [rec(f"r{i}", "y" * 500, seq=i + 1) for i in range(2000)]
+    c = op.request("activate", now=1, timers=False, batches=[{"stream": "in", "data": batch("p1", "in", 1, recs)}])
+    assert c["records"] == 2000 and len(c["outputs"]) == 2000
+    op.close_input()
+    assert op.wait() == 0

@@ -47,8 +47,11 @@ def main(argv=None) -> int:
     for fd in (in_fd, out_fd):
         try:
             os.set_inheritable(fd, False)  # not handed to the computation's own subprocesses
+            os.fstat(fd)
         except OSError as err:
             return _fail(f"run: fd {fd} is not open ({err}); this command is started by a topo worker")
+    # Node hands its pipes over as non-blocking sockets (socketpairs); replies are written blocking.
+    os.set_blocking(out_fd, True)
     try:
         sys.stdout.reconfigure(line_buffering=True)  # print() lines reach `topo logs` promptly
     except Exception:

@@ -12,6 +12,7 @@ import math
 import operator
 import os
 import re
+import select
 import struct
 from typing import Any, Iterable, Optional
 
@@ -250,9 +251,14 @@ def read_frame(fd: int) -> Optional[dict]:
 
 
 def write_all(fd: int, data: bytes) -> None:
+    """Writes everything, also to a non-blocking fd (waits for it to be writable)."""
     view = memoryview(data)
     while view:
-        n = os.write(fd, view)
+        try:
+            n = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [])
+            continue
         view = view[n:]
 
 
