@@ -10,6 +10,7 @@ import { pathToFileURL } from 'node:url';
 import type { LiveCaseOptions, LiveMode, LiveResult } from './live/harness.js';
 import { LIVE_TITLES, liveMarkdownSection, liveTextTable, liveVerdict } from './live/report.js';
 import type { BenchOptions } from './options.js';
+import { polyglotPart } from './polyglot/part.js';
 import { fusionPart, heavyPart, pairMarkdownSection, pairTextTable, pairVerdict, runPart, type PairContext, type RunFacts } from './pairs.js';
 import type { SectionName } from './sections.js';
 
@@ -45,6 +46,7 @@ export async function runParts(opts: BenchOptions, ctx: PartsContext): Promise<P
   const pairs = [
     ...(opts.fusion ? [() => fusionPart(ctx, opts.fusionRecords)] : []),
     ...(opts.heavy ? [() => heavyPart(ctx, opts.heavyRecords)] : []),
+    ...(opts.polyglot ? [() => polyglotPart(ctx, opts.polyglotRecords)] : []),
   ];
   for (const make of pairs) {
     const facts = factsNow(ctx);

@@ -26,13 +26,13 @@ try {
 rmSync(join(root, 'dist/bench/topo.mjs'), { force: true });
 rmSync(join(root, 'dist/bench/swap.mjs'), { force: true });
 rmSync(join(root, 'dist/bench/threads.mjs'), { force: true });
-const NEW_PARTS = ['fusion', 'heavy', 'live'];
+const NEW_PARTS = ['fusion', 'heavy', 'live', 'polyglot'];
 for (const p of NEW_PARTS) rmSync(join(root, `dist/bench/${p}.mjs`), { force: true });
 try {
   await buildRuntime({ quiet: true });
   await bundle({
     topo: 'bench/topo/harness.ts', swap: 'bench/swap/harness.ts', threads: 'bench/threads/harness.ts',
-    fusion: 'bench/fusion/harness.ts', heavy: 'bench/heavy/harness.ts', live: 'bench/live/harness.ts',
+    fusion: 'bench/fusion/harness.ts', heavy: 'bench/heavy/harness.ts', live: 'bench/live/harness.ts', polyglot: 'bench/polyglot/harness.ts',
   });
 } catch (err) {
   rmSync(join(root, 'dist/bench/topo.mjs'), { force: true });
