@@ -9,12 +9,31 @@ import sys
 import tempfile
 import textwrap
 
+import jsonschema
 import msgpack
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 VECTORS = os.path.normpath(os.path.join(HERE, "..", "..", "..", "protocol", "vectors"))
 SDK = os.path.normpath(os.path.join(HERE, ".."))
+
+
+SCHEMAS = os.path.normpath(os.path.join(VECTORS, "..", "schemas"))
+_REPLY_SCHEMA = {"hello": "operator-hello", "completion": "operator-completion", "snapshot": "operator-snapshot-reply",
+                 "error": "operator-error"}
+_validators = {}
+
+
+def check_reply_schema(frame):
+    """Every frame an operator writes must match the worker's schema (protocol/schemas/operator-*.json)."""
+    name = _REPLY_SCHEMA.get(frame.get("op"))
+    assert name is not None, f"unexpected frame op {frame.get('op')!r}"
+    v = _validators.get(name)
+    if v is None:
+        with open(os.path.join(SCHEMAS, name + ".json"), encoding="utf-8") as f:
+            v = _validators[name] = jsonschema.Draft202012Validator(json.load(f))
+    errors = sorted(v.iter_errors(frame), key=lambda e: list(e.path))
+    assert not errors, f"{name}: " + "; ".join(f"{list(e.path)}: {e.message}" for e in errors[:5])
 
 
 def load_vectors(name):
@@ -100,7 +119,9 @@ class Operator:
             return None
         (n,) = struct.unpack(">I", head)
         body = self._read(n)
-        return msgpack.unpackb(body, raw=False)
+        frame = msgpack.unpackb(body, raw=False)
+        check_reply_schema(frame)
+        return frame
 
     def request(self, op, **fields):
         rid = self.next_id

@@ -36,6 +36,8 @@ class Echo(Computation):
             ctx.produce_record("out", 7, 1)
         if v == "print":
             print("hello from print", r.key, flush=True)
+        if v == "long":
+            raise ValueError("\u00e9" * 5000)
         if v == "sleep":
             import time; time.sleep(0.6)
         if isinstance(v, dict) and "timer" in v:
@@ -458,3 +460,19 @@ def test_over_non_blocking_socketpairs_with_large_frames(operator, write_comp):
     assert c["records"] == 2000 and len(c["outputs"]) == 2000
     op.close_input()
     assert op.wait() == 0
+
+
+def test_error_strings_are_cut_to_4096_utf8_bytes(operator, write_comp):
+    op, _ = start(operator, write_comp)
+    op.request("init", **INIT)
+    c = op.request("activate", now=1, timers=False, batches=[{"stream": "in", "data": batch("p1", "in", 1, [rec("a", "long")])}])
+    err = c["failures"][0]["error"]
+    assert err.startswith("ValueError: \u00e9\u00e9") and err.endswith("(truncated)")
+    assert 4000 < len(err.encode("utf-8")) <= 4096
+
+
+def test_reply_schema_check_can_fail():
+    from conftest import check_reply_schema
+    with pytest.raises(AssertionError, match="operator-completion"):
+        check_reply_schema({"op": "completion", "id": 1, "outputs": [["s", 1, 2]], "records": 0, "batches": [],
+                            "failures": [], "stateKeys": 0, "timers": 0, "busyMs": 0})

@@ -355,12 +355,21 @@ class Context:
         self._timers.set(key, at_ms)
 
 
+def cut(text: str, limit: int = 4096) -> str:
+    """At most ``limit`` UTF-8 bytes, cut on a character boundary (PROTOCOL.md: error strings)."""
+    if len(text) * 4 <= limit:
+        return text
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    tail = " … (truncated)".encode("utf-8")
+    return data[: limit - len(tail)].decode("utf-8", "ignore") + tail.decode("utf-8")
+
+
 def error_text(err: BaseException, limit: int = 4096) -> str:
+    """``Type: message`` of an exception, at most ``limit`` UTF-8 bytes."""
     s = str(err)
-    text = f"{type(err).__name__}: {s}" if s else type(err).__name__
-    if len(text) > limit:
-        text = text[: limit - 14] + "… (truncated)"
-    return text
+    return cut(f"{type(err).__name__}: {s}" if s else type(err).__name__, limit)
 
 
 class Executor:

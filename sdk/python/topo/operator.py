@@ -21,7 +21,7 @@ from typing import Any, Optional
 import msgpack
 
 from . import __version__
-from .computation import Computation, Executor, Instance, error_text
+from .computation import Computation, Executor, Instance, cut, error_text
 from .protocol import (MAX_FRAME, MalformedBatch, ProtocolError, check_batch, decode_frame, partition_of,
                        unpack_plain, write_all)
 
@@ -138,7 +138,7 @@ class Operator:
         write_all(self.out_fd, _LEN.pack(len(body)) + body)
 
     def error(self, rid: Any, message: str) -> None:
-        self.send({"op": "error", "id": rid if type(rid) is int else 0, "error": message[:4096]})
+        self.send({"op": "error", "id": rid if type(rid) is int else 0, "error": cut(message)})
 
     # --- requests -------------------------------------------------------------------------------
 
@@ -241,7 +241,7 @@ class Operator:
                 src, recs = check_batch(raw)
             except MalformedBatch as err:
                 items.append(None)
-                failures.append({"where": "decode", "batch": b, "error": str(err)[:4096]})
+                failures.append({"where": "decode", "batch": b, "error": cut(str(err))})
                 continue
             except Exception as err:  # an item that is not {stream, data}
                 items.append(None)
