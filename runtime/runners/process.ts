@@ -83,9 +83,12 @@ interface Call {
 
 export class ProcessRunner implements WatchedRunner {
   readonly kind: string;
+  /** The next activation goes down the pipe while the operator works on the one before: its process and the worker overlap. */
+  readonly pipelineDepth = 2;
   private child: ChildProcess | undefined;
   private toOperator: Writable | undefined;
-  private call: Call | undefined;
+  /** Requests sent and not answered yet, oldest first: the operator answers them in order. */
+  private calls: Call[] = [];
   private nextId = 1;
   private replies = 0;
   private progressFd: number | undefined;
@@ -115,7 +118,7 @@ export class ProcessRunner implements WatchedRunner {
   progress(): Progress {
     const file = this.readProgress();
     const tick = this.replies + (file?.tick ?? 0);
-    const c = this.call;
+    const c = this.calls[0];
     if (!c) return { phase: 'idle', batch: -1, index: -1, tick };
     if (file && file.phase !== 'idle') return { ...file, tick };
     return { phase: c.op === 'init' ? 'init' : c.op === 'destroy' ? 'destroy' : 'processRecord', batch: -1, index: -1, tick };
@@ -225,7 +228,7 @@ export class ProcessRunner implements WatchedRunner {
     this.lines(child.stderr!, 'stderr');
     (child.stdio[3] as Writable).on('error', () => undefined);
     const hello = new Promise<Record<string, unknown>>((resolve, reject) => {
-      this.call = { id: 0, op: 'init', resolve, reject };
+      this.calls = [{ id: 0, op: 'init', resolve, reject }];
     });
     const reader = new FrameReader();
     const fromOperator = child.stdio[4] as Readable;
@@ -302,10 +305,10 @@ export class ProcessRunner implements WatchedRunner {
   }
 
   private onFrame(child: ChildProcess, frame: Record<string, unknown>): void {
-    const c = this.call;
+    const c = this.calls[0];
     if (frame.op === 'hello') {
       if (c?.id !== 0) return this.crashed(child, this.protocolError('sent a second hello'));
-      this.call = undefined;
+      this.calls.shift();
       return c.resolve(frame);
     }
     const r = operatorReply.safeParse(frame);
@@ -315,7 +318,7 @@ export class ProcessRunner implements WatchedRunner {
     if (!c || c.id === 0 || r.data.id !== c.id) {
       return this.crashed(child, this.protocolError(`sent a reply with id ${r.data.id}, while ${c ? `request ${c.id} (${c.op})` : 'no request'} was open`));
     }
-    this.call = undefined;
+    this.calls.shift();
     this.replies++;
     if (r.data.op === 'error') return c.reject(new CrashedError(`${this.what} could not handle ${c.op}: ${truncateError(r.data.error, 1000)}`));
     c.resolve(r.data as Record<string, unknown>);
@@ -325,10 +328,12 @@ export class ProcessRunner implements WatchedRunner {
     const child = this.child;
     const out = this.toOperator;
     if (!child || !out) return Promise.reject(new TerminatedError(`${this.what} is not running (it crashed or was terminated)`));
-    if (this.call) return Promise.reject(new Error(`${this.what}: a ${this.call.op} is still under way`));
+    if (this.calls.length >= this.pipelineDepth || (this.calls.length && frame.op !== 'activate')) {
+      return Promise.reject(new Error(`${this.what}: ${this.calls.length} request(s) still under way (${this.calls.map((c) => c.op).join(', ')})`));
+    }
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.call = { id, op: frame.op, resolve, reject, ...(frame.op === 'activate' ? { batches: frame.batches } : {}) };
+      this.calls.push({ id, op: frame.op, resolve, reject, ...(frame.op === 'activate' ? { batches: frame.batches } : {}) });
       try {
         out.write(encodeFrame({ ...frame, id }));
       } catch (err) {
@@ -340,7 +345,7 @@ export class ProcessRunner implements WatchedRunner {
   /** The process is gone or broke the protocol: kill it, fail the call, count the crash. */
   private crashed(child: ChildProcess, err: Error): void {
     if (this.child !== child) return;
-    this.lastFailure = this.call ? this.readProgress() : undefined;
+    this.lastFailure = this.calls.length ? this.readProgress() : undefined;
     if (this.lastFailure && (this.lastFailure.phase === 'idle' || this.lastFailure.batch < 0)) this.lastFailure = undefined;
     this.detach(child);
     this.crashCount++;
@@ -358,9 +363,9 @@ export class ProcessRunner implements WatchedRunner {
   }
 
   private fail(err: Error): void {
-    const c = this.call;
-    this.call = undefined;
-    c?.reject(err);
+    const calls = this.calls;
+    this.calls = [];
+    for (const c of calls) c.reject(err);
   }
 
   /** Ends after destroy: end-of-file on fd 3, then SIGKILL after graceMs. */

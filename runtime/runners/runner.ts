@@ -100,6 +100,8 @@ export interface WatchedRunner extends Runner {
   progress(): Progress;
   /** Where the call that the runner's last crash ended was, when known (a process that wrote its progress). */
   failedAt?(): Progress | undefined;
+  /** Activations that may be under way at once (default 1); the runner answers them in order. */
+  readonly pipelineDepth?: number;
   /** Activation batches are transferred (their buffers detached): the pump hands over copies. */
   readonly transfersBatches?: boolean;
   /** Ends for good (teardown); terminate() alone allows init() again. */

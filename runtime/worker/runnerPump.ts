@@ -133,35 +133,54 @@ export class RunnerPump {
     this.started = true;
   }
 
-  /** Due timers, then queued batches, until empty or blocked; each activation is awaited, so the event loop stays free. */
+  /**
+   * Due timers, then queued batches, until empty or blocked; each activation is awaited, so the event loop stays free.
+   * A runner with a pipeline (an operator process) gets the next activation while it works on one: completions
+   * are applied in order, and when one fails, the input of every activation under way is handled as lost.
+   * On probation and while redoing lost input, one activation at a time.
+   */
   async pump(): Promise<void> {
     const h = this.host;
-    while (!this.dead && h.canRun()) {
-      // A process that died between activations: start a new one first (its state is gone; nothing of its input was lost).
-      if (!this.runner.alive && this.started) {
-        await this.lost(new CrashedError(`${this.runner.kind} of ${h.what} ended between activations`), [], h.stuckAfterMs);
-        continue;
+    const inflight: { items: Inbound[]; done: Promise<Completion>; limitMs: number }[] = [];
+    for (;;) {
+      while (!this.dead && h.canRun()) {
+        // A process that died between activations: start a new one first (its state is gone; nothing of its input was lost).
+        if (!this.runner.alive && this.started) {
+          if (inflight.length) break;
+          await this.lost(new CrashedError(`${this.runner.kind} of ${h.what} ended between activations`), [], h.stuckAfterMs);
+          continue;
+        }
+        const gate = h.probation();
+        const onProbation = gate?.open === true;
+        const depth = onProbation || this.retry.length ? 1 : (this.runner.pipelineDepth ?? 1);
+        if (inflight.length >= depth) break;
+        const items = this.takeItems();
+        const now = Date.now();
+        const timersDue = this.nextTimerAt !== undefined && this.nextTimerAt <= now;
+        if (items.length === 0 && !timersDue) break;
+        const limitMs = onProbation ? Math.min(gate.cfg.callbackTimeoutMs, h.stuckAfterMs) : h.stuckAfterMs;
+        // A thread takes copies (transferred): the items themselves stay intact (probation log, a redo after a stall, a malformed batch's raw bytes).
+        const copy = this.runner.transfersBatches === true;
+        const batches = items.map((it) => ({ data: it.data ? (copy ? new Uint8Array(it.data) : it.data) : encodeBatch(it.batch!), stream: it.stream }));
+        const done = this.runner.activate({ batches, now, ...(onProbation ? { stopOnFailure: true } : {}) });
+        // Its timers were fired by this activation: the next one fires them again only when a completion says so.
+        if (timersDue) this.nextTimerAt = undefined;
+        done.catch(() => undefined);
+        inflight.push({ items, done, limitMs });
       }
-      const items = this.takeItems();
-      const now = Date.now();
-      const timersDue = this.nextTimerAt !== undefined && this.nextTimerAt <= now;
-      if (items.length === 0 && !timersDue) break;
-      const gate = h.probation();
-      const onProbation = gate?.open === true;
-      const limitMs = onProbation ? Math.min(gate.cfg.callbackTimeoutMs, h.stuckAfterMs) : h.stuckAfterMs;
-      // A thread takes copies (transferred): the items themselves stay intact (probation log, a redo after a stall, a malformed batch's raw bytes).
-      const copy = this.runner.transfersBatches === true;
-      const batches = items.map((it) => ({ data: it.data ? (copy ? new Uint8Array(it.data) : it.data) : encodeBatch(it.batch!), stream: it.stream }));
+      const head = inflight.shift();
+      if (!head) break;
       let c: Completion;
       try {
-        c = await this.guard(this.runner.activate({ batches, now, ...(onProbation ? { stopOnFailure: true } : {}) }), limitMs);
+        c = await this.guard(head.done, head.limitMs);
       } catch (err) {
         if (h.discarded()) return;
-        await this.lost(err, items, limitMs);
+        const rest = inflight.splice(0);
+        await this.lost(err, [head.items, ...rest.map((r) => r.items)].flat(), head.limitMs);
         continue;
       }
       if (h.discarded()) return;
-      this.apply(c, items);
+      this.apply(c, head.items);
     }
     // A timer that fired a hair early (not yet due by Date.now()) is armed again.
     this.armTimer();
