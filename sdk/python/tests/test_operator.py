@@ -476,3 +476,10 @@ def test_reply_schema_check_can_fail():
     with pytest.raises(AssertionError, match="operator-completion"):
         check_reply_schema({"op": "completion", "id": 1, "outputs": [["s", 1, 2]], "records": 0, "batches": [],
                             "failures": [], "stateKeys": 0, "timers": 0, "busyMs": 0})
+
+
+def test_another_operator_protocol_is_refused(operator, write_comp):
+    op = operator(write_comp(ECHO), env={"TOPO_OPERATOR_PROTOCOL": "2"})
+    assert op.read_frame() is None
+    assert op.wait() == 2
+    assert "operator protocol 1" in op.stderr()

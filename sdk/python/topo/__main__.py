@@ -42,6 +42,9 @@ def main(argv=None) -> int:
         print(json.dumps(metadata))
         return 0
 
+    proto = os.environ.get("TOPO_OPERATOR_PROTOCOL")
+    if proto not in (None, "", "1"):
+        return _fail(f"run: this SDK speaks operator protocol 1, the worker asks for {proto!r}", 2)
     in_fd = int(os.environ.get("TOPO_OPERATOR_IN", "3"))
     out_fd = int(os.environ.get("TOPO_OPERATOR_OUT", "4"))
     for fd in (in_fd, out_fd):
