@@ -427,6 +427,20 @@ export interface MetadataDiff {
   producersAffected: string[];
   /** Computations reading an ostream gained or lost. */
   consumersAffected: string[];
+  /** Typed streams (PROTOCOL.md, Typed streams): types added, removed or changed per stream. Present when any changed. */
+  types?: TypesDiff;
+}
+
+/** A stream's type in a diff: the message and its fingerprint. */
+export interface TypeRef {
+  message: string;
+  fingerprint: string;
+}
+
+export interface TypesDiff {
+  added: { stream: string; to: TypeRef }[];
+  removed: { stream: string; from: TypeRef }[];
+  changed: { stream: string; from: TypeRef; to: TypeRef }[];
 }
 
 export interface SwapReply {

@@ -6,6 +6,9 @@
 import { z } from 'zod';
 import { NAME_PATTERN } from './subjects.js';
 import { InvalidMetadataError } from './errors.js';
+import {
+  MAX_DESCRIPTOR_CHARS, MAX_MESSAGE_NAME, MAX_TYPED_STREAMS, MAX_TYPES_CHARS, MESSAGE_NAME_PATTERN, type TypeDecl,
+} from './typeLimits.js';
 
 export const GROUPINGS = ['shuffle', 'key', 'broadcast'] as const;
 export type Grouping = (typeof GROUPINGS)[number];
@@ -54,12 +57,35 @@ export const hintsSchema = z
 
 export type Hints = z.output<typeof hintsSchema>;
 
+/**
+ * A typed stream's declaration (protocol/types.ts makes them: the SDK's
+ * protoType): the message's full name, a FileDescriptorSet in base64 and its
+ * sha256. The controller checks that the descriptor holds the message and
+ * matches its fingerprint (checkTypeDecls) and refuses conflicting types.
+ */
+export const typeDeclSchema = z
+  .object({
+    message: z.string().max(MAX_MESSAGE_NAME).regex(MESSAGE_NAME_PATTERN, { message: 'must be a protobuf message full name, e.g. "demo.Tweet"' }),
+    descriptor: z.string().min(1).max(MAX_DESCRIPTOR_CHARS, { message: `must be at most ${MAX_DESCRIPTOR_CHARS} characters of base64` })
+      .regex(/^[A-Za-z0-9+/]*={0,2}$/, { message: 'must be a base64 FileDescriptorSet' }),
+    fingerprint: z.string().regex(/^[0-9a-f]{64}$/, { message: 'must be the sha256 hex of the descriptor' }),
+  })
+  .strict();
+
+export const typesSchema = z
+  .record(name, typeDeclSchema)
+  .refine((t) => Object.keys(t).length <= MAX_TYPED_STREAMS, { message: `at most ${MAX_TYPED_STREAMS} typed streams` })
+  .refine((t) => Object.values(t).reduce((n, d) => n + d.descriptor.length, 0) <= MAX_TYPES_CHARS, {
+    message: `descriptors must add up to at most ${MAX_TYPES_CHARS} characters`,
+  });
+
 export const metadataSchema = z
   .object({
     name,
     istreams: z.array(istream),
     ostreams: z.array(name),
     hints: hintsSchema.optional(),
+    types: typesSchema.optional(),
   })
   .superRefine((m, ctx) => {
     const seen = new Set<string>();
@@ -73,6 +99,9 @@ export const metadataSchema = z
       if (out.has(s)) ctx.addIssue({ code: 'custom', path: ['ostreams', i], message: `stream "${s}" is listed twice` });
       out.add(s);
     });
+    for (const stream of Object.keys(m.types ?? {})) {
+      if (!seen.has(stream) && !out.has(stream)) ctx.addIssue({ code: 'custom', path: ['types', stream], message: `stream "${stream}" is neither an istream nor an ostream` });
+    }
   });
 
 /** Metadata as it travels on the wire and sits in KV: istreams always in object form. */
@@ -82,6 +111,8 @@ export interface NormalizedMetadata {
   ostreams: string[];
   /** Present only when the computation gives hints (so metadata without them is unchanged). */
   hints?: Hints;
+  /** Present only when some stream is typed (protocol/types.ts): stream -> declaration, keys sorted. */
+  types?: Record<string, TypeDecl>;
 }
 
 function formatPath(path: PropertyKey[]): string {
@@ -94,9 +125,9 @@ function formatPath(path: PropertyKey[]): string {
 export function validateMetadata(input: unknown): NormalizedMetadata {
   const picked =
     input !== null && typeof input === 'object'
-      ? (({ name, istreams, ostreams, hints }) => (hints === undefined ? { name, istreams, ostreams } : { name, istreams, ostreams, hints }))(
-        input as Record<string, unknown>,
-      )
+      ? (({ name, istreams, ostreams, hints, types }) => ({
+        name, istreams, ostreams, ...(hints === undefined ? {} : { hints }), ...(types === undefined ? {} : { types }),
+      }))(input as Record<string, unknown>)
       : input;
   const parsed = metadataSchema.safeParse(picked);
   if (!parsed.success) {
@@ -112,7 +143,15 @@ export function validateMetadata(input: unknown): NormalizedMetadata {
     istreams: parsed.data.istreams.map((s) => (typeof s === 'string' ? { stream: s, grouping: 'shuffle' as const } : s)),
     ostreams: parsed.data.ostreams,
     ...(parsed.data.hints ? { hints: normalizeHints(parsed.data.hints) } : {}),
+    ...(parsed.data.types && Object.keys(parsed.data.types).length ? { types: normalizeTypes(parsed.data.types) } : {}),
   };
+}
+
+/** Types with streams sorted and each declaration's keys in one order (metadata is compared as JSON). */
+function normalizeTypes(t: Record<string, TypeDecl>): Record<string, TypeDecl> {
+  const out: Record<string, TypeDecl> = {};
+  for (const k of Object.keys(t).sort()) out[k] = { message: t[k]!.message, descriptor: t[k]!.descriptor, fingerprint: t[k]!.fingerprint };
+  return out;
 }
 
 /** Hints with their keys in one order (metadata is compared as JSON). */

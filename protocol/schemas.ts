@@ -14,7 +14,7 @@
  */
 import { z } from 'zod';
 import { BadRequestError, InvalidMetadataError } from './errors.js';
-import { GROUPINGS, hintsSchema, validateMetadata } from './metadata.js';
+import { GROUPINGS, hintsSchema, typesSchema, validateMetadata } from './metadata.js';
 import { NAME_PATTERN, PROTOCOL_VERSION, kvKeys } from './subjects.js';
 import type * as C from './control.js';
 import type { Batch } from './envelope.js';
@@ -78,6 +78,8 @@ export const normalizedMetadata = z.object({
   ostreams: z.array(name),
   // What the planner may do with it (cpu, fuse, autoscale): kept, or the oracle never sees them.
   hints: hintsSchema.optional(),
+  // Typed streams (protocol/types.ts): stream -> {message, descriptor (base64 FileDescriptorSet), fingerprint}, bounded.
+  types: typesSchema.optional(),
 });
 
 /**
@@ -90,6 +92,7 @@ const requestMetadata = z.object({
   istreams: z.array(z.unknown()),
   ostreams: z.array(z.unknown()),
   hints: z.unknown().optional(),
+  types: z.unknown().optional(),
 }).meta({ description: 'Computation metadata; see metadata.json in the vectors and PROTOCOL.md, Names.' });
 
 const reply = <T extends z.ZodRawShape>(shape: T) => z.looseObject({ ok: z.literal(true), ...shape });

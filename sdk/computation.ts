@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import type { Grouping } from '../protocol/metadata.js';
 import { validateMetadata } from '../protocol/metadata.js';
+import type { TypeDecl } from '../protocol/typeLimits.js';
 
 /** An input stream: a bare name means shuffle grouping. */
 export type IStream<S extends string = string> = S | { readonly stream: S; readonly grouping?: Grouping };
@@ -91,6 +92,16 @@ export interface ComputationSpec<I extends string, O extends string> {
     readonly fuse?: boolean;
     readonly autoscale?: { readonly min: number; readonly max: number };
   };
+  /**
+   * Typed streams: a protobuf message type per stream (an istream or an
+   * ostream), made by `protoType(protoText, 'pkg.Message')` of sdk/typed.ts.
+   * Records on them travel protobuf-encoded: produceRecord encodes (and
+   * throws when the value does not fit the type, naming the field),
+   * processRecord gets the decoded message as a plain object. Streams not
+   * listed stay schemaless msgpack. A deploy or swap whose type for a stream
+   * differs from the running topology's is refused.
+   */
+  readonly types?: { readonly [S in I | O]?: TypeDecl };
   /**
    * Called once before any record or timer. Set initial timers here. Throwing
    * (or rejecting) fails the deploy: the instance never starts and nothing

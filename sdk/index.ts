@@ -5,5 +5,6 @@
 export { defineComputation, isComputation } from './computation.js';
 export type { Computation, ComputationSpec, Context, InputRecord, IStream, KeyedState } from './computation.js';
 export type { Grouping } from '../protocol/metadata.js';
+export type { TypeDecl } from '../protocol/typeLimits.js';
 export { validateMetadata } from '../protocol/metadata.js';
 export { TopoError, InvalidMetadataError } from '../protocol/errors.js';

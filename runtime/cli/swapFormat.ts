@@ -1,5 +1,5 @@
 /** Human-readable rendering of swaps, rollbacks, promotes, dry runs, canaries and history. */
-import type { HistoryEntry, HistoryStep, MetadataDiff, SwapReply } from '../../protocol/index.js';
+import type { HistoryEntry, HistoryStep, MetadataDiff, SwapReply, TypeRef } from '../../protocol/index.js';
 import type { CanarySummary, SwapOutcome } from '../client/index.js';
 import { partitionList, table } from './format.js';
 
@@ -68,6 +68,10 @@ export function renderDiff(diff: MetadataDiff): string[] {
   list('ostreams lost:', diff.ostreams.lost);
   list('producers affected:', diff.producersAffected);
   list('consumers affected:', diff.consumersAffected);
+  const t = (r: TypeRef): string => `${r.message} (fingerprint ${r.fingerprint.slice(0, 12)})`;
+  list('types added:', (diff.types?.added ?? []).map((x) => `${x.stream}: ${t(x.to)}`));
+  list('types removed:', (diff.types?.removed ?? []).map((x) => `${x.stream}: ${t(x.from)} -> untyped (msgpack)`));
+  list('types changed:', (diff.types?.changed ?? []).map((x) => `${x.stream}: ${t(x.from)} -> ${t(x.to)}`));
   return lines.length ? lines : ['no stream changes (same istreams, groupings and ostreams)'];
 }
 

@@ -46,6 +46,8 @@ export async function bundleFile(file: string): Promise<Uint8Array> {
       format: 'esm',
       target: 'node20',
       banner: { js: REQUIRE_BANNER },
+      // `import tweetProto from './tweet.proto'` gives the file's text, for typed streams (sdk/typed.ts protoType).
+      loader: { '.proto': 'text' },
       logLevel: 'silent',
     });
     const out = result.outputFiles[0];

@@ -3,7 +3,9 @@ import {
   ConflictError, NoWorkersError, NotFoundError, TimeoutError, parseRequest, schemas, truncateError, validateMetadata, MAX_INSTANCES as MAX,
   type Assignment, type ComputationRecord, type DeployReply, type DeployRequest, type HistoryEntry, type KillRequest, type Placement,
 } from '../../protocol/index.js';
+import { checkTypeDecls } from '../../protocol/types.js';
 import { controlWorker, type ControllerContext } from './context.js';
+import { checkTypeConflicts } from './diff.js';
 import { chooseWorkers, newInstanceId } from './placement.js';
 import { placementsOf } from './records.js';
 
@@ -41,6 +43,9 @@ export async function deploy(ctx: ControllerContext, input: DeployRequest): Prom
   const name = metadata.name;
   const running = ctx.store.get(name);
   if (running) throw new ConflictError(`computation "${name}" is already deployed (version ${running.version}); kill it first`);
+  // Typed streams: a descriptor that holds its message, and the same type as every other computation on the stream.
+  checkTypeDecls(metadata);
+  checkTypeConflicts(metadata, ctx.store.all());
   const info = await ctx.artifacts.info(req.sha);
   if (!info || info.deleted) {
     throw new NotFoundError(`artifact ${req.sha} is not in the object store; upload it before deploying "${name}"`);

@@ -10,7 +10,8 @@ import {
 } from '../../protocol/index.js';
 import { canaryPlan, canaryRollbackPlan, istreamsOf, promotePlan } from './canary.js';
 import type { ControllerContext } from './context.js';
-import { metadataDiff } from './diff.js';
+import { checkTypeConflicts, metadataDiff } from './diff.js';
+import { checkTypeDecls } from '../../protocol/types.js';
 import { leaveGroup } from './fusion.js';
 import { newInstanceId } from './placement.js';
 import { DEFAULT_PROBATION, namesOf, runSwap, type AdoptPlan, type SwapPlan, type SwapTarget } from './swapRunner.js';
@@ -108,6 +109,9 @@ export async function swap(ctx: ControllerContext, input: SwapRequest): Promise<
     throw new BadRequestError(`the file defines ${JSON.stringify(declared)}, not "${req.name}": a swap replaces a computation by one of the same name`);
   }
   const metadata = validateMetadata(req.metadata);
+  // Typed streams: refused before anything changes (a dry run too) when a type differs from the running topology's.
+  checkTypeDecls(metadata);
+  checkTypeConflicts(metadata, ctx.store.all(), { self: req.canary !== undefined });
   const probation = probationOf(req.probation);
   const target: SwapTarget = { sha: req.sha, lang: req.lang, metadata, ...(req.source !== undefined ? { source: req.source } : {}) };
   await checkTarget(ctx, rec, target);
@@ -174,6 +178,7 @@ export async function rollback(ctx: ControllerContext, input: RollbackRequest): 
   }
   const target: SwapTarget = { sha: entry.sha, lang: entry.lang!, metadata: entry.metadata!, ...(entry.source !== undefined ? { source: entry.source } : {}) };
   await checkTarget(ctx, rec, target);
+  checkTypeConflicts(target.metadata, ctx.store.all());
   const plan = await fullSwapPlan(ctx, rec, target, probationOf(undefined), {
     action: 'rollback',
     what: (version) => `rollback of "${name}" from v${rec.version} to the code of v${to} (as v${version})`,

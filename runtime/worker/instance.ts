@@ -36,6 +36,7 @@ import { HeavyMeter, RunnerPump, type ThreadHost } from './runnerPump.js';
 import { ThreadRunner } from '../runners/thread.js';
 import type { WatchedRunner } from '../runners/runner.js';
 import { HEAVY_CPU_MICROS } from '../oracle/limits.js';
+import { StreamTypes, TYPE_MISMATCH, type StreamType } from '../../protocol/types.js';
 
 export type { Inbound } from './edges.js';
 
@@ -85,6 +86,7 @@ export interface InstanceDeps {
 /** Runs in a thread: hints.cpu 'heavy' in the assigned metadata, else in the artifact's own (TOPO_THREADS=0 turns threads off). */
 export function runsInThread(assignment: Assignment, comp: Computation): boolean {
   if (process.env.TOPO_THREADS === '0') return false;
+  if (assignment.metadata.types) return false; // typed streams are encoded and decoded by the inline loop (threadMain does not yet)
   return (assignment.metadata.hints?.cpu ?? comp.hints?.cpu) === 'heavy';
 }
 
@@ -142,6 +144,8 @@ export class Instance {
   private readonly meter: { heavy: HeavyMeter; file: string } | undefined;
   /** Measured as heavy: the pump moves it to a thread before its next batch. */
   private moveToThread = false;
+  /** Typed streams (protocol/types.ts); undefined when none is typed, so the untyped path is untouched. */
+  private readonly types: StreamTypes | undefined;
 
   constructor(assignment: Assignment, comp: Computation, deps: InstanceDeps) {
     this.assignment = assignment;
@@ -168,13 +172,15 @@ export class Instance {
     this.credit = new CreditBook((stream) => this.groupOf.get(stream) ?? assignment.computation, (producer, group, n) => this.edges.sendCredit(producer, group, n));
     const producers = this.producers;
     const observed = this.observed;
+    const types = (this.types = StreamTypes.of(assignment.metadata));
     this.exec = new Executor({
       comp,
       instance: { index: assignment.index, count: assignment.count, id: assignment.instanceId },
       log: this.log,
       sink: {
         produce(stream, key, value) {
-          producers.get(stream)!.produce(key, value);
+          // A typed value that does not fit throws here, inside produceRecord.
+          producers.get(stream)!.produce(key, types === undefined ? value : types.encode(stream, value));
           observed.metrics.recordsOut++;
         },
       },
@@ -196,7 +202,7 @@ export class Instance {
     } else if (deps.artifactFile && runsInThread(assignment, comp)) {
       this.threaded = new RunnerPump(this.threadHost(), new ThreadRunner({ file: deps.artifactFile, instance }));
     }
-    this.meter = deps.artifactFile && !this.threaded && !deps.hosted && process.env.TOPO_THREADS !== '0' && (assignment.metadata.hints?.cpu ?? comp.hints?.cpu) !== 'light'
+    this.meter = deps.artifactFile && !this.threaded && !deps.hosted && !this.types && process.env.TOPO_THREADS !== '0' && (assignment.metadata.hints?.cpu ?? comp.hints?.cpu) !== 'light'
       ? { heavy: new HeavyMeter(HEAVY_CPU_MICROS), file: deps.artifactFile }
       : undefined;
   }
@@ -251,7 +257,18 @@ export class Instance {
       },
       hasQueued: () => !this.queue.empty,
       produce: (stream, key, value) => {
-        this.producers.get(stream)!.produce(key, value);
+        let v = value;
+        if (this.types !== undefined) {
+          try {
+            v = this.types.encode(stream, value); // a hosted operator's output (its SDK should have encoded it: bytes are checked)
+          } catch (err) {
+            this.metrics.errors++;
+            this.lastError = errMessage(err);
+            this.log.error({ err: errMessage(err), stream }, `output dropped: ${errMessage(err)}`);
+            return;
+          }
+        }
+        this.producers.get(stream)!.produce(key, v);
         this.metrics.recordsOut++;
       },
       failed: (where, err, rec) => this.onCallbackError(where, err, rec),
@@ -448,10 +465,12 @@ export class Instance {
 
   private processRecords(batch: Batch, from: number, item: Inbound): Promise<void> | undefined {
     const recs = batch.recs;
+    const typed = this.types?.get(item.stream);
     for (let i = from; i < recs.length; i++) {
       if (this.discarded || this.probation?.failed) return undefined;
       const rec = new Received(item.stream, recs[i]!, batch.src);
       this.metrics.recordsIn++;
+      if (typed !== undefined && !this.decodeTyped(typed, rec)) continue;
       let res: unknown;
       try {
         res = this.exec.processRecord(rec);
@@ -487,6 +506,20 @@ export class Instance {
     }
     else item.done?.(recs.length);
     return undefined;
+  }
+
+  /** Replaces a typed record's value by its decoded message; one that does not decode is dead-lettered (false), nothing else changes. */
+  private decodeTyped(typed: StreamType, rec: Received): boolean {
+    try {
+      (rec as { value: unknown }).value = typed.decode(rec.value);
+      return true;
+    } catch (err) {
+      this.deadLetters.send({
+        stream: rec.stream, reason: TYPE_MISMATCH, error: errMessage(err),
+        record: { key: rec.key, value: rec.value, ts: rec.timestamp, seq: rec.seq },
+      });
+      return false;
+    }
   }
 
   // ---- stuck callbacks ---------------------------------------------------------

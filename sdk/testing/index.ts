@@ -25,6 +25,7 @@ import { pino, type LevelWithSilent, type Logger } from 'pino';
 import { isComputation, type Computation, type Context, type InputRecord } from '../computation.js';
 import { packr } from '../../protocol/envelope.js';
 import { validateMetadata } from '../../protocol/metadata.js';
+import { StreamTypes } from '../../protocol/types.js';
 import { Executor } from '../../runtime/executor/executor.js';
 import type { MemoryState } from '../../runtime/executor/state.js';
 
@@ -148,6 +149,8 @@ export function createTestContext<I extends string, O extends string>(
   if (!Number.isFinite(clock)) throw new RangeError('createTestContext: now must be a finite number of ms since the epoch');
   const instanceId = options.instanceId ?? `${name}-${index}-test`;
   const istreams = new Set(metadata.istreams.map((s) => s.stream));
+  // Typed streams: encoded at produceRecord and decoded before processRecord, as in production.
+  const types = StreamTypes.of(metadata);
 
   let outputs: OutputRecord<O>[] = [];
   const logs: LogEntry[] = [];
@@ -169,7 +172,9 @@ export function createTestContext<I extends string, O extends string>(
     log,
     sink: {
       produce(stream, key, value) {
-        outputs.push({ stream: stream as O, key, value: overTheWire(value, `produceRecord("${stream}", "${key}")`) });
+        const t = types?.get(stream);
+        // A typed value that does not fit throws here, inside produceRecord, as in production.
+        outputs.push({ stream: stream as O, key, value: t ? t.decode(t.encode(value)) : overTheWire(value, `produceRecord("${stream}", "${key}")`) });
       },
     },
   });
@@ -273,12 +278,15 @@ export function createTestContext<I extends string, O extends string>(
         const timestamp = opts.timestamp ?? clock;
         if (!Number.isFinite(timestamp)) throw new RangeError(`send("${stream}"): timestamp must be a finite number`);
         await ensureInit();
+        const t = types?.get(stream);
+        // A typed istream: the value as the consumer would decode it (bytes are taken as its encoding); a type mismatch throws here.
+        const received = t ? t.decode(t.encode(value, `send("${stream}", "${key}")`)) : overTheWire(value, `send("${stream}", "${key}")`);
         const seq = (seqs.get(stream) ?? 0) + 1;
         seqs.set(stream, seq);
         const record: InputRecord<I> = {
           stream,
           key,
-          value: overTheWire(value, `send("${stream}", "${key}")`),
+          value: received,
           timestamp,
           seq,
           producer: opts.producer ?? DEFAULT_PRODUCER,
