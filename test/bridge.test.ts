@@ -211,6 +211,22 @@ describe('bridges: producers and consumers outside the controller', () => {
     }
   }, 120_000);
 
+  it('a registered producer of a stream between two computations keeps them apart: fusing them is refused, naming it', async () => {
+    const { client } = cluster;
+    // Registered first: the stream bridge-mid then has two producers, bridge-relay and the bridge.
+    const mid = await client.producer({ id: 'bp-mid', streams: ['bridge-mid'] });
+    await client.deployFile('test/fixtures/bridge-relay.ts');
+    await client.deployFile('test/fixtures/bridge-sink.ts');
+    try {
+      await expect(client.fuse(['bridge-relay', 'bridge-sink'])).rejects.toThrow(/bridge-mid has 2 producers \(.*bridge:bp-mid.*\)/);
+      expect((await client.computation('bridge-sink'))?.fusion).toBeUndefined();
+    } finally {
+      await mid.close();
+      await client.kill('bridge-sink').catch(() => undefined);
+      await client.kill('bridge-relay').catch(() => undefined);
+    }
+  }, 60_000);
+
   it('a producer of a stream fed in-process inside a fusion group is refused (its records would not reach the fused reader)', async () => {
     const { client } = cluster;
     await client.deployFile('test/fixtures/bridge-relay.ts');

@@ -8,6 +8,8 @@ export type { ScaleOutcome, SwapOptions, SwapOutcome, CanarySummary, Computation
 export { bundleComputation, bundleFile, importBundle } from './bundle.js';
 export { bundleCommand, bundlePython, bundleSource, isPythonSpec } from './hostedBundle.js';
 export type { BundledComputation } from './bundle.js';
+export { BridgeProducer, BridgeConsumer } from './bridge.js';
+export type { BridgeProducerOptions, BridgeProducerStats, BridgeConsumerOptions, BridgeRecord, BridgeConsumerStats } from './bridge.js';
 export { resolveNatsUrl, findTopologyDir, readRunInfo, writeRunInfo, removeRunInfo, runFilePath, DEFAULT_DIR, NO_TOPOLOGY_MESSAGE } from './runInfo.js';
 export type { RunInfo } from './runInfo.js';
 export { startLocalTopology, stopLocalTopology, topologyState, workerId } from './launcher.js';

@@ -16,6 +16,7 @@ import {
   type ComputationRecord, type FuseRequest, type Fusion, type FusionReply, type Placement, type SplitRequest, type SwapReply,
 } from '../../protocol/index.js';
 import { chainable, type OracleComputation, type OracleInput } from '../oracle/index.js';
+import { bridgesOf } from './bridges.js';
 import { istreamsOf } from './canary.js';
 import type { ControllerContext } from './context.js';
 import { metadataDiff } from './diff.js';
@@ -31,6 +32,11 @@ export function oracleInputOf(ctx: ControllerContext, fuse: [string, string][] =
     ostreams: [...r.metadata.ostreams], instances: r.instances,
     ...(r.metadata.hints ? { hints: r.metadata.hints as OracleComputation['hints'] } : {}),
   }));
+  // A registered bridge producer is one more producer of its streams: a stream it feeds has more than one
+  // producer, so its reader is never fused to the other one (it would stop reading that stream on NATS).
+  for (const b of bridgesOf(ctx).liveProducers()) {
+    computations.push({ name: `bridge:${b.id}`, lang: 'ts', istreams: [], ostreams: [...b.streams], instances: 1, hints: { fuse: false } });
+  }
   const split = ctx.store.all().filter((r) => r.noFuse && !fuse.some((p) => p.includes(r.name))).map((r) => r.name);
   // The groups running now, so the oracle keeps them where it has a choice (fan-out).
   const groups = fusionGroups(ctx).map((g) => ({ id: g.members.join('+'), members: g.members }));
