@@ -483,3 +483,29 @@ def test_another_operator_protocol_is_refused(operator, write_comp):
     assert op.read_frame() is None
     assert op.wait() == 2
     assert "operator protocol 1" in op.stderr()
+
+
+def test_exits_even_with_threads_and_tasks_left_behind(operator, write_comp):
+    src = """
+import asyncio, threading, time
+from topo import Computation, Metadata
+class Leaky(Computation):
+    def metadata(self): return Metadata(name="leaky", istreams=[], ostreams=[])
+    def init(self, ctx):
+        threading.Thread(target=lambda: time.sleep(3600)).start()   # not a daemon
+        asyncio.get_running_loop().create_task(self.stubborn())
+    async def stubborn(self):
+        while True:
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                pass
+"""
+    for how in ("destroy", "eof"):
+        op, _ = start(operator, write_comp, src)
+        op.request("init", **INIT)
+        if how == "destroy":
+            op.request("destroy")
+        else:
+            op.close_input()
+        assert op.wait(timeout=5) == 0

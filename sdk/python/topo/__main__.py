@@ -60,13 +60,22 @@ def main(argv=None) -> int:
     except Exception:
         pass
     from .operator import serve
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
     try:
-        return asyncio.run(serve(comp, in_fd, out_fd, os.environ.get("TOPO_PROGRESS_FILE") or None))
+        code = loop.run_until_complete(serve(comp, in_fd, out_fd, os.environ.get("TOPO_PROGRESS_FILE") or None))
     except KeyboardInterrupt:
-        return 130
+        code = 130
     except Exception as err:
-        return _fail(f"run: {type(err).__name__}: {err}")
-
+        code = _fail(f"run: {type(err).__name__}: {err}")
+    # Exit now: after destroy (or end of file) nothing the computation left behind (tasks, non-daemon
+    # threads, atexit hooks) may keep the process alive; its cleanup belongs in destroy.
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(code)
 
 if __name__ == "__main__":
     sys.exit(main())
