@@ -10,7 +10,8 @@ import { pathToFileURL } from 'node:url';
 import type { LiveCaseOptions, LiveMode, LiveResult } from './live/harness.js';
 import { LIVE_TITLES, liveMarkdownSection, liveTextTable, liveVerdict } from './live/report.js';
 import type { BenchOptions } from './options.js';
-import { polyglotPart } from './polyglot/part.js';
+import { polyglotPart, polyglotSwaps } from './polyglot/part.js';
+import { endMarker } from './sections.js';
 import { fusionPart, heavyPart, pairMarkdownSection, pairTextTable, pairVerdict, runPart, type PairContext, type RunFacts } from './pairs.js';
 import type { SectionName } from './sections.js';
 
@@ -54,7 +55,14 @@ export async function runParts(opts: BenchOptions, ctx: PartsContext): Promise<P
     const cases = await runPart(part, ctx);
     console.log(`\n${part.title}:\n${pairTextTable(part, cases)}\n`);
     console.log(pairVerdict(part, cases).join('\n'));
-    sections.set(part.section, pairMarkdownSection(part, cases, facts));
+    let section = pairMarkdownSection(part, cases, facts);
+    if (part.section === 'polyglot') {
+      const swaps = await polyglotSwaps(ctx, Math.max(5, Math.round(opts.swaps / 5)), Math.min(opts.swapKeys, 200));
+      console.log(`\nSwap pause, Python vs TypeScript:\n${swaps.text}\n`);
+      if (swaps.markdown) section = section.replace(endMarker('polyglot'), `${swaps.markdown}\n${endMarker('polyglot')}`);
+      if (swaps.failed) failed = true;
+    }
+    sections.set(part.section, section);
     if (cases.some((c) => c.error !== undefined)) failed = true;
   }
   for (const mode of ['scale', 'regroup'] as const) {

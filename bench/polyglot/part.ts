@@ -42,3 +42,28 @@ export async function polyglotPart(ctx: PairContext, count: number): Promise<Pai
     ],
   };
 }
+
+/** The swap pause of a Python counter against the same swaps of a TS counter (bench/swap/ with lang python), same run. */
+export async function polyglotSwaps(ctx: PairContext, swaps: number, keys: number): Promise<{ text: string; markdown: string; failed: boolean }> {
+  const file = join(ctx.here, 'swap.mjs');
+  if (!existsSync(file)) return { text: 'swap pause: not run (swap harness not built)', markdown: '', failed: true };
+  const mod = (await import(pathToFileURL(file).href)) as typeof import('../swap/harness.js');
+  const rows: string[] = [];
+  let failed = false;
+  const ms = (n: number): string => (Number.isFinite(n) ? n.toFixed(1) : '-');
+  for (const lang of ['ts', 'python'] as const) {
+    ctx.log(`polyglot swap pause: ${swaps} swaps of a ${lang} counter at ${(keys * 100).toLocaleString('en-US')} records/s`);
+    try {
+      const r = await mod.runSwapCase({ root: ctx.root, swaps, keys, everyMs: 10, instances: 1, lang, log: ctx.log });
+      const lost = r.records.expected - r.records.received;
+      rows.push(`| ${lang === 'ts' ? 'TypeScript' : 'Python (hosted)'} counter | ${r.swaps - r.failedSwaps.length}/${r.swaps} | ${ms(r.pause.p50)} | ${ms(r.pause.p99)} | ${ms(r.pause.max)} | ${ms(r.swapMs.p50)} | ${lost} | ${r.records.gaps + r.records.backwards + r.records.badCounts} |`);
+      if (r.failedSwaps.length || lost) failed = true;
+    } catch (err) {
+      failed = true;
+      rows.push(`| ${lang} counter | failed: ${(err as Error).message.slice(0, 200)} | | | | | | |`);
+    }
+  }
+  const head = '| counter | swaps ok | pause p50 ms | pause p99 ms | pause max ms | whole swap p50 ms | records lost | gaps/reordered/bad counts |\n|---|---:|---:|---:|---:|---:|---:|---:|';
+  const markdown = `### Swap pause, Python vs TypeScript\n\nThe swap bench (\`bench/swap/\`, a key-grouped counter swapped between two versions under a paced source of ${keys} keys every 10 ms) run for a TS counter and for its Python twin (\`bench/swap/counter_a.py\`, \`counter_b.py\`, hosted operators), ${swaps} swaps each, one after the other in this run.\n\n${head}\n${rows.join('\n')}\n`;
+  return { text: `${head}\n${rows.join('\n')}`, markdown, failed };
+}

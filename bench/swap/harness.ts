@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { startLocalTopology, type LocalTopology } from '../../runtime/client/launcher.js';
 import { TopoClient } from '../../runtime/client/client.js';
 import { bundleComputation } from '../../runtime/client/bundle.js';
+import { bundleSource } from '../../runtime/client/hostedBundle.js';
 import { swapReplyOf } from '../../runtime/client/swap.js';
 import { decodeBatch, subjects } from '../../protocol/index.js';
 import { benchSwapKey, SWAP_BENCH, type CountedValue, type SourceReport } from './streams.js';
@@ -30,6 +31,8 @@ export interface SwapCaseOptions {
   everyMs: number;
   /** Instances of the swapped counter (each on its own worker). */
   instances: number;
+  /** The counter's language (default ts): python swaps bench/swap/counter_a.py and counter_b.py, hosted operators. */
+  lang?: 'ts' | 'python';
   log: (line: string) => void;
 }
 
@@ -169,8 +172,9 @@ export async function runSwapCase(o: SwapCaseOptions): Promise<SwapBenchResult> 
     client = await TopoClient.connect(topo.natsUrl, { name: 'topo-bench-swap' });
     const file = (f: string): string => join(o.root, 'bench', 'swap', f);
     // Bundled once: the bench measures the runtime's swap, not esbuild.
-    const versions = [await bundleComputation(file('counter-a.ts')), await bundleComputation(file('counter-b.ts'))] as const;
-    await client.deployBundle(versions[0], { instances: o.instances, source: 'counter-a.ts' });
+    const [a, b] = o.lang === 'python' ? ['counter_a.py', 'counter_b.py'] : ['counter-a.ts', 'counter-b.ts'];
+    const versions = [await bundleSource(file(a)), await bundleSource(file(b))] as const;
+    await client.deployBundle(versions[0], { instances: o.instances, source: a });
     await client.deployFile(file('source.ts'));
     const notes = await placementNotes(client);
     return await measure(client, o, versions, notes);
