@@ -509,3 +509,31 @@ class Leaky(Computation):
         else:
             op.close_input()
         assert op.wait(timeout=5) == 0
+
+
+def test_replies_over_the_frame_limit_become_error_frames(monkeypatch):
+    import asyncio
+    import topo.operator as opmod
+    from topo import Computation, Metadata
+    from topo.protocol import read_frame
+
+    class Big(Computation):
+        def metadata(self):
+            return Metadata(name="big", istreams=[], ostreams=["o"])
+
+        def init(self, ctx):
+            ctx.state["x"] = "y" * 5000
+            ctx.produce_record("o", "k", "z" * 5000)
+
+    monkeypatch.setattr(opmod, "MAX_FRAME", 4000)
+    r, w = os.pipe()
+    try:
+        op = opmod.Operator(Big(), w)
+        asyncio.run(op.init(1, INIT))
+        op.snapshot(2, {})
+        c, s = read_frame(r), read_frame(r)
+        assert c["op"] == "error" and c["id"] == 1 and "frame limit" in c["error"]
+        assert s["op"] == "error" and s["id"] == 2 and "frame limit" in s["error"]
+    finally:
+        os.close(r)
+        os.close(w)

@@ -107,6 +107,8 @@ class Operator:
 
     def send(self, msg: dict) -> None:
         body = self.packer.pack(msg)
+        if len(body) > MAX_FRAME:
+            raise ValueError(f"a {msg.get('op')} reply of {len(body)} bytes is over the {MAX_FRAME}-byte frame limit")
         write_all(self.out_fd, _LEN.pack(len(body)) + body)
 
     def hello(self) -> None:
@@ -135,6 +137,9 @@ class Operator:
         body = b"".join(parts)
         del outs[:]
         del logs[:]
+        if len(body) > MAX_FRAME:
+            self.error(rid, f"the completion is {len(body)} bytes, over the {MAX_FRAME}-byte frame limit")
+            return
         write_all(self.out_fd, _LEN.pack(len(body)) + body)
 
     def error(self, rid: Any, message: str) -> None:
