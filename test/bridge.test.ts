@@ -211,6 +211,18 @@ describe('bridges: producers and consumers outside the controller', () => {
     }
   }, 120_000);
 
+  it('a computation may not take the name of a bridge consumer group (their credits would mix): the deploy is refused', async () => {
+    const { client } = cluster;
+    const c = client.consume('bridge-mid', { group: 'bridge-sink', grouping: 'shuffle', id: 'bc-named' });
+    await c.ready;
+    try {
+      await expect(client.deployFile('test/fixtures/bridge-sink.ts')).rejects.toThrow(/"bridge-sink" is the consumer group of a registered bridge consumer/);
+      expect(await client.computation('bridge-sink')).toBeUndefined();
+    } finally {
+      await c.close();
+    }
+  }, 60_000);
+
   it('a registered producer of a stream between two computations keeps them apart: fusing them is refused, naming it', async () => {
     const { client } = cluster;
     // Registered first: the stream bridge-mid then has two producers, bridge-relay and the bridge.

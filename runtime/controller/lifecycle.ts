@@ -5,6 +5,7 @@ import {
 } from '../../protocol/index.js';
 import { checkTypeDecls } from '../../protocol/types.js';
 import { controlWorker, type ControllerContext } from './context.js';
+import { bridgesOf } from './bridges.js';
 import { checkTypeConflicts } from './diff.js';
 import { chooseWorkers, newInstanceId } from './placement.js';
 import { placementsOf } from './records.js';
@@ -43,6 +44,10 @@ export async function deploy(ctx: ControllerContext, input: DeployRequest): Prom
   const name = metadata.name;
   const running = ctx.store.get(name);
   if (running) throw new ConflictError(`computation "${name}" is already deployed (version ${running.version}); kill it first`);
+  // Its consumer group id would be the bridge group's: their credits would mix.
+  if (bridgesOf(ctx).membersOf(name).length) {
+    throw new ConflictError(`"${name}" is the consumer group of a registered bridge consumer: deploy the computation under another name, or close that consumer first`);
+  }
   // Typed streams: a descriptor that holds its message, and the same type as every other computation on the stream.
   checkTypeDecls(metadata);
   checkTypeConflicts(metadata, ctx.store.all());
