@@ -241,3 +241,18 @@ def test_operator_invalid_frames(v):
 def test_operator_max_frame():
     from topo.protocol import MAX_FRAME
     assert OPERATOR["maxFrame"] == MAX_FRAME
+
+
+def test_metadata_types_are_checked_and_normalized():
+    decl = {"message": "demo.Tweet", "descriptor": "CgRkZW1v", "fingerprint": "a" * 64}
+    m = Metadata(name="x", istreams=["tweets"], ostreams=["out"], types={"out": dict(decl), "tweets": {**decl, "message": "demo.In"}})
+    assert list(m.to_dict()["types"]) == ["out", "tweets"]
+    assert m.types["tweets"]["message"] == "demo.In"
+    assert "types" not in Metadata(name="x", istreams=[], ostreams=[], types={}).to_dict()
+    for bad, path in (({"nope": decl}, "types.nope"), ({"out": {**decl, "message": "1bad"}}, "types.out.message"),
+                      ({"out": {**decl, "fingerprint": "xyz"}}, "types.out.fingerprint"),
+                      ({"out": {**decl, "descriptor": "not base64!"}}, "types.out.descriptor"),
+                      ({"out": {**decl, "extra": 1}}, "types.out"), ("str", "types")):
+        with pytest.raises(InvalidMetadataError) as e:
+            Metadata(name="x", istreams=["tweets"], ostreams=["out"], types=bad)
+        assert path in [d["path"] for d in e.value.detail], (bad, e.value.detail)

@@ -93,6 +93,61 @@ def _check_hints(h: Any, issues: list) -> Optional[dict]:
     return out
 
 
+_MESSAGE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+MAX_MESSAGE_NAME = 256
+MAX_DESCRIPTOR_CHARS = 64 * 1024
+MAX_TYPED_STREAMS = 32
+MAX_TYPES_CHARS = 192 * 1024
+
+
+def _check_types(t: Any, streams: set, issues: list) -> Optional[dict]:
+    """``types``: stream -> {message, descriptor, fingerprint} (PROTOCOL.md "Typed streams"), as
+    protocol/metadata.ts checks it; normalized with the streams sorted."""
+    if not isinstance(t, dict):
+        issues.append(("types", "must be an object: stream -> { message, descriptor, fingerprint }"))
+        return None
+    out = {}
+    ok = True
+    for stream in sorted(t, key=str):
+        path = f"types.{stream}"
+        d = t[stream]
+        if not _is_name(stream):
+            issues.append((path, _NAME_MESSAGE))
+            ok = False
+            continue
+        if not isinstance(d, dict):
+            issues.append((path, "must be { message, descriptor, fingerprint }"))
+            ok = False
+            continue
+        for k in d:
+            if k not in ("message", "descriptor", "fingerprint"):
+                issues.append((path, f'unknown field "{k}"'))
+                ok = False
+        m, desc, fp = d.get("message"), d.get("descriptor"), d.get("fingerprint")
+        if not (type(m) is str and len(m) <= MAX_MESSAGE_NAME and _MESSAGE_NAME.fullmatch(m)):
+            issues.append((f"{path}.message", 'must be a protobuf message full name, e.g. "demo.Tweet"'))
+            ok = False
+        if not (type(desc) is str and 1 <= len(desc) <= MAX_DESCRIPTOR_CHARS and _BASE64.fullmatch(desc)):
+            issues.append((f"{path}.descriptor", f"must be a base64 FileDescriptorSet of at most {MAX_DESCRIPTOR_CHARS} characters"))
+            ok = False
+        if not (type(fp) is str and _SHA256_HEX.fullmatch(fp)):
+            issues.append((f"{path}.fingerprint", "must be the sha256 hex of the descriptor"))
+            ok = False
+        if stream not in streams:
+            issues.append((path, f'stream "{stream}" is neither an istream nor an ostream'))
+            ok = False
+        out[stream] = {"message": m, "descriptor": desc, "fingerprint": fp}
+    if len(t) > MAX_TYPED_STREAMS:
+        issues.append(("types", f"at most {MAX_TYPED_STREAMS} typed streams"))
+        ok = False
+    if ok and sum(len(d["descriptor"]) for d in out.values()) > MAX_TYPES_CHARS:
+        issues.append(("types", f"descriptors must add up to at most {MAX_TYPES_CHARS} characters"))
+        ok = False
+    return out if ok else None
+
+
 def _istream(v: Any, path: str, issues: list) -> Optional[dict]:
     if isinstance(v, Stream):
         v = {"stream": v.stream, "grouping": v.grouping}
@@ -177,11 +232,16 @@ def validate_metadata(value: Any) -> dict:
     hints = None
     if value.get("hints") is not None:
         hints = _check_hints(value["hints"], issues)
+    types = None
+    if value.get("types") is not None:
+        types = _check_types(value["types"], {s["stream"] for s in istreams} | set(ostreams), issues)
     if issues:
         raise _error(value, issues)
     out = {"name": name, "istreams": istreams, "ostreams": ostreams}
     if hints is not None:
         out["hints"] = hints
+    if types:
+        out["types"] = types
     return out
 
 
@@ -195,15 +255,20 @@ def _error(value: Any, issues: list) -> InvalidMetadataError:
 class Metadata:
     """What a computation declares: ``Metadata(name="counter", istreams=[Stream("hashtags", grouping="key")],
     ostreams=["top-hashtags"])``. An istream is a str (shuffle), a ``Stream``, a ``(stream, grouping)``
-    tuple or a ``{"stream": ..., "grouping": ...}`` dict. Validated when made (InvalidMetadataError)."""
+    tuple or a ``{"stream": ..., "grouping": ...}`` dict. ``hints`` as in PROTOCOL.md; ``types`` declares
+    typed streams (stream -> {message, descriptor, fingerprint}, see ``topo.typed``). Validated when made
+    (InvalidMetadataError)."""
 
     __slots__ = ("raw", "normalized")
 
-    def __init__(self, name: str, istreams: Iterable[IStream] = (), ostreams: Iterable[str] = (), hints: Optional[dict] = None):
+    def __init__(self, name: str, istreams: Iterable[IStream] = (), ostreams: Iterable[str] = (), hints: Optional[dict] = None,
+                 types: Optional[dict] = None):
         raw = {"name": name, "istreams": list(istreams) if isinstance(istreams, (list, tuple)) else istreams,
                "ostreams": list(ostreams) if isinstance(ostreams, (list, tuple)) else ostreams}
         if hints is not None:
             raw["hints"] = hints
+        if types is not None:
+            raw["types"] = types
         self.raw = raw
         self.normalized = validate_metadata(raw)
 
@@ -223,12 +288,20 @@ class Metadata:
     def hints(self) -> Optional[dict]:
         return self.normalized.get("hints")
 
+    @property
+    def types(self) -> Optional[dict]:
+        """Typed streams: stream -> {message, descriptor, fingerprint} (None when no stream is typed)."""
+        t = self.normalized.get("types")
+        return {k: dict(v) for k, v in t.items()} if t else None
+
     def to_dict(self) -> dict:
         """The normalized form (a fresh copy)."""
         n = self.normalized
         out = {"name": n["name"], "istreams": [dict(s) for s in n["istreams"]], "ostreams": list(n["ostreams"])}
         if "hints" in n:
             out["hints"] = dict(n["hints"])
+        if "types" in n:
+            out["types"] = {k: dict(v) for k, v in n["types"].items()}
         return out
 
     def __repr__(self) -> str:
