@@ -143,10 +143,13 @@ function show(v: unknown): string {
 
 const at = (path: string, k: string | number): string => (typeof k === 'number' ? `${path}[${k}]` : path ? `${path}.${k}` : k);
 
+/** Set by the checks when the value needs fromObject before encoding (an enum by name, bytes or a 64-bit integer as a string). */
+let needsConversion = false;
+
 /** Why `v` does not fit scalar or enum type `type` (undefined when it fits). */
 function checkScalar(type: string, resolved: protobuf.ReflectionObject | null, v: unknown, path: string): string | undefined {
   if (resolved instanceof protobuf.Enum) {
-    if (typeof v === 'number' ? Object.values(resolved.values).includes(v) : typeof v === 'string' && v in resolved.values) return undefined;
+    if (typeof v === 'number' ? Object.values(resolved.values).includes(v) : typeof v === 'string' && Object.hasOwn(resolved.values, v) && (needsConversion = true)) return undefined;
     return `${path}: expected a ${resolved.fullName.slice(1)} value (${Object.keys(resolved.values).join(', ')}), got ${show(v)}`;
   }
   switch (type) {
@@ -157,12 +160,12 @@ function checkScalar(type: string, resolved: protobuf.ReflectionObject | null, v
     case 'string':
       return typeof v === 'string' ? undefined : `${path}: expected a string, got ${show(v)}`;
     case 'bytes':
-      return v instanceof Uint8Array || typeof v === 'string' ? undefined : `${path}: expected bytes (a Uint8Array or base64 string), got ${show(v)}`;
+      return v instanceof Uint8Array || (typeof v === 'string' && (needsConversion = true)) ? undefined : `${path}: expected bytes (a Uint8Array or base64 string), got ${show(v)}`;
   }
   if (INT32.has(type)) return Number.isInteger(v) && (v as number) >= -0x80000000 && (v as number) <= 0x7fffffff ? undefined : `${path}: expected a 32-bit integer, got ${show(v)}`;
   if (UINT32.has(type)) return Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xffffffff ? undefined : `${path}: expected an unsigned 32-bit integer, got ${show(v)}`;
   if (INT64.has(type)) {
-    if (Number.isSafeInteger(v) || (typeof v === 'string' && /^-?[0-9]+$/.test(v))) {
+    if (Number.isSafeInteger(v) || (typeof v === 'string' && /^-?[0-9]+$/.test(v) && (needsConversion = true))) {
       if (type.startsWith('u') || type === 'fixed64') if (typeof v === 'number' ? v < 0 : (v as string).startsWith('-')) return `${path}: expected an unsigned integer, got ${show(v)}`;
       return undefined;
     }
@@ -240,9 +243,12 @@ export class StreamType {
       }
       return value;
     }
+    needsConversion = false;
     const err = checkMessage(this.t, value, '');
     if (err) throw new TypeError(`${what}: value does not fit ${this.message}: ${err}`);
-    return this.t.encode(this.t.fromObject(value as Record<string, unknown>)).finish();
+    // A checked plain value encodes as it is; fromObject only when something must be converted first.
+    const v = needsConversion ? this.t.fromObject(value as Record<string, unknown>) : (value as protobuf.Message);
+    return this.t.encode(v).finish();
   }
 
   /** The message a record's value holds, as a plain object; throws an error saying what failed. */
