@@ -327,9 +327,10 @@ class Context:
     """What a computation can do: ``produce_record``, ``set_timer``, ``state``, ``log``,
     and who it is: ``name``, ``instance`` (index, count, id)."""
 
-    __slots__ = ("name", "instance", "state", "log", "_ostreams", "_out", "_timers", "_declared")
+    __slots__ = ("name", "instance", "state", "log", "_ostreams", "_out", "_timers", "_declared", "_types")
 
-    def __init__(self, name: str, instance: Instance, ostreams: list, out: list, timers: TimerTable, log: logging.Logger):
+    def __init__(self, name: str, instance: Instance, ostreams: list, out: list, timers: TimerTable, log: logging.Logger,
+                 types: Any = None):
         self.name = name
         self.instance = instance
         self.state = KeyedState()
@@ -338,6 +339,7 @@ class Context:
         self._declared = ", ".join(ostreams) or "none"
         self._out = out
         self._timers = timers
+        self._types = types  # topo.typed.StreamTypes when some stream is typed
 
     def produce_record(self, stream: str, key: str, value: Any) -> None:
         """Emits a record on one of the declared ostreams. Never blocks."""
@@ -345,6 +347,10 @@ class Context:
             raise ValueError(f'produce_record: "{stream}" is not an ostream of "{self.name}" (declared: {self._declared})')
         if type(key) is not str:
             raise TypeError(f'produce_record("{stream}"): key must be a str, got {type(key).__name__}')
+        if self._types is not None:
+            t = self._types.get(stream)
+            if t is not None:  # a typed stream: its protobuf encoding travels as bin (TypeError when it does not fit)
+                value = t.encode(value, f'produce_record("{stream}", "{key}")')
         try:
             self._out.append(_pack([stream, key, value]))
         except Exception as err:
@@ -387,7 +393,11 @@ class Executor:
         self.logs: list = []
         self.timers = TimerTable()
         self.log = make_logger(f"topo.{self.name}.{instance.index}", self.logs, on_log)
-        self.ctx = Context(self.name, instance, self.metadata["ostreams"], self.outputs, self.timers, self.log)
+        self.types = None
+        if self.metadata.get("types"):
+            from .typed import StreamTypes  # needs protobuf: imported only when a stream is typed
+            self.types = StreamTypes.of(self.metadata)
+        self.ctx = Context(self.name, instance, self.metadata["ostreams"], self.outputs, self.timers, self.log, self.types)
         self.state = self.ctx.state
         self.has_timer_cb = _overrides(comp, "process_timer")
         self.is_source = not self.metadata["istreams"]

@@ -228,6 +228,7 @@ class Operator:
                         if stop:
                             return self._done(rid, records, items, failures, t0, True)
         batches = msg.get("batches") or []
+        types = e.types
         pr = comp.process_record
         Rec = _Record
         _int = int
@@ -252,8 +253,22 @@ class Operator:
                 items.append(None)
                 failures.append({"where": "decode", "batch": b, "error": f"bad batch item: {error_text(err)}"})
                 continue
+            typed = types.get(stream) if types is not None else None
+            if typed is not None:
+                recs = self._decode_typed(typed, recs)
             i = 0
             for r in recs:
+                if r.__class__ is _Mismatch:
+                    # A typed record that does not decode: reported as a failure of that record whose error
+                    # starts with "type mismatch: ", and not handed to process_record.
+                    failures.append({"where": "processRecord", "batch": b, "index": i, "error": r.error})
+                    if stop:
+                        items.append([src, i + 1])
+                        if prog is not None:
+                            prog.tick = tick
+                        return self._done(rid, records + i + 1, items, failures, t0, True)
+                    i += 1
+                    continue
                 if prog is not None:
                     tick = (tick + 1) & 0x7FFFFFFF
                     pack_into(mm, 0, 3, b, i, tick)
@@ -275,6 +290,19 @@ class Operator:
             records += i
             items.append([src, i])
         self._done(rid, records, items, failures, t0, False)
+
+    @staticmethod
+    def _decode_typed(typed, recs: list) -> list:
+        """The records of a typed istream with their values decoded; a _Mismatch for one that does not decode."""
+        from .typed import TYPE_MISMATCH, TypeMismatch
+        out = []
+        for r in recs:
+            try:
+                r = [r[0], typed.decode(r[1])] + r[2:]
+            except TypeMismatch as err:
+                r = _Mismatch(cut(f"{TYPE_MISMATCH}: {err}"))
+            out.append(r)
+        return out
 
     def _done(self, rid, records, items, failures, t0, stopped) -> None:
         if self.progress:
@@ -321,6 +349,13 @@ class Operator:
 
 
 from .computation import Record as _Record  # noqa: E402  (bound once for the hot loop)
+
+
+class _Mismatch:
+    __slots__ = ("error",)
+
+    def __init__(self, error: str):
+        self.error = error
 
 
 async def serve(comp: Computation, in_fd: int, out_fd: int, progress_path: Optional[str] = None) -> int:

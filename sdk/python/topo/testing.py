@@ -123,9 +123,11 @@ class TestContext:
         return out
 
     def _collect(self) -> None:
+        types = self._exec.types
         for packed in self._exec.take_outputs():
             s, k, v = unpack_plain(packed)
-            self._outputs.append(Output(s, k, v))
+            t = types.get(s) if types is not None else None
+            self._outputs.append(Output(s, k, t.decode(v) if t is not None else v))  # a typed value as a consumer decodes it
         del self._exec.logs[:]
 
     # --- running callbacks ----------------------------------------------------------------------
@@ -198,7 +200,11 @@ class TestContext:
         seq = self._seqs.get(stream, 0) + 1
         self._seqs[stream] = seq
         from .computation import Record
-        rec = Record(stream, key, _over_the_wire(value, f'send("{stream}", "{key}")'), int(ts), seq, producer, trace_id)
+        what = f'send("{stream}", "{key}")'
+        t = self._exec.types.get(stream) if self._exec.types is not None else None
+        # A typed istream: the value as the consumer decodes it (bytes are taken as its encoding); a mismatch raises here.
+        received = t.decode(t.encode(value, what)) if t is not None else _over_the_wire(value, what)
+        rec = Record(stream, key, received, int(ts), seq, producer, trace_id)
         await self._run(self.computation.process_record, self.context, rec)
         await self._fire_due(self._clock)
 
