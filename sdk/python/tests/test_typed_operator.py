@@ -4,9 +4,14 @@ test_typed.py)."""
 import pytest
 
 from conftest import batch
-from test_typed import DECODED, SAMPLE, TS_SAMPLE_HEX, TWEET
 from topo import Computation, Metadata
 from topo.testing import TestContext
+
+# The TS-made declaration and encoding (as in test_typed.py: protocol/types.ts over test/fixtures/typed-tweet.proto).
+TWEET = {"message": "demo.Tweet", "descriptor": "CpQCCgpkZW1vLnByb3RvEgRkZW1vIiAKBFVzZXISCgoCaWQYASABKAMSDAoEbmFtZRgCIAEoCSKqAQoFVHdlZXQSDAoEdGV4dBgBIAEoCRISCgR1c2VyGAIgASgLMgRVc2VyEgwKBHRhZ3MYAyADKAkSEgoEa2luZBgEIAEoDjIES2luZBIWCgZjb3VudHMYBSADKAsyBkNvdW50cxIMCgRibG9iGAYgASgMEg0KBXNjb3JlGAcgASgBGigKBkNvdW50cxILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAU6AjgBKikKBEtpbmQSCQoFVFdFRVQQABILCgdSRVRXRUVUEAESCQoFUkVQTFkQAmIGcHJvdG8z", "fingerprint": "eee471182f12a476f2ae15cd958063b07aedf692006c6f0058ec2df980e04804"}
+TS_SAMPLE_HEX = "0a0568656c6c6f1207082a1203616e6e1a01611a016220012a090a056c696b6573100339000000000000f83f"
+SAMPLE = {"text": "hello", "user": {"id": 42, "name": "ann"}, "tags": ["a", "b"], "kind": "RETWEET", "counts": {"likes": 3}, "score": 1.5}
+DECODED = {**SAMPLE, "blob": b""}
 
 SOURCE = f'''
 from topo import Computation, Metadata
