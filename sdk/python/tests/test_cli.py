@@ -113,3 +113,17 @@ class Dict(Computation):
 ''')
     code, out, _ = describe(path)
     assert code == 0 and json.loads(out) == {"name": "d", "istreams": [{"stream": "a", "grouping": "key"}], "ostreams": []}
+
+
+def test_what_the_module_prints_does_not_spoil_the_json(write_comp):
+    path = write_comp('''
+print("loading the model...")
+from topo import Computation, Metadata
+class C(Computation):
+    def metadata(self):
+        print("metadata asked")
+        return Metadata(name="chatty", istreams=[], ostreams=[])
+''')
+    code, out, err = describe(path)
+    assert code == 0 and json.loads(out) == {"name": "chatty", "istreams": [], "ostreams": []}
+    assert "loading the model..." in err and "metadata asked" in err

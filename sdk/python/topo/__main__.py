@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -33,8 +34,11 @@ def main(argv=None) -> int:
     if name is None and args.cmd == "run":
         name = os.environ.get("TOPO_COMPUTATION") or None
     try:
-        comp = load_computation(args.file, name)
-        metadata = validate_metadata(comp.metadata())
+        # stdout carries describe's JSON (and nothing of the computation's): what the module prints while it
+        # loads goes to stderr, for both commands (run's stdout is the instance log anyway).
+        with contextlib.redirect_stdout(sys.stderr):
+            comp = load_computation(args.file, name)
+            metadata = validate_metadata(comp.metadata())
     except Exception as err:
         return _fail(str(err))
 
