@@ -473,9 +473,21 @@ def test_error_strings_are_cut_to_4096_utf8_bytes(operator, write_comp):
 
 def test_reply_schema_check_can_fail():
     from conftest import check_reply_schema
+    good = {"op": "completion", "id": 1, "outputs": [["s", "k", 2]], "records": 0, "batches": [["p1", 0], None],
+            "failures": [{"where": "decode", "error": "x", "batch": 1}], "nextTimerAt": None, "stateKeys": 0, "timers": 0,
+            "busyMs": 0.5, "logs": [["info", "m"], ["warn", "m", {"a": 1}]], "stopped": True}
+    check_reply_schema(good)
+    for bad in ({"outputs": [["s", 1, 2]]}, {"outputs": [["s", "k"]]}, {"records": -1}, {"batches": [["p1"]]},
+                {"failures": [{"where": "elsewhere", "error": "x"}]}, {"failures": [{"where": "init"}]},
+                {"nextTimerAt": "soon"}, {"busyMs": -1}, {"logs": [["loud", "m"]]}, {"stopped": 1}, {"id": "1"}):
+        with pytest.raises(AssertionError, match="operator-completion"):
+            check_reply_schema({**good, **bad})
     with pytest.raises(AssertionError, match="operator-completion"):
-        check_reply_schema({"op": "completion", "id": 1, "outputs": [["s", 1, 2]], "records": 0, "batches": [],
-                            "failures": [], "stateKeys": 0, "timers": 0, "busyMs": 0})
+        check_reply_schema({k: v for k, v in good.items() if k != "timers"})
+    for frame in ({"op": "hello", "protocol": 2, "metadata": {"name": "x", "istreams": [], "ostreams": []}},
+                  {"op": "snapshot", "id": 1, "state": [["k"]], "timers": []}, {"op": "error", "id": 1}):
+        with pytest.raises(AssertionError, match="operator-"):
+            check_reply_schema(frame)
 
 
 def test_another_operator_protocol_is_refused(operator, write_comp):
