@@ -367,6 +367,11 @@ async def serve(comp: Computation, in_fd: int, out_fd: int, progress_path: Optio
     def on_eof() -> None:
         if op.busy:
             # The worker is gone while an async callback is pending: nobody will read the reply.
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except Exception:
+                    pass
             os._exit(0)
 
     pipe = os.fdopen(in_fd, "rb", buffering=0, closefd=False)
