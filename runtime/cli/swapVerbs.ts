@@ -95,8 +95,8 @@ export const swap: Verb = {
   async run(args, io) {
     const name = nameArg(args.positionals[0], 'computation', 'swap');
     const cmd = stringOption(args.values, 'cmd');
-    if (cmd !== undefined && args.positionals[1] !== undefined) throw new UsageError('swap: give a file or --cmd, not both');
-    if (cmd === undefined && args.positionals[1] === undefined) throw new UsageError('swap: missing the file of the new version (or --cmd \'<command>\')');
+    if (cmd !== undefined && args.positionals[1] !== undefined) throw new UsageError('give a file or --cmd, not both', 'swap');
+    if (cmd === undefined && args.positionals[1] === undefined) throw new UsageError('`topo swap` needs a computation name and a file (or --cmd \'<command>\'), e.g. `topo swap counter examples/tweets/counter_v2.ts`', 'swap');
     const file = args.positionals[1] ?? '';
     const json = args.values.json === true;
     const canary = canaryOption(args);
@@ -111,7 +111,7 @@ export const swap: Verb = {
     const source = cmd !== undefined ? `cmd: ${cmd}` : shortPath(resolve(file));
     // Bundle and validate first: a broken file or a name mismatch fails here without touching the topology.
     const python = stringOption(args.values, 'python');
-    if (cmd !== undefined && python !== undefined) throw new UsageError('swap: --python applies to .py files, not to --cmd');
+    if (cmd !== undefined && python !== undefined) throw new UsageError('--python applies to .py files, not to --cmd', 'swap');
     const bundle = cmd !== undefined
       ? await bundleCommand(cmd, { name })
       : await bundleSource(file, python !== undefined ? { python } : {});

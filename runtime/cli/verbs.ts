@@ -47,7 +47,7 @@ const up: Verb = {
     const workers = intOption(args.values, 'workers', 1, 'up') ?? 2;
     const demo = args.values.demo === true;
     const mixed = args.values.mixed === true;
-    if (mixed && !demo) throw new UsageError('up: --mixed goes with --demo');
+    if (mixed && !demo) throw new UsageError('--mixed goes with --demo', 'up');
     const natsFlag = stringOption(args.values, 'nats');
     if (demo) checkDemoFiles(mixed);
     const r = await upSupervised({ dir, ...(args.values.workers !== undefined ? { workers } : {}), ...(natsFlag ? { natsUrl: natsFlag } : {}) });
@@ -172,12 +172,12 @@ const deploy: Verb = {
     const cmd = stringOption(args.values, 'cmd');
     const name = stringOption(args.values, 'name');
     const python = stringOption(args.values, 'python');
-    if (cmd !== undefined && file !== undefined) throw new UsageError('deploy: give a file or --cmd, not both');
-    if (cmd === undefined && file === undefined) throw new UsageError('deploy: missing a computation file (or --cmd \'<command>\' --name <name>)');
-    if (cmd !== undefined && name === undefined) throw new UsageError('deploy: --cmd needs --name <name>, the computation the command declares');
-    if (cmd === undefined && name !== undefined) throw new UsageError('deploy: --name goes with --cmd (a file declares its own name)');
-    if (cmd !== undefined && python !== undefined) throw new UsageError('deploy: --python applies to .py files, not to --cmd');
-    if (cmd !== undefined && cmd.trim() === '') throw new UsageError('deploy: --cmd needs a command');
+    if (cmd !== undefined && file !== undefined) throw new UsageError('give a file or --cmd, not both', 'deploy');
+    if (cmd === undefined && file === undefined) throw new UsageError('`topo deploy` needs a computation file (or --cmd \'<command>\' --name <name>), e.g. `topo deploy examples/tweets/hashtags.ts`', 'deploy');
+    if (cmd !== undefined && name === undefined) throw new UsageError('--cmd needs --name <name>, the computation the command declares', 'deploy');
+    if (cmd === undefined && name !== undefined) throw new UsageError('--name goes with --cmd (a file declares its own name)', 'deploy');
+    if (cmd !== undefined && python !== undefined) throw new UsageError('--python applies to .py files, not to --cmd', 'deploy');
+    if (cmd !== undefined && cmd.trim() === '') throw new UsageError('--cmd needs a command', 'deploy');
     // Bundle and validate first: a broken file fails here without touching the topology.
     const bundle = cmd !== undefined
       ? await bundleCommand(cmd, { name: nameArg(name, 'computation', 'deploy') })
