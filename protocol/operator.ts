@@ -74,7 +74,7 @@ export const helloFrame = z.looseObject({
 });
 
 const failure = z.looseObject({
-  where: z.enum(['processRecord', 'processTimer', 'init', 'destroy', 'decode']),
+  where: z.enum(['processRecord', 'processTimer', 'init', 'destroy', 'decode', 'type']),
   error: z.string(),
   batch: uint.optional(),
   index: uint.optional(),

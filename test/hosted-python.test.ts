@@ -7,9 +7,13 @@
  * reordered, counts carrying on); and the supervision of a process that
  * crashes: restart, the record at fault dead-lettered, cool-down.
  */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { isMalformed } from '../runtime/client/client.js';
+import { encodeBatch, subjects } from '../protocol/index.js';
+import { describeProto } from '../protocol/types.js';
 import { runTopo, startCluster, waitFor, type Cluster } from './harness.js';
 import { audit, NO_PROBLEMS, problems, settle, tapCounter, tapStream, type Tap } from './swap-helpers.js';
 
@@ -113,6 +117,64 @@ describe('a Python computation hosted by a TS worker', () => {
     // No operator process outlives its instance.
     const ps = await runPs();
     expect(ps.filter((l) => l.includes('counter_') && l.includes('-m topo run'))).toEqual([]);
+  });
+});
+
+describe('a typed stream read by a Python computation', () => {
+  it('decodes the TS source\'s protobuf records; garbage is dead-lettered as a type mismatch, and nothing else changes', async () => {
+    // The same descriptor bytes as the TS side (the fingerprint must match): embedded in the Python file.
+    const tweet = describeProto(readFileSync(join(import.meta.dirname, 'fixtures', 'typed-tweet.proto'), 'utf8'), 'demo.Tweet');
+    const dir = mkdtempSync(join(tmpdir(), 'topo-py-typed-'));
+    const file = join(dir, 'typed_consumer.py');
+    writeFileSync(file, [
+      'import base64',
+      'from topo import Computation, Metadata',
+      'from topo.typed import describe_descriptor_set',
+      `DESCRIPTOR = base64.b64decode("${tweet.descriptor}")`,
+      '',
+      'class TypedConsumer(Computation):',
+      '    def metadata(self):',
+      '        return Metadata(name="typed-consumer", istreams=["typed-tweets"], ostreams=["typed-seen"],',
+      '                        types={"typed-tweets": describe_descriptor_set(DESCRIPTOR, "demo.Tweet")})',
+      '',
+      '    def process_record(self, ctx, record):',
+      '        t = record.value',
+      '        ctx.produce_record("typed-seen", record.key, {"n": t["user"]["id"], "text": t["text"], "kind": t["kind"]})',
+      '',
+    ].join('\n'));
+    try {
+      const c = (cluster = await startCluster({ workers: 1 }));
+      const seen = await tapStream(c.client, 'typed-seen', (key, value) => ({ key, ...(value as { n: number; text: string; kind: string }) }));
+      taps.push(seen as Tap<unknown>);
+      const d = await cli(c, ['deploy', file]);
+      expect(d.code, d.stderr).toBe(0);
+      c.client.nc.publish(subjects.data('typed-tweets', 3), encodeBatch({
+        v: 1, src: 'garbage-producer', stream: 'typed-tweets', bseq: 1,
+        recs: [['g1', { text: 'not protobuf' }, Date.now(), 1], ['g2', Buffer.from([0xff, 0xff, 0xff]), Date.now(), 2]],
+      }));
+      await c.client.nc.flush();
+      await c.client.deployFile(join(import.meta.dirname, 'fixtures', 'typed-source.ts'));
+      await waitFor(() => seen.records.length >= 300, { what: () => `300 decoded records (got ${seen.records.length})`, timeoutMs: 20_000 });
+      const ns = seen.records.map((r) => r.n).sort((a, b) => a - b);
+      expect(ns.slice(0, 300)).toEqual([...Array(300).keys()].map((i) => i + 1));
+      expect(seen.records.find((r) => r.n === 7)).toEqual({ key: 'k0', n: 7, text: 'tweet 7', kind: 'RETWEET' });
+
+      const letters = await waitFor(async () => {
+        const out: { reason: string; error: string; key?: string }[] = [];
+        for await (const l of c.client.deadLetters('typed-consumer')) if (!isMalformed(l)) out.push({ reason: l.reason, error: l.error, key: l.record?.key });
+        return out.length >= 2 ? out : undefined;
+      }, { what: 'two dead letters of the Python consumer' });
+      expect(letters.map((l) => [l.key, l.reason])).toEqual([['g1', 'type mismatch'], ['g2', 'type mismatch']]);
+      expect(letters[0]!.error).toMatch(/^stream "typed-tweets" is typed demo.Tweet \(fingerprint [0-9a-f]{12}\): expected its protobuf encoding/);
+      const st = await waitFor(async () => {
+        const x = (await c.client.status()).computations.find((y) => y.name === 'typed-consumer');
+        return x && x.deadLetters === 2 ? x : undefined;
+      }, { what: 'two dead letters in status' });
+      expect(st.errors).toBe(0);
+      expect(st.instances.every((i) => i.state === 'running')).toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -444,7 +444,7 @@ export class ProcessRunner implements WatchedRunner {
     };
     const failures: Failure[] = c.failures.map((f) => {
       const out: Failure = { where: f.where, error: truncateError(f.error, 4096), ...(f.batch !== undefined ? { batch: f.batch } : {}), ...(f.index !== undefined ? { index: f.index } : {}), ...(f.timer !== undefined ? { timer: f.timer } : {}) };
-      if (f.where === 'processRecord' && f.batch !== undefined && f.index !== undefined) {
+      if ((f.where === 'processRecord' || f.where === 'type') && f.batch !== undefined && f.index !== undefined) {
         const r = batchOf(f.batch)?.recs[f.index];
         if (r) out.record = { key: r[0], value: r[1], ts: r[2], seq: r[3] };
       }

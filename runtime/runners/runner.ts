@@ -23,7 +23,8 @@ export interface Activation {
   timers?: boolean;
 }
 
-export type FailureWhere = 'processRecord' | 'processTimer' | 'init' | 'destroy' | 'decode';
+/** `type`: a record of a typed stream that does not decode as its type (not handed to processRecord: dead-lettered as a type mismatch). */
+export type FailureWhere = 'processRecord' | 'processTimer' | 'init' | 'destroy' | 'decode' | 'type';
 
 export interface Failure {
   where: FailureWhere;

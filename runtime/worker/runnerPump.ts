@@ -231,6 +231,13 @@ export class RunnerPump {
         }
         if (gate) for (; done < f.index!; done++) h.passed();
         done = f.index! + 1;
+        if (f.where === 'type') {
+          // Not the computation's failure: dead-lettered, and it does not fail a probation.
+          if (gate) h.passed();
+          const r = f.record;
+          h.deadLetter(item.stream, f.error, r ?? { key: '', value: null, ts: 0, seq: 0 }, 'type mismatch');
+          continue;
+        }
         h.failed('processRecord', new Error(f.error), failedRecord(item.stream, f));
       }
       if (!info) continue;

@@ -259,14 +259,9 @@ class Operator:
             i = 0
             for r in recs:
                 if r.__class__ is _Mismatch:
-                    # A typed record that does not decode: reported as a failure of that record whose error
-                    # starts with "type mismatch: ", and not handed to process_record.
-                    failures.append({"where": "processRecord", "batch": b, "index": i, "error": r.error})
-                    if stop:
-                        items.append([src, i + 1])
-                        if prog is not None:
-                            prog.tick = tick
-                        return self._done(rid, records + i + 1, items, failures, t0, True)
+                    # A typed record that does not decode: not handed to process_record; the worker
+                    # dead-letters it as a type mismatch. It is not the computation's failure: no stop.
+                    failures.append({"where": "type", "batch": b, "index": i, "error": r.error})
                     i += 1
                     continue
                 if prog is not None:
@@ -294,13 +289,13 @@ class Operator:
     @staticmethod
     def _decode_typed(typed, recs: list) -> list:
         """The records of a typed istream with their values decoded; a _Mismatch for one that does not decode."""
-        from .typed import TYPE_MISMATCH, TypeMismatch
+        from .typed import TypeMismatch
         out = []
         for r in recs:
             try:
                 r = [r[0], typed.decode(r[1])] + r[2:]
             except TypeMismatch as err:
-                r = _Mismatch(cut(f"{TYPE_MISMATCH}: {err}"))
+                r = _Mismatch(cut(str(err)))
             out.append(r)
         return out
 
