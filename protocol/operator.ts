@@ -220,3 +220,60 @@ export function decodeFrameBody(body: Uint8Array): Record<string, unknown> {
   if (typeof op !== 'string') throw new FrameError('a frame must have a str "op"');
   return v as Record<string, unknown>;
 }
+
+const WHERE = new Set(['processRecord', 'processTimer', 'init', 'destroy', 'decode', 'type']);
+const LEVELS = new Set(['debug', 'info', 'warn', 'error']);
+const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0;
+
+/**
+ * Checks a completion frame as `completionFrame` does, by hand: a completion
+ * carries every output of an activation, and zod would spend more on it than
+ * the rest of the worker's path (test/operator.test.ts runs both on the same
+ * frames). Returns what is wrong, or undefined.
+ */
+export function completionProblem(f: Record<string, unknown>): string | undefined {
+  if (f.op !== 'completion') return 'op: must be "completion"';
+  if (!isUint(f.id)) return 'id: must be an unsigned integer';
+  const outputs = f.outputs;
+  if (!Array.isArray(outputs)) return 'outputs: must be an array';
+  for (let i = 0; i < outputs.length; i++) {
+    const o = outputs[i] as unknown;
+    if (!Array.isArray(o) || o.length !== 3) return `outputs.${i}: must be [stream, key, value]`;
+    if (typeof o[0] !== 'string') return `outputs.${i}.0: must be a str`;
+    if (typeof o[1] !== 'string') return `outputs.${i}.1: must be a str`;
+  }
+  if (!isUint(f.records)) return 'records: must be an unsigned integer';
+  const batches = f.batches;
+  if (!Array.isArray(batches)) return 'batches: must be an array';
+  for (let i = 0; i < batches.length; i++) {
+    const b = batches[i] as unknown;
+    if (b === null) continue;
+    if (!Array.isArray(b) || b.length !== 2 || typeof b[0] !== 'string' || !isUint(b[1])) return `batches.${i}: must be [src, records] or nil`;
+  }
+  const failures = f.failures;
+  if (!Array.isArray(failures)) return 'failures: must be an array';
+  for (let i = 0; i < failures.length; i++) {
+    const x = failures[i] as Record<string, unknown> | null;
+    if (x === null || typeof x !== 'object' || Array.isArray(x)) return `failures.${i}: must be a map`;
+    if (typeof x.where !== 'string' || !WHERE.has(x.where)) return `failures.${i}.where: must be one of ${[...WHERE].join(', ')}`;
+    if (typeof x.error !== 'string') return `failures.${i}.error: must be a str`;
+    if (x.batch !== undefined && !isUint(x.batch)) return `failures.${i}.batch: must be an unsigned integer`;
+    if (x.index !== undefined && !isUint(x.index)) return `failures.${i}.index: must be an unsigned integer`;
+    if (x.timer !== undefined && typeof x.timer !== 'string') return `failures.${i}.timer: must be a str`;
+  }
+  if (f.nextTimerAt !== undefined && f.nextTimerAt !== null && typeof f.nextTimerAt !== 'number') return 'nextTimerAt: must be a number or nil';
+  if (!isUint(f.stateKeys)) return 'stateKeys: must be an unsigned integer';
+  if (!isUint(f.timers)) return 'timers: must be an unsigned integer';
+  if (typeof f.busyMs !== 'number' || !(f.busyMs >= 0)) return 'busyMs: must be a number >= 0';
+  if (f.logs !== undefined) {
+    if (!Array.isArray(f.logs)) return 'logs: must be an array';
+    for (let i = 0; i < f.logs.length; i++) {
+      const l = f.logs[i] as unknown;
+      if (!Array.isArray(l) || l.length < 2 || typeof l[0] !== 'string' || !LEVELS.has(l[0]) || typeof l[1] !== 'string') {
+        return `logs.${i}: must be [level, msg, fields?] with level one of ${[...LEVELS].join(', ')}`;
+      }
+    }
+  }
+  if (f.stopped !== undefined && typeof f.stopped !== 'boolean') return 'stopped: must be a bool';
+  return undefined;
+}
