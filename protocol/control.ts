@@ -155,7 +155,8 @@ export type WorkerControl =
   /** Process everything already received, flush outputs, then reply. */
   | { op: 'drain'; instanceId: string; timeoutMs?: number }
   /** Fetch and load an artifact ahead of a swap so load time is not pause time. Replies {loadMs}. */
-  | { op: 'preload'; sha: string; metadata: NormalizedMetadata; lang?: Lang }
+  /** lang: a hosted operator's; count: how many instances of it this worker will adopt (that many operator processes are started now). */
+  | { op: 'preload'; sha: string; metadata: NormalizedMetadata; lang?: Lang; count?: number }
   /**
    * Swap step "drain and snapshot": stop taking input, process everything
    * received (after a round trip to the server, so all fenced input is in),

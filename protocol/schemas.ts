@@ -234,7 +234,7 @@ const controlOps = {
   pause: z.looseObject({ op: z.literal('pause'), instanceId: id, swapId: id.optional(), streams: z.array(name).optional(), leaseMs: positive.optional() }),
   resume: z.looseObject({ op: z.literal('resume'), instanceId: id, swapId: id.optional() }),
   drain: z.looseObject({ op: z.literal('drain'), instanceId: id, timeoutMs: count.optional() }),
-  preload: z.looseObject({ op: z.literal('preload'), sha, metadata: normalizedMetadata, lang: lang.optional() }),
+  preload: z.looseObject({ op: z.literal('preload'), sha, metadata: normalizedMetadata, lang: lang.optional(), count: z.int().min(1).max(MAX_INSTANCES).optional() }),
   release: z.looseObject({
     op: z.literal('release'), instanceId: id, swapId: id, export: z.enum(['memory', 'store']),
     budgetMs: positive.optional(), leaseMs: positive.optional(), upstreams: z.array(upstreamRef).optional(),

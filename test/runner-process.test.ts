@@ -12,6 +12,7 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { encodeBatch, validateMetadata } from '../protocol/index.js';
 import { CrashedError, ProcessRunner } from '../runtime/runners/process.js';
+import { WarmOperators } from '../runtime/worker/hosted.js';
 import { TerminatedError } from '../runtime/runners/runner.js';
 
 const script = join(import.meta.dirname, 'fixtures', 'operators', 'scripted.mjs');
@@ -121,6 +122,45 @@ describe('ProcessRunner refuses what an operator must not send', () => {
     expect(times[1]!).toBeGreaterThanOrEqual(100);
     expect(times[2]!).toBeGreaterThanOrEqual(200);
     expect(r.crashCount).toBe(3);
+  });
+});
+
+describe('warm operator processes (started by a swap\'s preload, taken by its adopts)', () => {
+  const launch = (mode: string) => ({ kind: 'node', command: process.execPath, args: [script], cwd: join(import.meta.dirname, '..'), env: { MODE: mode } });
+  const metadata = validateMetadata({ name: 'scripted', istreams: ['in'], ostreams: ['out'] });
+
+  it('a warm runner keeps its process: bound to an instance, its init uses it (same pid) and it runs', async () => {
+    const lines: string[] = [];
+    const r = new ProcessRunner({ launch: launch('good'), computation: 'scripted', metadata, log: pino({}, { write: () => undefined }), progressFile: join(dir, 'warm.progress') });
+    runners.push(r);
+    await r.warm();
+    const pid = r.pid;
+    expect(r.warmAndAlive).toBe(true);
+    r.bind({ instance: { index: 0, count: 1, id: 'scripted-0-warm' }, log: pino({}, { write: (l: string) => void lines.push(l) }) });
+    await r.init({ state: { entries: [['a', 1]] }, timers: [] });
+    expect(r.pid).toBe(pid);
+    expect(r.starts).toBe(1);
+    const c = await r.activate({ batches: [batch('p1', ['a'])], now: Date.now() });
+    expect(c.outputs).toHaveLength(1);
+    expect(await r.snapshot()).toEqual({ state: { entries: [['a', 2]] }, timers: [] });
+  });
+
+  it('the pool starts as many as asked, hands each out once, and a start that fails fails the warm-up', async () => {
+    const pool = new WarmOperators(dir, pino({}, { write: () => undefined }));
+    try {
+      await pool.warm('sha1', metadata, launch('good'), 2);
+      const a = pool.take('sha1', 'scripted');
+      const b = pool.take('sha1', 'scripted');
+      expect(a?.warmAndAlive && b?.warmAndAlive).toBe(true);
+      expect(a!.pid).not.toBe(b!.pid);
+      expect(pool.take('sha1', 'scripted')).toBeUndefined();
+      expect(pool.take('sha2', 'scripted')).toBeUndefined();
+      runners.push(a!, b!);
+      await expect(pool.warm('sha3', metadata, launch('bad-hello'), 1)).rejects.toThrow(/invalid hello/);
+      expect(pool.take('sha3', 'scripted')).toBeUndefined();
+    } finally {
+      await pool.closeAll();
+    }
   });
 });
 

@@ -178,9 +178,11 @@ class SwapRun {
   /** a. Load the new code where it will run, before anything waits for it. A failure ends the swap here. */
   private async preload(): Promise<void> {
     const at = Date.now();
-    const targets = [...new Map(this.plan.adopts.map((a) => [`${a.workerId} ${a.assignment.sha}`, a])).values()];
+    const key = (a: AdoptPlan): string => `${a.workerId} ${a.assignment.sha}`;
+    const targets = [...new Map(this.plan.adopts.map((a) => [key(a), a])).values()];
+    const countOf = (t: AdoptPlan): number => this.plan.adopts.filter((a) => key(a) === key(t)).length;
     const loaded = await each(targets, (a) =>
-      this.send(a.workerId, { op: 'preload', sha: a.assignment.sha, metadata: a.assignment.metadata, lang: a.assignment.lang }, this.ctx.settings.assignTimeoutMs) as Promise<{ loadMs?: number }>);
+      this.send(a.workerId, { op: 'preload', sha: a.assignment.sha, metadata: a.assignment.metadata, lang: a.assignment.lang, count: countOf(a) }, this.ctx.settings.assignTimeoutMs) as Promise<{ loadMs?: number }>);
     this.loadMs = Math.round(Math.max(0, ...loaded.map((o) => (typeof o.value?.loadMs === 'number' ? o.value.loadMs : Date.now() - at))));
     const first = failed(loaded)[0];
     if (first) {

@@ -42,7 +42,8 @@ export interface ProcessLaunch {
 export interface ProcessRunnerOptions {
   launch: ProcessLaunch;
   computation: string;
-  instance: { index: number; count: number; id: string };
+  /** The instance it runs; absent for a warm process started ahead of a swap (see warm()), given by bind(). */
+  instance?: { index: number; count: number; id: string };
   /** The assigned metadata: the process's hello must declare the same. */
   metadata: NormalizedMetadata;
   /** Where the process's stdout/stderr lines go. */
@@ -102,9 +103,38 @@ export class ProcessRunner implements WatchedRunner {
   starts = 0;
   crashCount = 0;
   coolingDownUntil: number | undefined;
+  /** Started by warm() and not initialized yet: the first init() uses this process. */
+  private warmed = false;
 
   constructor(private readonly o: ProcessRunnerOptions) {
     this.kind = `${o.launch.kind} process`;
+  }
+
+  /**
+   * Starts the process and checks its hello, without an instance yet: a swap's preload does this,
+   * so the interpreter's start and imports are not paid inside the pause. bind() then gives it its
+   * instance, and the first init() uses this process. Throws what start() throws.
+   */
+  async warm(): Promise<void> {
+    await this.start();
+    this.warmed = true;
+  }
+
+  /** Whether a warm process is still there to be taken. */
+  get warmAndAlive(): boolean {
+    return this.warmed && this.child !== undefined;
+  }
+
+  /** The instance a warm runner is taken for (its log, and what it reports on). */
+  bind(b: { instance: { index: number; count: number; id: string }; log: Logger; note?: (message: string) => void }): void {
+    this.o.instance = b.instance;
+    this.o.log = b.log;
+    this.o.note = b.note;
+  }
+
+  private get instance(): { index: number; count: number; id: string } {
+    if (!this.o.instance) throw new Error(`the ${this.kind} of "${this.o.computation}" has no instance yet (bind it first)`);
+    return this.o.instance;
   }
 
   get alive(): boolean {
@@ -132,13 +162,18 @@ export class ProcessRunner implements WatchedRunner {
   }
 
   async init(from?: ExecutorSnapshot, opts: { runInit?: boolean } = {}): Promise<Completion> {
-    await this.terminate();
-    await this.backoff();
-    if (this.closed) throw new TerminatedError(`${this.what} is closed`);
-    await this.start();
+    if (this.warmed && this.child) {
+      this.warmed = false;
+    } else {
+      this.warmed = false;
+      await this.terminate();
+      await this.backoff();
+      if (this.closed) throw new TerminatedError(`${this.what} is closed`);
+      await this.start();
+    }
     const reply = await this.request({
       op: 'init', id: 0,
-      instance: this.o.instance,
+      instance: this.instance,
       state: from?.state.entries ?? [],
       timers: from?.timers ?? [],
       runInit: opts.runInit ?? true,
@@ -189,7 +224,7 @@ export class ProcessRunner implements WatchedRunner {
   }
 
   private get what(): string {
-    return `the ${this.kind} of "${this.o.computation}" (${this.o.instance.id})`;
+    return `the ${this.kind} of "${this.o.computation}"${this.o.instance ? ` (${this.o.instance.id})` : ' (warm, no instance yet)'}`;
   }
 
   // ---- process ---------------------------------------------------------------------
@@ -210,9 +245,11 @@ export class ProcessRunner implements WatchedRunner {
         env: {
           ...process.env, ...l.env,
           TOPO_OPERATOR_PROTOCOL: String(OPERATOR_PROTOCOL), TOPO_OPERATOR_IN: '3', TOPO_OPERATOR_OUT: '4',
-          TOPO_COMPUTATION: this.o.computation, TOPO_INSTANCE_ID: this.o.instance.id,
-          TOPO_INSTANCE_INDEX: String(this.o.instance.index), TOPO_INSTANCE_COUNT: String(this.o.instance.count),
-          TOPO_PROGRESS_FILE: this.o.progressFile,
+          TOPO_COMPUTATION: this.o.computation, TOPO_PROGRESS_FILE: this.o.progressFile,
+          // Known when it starts for its instance; a warm process learns it from init (which is what counts).
+          ...(this.o.instance ? {
+            TOPO_INSTANCE_ID: this.o.instance.id, TOPO_INSTANCE_INDEX: String(this.o.instance.index), TOPO_INSTANCE_COUNT: String(this.o.instance.count),
+          } : {}),
         },
       });
     } catch (err) {

@@ -26,8 +26,8 @@ export function pythonInterpreter(artifact: { interpreter?: string }, env: NodeJ
   return existsSync(venv) ? venv : 'python3';
 }
 
-/** How to start the operator of `a` from its artifact (written under `dir` for Python). */
-export function launchOf(artifact: HostedArtifact, sha: string, a: Assignment, dir: string): ProcessLaunch {
+/** How to start the operator of `computation` from its artifact (written under `dir` for Python). */
+export function launchOf(artifact: HostedArtifact, sha: string, computation: string, dir: string): ProcessLaunch {
   if (artifact.lang === 'cmd') return { kind: 'command', command: '/bin/sh', args: ['-c', artifact.command], cwd: artifact.cwd };
   const folder = join(dir, sha);
   const file = join(folder, artifact.file);
@@ -41,19 +41,95 @@ export function launchOf(artifact: HostedArtifact, sha: string, a: Assignment, d
   return {
     kind: 'python',
     command: pythonInterpreter(artifact),
-    args: ['-m', 'topo', 'run', artifact.class ? `${file}:${artifact.class}` : file, '--name', a.computation],
+    args: ['-m', 'topo', 'run', artifact.class ? `${file}:${artifact.class}` : file, '--name', computation],
     cwd: folder,
     env: { PYTHONPATH: pythonPath, PYTHONUNBUFFERED: '1' },
   };
 }
 
-/** The runner of one hosted instance. */
-export function hostedRunner(launch: ProcessLaunch, a: Assignment, log: Logger, progressDir: string, note: (message: string) => void): ProcessRunner {
-  return new ProcessRunner({
-    launch, computation: a.computation, metadata: a.metadata, log, note,
-    instance: { index: a.index, count: a.count, id: a.instanceId },
-    progressFile: join(progressDir, `${a.instanceId}.progress`),
-  });
+/** The runner of one hosted instance: a warm process started by the swap's preload when there is one, else a new one. */
+export function hostedRunner(
+  launch: ProcessLaunch, a: Assignment, log: Logger, progressDir: string, note: (message: string) => void, warm?: ProcessRunner,
+): ProcessRunner {
+  const instance = { index: a.index, count: a.count, id: a.instanceId };
+  if (warm) {
+    warm.bind({ instance, log, note });
+    return warm;
+  }
+  return new ProcessRunner({ launch, computation: a.computation, metadata: a.metadata, log, note, instance, progressFile: join(progressDir, `${a.instanceId}.progress`) });
+}
+
+/** A warm operator process not taken by an adopt within this long is ended. */
+const WARM_TTL_MS = 60_000;
+/** Warm processes started for one preload at most. */
+const MAX_WARM = 16;
+
+/**
+ * Operator processes started ahead of a swap (its preload), so that an
+ * interpreter's start and imports are not paid while the upstreams are
+ * paused: the swap's adopts take them (runtime/worker/worker.ts). A start
+ * that fails fails the preload, before anything is paused.
+ */
+export class WarmOperators {
+  private readonly pool = new Map<string, { runner: ProcessRunner; timer: NodeJS.Timeout }[]>();
+  private seq = 0;
+
+  constructor(private readonly progressDir: string, private readonly log: Logger) {}
+
+  /** Starts processes of `computation` from `launch` until `count` are warm (the ones already warm count). */
+  async warm(sha: string, metadata: NormalizedMetadata, launch: ProcessLaunch, count: number): Promise<void> {
+    const key = `${sha} ${metadata.name}`;
+    const list = (this.pool.get(key) ?? []).filter((w) => w.runner.warmAndAlive);
+    this.pool.set(key, list);
+    const missing = Math.min(MAX_WARM, Math.max(1, count)) - list.length;
+    const started = await Promise.allSettled(Array.from({ length: Math.max(0, missing) }, async () => {
+      const runner = new ProcessRunner({
+        launch, computation: metadata.name, metadata, log: this.log,
+        progressFile: join(this.progressDir, `warm-${process.pid}-${++this.seq}.progress`),
+      });
+      try {
+        await runner.warm();
+      } catch (err) {
+        await runner.close();
+        throw err;
+      }
+      return runner;
+    }));
+    for (const r of started) {
+      if (r.status !== 'fulfilled') continue;
+      const entry = { runner: r.value, timer: setTimeout(() => this.expire(key, entry), WARM_TTL_MS) };
+      entry.timer.unref();
+      list.push(entry);
+    }
+    const failed = started.find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+  }
+
+  /** A warm process of that version and computation, taken out of the pool. */
+  take(sha: string, computation: string): ProcessRunner | undefined {
+    const list = this.pool.get(`${sha} ${computation}`);
+    while (list?.length) {
+      const w = list.shift()!;
+      clearTimeout(w.timer);
+      if (w.runner.warmAndAlive) return w.runner;
+      void w.runner.close();
+    }
+    return undefined;
+  }
+
+  async closeAll(): Promise<void> {
+    const all = [...this.pool.values()].flat();
+    this.pool.clear();
+    for (const w of all) clearTimeout(w.timer);
+    await Promise.all(all.map((w) => w.runner.close()));
+  }
+
+  private expire(key: string, entry: { runner: ProcessRunner; timer: NodeJS.Timeout }): void {
+    const list = this.pool.get(key);
+    const i = list?.indexOf(entry) ?? -1;
+    if (i >= 0) list!.splice(i, 1);
+    void entry.runner.close();
+  }
 }
 
 /**

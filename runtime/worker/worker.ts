@@ -24,7 +24,7 @@ import { natsEdges } from './edges.js';
 import { selectPartitions } from '../executor/executor.js';
 import { FusionBus, fusedEdges } from './fusion.js';
 import { TapInterest } from './taps.js';
-import { hostedComputation, hostedRunner, launchOf } from './hosted.js';
+import { hostedComputation, hostedRunner, launchOf, WarmOperators } from './hosted.js';
 import type { Computation } from '../../sdk/index.js';
 import type { Logger as PinoLogger } from 'pino';
 
@@ -64,6 +64,7 @@ export class Worker {
   private readonly fusion = new FusionBus();
   private readonly taps: TapInterest;
   private artifacts!: ArtifactCache;
+  private warmOperators!: WarmOperators;
   private heartbeatMs = 1_000;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private heartbeatProblemAt = -Infinity;
@@ -102,6 +103,7 @@ export class Worker {
     const stateKv = await retry(() => kvm.open(buckets.state), 'the topo_state bucket', this.log);
     const store = await retry(() => objm.open(buckets.artifacts), 'the artifact store', this.log);
     this.artifacts = new ArtifactCache(store, join(this.dataDir, 'artifacts'));
+    this.warmOperators = new WarmOperators(join(this.dataDir, 'progress'), this.log);
     await this.view.watch(stateKv, this.log);
     this.taps.start();
     // Validated by its schema: an op without a required field (a commit or abort without swapId) gets BAD_REQUEST and changes nothing.
@@ -179,8 +181,11 @@ export class Worker {
         return this.instance(req.instanceId).drain(req.timeoutMs);
       case 'preload': {
         const t0 = performance.now();
-        if (req.lang === 'python' || req.lang === 'cmd') await this.artifacts.loadHosted(req.sha, req.lang);
-        else checkMetadata(await this.artifacts.load(req.sha), req.metadata);
+        if (req.lang === 'python' || req.lang === 'cmd') {
+          // The operator processes the adopts will take, started now: not inside the pause.
+          const artifact = await this.artifacts.loadHosted(req.sha, req.lang);
+          await this.warmOperators.warm(req.sha, req.metadata, launchOf(artifact, req.sha, req.metadata.name, join(this.dataDir, 'operators')), req.count ?? 1);
+        } else checkMetadata(await this.artifacts.load(req.sha), req.metadata);
         return { loadMs: performance.now() - t0 };
       }
       case 'release':
@@ -236,10 +241,11 @@ export class Worker {
   private async newInstance(a: Assignment, log: PinoLogger): Promise<Instance> {
     if (a.lang === 'python' || a.lang === 'cmd') {
       const artifact = await this.artifacts.loadHosted(a.sha, a.lang);
-      const launch = launchOf(artifact, a.sha, a, join(this.dataDir, 'operators'));
+      const launch = launchOf(artifact, a.sha, a.computation, join(this.dataDir, 'operators'));
       const progressDir = join(this.dataDir, 'progress');
       const { artifactFile: _none, ...deps } = this.instanceDeps(log, a);
-      return new Instance(a, hostedComputation(a.metadata), { ...deps, hosted: (note) => hostedRunner(launch, a, log, progressDir, note) });
+      const warm = this.warmOperators.take(a.sha, a.computation);
+      return new Instance(a, hostedComputation(a.metadata), { ...deps, hosted: (note) => hostedRunner(launch, a, log, progressDir, note, warm) });
     }
     const comp: Computation = await this.artifacts.load(a.sha);
     checkMetadata(comp, a.metadata);
@@ -494,6 +500,7 @@ export class Worker {
         this.control?.unsubscribe();
         if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
         await Promise.allSettled([...this.instances.values()].map((i) => i.stop()));
+        await this.warmOperators?.closeAll();
         this.instances.clear();
         this.view.stop();
         this.taps.stop();
