@@ -59,7 +59,7 @@ export async function runParts(opts: BenchOptions, ctx: PartsContext): Promise<P
     if (part.section === 'polyglot') {
       const swaps = await polyglotSwaps(ctx, Math.max(5, Math.round(opts.swaps / 5)), Math.min(opts.swapKeys, 200));
       console.log(`\nSwap pause, Python vs TypeScript:\n${swaps.text}\n`);
-      if (swaps.markdown) section = section.replace(endMarker('polyglot'), `${swaps.markdown}\n${endMarker('polyglot')}`);
+      if (swaps.markdown) section = section.replace(endMarker('polyglot'), `\n${swaps.markdown}\n${endMarker('polyglot')}`);
       if (swaps.failed) failed = true;
     }
     sections.set(part.section, section);

@@ -17,7 +17,7 @@ const bundle = (entryPoints) =>
 const firstError = (err) => (err.errors?.[0] ? `${err.errors[0].location?.file ?? ''}:${err.errors[0].location?.line ?? ''} ${err.errors[0].text}` : err.message);
 
 // `--only typed` (alone or in a list): the typed-streams bench (bench/typed/main.ts), run on its own;
-// it writes no file (its RESULTS.md section is printed). The rest of the list runs as usual after it.
+// it writes its own RESULTS.md section (unless --no-write). The rest of the list runs as usual after it.
 {
   const argv = process.argv.slice(2);
   const at = argv.findIndex((a) => a === '--only' || a.startsWith('--only='));

@@ -14,7 +14,7 @@
  * Prints a table and a markdown section (the lead copies it into RESULTS.md:
  * this bench writes no file). Bundled into dist/bench/typed.mjs by bench/run.mjs.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,6 +22,7 @@ import { decodeBatch, encodeBatch, PROTOCOL_VERSION, type WireRecord } from '../
 import { describeProto, StreamType } from '../../protocol/types.js';
 import { benchKey, benchValue, BATCH_SIZE } from '../records.js';
 import { checkPlacement, runPipeline } from '../topo/harness.js';
+import { cutSections, renderSections, wrapSection } from '../sections.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const log = (line: string): void => console.error(`bench: ${line}`);
@@ -155,7 +156,6 @@ async function main(): Promise<void> {
   if (pipeRatio !== undefined) console.log(`- pipeline: the typed one-hop runs at ${pipeRatio.toFixed(2)}x the plain one's records/s.`);
 
   const md = [
-    '<!-- typed:begin -->',
     '## Typed streams (protobuf) vs plain msgpack',
     '',
     `- Date: ${startedAt.toISOString()}; machine: ${availableParallelism()} CPUs, ${cpus()[0]?.model ?? 'unknown CPU'}; Node ${process.version}; load before: ${loadBefore.toFixed(2)}`,
@@ -167,9 +167,17 @@ async function main(): Promise<void> {
     '',
     '- codec: bench records (`{id, user, text}`) in batches of 256 through encodeBatch/decodeBatch; typed adds `StreamType.encode` per value before and `StreamType.decode` after (what a typed producer and consumer add).',
     '- pipeline: bench-source -> bench-sink, one worker each, a fresh local topology per run, autopilot off; typed declares `bench.BenchValue` on bench-a in both.',
-    '<!-- typed:end -->',
   ].join('\n');
-  console.log(`\nRESULTS.md section (not written by this bench):\n\n${md}\n`);
+  if (process.argv.includes('--no-write')) {
+    console.log(`\nRESULTS.md section (not written: --no-write):\n\n${md}\n`);
+    return;
+  }
+  // Its own section of RESULTS.md; the others are kept as they are.
+  const file = join(root, 'bench', 'RESULTS.md');
+  const text = existsSync(file) ? readFileSync(file, 'utf8') : '# topo benchmark results\n';
+  const { rest, sections } = cutSections(text);
+  writeFileSync(file, `${rest.trimEnd()}\n${renderSections(sections, new Map([['typed', wrapSection('typed', md)]]))}`);
+  console.error(`bench: wrote ${file}`);
 }
 
 main().catch((err: unknown) => {
