@@ -3,23 +3,17 @@
  * out by the oracle while it saturates (busy above 0.8 for a window) and back
  * in once it idles, live, every record still delivered once.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SOURCE } from './fixtures/swap-e2e-lib.js';
-import { startCluster, waitFor, type Cluster } from './harness.js';
-import { tapStream, type Tap } from './swap-helpers.js';
+import { waitFor } from './harness.js';
+import { tapStream, type Tap, perTest } from './swap-helpers.js';
 
-let cluster: Cluster | undefined;
-const taps: Tap<unknown>[] = [];
-
-afterEach(async () => {
-  for (const t of taps.splice(0)) await t.stop();
-  await cluster?.stop();
-  cluster = undefined;
-});
+const run = perTest();
+const taps = run.taps;
 
 describe('autoscaling by the oracle', () => {
   it('scales a saturated computation out, and back in when it idles, delivering every record once', async () => {
-    const c = (cluster = await startCluster({ workers: 2 }));
+    const c = (await run.cluster({ workers: 2 }));
     await c.client.deployFile('test/fixtures/autoscale-busy.ts');
     const input = await tapStream(c.client, 'swap-in', (key, value) => `${key}:${(value as { seq: number }).seq}`);
     const output = await tapStream(c.client, 'autoscale-out', (key, value) => `${key}:${(value as { seq: number }).seq}`);

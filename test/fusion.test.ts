@@ -6,30 +6,24 @@
  * duplicated or reordered, counts continuing. While fused, the stream
  * between them stays visible to `topo tap`, and `topo status` shows the group.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BadRequestError } from '../protocol/index.js';
 import { execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { COUNTER, MID, RELAY, TALLY, TALLY_OUT } from './fixtures/fusion-lib.js';
 import { SOURCE } from './fixtures/swap-e2e-lib.js';
-import { runTopo, startCluster, topoBin, waitFor, type Cluster } from './harness.js';
-import { audit, NO_PROBLEMS, problems, settle, tapCounter, tapStream, type Tap } from './swap-helpers.js';
+import { runTopo, topoBin, waitFor } from './harness.js';
+import { audit, NO_PROBLEMS, problems, settle, tapCounter, tapStream, type Tap, perTest } from './swap-helpers.js';
 
 const fixture = (name: string): string => `test/fixtures/${name}.ts`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-let cluster: Cluster | undefined;
-const taps: Tap<unknown>[] = [];
-
-afterEach(async () => {
-  for (const t of taps.splice(0)) await t.stop();
-  await cluster?.stop();
-  cluster = undefined;
-});
+const run = perTest();
+const taps = run.taps;
 
 describe('fusion of a running chain', () => {
   it('is done by the oracle by default, undone by topo split and redone by topo fuse, under load with nothing lost', async () => {
-    const c = (cluster = await startCluster({ workers: 2 }));
+    const c = (await run.cluster({ workers: 2 }));
     await c.client.deployFile(fixture('fusion-counter'));
     await c.client.deployFile(fixture('fusion-relay'));
     const { input, output } = await tapCounter(c.client);
@@ -94,7 +88,7 @@ describe('fusion of a running chain', () => {
 
   it('keeps a fused chain together when its worker is killed with -9: re-placed as a group on a live worker, and flowing again', async () => {
     // Three workers: after the kill, re-placement has two to choose from, and the chain must not be spread over them.
-    const c = (cluster = await startCluster({ workers: 3 }));
+    const c = (await run.cluster({ workers: 3 }));
     await c.client.deployFile(fixture('fusion-counter'));
     await c.client.deployFile(fixture('fusion-relay'));
     const out = await tapStream(c.client, 'swap-out', (key) => key);
@@ -121,7 +115,7 @@ describe('fusion of a running chain', () => {
   }, 180_000);
 
   it('moves a fused group instance by instance, as a whole, onto a worker that joins, with every record delivered once', async () => {
-    const c = (cluster = await startCluster({ workers: 1 }));
+    const c = (await run.cluster({ workers: 1 }));
     await c.client.deployFile(fixture('fusion-tally'), { instances: 2 });
     await c.client.deployFile(fixture('fusion-relay'), { instances: 2 });
     const input = await tapStream(c.client, 'swap-in', (key, value) => `${key}:${(value as { seq: number }).seq}`);
@@ -165,7 +159,7 @@ describe('fusion of a running chain', () => {
   }, 180_000);
 
   it('runs the tweets demo as one fused chain, once, and stays so (no flapping)', async () => {
-    const c = (cluster = await startCluster({ workers: 2 }));
+    const c = (await run.cluster({ workers: 2 }));
     const top = await tapStream(c.client, 'top-hashtags', (key) => key);
     taps.push(top as Tap<unknown>);
     for (const n of ['generator', 'hashtags', 'counter', 'sink']) await c.client.deployFile(`examples/tweets/${n}.ts`);
@@ -183,7 +177,7 @@ describe('fusion of a running chain', () => {
 
   it('topo fuse refuses what may not be fused, with the rule that says so', async () => {
     // The oracle is off here: this is about the rules of the verb alone.
-    const c = (cluster = await startCluster({ workers: 1, env: { TOPO_AUTOPILOT: '0' } }));
+    const c = (await run.cluster({ workers: 1, env: { TOPO_AUTOPILOT: '0' } }));
     await c.client.deployFile(fixture('fusion-counter'));
     await c.client.deployFile(fixture('fusion-relay'));
     await c.client.deployFile(fixture('scale-source'));

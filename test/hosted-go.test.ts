@@ -10,9 +10,9 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { runTopo, startCluster, waitFor, type Cluster } from './harness.js';
-import { tapStream, type Tap } from './swap-helpers.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runTopo, waitFor } from './harness.js';
+import { tapStream, type Tap, perTest } from './swap-helpers.js';
 
 const example = join(import.meta.dirname, '..', 'examples', 'go-operator');
 const bin = mkdtempSync(join(tmpdir(), 'topo-go-operator-'));
@@ -24,13 +24,8 @@ beforeAll(() => {
 }, 300_000);
 afterAll(() => rmSync(bin, { recursive: true, force: true }));
 
-let cluster: Cluster | undefined;
-const taps: Tap<unknown>[] = [];
-afterEach(async () => {
-  for (const t of taps.splice(0)) await t.stop();
-  await cluster?.stop();
-  cluster = undefined;
-});
+const run = perTest();
+const taps = run.taps;
 
 interface Length {
   key: string;
@@ -41,7 +36,7 @@ interface Length {
 
 describe('a Go operator deployed with --cmd', () => {
   it('refuses a --name it does not declare, counts words with keyed state, swaps live to another build keeping the totals, and is killed', async () => {
-    const c = (cluster = await startCluster({ workers: 1 }));
+    const c = (await run.cluster({ workers: 1 }));
     const out = await tapStream(c.client, 'word-lengths', (key, value) => ({ key, ...(value as Omit<Length, 'key'>) }));
     taps.push(out as Tap<unknown>);
     const cli = (args: string[]) => runTopo([...args, '--nats', c.url], { timeoutMs: 60_000 });

@@ -10,24 +10,18 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { isMalformed } from '../runtime/client/client.js';
 import { encodeBatch, subjects } from '../protocol/index.js';
 import { describeProto } from '../protocol/types.js';
-import { runTopo, startCluster, waitFor, type Cluster } from './harness.js';
-import { audit, NO_PROBLEMS, problems, settle, tapCounter, tapStream, type Tap } from './swap-helpers.js';
+import { runTopo, waitFor, type Cluster } from './harness.js';
+import { audit, NO_PROBLEMS, problems, settle, tapCounter, tapStream, type Tap, perTest } from './swap-helpers.js';
 
 const py = (name: string): string => join(import.meta.dirname, 'fixtures', 'python', `${name}.py`);
 const COUNTER = 'swap-counter';
 
-let cluster: Cluster | undefined;
-const taps: Tap<unknown>[] = [];
-
-afterEach(async () => {
-  for (const t of taps.splice(0)) await t.stop();
-  await cluster?.stop();
-  cluster = undefined;
-});
+const run = perTest();
+const taps = run.taps;
 
 const cli = (c: Cluster, args: string[]) => runTopo([...args, '--nats', c.url], { timeoutMs: 60_000 });
 
@@ -41,7 +35,7 @@ async function running(c: Cluster, name: string, n: number) {
 
 describe('a Python computation hosted by a TS worker', () => {
   it('deploys from a .py file, counts with keyed state, and its logs, stdout and metrics show', async () => {
-    const c = (cluster = await startCluster({ workers: 1 }));
+    const c = (await run.cluster({ workers: 1 }));
     const { input, output } = await tapCounter(c.client);
     taps.push(input as Tap<unknown>, output as Tap<unknown>);
     const d = await cli(c, ['deploy', py('counter_a')]);
@@ -69,7 +63,7 @@ describe('a Python computation hosted by a TS worker', () => {
   });
 
   it('swaps live to another Python version, rolls back a throwing one, runs a canary, promotes, rolls back, scales and is killed, losing nothing', async () => {
-    const c = (cluster = await startCluster({ workers: 2 }));
+    const c = (await run.cluster({ workers: 2 }));
     const { input, output } = await tapCounter(c.client);
     taps.push(input as Tap<unknown>, output as Tap<unknown>);
     expect((await cli(c, ['deploy', py('counter_a')])).code).toBe(0);
@@ -143,7 +137,7 @@ describe('a typed stream read by a Python computation', () => {
       '',
     ].join('\n'));
     try {
-      const c = (cluster = await startCluster({ workers: 1 }));
+      const c = (await run.cluster({ workers: 1 }));
       const seen = await tapStream(c.client, 'typed-seen', (key, value) => ({ key, ...(value as { n: number; text: string; kind: string }) }));
       taps.push(seen as Tap<unknown>);
       const d = await cli(c, ['deploy', file]);
@@ -180,7 +174,7 @@ describe('a typed stream read by a Python computation', () => {
 
 describe('supervision of a Python operator process', () => {
   it('does not outlive its worker: kill -9 of the worker ends it, and the counter is placed again and counts on', async () => {
-    const c = (cluster = await startCluster({ workers: 2 }));
+    const c = (await run.cluster({ workers: 2 }));
     const { input, output } = await tapCounter(c.client);
     taps.push(input as Tap<unknown>, output as Tap<unknown>);
     expect((await cli(c, ['deploy', py('counter_a')])).code).toBe(0);
@@ -205,7 +199,7 @@ describe('supervision of a Python operator process', () => {
 
 
   it('restarts a process that dies, dead-letters the record it died on, and cools down when it keeps dying', async () => {
-    const c = (cluster = await startCluster({ workers: 1, env: { POISON_EVERY: '40', TOPO_COOLDOWN_MS: '3000' } }));
+    const c = (await run.cluster({ workers: 1, env: { POISON_EVERY: '40', TOPO_COOLDOWN_MS: '3000' } }));
     const echoed = await tapStream(c.client, 'echo-out', (key, value) => ({ key, seq: (value as { seq: number }).seq }));
     taps.push(echoed as Tap<unknown>);
     expect((await cli(c, ['deploy', py('echo_poison')])).code).toBe(0);

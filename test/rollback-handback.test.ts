@@ -6,23 +6,17 @@
  * new flows. The counter's output is audited per key: nothing lost,
  * duplicated or reordered, counts continuing.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { COUNTER, SOURCE } from './fixtures/swap-e2e-lib.js';
-import { startCluster, waitFor, type Cluster } from './harness.js';
-import { audit, NO_PROBLEMS, problems, settle, tapCounter, type Tap } from './swap-helpers.js';
+import { waitFor } from './harness.js';
+import { audit, NO_PROBLEMS, problems, settle, tapCounter, type Tap, perTest } from './swap-helpers.js';
 
-let cluster: Cluster | undefined;
-const taps: Tap<unknown>[] = [];
-
-afterEach(async () => {
-  for (const t of taps.splice(0)) await t.stop();
-  await cluster?.stop();
-  cluster = undefined;
-});
+const run = perTest();
+const taps = run.taps;
 
 describe('rollback of a scale whose new instances fail after resume', () => {
   it('hands the input they took back to the old instance on its own worker, losing nothing', async () => {
-    const c = (cluster = await startCluster({ workers: 3, env: { TOPO_AUTOPILOT: '0' } }));
+    const c = (await run.cluster({ workers: 3, env: { TOPO_AUTOPILOT: '0' } }));
     await c.client.deployFile('test/fixtures/handback-counter.ts');
     const { input, output } = await tapCounter(c.client);
     taps.push(input as Tap<unknown>, output as Tap<unknown>);

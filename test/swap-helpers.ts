@@ -6,7 +6,8 @@
  */
 import { isMalformed, type TopoClient } from '../runtime/client/client.js';
 import { SWAP_IN, SWAP_OUT, type CounterValue, type SourceValue } from './fixtures/swap-e2e-lib.js';
-import { waitFor } from './harness.js';
+import { afterEach } from 'vitest';
+import { startCluster, waitFor, type Cluster } from './harness.js';
 
 export const fixture = (name: string): string => `test/fixtures/swap-e2e-${name}.ts`;
 
@@ -162,3 +163,25 @@ export const problems = (a: Audit) => ({ lost: a.lost, duplicated: a.duplicated,
 export const NO_PROBLEMS = { lost: 0, duplicated: 0, reordered: 0, badCounts: 0 };
 
 export { SWAP_IN, SWAP_OUT };
+
+/**
+ * A cluster per test, and the taps the test opened, stopped after each test
+ * (call once at the top of a test file): `const run = perTest();` then
+ * `const c = await run.cluster({ workers: 2 })` and `run.taps.push(tap)`.
+ */
+export function perTest(): { cluster(opts?: Parameters<typeof startCluster>[0]): Promise<Cluster>; taps: Tap<unknown>[] } {
+  let current: Cluster | undefined;
+  const taps: Tap<unknown>[] = [];
+  afterEach(async () => {
+    for (const t of taps.splice(0)) await t.stop();
+    await current?.stop();
+    current = undefined;
+  });
+  return {
+    async cluster(opts) {
+      current = await startCluster(opts);
+      return current;
+    },
+    taps,
+  };
+}

@@ -7,26 +7,20 @@
  * reordered, and the counts carry on across versions.
  */
 import { spawn } from 'node:child_process';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SwapRolledBackError } from '../protocol/index.js';
 import { swapReplyOf } from '../runtime/client/index.js';
 import { distFile } from '../runtime/client/paths.js';
 import { isAlive } from '../runtime/client/processes.js';
 import { COUNTER, SOURCE } from './fixtures/swap-e2e-lib.js';
 import { RING, RING_STREAM, TOKENS, type Token } from './fixtures/ring-lib.js';
-import { startCluster, waitFor, type Cluster } from './harness.js';
-import { audit, fixture, NO_PROBLEMS, problems, settle, tapCounter, tapStream, type OutRecord, type Tap } from './swap-helpers.js';
+import { waitFor, type Cluster } from './harness.js';
+import { audit, fixture, NO_PROBLEMS, problems, settle, tapCounter, tapStream, type OutRecord, type Tap, perTest } from './swap-helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-let cluster: Cluster | undefined;
-const taps: Tap<unknown>[] = [];
-
-afterEach(async () => {
-  for (const t of taps.splice(0)) await t.stop();
-  await cluster?.stop();
-  cluster = undefined;
-});
+const run = perTest();
+const taps = run.taps;
 
 /** Stops the source, waits until the counter has counted all it published, and audits every key. */
 async function expectNothingLost(c: Cluster, input: Tap<{ key: string; seq: number }>, output: Tap<OutRecord>, keys: number, timeoutMs = 60_000) {
@@ -39,7 +33,7 @@ async function expectNothingLost(c: Cluster, input: Tap<{ key: string; seq: numb
 }
 
 async function counterUnderLoad(opts: { counter: string; source: string; instances: number; env?: NodeJS.ProcessEnv; workers?: number }) {
-  const c = (cluster = await startCluster({ workers: opts.workers ?? 3, ...(opts.env ? { env: opts.env } : {}) }));
+  const c = (await run.cluster({ workers: opts.workers ?? 3, ...(opts.env ? { env: opts.env } : {}) }));
   await c.client.deployFile(fixture(opts.counter), { instances: opts.instances });
   const { input, output } = await tapCounter(c.client);
   taps.push(input as Tap<unknown>, output as Tap<unknown>);
@@ -130,7 +124,7 @@ describe('a rollback after one new instance passed its probation and then threw'
 
 describe('a computation that reads its own output (a self-loop)', () => {
   it('loses and duplicates no token over 5 swaps', async () => {
-    const c = (cluster = await startCluster({ workers: 2 }));
+    const c = (await run.cluster({ workers: 2 }));
     await c.client.deployFile('test/fixtures/ring-a.ts', { instances: 2 });
     const seen = await tapStream(c.client, RING_STREAM, (key, value) => ({ key, ...(value as Token) }));
     taps.push(seen as Tap<unknown>);
@@ -202,8 +196,4 @@ describe('a controller killed with -9 mid-swap', () => {
       restarted.kill('SIGKILL');
     }
   }, 180_000);
-});
-
-afterAll(async () => {
-  await cluster?.stop();
 });

@@ -10,7 +10,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   BadRequestError, InvalidMetadataError, encodeBatch, packr, subjects, validateMetadata,
   type ComputationRecord, type NormalizedMetadata,
@@ -21,8 +21,8 @@ import { protoType } from '../sdk/typed.js';
 import { createTestContext } from '../sdk/testing/index.js';
 import { checkTypeConflicts, metadataDiff, typesDiff } from '../runtime/controller/diff.js';
 import { renderDiff } from '../runtime/cli/swapFormat.js';
-import { runTopo, startCluster, waitFor, type Cluster } from './harness.js';
-import { tapStream, type Tap } from './swap-helpers.js';
+import { runTopo, waitFor } from './harness.js';
+import { tapStream, type Tap, perTest } from './swap-helpers.js';
 
 const fx = (f: string): string => join(import.meta.dirname, 'fixtures', f);
 const TWEET_PROTO = readFileSync(fx('typed-tweet.proto'), 'utf8');
@@ -206,20 +206,14 @@ describe('conflicts and the diff', () => {
 
 // ---- end to end -------------------------------------------------------------------------
 
-let cluster: Cluster | undefined;
-const taps: Tap<unknown>[] = [];
-
-afterEach(async () => {
-  for (const t of taps.splice(0)) await t.stop();
-  await cluster?.stop();
-  cluster = undefined;
-});
+const run = perTest();
+const taps = run.taps;
 
 interface Seen { n: number; idType: string; text: string; tags: number; kind: string; likes: number; score: number }
 
 describe('typed streams on a real cluster', () => {
   it('a typed producer feeds a typed consumer; garbage is dead-lettered as a type mismatch; conflicts are refused; a dry run shows a type change', async () => {
-    const c = (cluster = await startCluster({ workers: 2 }));
+    const c = (await run.cluster({ workers: 2 }));
     const seen = await tapStream(c.client, 'typed-seen', (key, value) => ({ key, ...(value as Seen) }));
     taps.push(seen as Tap<unknown>);
     await c.client.deployFile(fx('typed-consumer.ts'));
