@@ -14,6 +14,8 @@ export const pythonArtifactSchema = z.object({
   lang: z.literal('python'),
   file: pyFile,
   code: z.string().max(16 * 1024 * 1024),
+  /** Modules of the file's folder that it imports (and that they import), by file name: written next to it. */
+  modules: z.record(pyFile, z.string().max(16 * 1024 * 1024)).optional(),
   class: className.optional(),
   /** The interpreter given at deploy (`--python`); else the worker's TOPO_PYTHON, else its .topo/python. */
   interpreter: z.string().min(1).max(4096).optional(),
@@ -36,7 +38,11 @@ export type HostedArtifact = z.output<typeof hostedArtifactSchema>;
 /** The artifact's bytes: JSON with its fields in a fixed order, so the same inputs give the same sha. */
 export function encodeHostedArtifact(a: HostedArtifact): Uint8Array {
   const ordered = a.lang === 'python'
-    ? { lang: a.lang, file: a.file, code: a.code, ...(a.class !== undefined ? { class: a.class } : {}), ...(a.interpreter !== undefined ? { interpreter: a.interpreter } : {}) }
+    ? {
+      lang: a.lang, file: a.file, code: a.code,
+      ...(a.modules && Object.keys(a.modules).length ? { modules: Object.fromEntries(Object.entries(a.modules).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))) } : {}),
+      ...(a.class !== undefined ? { class: a.class } : {}), ...(a.interpreter !== undefined ? { interpreter: a.interpreter } : {}),
+    }
     : { lang: a.lang, command: a.command, cwd: a.cwd };
   return new TextEncoder().encode(JSON.stringify(ordered));
 }

@@ -1,15 +1,6 @@
-"""Swap bench counter in Python, code "a": the twin of counter.ts (a count per key, handed from version to version)."""
-from topo import Computation, Metadata, Stream
-
-CODE = "a"
+"""Swap bench counter in Python, code "a" (counter_lib.py)."""
+from counter_lib import BenchCounter
 
 
-class BenchCounter(Computation):
-    def metadata(self):
-        return Metadata(name="bswap-counter", istreams=[Stream("bswap-in", grouping="key")], ostreams=["bswap-out"])
-
-    def process_record(self, ctx, record):
-        count = ctx.state.get(record.key, 0) + 1
-        ctx.state[record.key] = count
-        v = record.value
-        ctx.produce_record("bswap-out", record.key, {"seq": v["seq"], "t": v["t"], "count": count, "code": CODE})
+class BenchCounter_a(BenchCounter):
+    CODE = "a"

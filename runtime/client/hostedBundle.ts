@@ -9,7 +9,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { basename, delimiter, join, resolve } from 'node:path';
+import { basename, delimiter, dirname, join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { InvalidMetadataError, ModuleLoadError, validateMetadata } from '../../protocol/index.js';
 import { encodeHostedArtifact, type HostedArtifact } from '../../protocol/artifacts.js';
@@ -77,11 +77,63 @@ export function bundlePython(spec: string, opts: { python?: string } = {}): Bund
   } catch {
     throw new ModuleLoadError(`${file}: python -m topo describe printed no JSON metadata: ${r.stdout.slice(0, 200)}`);
   }
+  const code = readFileSync(abs, 'utf8');
+  const modules = siblingModules(abs, code);
   const artifact: HostedArtifact = {
-    lang: 'python', file: basename(abs), code: readFileSync(abs, 'utf8'),
+    lang: 'python', file: basename(abs), code, ...(Object.keys(modules).length ? { modules } : {}),
     ...(cls ? { class: cls } : {}), ...(opts.python ? { interpreter: opts.python } : {}),
   };
   return bundled(artifact, metadata, file);
+}
+
+/** Longest total size of the modules a Python artifact takes along. */
+const MAX_MODULE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * The modules of `file`'s folder that it imports, and that those import, by
+ * file name (`import helpers`, `from helpers import x`, `import a, b`): they
+ * travel in the artifact, so the computation runs on a worker as it does
+ * here. Packages and modules from elsewhere come from the interpreter.
+ */
+export function siblingModules(file: string, code: string): Record<string, string> {
+  const dir = dirname(file);
+  const self = basename(file);
+  const out: Record<string, string> = {};
+  let bytes = 0;
+  const queue = [code];
+  while (queue.length) {
+    for (const name of importedNames(queue.shift()!)) {
+      const f = `${name}.py`;
+      if (f === self || out[f] !== undefined) continue;
+      const path = join(dir, f);
+      if (!existsSync(path)) continue;
+      const text = readFileSync(path, 'utf8');
+      bytes += Buffer.byteLength(text);
+      if (bytes > MAX_MODULE_BYTES) throw new ModuleLoadError(`${file}: the modules it imports from its folder are over ${MAX_MODULE_BYTES / 1024 / 1024} MiB`);
+      out[f] = text;
+      queue.push(text);
+    }
+  }
+  return out;
+}
+
+/** Top-level module names a Python source imports (absolute imports; the first name of a dotted one). */
+function importedNames(code: string): string[] {
+  const names: string[] = [];
+  for (const line of code.split('\n')) {
+    const from = /^\s*from\s+([A-Za-z_][A-Za-z0-9_]*)(?:\.[A-Za-z0-9_.]*)?\s+import\b/.exec(line);
+    if (from) {
+      names.push(from[1]!);
+      continue;
+    }
+    const imp = /^\s*import\s+(.+)$/.exec(line);
+    if (!imp) continue;
+    for (const part of imp[1]!.split('#')[0]!.split(',')) {
+      const m = /^\s*([A-Za-z_][A-Za-z0-9_]*)/.exec(part);
+      if (m) names.push(m[1]!);
+    }
+  }
+  return names;
 }
 
 /** Starts `command` once to read the hello frame it sends first, then ends it. */

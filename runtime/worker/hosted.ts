@@ -33,6 +33,8 @@ export function launchOf(artifact: HostedArtifact, sha: string, computation: str
   const file = join(folder, artifact.file);
   if (!existsSync(file)) {
     mkdirSync(folder, { recursive: true });
+    // The modules first: the entry file is written last, so a folder with it is complete.
+    for (const [name, code] of Object.entries(artifact.modules ?? {})) writeFileSync(join(folder, name), code);
     writeFileSync(file, artifact.code);
   }
   // The SDK of this checkout comes first on the path, so any interpreter with msgpack can run it.

@@ -13,6 +13,9 @@ EXAMPLES = os.path.normpath(os.path.join(SDK, "..", "..", "examples", "tweets"))
 
 
 def load(name):
+    # As the operator does: the file's folder on the path (generator_v2 imports generator).
+    if EXAMPLES not in sys.path:
+        sys.path.insert(0, EXAMPLES)
     spec = importlib.util.spec_from_file_location(f"example_{name}", os.path.join(EXAMPLES, f"{name}.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
@@ -31,11 +34,13 @@ def ts_constant(name):
 
 def test_generator_matches_generator_ts():
     assert gen.TICK_MS == gen2.TICK_MS == ts_constant("TICK_MS")
-    assert gen.TWEETS_PER_TICK == gen2.TWEETS_PER_TICK == ts_constant("TWEETS_PER_TICK")
+    assert gen.TWEETS_PER_TICK == ts_constant("TWEETS_PER_TICK")
     with open(os.path.join(EXAMPLES, "generator.ts"), encoding="utf-8") as f:
         ts = f.read()
     vocab = re.findall(r"'([A-Za-z]+)'", ts[ts.index("VOCABULARY = ["):ts.index("] as const")])
-    assert gen.VOCABULARY == gen2.VOCABULARY == vocab
+    assert gen.VOCABULARY == vocab
+    # Version 2 takes all that from version 1 (imported, not copied).
+    assert gen2.MockTweetComputationV2.__mro__[1].__name__ == "MockTweetComputation"
 
 
 def test_generator_emits_tweets_on_its_tick():
