@@ -15,6 +15,8 @@ import {
   BadRequestError, InvalidMetadataError, encodeBatch, packr, subjects, validateMetadata,
   type ComputationRecord, type NormalizedMetadata,
 } from '../protocol/index.js';
+import { isMalformed, type TapRecord } from '../runtime/client/client.js';
+import { decodeBatch } from '../protocol/index.js';
 import { StreamType, StreamTypes, checkTypeDecls, describeProto, typeLabel } from '../protocol/types.js';
 import { defineComputation } from '../sdk/index.js';
 import { protoType } from '../sdk/typed.js';
@@ -220,6 +222,16 @@ describe('typed streams on a real cluster', () => {
     const status = await c.client.status();
     expect(status.computations.find((x) => x.name === 'typed-consumer')).toBeDefined();
 
+    // `topo tap` of the typed stream decodes its values as the type; what does not decode says why.
+    const ac = new AbortController();
+    const tapped: TapRecord[] = [];
+    const tapIt = c.client.tap('typed-tweets', { signal: ac.signal });
+    const firstTapped = tapIt.next();
+    await c.client.nc.flush();
+    const tapping = (async () => {
+      for (let r = await firstTapped; !r.done; r = await tapIt.next()) if (!isMalformed(r.value)) tapped.push(r.value);
+    })();
+
     // Garbage on the typed stream, published raw: a msgpack map, and bytes that are no demo.Tweet.
     const garbage = encodeBatch({
       v: 1, src: 'garbage-producer', stream: 'typed-tweets', bseq: 1,
@@ -234,6 +246,13 @@ describe('typed streams on a real cluster', () => {
     const ns = seen.records.map((r) => r.n).sort((a, b) => a - b);
     expect(ns.slice(0, 300)).toEqual([...Array(300).keys()].map((i) => i + 1));
     expect(new Set(ns).size).toBe(ns.length);
+    await waitFor(() => tapped.length >= 302, { what: () => `302 tapped records on typed-tweets (got ${tapped.length})` });
+    ac.abort();
+    await tapping;
+    expect(tapped.find((t) => t.key === 'g1')!.typeError).toMatch(/^stream "typed-tweets" is typed demo.Tweet \(fingerprint [0-9a-f]{12}\): expected its protobuf encoding/);
+    expect(tapped.find((t) => t.key === 'g2')!.typeError).toMatch(/does not decode as demo.Tweet/);
+    const t7 = tapped.find((t) => !t.typeError && (t.value as { user: { id: number } }).user.id === 7)!;
+    expect(t7.value).toMatchObject({ text: 'tweet 7', user: { id: 7, name: 'user1' }, kind: 'RETWEET' });
     const r7 = seen.records.find((r) => r.n === 7)!;
     expect(r7).toEqual({ key: 'k0', n: 7, idType: 'number', text: 'tweet 7', tags: 2, kind: 'RETWEET', likes: 7, score: 3.5 });
     expect(seen.records.find((r) => r.n === 8)!.kind).toBe('TWEET');
@@ -284,16 +303,22 @@ describe('typed streams on a real cluster', () => {
     expect(conflict.code).toBe(1);
     expect(conflict.stderr).toContain(`type conflict: stream "typed-tweets": "typed-source" produces it as ${typeLabel(tweetV2)}, but "typed-consumer" v1 reads it as ${typeLabel(tweet)}`);
 
-    // The swap itself (the consumer may be fused with the source by now): its output becomes typed; a tap sees protobuf bytes.
+    // The swap itself (the consumer may be fused with the source by now): its output becomes typed: protobuf bytes on
+    // the wire, which a tap (started after the swap: it looks the type up) shows decoded.
     const before = seen.records.length;
     const swapped = await runTopo(['swap', 'typed-consumer', fx('typed-consumer-v2.ts'), '--nats', c.url], { timeoutMs: 60_000 });
     expect(swapped.code, swapped.stderr).toBe(0);
-    const raw = await tapStream(c.client, 'typed-seen', (_key, value) => value);
-    taps.push(raw);
-    const got = await waitFor(() => raw.records[0], { what: 'a typed record on typed-seen after the swap' });
-    expect(got).toBeInstanceOf(Uint8Array);
+    const wire: unknown[] = [];
+    const sub = c.client.nc.subscribe(subjects.dataAll('typed-seen'), { callback: (_e, m) => void wire.push(...decodeBatch(m.data).recs.map((r) => r[1])) });
+    const decoded = await tapStream(c.client, 'typed-seen', (_key, value) => value);
+    taps.push(decoded);
+    const got = await waitFor(() => decoded.records[0], { what: 'a typed record on typed-seen after the swap' });
+    const bytes = await waitFor(() => wire[0], { what: 'a typed record on the wire' });
+    sub.unsubscribe();
+    expect(bytes).toBeInstanceOf(Uint8Array);
     const seenType = new StreamType('typed-seen', validateMetadata({ name: 'x', istreams: [], ostreams: ['typed-seen'], types: { 'typed-seen': protoType(fx('typed-seen.proto'), 'demo.Seen') } }).types!['typed-seen']!);
-    const after = seenType.decode(got) as { n: number };
+    expect(seenType.decode(bytes)).toHaveProperty('n');
+    const after = got as { n: number };
     expect(after.n).toBeGreaterThan(300);
     expect(after).toEqual({ n: after.n, text: `tweet ${after.n}`, tags: 2, kind: after.n % 2 ? 'RETWEET' : 'TWEET' });
     expect(seen.records.length).toBeGreaterThan(before);

@@ -171,7 +171,8 @@ export function renderDeployed(c: ComputationRecord): string {
 }
 
 export function renderTapRecord(r: TapRecord): string {
-  return `${clock(r.timestamp)}  ${r.stream}/${r.partition}  ${r.key}  ${clip(toJson(r.value) ?? 'undefined')}  (${r.producer} #${r.seq})`;
+  const bad = r.typeError ? `  TYPE MISMATCH: ${clip(r.typeError, 160)}` : '';
+  return `${clock(r.timestamp)}  ${r.stream}/${r.partition}  ${r.key}  ${clip(toJson(r.value) ?? 'undefined')}  (${r.producer} #${r.seq})${bad}`;
 }
 
 export function renderDeadLetter(d: DeadLetterEntry): string {

@@ -40,6 +40,7 @@ import {
 } from '../../protocol/index.js';
 import type { BundledComputation } from './bundle.js';
 import { bundleSource } from './hostedBundle.js';
+import { StreamType } from '../../protocol/types.js';
 import { BridgeConsumer, BridgeProducer, type BridgeConsumerOptions, type BridgeProducerOptions } from './bridge.js';
 import {
   watchSwapOutcome,
@@ -58,6 +59,8 @@ export interface TapRecord {
   timestamp: number;
   seq: number;
   trace?: string;
+  /** On a typed stream, a value that does not decode as its type: why (`value` is then the raw value). */
+  typeError?: string;
 }
 
 /** A message on a stream subject that is not a valid batch; `malformed` says why. */
@@ -189,6 +192,22 @@ export class TopoClient {
     if (c.canary !== undefined) return c;
     const rec = await this.computation(c.name).catch(() => undefined);
     return rec?.canary ? { ...c, canary: canarySummary(rec.canary) } : c;
+  }
+
+  /** The type a deployed computation (or its canary) declares for `stream`, if any; undefined also when desired state cannot be read. */
+  private async streamType(stream: string): Promise<StreamType | undefined> {
+    try {
+      this.stateKv ??= new Kvm(this.nc).open(buckets.state);
+      const kv = await this.stateKv;
+      for await (const key of await kv.keys(kvKeys.computationAll)) {
+        const rec = (await kv.get(key))?.json<ComputationRecord>();
+        const decl = rec?.metadata.types?.[stream] ?? rec?.canary?.metadata.types?.[stream];
+        if (decl) return new StreamType(stream, decl);
+      }
+    } catch {
+      this.stateKv = undefined;
+    }
+    return undefined;
   }
 
   /** The desired state of one computation as the controller stored it (KV topo_state), or undefined. */
@@ -367,12 +386,16 @@ export class TopoClient {
     if (signal?.aborted) return;
     const sub = this.nc.subscribe(subjects.dataAll(stream));
     // Producers of a fused stream hand records over in-process and publish them only while someone listens: say so, once a second.
+    // A typed stream's values are decoded as its type (PROTOCOL.md, Typed streams), looked up again now and then (a swap may change it).
+    let type = await this.streamType(stream);
+    let announced = 0;
     const announce = (): void => {
       try {
         this.nc.publish(subjects.tapInterest(stream));
       } catch {
         /* closed: the tap ends with the connection */
       }
+      if (++announced % 5 === 0) void this.streamType(stream).then((t) => (type = t));
     };
     announce();
     const announcer = setInterval(announce, TAP_ANNOUNCE_MS);
@@ -391,6 +414,13 @@ export class TopoClient {
         for (const r of batch.recs) {
           const rec: TapRecord = { stream, partition, producer: batch.src, key: r[0], value: r[1], timestamp: r[2], seq: r[3] };
           if (typeof r[4] === 'string') rec.trace = r[4];
+          if (type) {
+            try {
+              rec.value = type.decode(r[1]);
+            } catch (err) {
+              rec.typeError = (err as Error).message;
+            }
+          }
           yield rec;
         }
       }
