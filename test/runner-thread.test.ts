@@ -16,7 +16,8 @@
  * in its thread and is rolled back, with a source running and nothing lost.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { describeProto, StreamType } from '../protocol/types.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeBatch, partitionOf, subjects, type StuckReport, type WireRecord } from '../protocol/index.js';
@@ -52,6 +53,32 @@ function runner(): ThreadRunner {
 beforeAll(async () => {
   file = join(dir, 'heavy-counter.mjs');
   writeFileSync(file, await bundleFile('test/fixtures/heavy-counter.ts'));
+});
+
+describe('a typed computation in a thread', () => {
+  it('decodes its typed input and encodes its typed output there; a record that does not decode is a type failure, a value that does not fit fails its callback', async () => {
+    const typedFile = join(dir, 'typed-heavy.mjs');
+    writeFileSync(typedFile, await bundleFile('test/fixtures/typed-heavy.ts'));
+    const r = new ThreadRunner({ file: typedFile, instance: { index: 0, count: 1, id: 'typed-heavy-0-t' } });
+    runners.push(r);
+    await r.init();
+    const proto = (f: string) => readFileSync(join(import.meta.dirname, 'fixtures', f), 'utf8');
+    const tweet = new StreamType('typed-tweets', describeProto(proto('typed-tweet.proto'), 'demo.Tweet'));
+    const seen = new StreamType('typed-seen', describeProto(proto('typed-seen.proto'), 'demo.Seen'));
+    const good = tweet.encode({ text: 'hi', user: { id: 5, name: 'x' }, tags: ['a'], kind: 'TWEET' });
+    const misfit = tweet.encode({ text: 'misfit', user: { id: 6, name: 'y' }, tags: [], kind: 'TWEET' });
+    const data = encodeBatch({ v: 1, src: 'p-1', stream: 'typed-tweets', bseq: 1, recs: [['k1', good, 1, 1], ['k2', { not: 'bytes' }, 2, 2], ['k3', misfit, 3, 3]] });
+    const c = await r.activate({ batches: [{ data, stream: 'typed-tweets' }], now: Date.now() });
+    expect(c.records).toBe(3);
+    expect(c.failures.map((f) => [f.where, f.index])).toEqual([['type', 1], ['processRecord', 2]]);
+    expect(c.failures[0]!.error).toMatch(/^stream "typed-tweets" is typed demo.Tweet \(fingerprint [0-9a-f]{12}\): expected its protobuf encoding/);
+    expect(c.failures[1]!.error).toMatch(/produceRecord\("typed-seen"\): value does not fit demo.Seen: n:/);
+    expect(c.outputs).toHaveLength(1);
+    const [stream, key, value] = c.outputs[0]!;
+    expect([stream, key]).toEqual(['typed-seen', 'k1']);
+    expect(value).toBeInstanceOf(Uint8Array);
+    expect(seen.decode(value)).toEqual({ n: 5, text: 'hi', tags: 1, kind: 'TWEET' });
+  });
 });
 
 afterAll(async () => {

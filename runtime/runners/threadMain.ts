@@ -12,7 +12,8 @@ import { Received } from '../executor/received.js';
 import { pino, type Logger } from 'pino';
 import { pathToFileURL } from 'node:url';
 import { Executor, isPromise, type ExecutorSnapshot } from '../executor/executor.js';
-import { decodeBatch, packr } from '../../protocol/index.js';
+import { decodeBatch, packr, validateMetadata } from '../../protocol/index.js';
+import { StreamTypes } from '../../protocol/types.js';
 import { isComputation } from '../../sdk/index.js';
 import { PHASES, type Activation, type Completion, type Failure } from './runner.js';
 
@@ -31,6 +32,8 @@ export type ThreadTask =
   | { op: 'destroy' };
 
 let exec: Executor | undefined;
+/** Typed streams of the computation (protocol/types.ts): decoded before processRecord, encoded at produceRecord, as inline. */
+let types: StreamTypes | undefined;
 let outputs: [string, string, unknown][] = [];
 let logs: string[] = [];
 let ctl: Int32Array | undefined;
@@ -88,11 +91,13 @@ async function init(t: Extract<ThreadTask, { op: 'init' }>): Promise<PackedCompl
   const comp = mod.default;
   if (!isComputation(comp)) throw new Error(`${t.file} has no default export made by defineComputation`);
   const log: Logger = pino({ level: t.logLevel, base: {} }, { write: (line: string) => void logs.push(line) });
+  const typed = (types = StreamTypes.of(validateMetadata(comp)));
   exec = new Executor({
     comp,
     instance: t.instance,
     log,
-    sink: { produce: (stream, key, value) => void outputs.push([stream, key, value]) },
+    // A value that does not fit its stream's type throws here, inside produceRecord.
+    sink: { produce: (stream, key, value) => void outputs.push([stream, key, typed ? typed.encode(stream, value) : value]) },
   });
   if (t.from) exec.restore(t.from);
   const failures: Failure[] = [];
@@ -141,9 +146,19 @@ async function activate(a: Activation): Promise<PackedCompletion> {
     }
     const recs = batch.recs;
     batches.push({ src: batch.src, records: recs.length });
+    const typed = types?.get(stream);
     for (let i = 0; i < recs.length; i++) {
       const rec = new Received(stream, recs[i]!, batch.src);
       records++;
+      if (typed !== undefined) {
+        try {
+          (rec as { value: unknown }).value = typed.decode(rec.value);
+        } catch (err) {
+          // Not the computation's failure: the host dead-letters it as a type mismatch.
+          failures.push({ where: 'type', batch: b, index: i, error: errMessage(err), record: { key: rec.key, value: rec.value, ts: rec.timestamp, seq: rec.seq } });
+          continue;
+        }
+      }
       note(P_RECORD, b, i);
       try {
         const r = e.processRecord(rec);

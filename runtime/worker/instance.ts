@@ -86,7 +86,6 @@ export interface InstanceDeps {
 /** Runs in a thread: hints.cpu 'heavy' in the assigned metadata, else in the artifact's own (TOPO_THREADS=0 turns threads off). */
 export function runsInThread(assignment: Assignment, comp: Computation): boolean {
   if (process.env.TOPO_THREADS === '0') return false;
-  if (assignment.metadata.types) return false; // typed streams are encoded and decoded by the inline loop (threadMain does not yet)
   return (assignment.metadata.hints?.cpu ?? comp.hints?.cpu) === 'heavy';
 }
 
@@ -202,7 +201,7 @@ export class Instance {
     } else if (deps.artifactFile && runsInThread(assignment, comp)) {
       this.threaded = new RunnerPump(this.threadHost(), new ThreadRunner({ file: deps.artifactFile, instance }));
     }
-    this.meter = deps.artifactFile && !this.threaded && !deps.hosted && !this.types && process.env.TOPO_THREADS !== '0' && (assignment.metadata.hints?.cpu ?? comp.hints?.cpu) !== 'light'
+    this.meter = deps.artifactFile && !this.threaded && !deps.hosted && process.env.TOPO_THREADS !== '0' && (assignment.metadata.hints?.cpu ?? comp.hints?.cpu) !== 'light'
       ? { heavy: new HeavyMeter(HEAVY_CPU_MICROS), file: deps.artifactFile }
       : undefined;
   }
