@@ -257,6 +257,27 @@ describe('typed streams on a real cluster', () => {
     expect(r7).toEqual({ key: 'k0', n: 7, idType: 'number', text: 'tweet 7', tags: 2, kind: 'RETWEET', likes: 7, score: 3.5 });
     expect(seen.records.find((r) => r.n === 8)!.kind).toBe('TWEET');
 
+    // Bridges outside the topology apply the type too: a registered producer's values are encoded (one that does not
+    // fit is refused at produce), a registered consumer gets them decoded.
+    const watcher = c.client.consume('typed-tweets', { group: 'typed-watchers' });
+    await watcher.ready;
+    const bridge = await c.client.producer({ streams: ['typed-tweets'] });
+    try {
+      await expect(bridge.produce('typed-tweets', 'b2', { txet: 'typo' })).rejects.toThrow(/produce\("typed-tweets"\): value does not fit demo.Tweet: txet: no such field/);
+      await bridge.produce('typed-tweets', 'b1', { text: 'from a bridge', user: { id: 9999, name: 'b' }, tags: [], kind: 'REPLY' });
+      await bridge.flush();
+      await waitFor(() => seen.records.some((r) => r.n === 9999 && r.text === 'from a bridge' && r.kind === 'REPLY'), { what: 'the bridge\'s record decoded by typed-consumer' });
+      for (;;) {
+        const r = (await watcher.next())!;
+        expect(r.typeError).toBeUndefined();
+        expect(r.value).toHaveProperty('text');
+        if ((r.value as { user: { id: number } }).user.id === 9999) break;
+      }
+    } finally {
+      await watcher.close();
+      await bridge.close();
+    }
+
     const letters = await waitFor(async () => {
       const out = [];
       for await (const d of c.client.deadLetters('typed-consumer')) out.push(d);

@@ -19,6 +19,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
+import type { StreamType } from '../../protocol/types.js';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { Kvm } from '@nats-io/kv';
 import {
@@ -88,6 +89,11 @@ export interface BridgeProducerOptions {
   log?: BridgeLog;
   /** How long registration may take (default 10 s). */
   timeoutMs?: number;
+  /**
+   * Types of its typed streams (PROTOCOL.md, Typed streams): a value is encoded at produce() (one that does not fit
+   * throws, naming the field). TopoClient.producer() fills this from desired state.
+   */
+  types?: ReadonlyMap<string, StreamType>;
 }
 
 export interface BridgeProducerStats {
@@ -126,9 +132,12 @@ export class BridgeProducer {
   private waits = 0;
   private malformedCredits = 0;
 
+  private readonly types: ReadonlyMap<string, StreamType> | undefined;
+
   private constructor(private readonly nc: NatsConnection, opts: BridgeProducerOptions, private readonly log: BridgeLog) {
     this.id = opts.id ?? `bridge-${randomBytes(8).toString('hex')}`;
     this.streams = [...new Set(opts.streams)];
+    this.types = opts.types?.size ? opts.types : undefined;
   }
 
   /** Registers a producer and starts its heartbeat; resolves once the controller has listed it. */
@@ -259,7 +268,8 @@ export class BridgeProducer {
     if (this.closed) throw new TopoError(`bridge producer ${this.id} is closed`);
     if (typeof key !== 'string') throw new BadRequestError(`key must be a string, got ${typeof key}`);
     const p = this.producerOf(stream);
-    p.produce(key, value, traceId);
+    const t = this.types?.get(stream);
+    p.produce(key, t ? t.encode(value, `produce("${stream}")`) : value, traceId);
     this.produced++;
     if (!p.isBlocked()) return;
     this.waits++;
@@ -346,6 +356,8 @@ export interface BridgeConsumerOptions {
   id?: string;
   /** How long registration may take (default 10 s). */
   timeoutMs?: number;
+  /** The stream's type when it is typed: values are decoded (TopoClient.consume() looks it up in desired state). */
+  type?: Promise<StreamType | undefined>;
 }
 
 /** One record handed to a bridge consumer. */
@@ -356,6 +368,8 @@ export interface BridgeRecord {
   producer: string;
   key: string;
   value: unknown;
+  /** On a typed stream, a value that does not decode as its type: why (`value` is then the raw value). */
+  typeError?: string;
   timestamp: number;
   seq: number;
   trace?: string;
@@ -396,6 +410,7 @@ export class BridgeConsumer implements AsyncIterable<BridgeRecord> {
   private handed = 0;
   private credited = 0;
   private malformed = 0;
+  private type: StreamType | undefined;
 
   constructor(private readonly nc: NatsConnection, readonly stream: string, opts: BridgeConsumerOptions) {
     checkStream('stream', stream);
@@ -414,7 +429,8 @@ export class BridgeConsumer implements AsyncIterable<BridgeRecord> {
         /* closed */
       }
     });
-    this.ready = this.open(opts.timeoutMs ?? 10_000);
+    const typed = opts.type ?? Promise.resolve(undefined);
+    this.ready = Promise.all([this.open(opts.timeoutMs ?? 10_000), typed.then((t) => (this.type = t), () => undefined)]).then(() => undefined);
     this.ready.catch(() => this.teardown());
   }
 
@@ -469,6 +485,13 @@ export class BridgeConsumer implements AsyncIterable<BridgeRecord> {
         this.owesFor = c.src;
         const rec: BridgeRecord = { stream: this.stream, partition: c.partition, producer: c.src, key: r[0], value: r[1], timestamp: r[2], seq: r[3] };
         if (typeof r[4] === 'string') rec.trace = r[4];
+        if (this.type) {
+          try {
+            rec.value = this.type.decode(r[1]);
+          } catch (err) {
+            rec.typeError = (err as Error).message;
+          }
+        }
         return rec;
       }
       this.current = undefined;

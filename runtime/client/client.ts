@@ -564,8 +564,14 @@ export class TopoClient {
    * (nothing is lost), and it owes their consumer groups credit. `produce(stream, key, value)` waits while it is
    * blocked or its held output is full; `flush()`, `close()`.
    */
-  producer(opts: BridgeProducerOptions): Promise<BridgeProducer> {
-    return BridgeProducer.start(this.nc, opts);
+  async producer(opts: BridgeProducerOptions): Promise<BridgeProducer> {
+    // Values on a typed stream are encoded as its type (PROTOCOL.md, Typed streams), as a computation's are.
+    const types = new Map<string, StreamType>();
+    for (const stream of new Set(Array.isArray(opts.streams) ? opts.streams : [])) {
+      const t = typeof stream === 'string' && NAME_PATTERN.test(stream) ? await this.streamType(stream) : undefined;
+      if (t) types.set(stream, t);
+    }
+    return BridgeProducer.start(this.nc, { ...opts, ...(types.size && !opts.types ? { types } : {}) });
   }
 
   /**
@@ -574,7 +580,8 @@ export class TopoClient {
    * breaking out (or close()) leaves the group. `ready` resolves once registered.
    */
   consume(stream: string, opts: BridgeConsumerOptions): BridgeConsumer {
-    return new BridgeConsumer(this.nc, stream, opts);
+    const type = opts.type ?? (NAME_PATTERN.test(stream) ? this.streamType(stream) : Promise.resolve(undefined));
+    return new BridgeConsumer(this.nc, stream, { ...opts, type });
   }
 
   // ---- end of bridges ----
