@@ -199,7 +199,7 @@ describe('supervision of a Python operator process', () => {
 
 
   it('restarts a process that dies, dead-letters the record it died on, and cools down when it keeps dying', async () => {
-    const c = (await run.cluster({ workers: 1, env: { POISON_EVERY: '40', TOPO_COOLDOWN_MS: '3000' } }));
+    const c = (await run.cluster({ workers: 1, env: { POISON_EVERY: '40', TOPO_OPERATOR_COOLDOWN_MS: '3000' } }));
     const echoed = await tapStream(c.client, 'echo-out', (key, value) => ({ key, seq: (value as { seq: number }).seq }));
     taps.push(echoed as Tap<unknown>);
     expect((await cli(c, ['deploy', py('echo_poison')])).code).toBe(0);

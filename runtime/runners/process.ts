@@ -69,8 +69,8 @@ const STDERR_TAIL = 20;
 const LINE_MAX = 16 * 1024;
 
 function cooldownMs(): number {
-  const n = Number(process.env.TOPO_COOLDOWN_MS);
-  return Number.isFinite(n) && n >= 0 && process.env.TOPO_COOLDOWN_MS !== '' ? n : 30_000;
+  const n = Number(process.env.TOPO_OPERATOR_COOLDOWN_MS);
+  return Number.isFinite(n) && n >= 0 && process.env.TOPO_OPERATOR_COOLDOWN_MS !== '' ? n : 30_000;
 }
 
 interface Call {
