@@ -15,6 +15,7 @@ import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { bundleCommand } from '../../runtime/client/hostedBundle.js';
+import { pythonInterpreter } from '../../runtime/client/paths.js';
 import type { CaseResult } from '../results.js';
 import { runPipeline } from '../topo/harness.js';
 
@@ -40,10 +41,6 @@ function goBinaries(root: string): { operator: string; relay: string } {
   return { operator, relay };
 }
 
-function python(root: string): string {
-  const venv = join(root, '.topo', 'python', 'bin', 'python');
-  return process.env.TOPO_PYTHON ?? (existsSync(venv) ? venv : 'python3');
-}
 
 /** Starts a baseline process and resolves once it prints "ready". */
 function startRelay(command: string, args: string[], what: string): Promise<ChildProcess> {
@@ -77,7 +74,7 @@ export async function runPolyglotCase(o: PolyglotCaseOptions): Promise<CaseResul
             break;
           case 'python-raw':
             await client.deployFile(bench('topo/sink-three-stage.ts'));
-            relay = await startRelay(python(o.root), [bench('polyglot/relay.py'), natsUrl], 'the nats-py relay');
+            relay = await startRelay(pythonInterpreter(), [bench('polyglot/relay.py'), natsUrl], 'the nats-py relay');
             await client.deployFile(bench('topo/source.ts'));
             break;
           case 'go-op':

@@ -9,13 +9,13 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { basename, delimiter, dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { InvalidMetadataError, ModuleLoadError, validateMetadata } from '../../protocol/index.js';
 import { encodeHostedArtifact, type HostedArtifact } from '../../protocol/artifacts.js';
 import { FrameReader, helloFrame, OPERATOR_PROTOCOL } from '../../protocol/operator.js';
-import { packageRoot } from './paths.js';
-import type { BundledComputation } from './bundle.js';
+import { pythonInterpreter, sdkPythonPath } from './paths.js';
+import { bundleComputation, type BundledComputation } from './bundle.js';
 
 const sha256Hex = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
@@ -28,14 +28,6 @@ function bundled(artifact: HostedArtifact, metadata: unknown, where: string): Bu
   }
   const code = encodeHostedArtifact(artifact);
   return { code, sha: sha256Hex(code), metadata: normalized, lang: artifact.lang };
-}
-
-/** The interpreter for `describe` here: --python, else TOPO_PYTHON, else setup's .topo/python, else python3. */
-export function localPython(flag?: string): string {
-  if (flag) return flag;
-  if (process.env.TOPO_PYTHON) return process.env.TOPO_PYTHON;
-  const venv = join(packageRoot(), '.topo', 'python', 'bin', 'python');
-  return existsSync(venv) ? venv : 'python3';
 }
 
 /** `file.py` or `file.py:Class`. */
@@ -54,12 +46,11 @@ export function bundlePython(spec: string, opts: { python?: string } = {}): Bund
   const { file, cls } = parsePythonSpec(spec);
   const abs = resolve(file);
   if (!existsSync(abs)) throw new ModuleLoadError(`${file}: no such file`);
-  const python = localPython(opts.python);
-  const sdk = join(packageRoot(), 'sdk', 'python');
+  const python = pythonInterpreter(opts.python);
   const r = spawnSync(python, ['-m', 'topo', 'describe', cls ? `${abs}:${cls}` : abs], {
     encoding: 'utf8',
     timeout: 60_000,
-    env: { ...process.env, PYTHONPATH: [sdk, process.env.PYTHONPATH].filter(Boolean).join(delimiter) },
+    env: { ...process.env, PYTHONPATH: sdkPythonPath() },
   });
   if (r.error) {
     const why = (r.error as NodeJS.ErrnoException).code === 'ENOENT'
@@ -194,6 +185,5 @@ function readHello(command: string, cwd: string, timeoutMs: number): Promise<Rec
 export async function bundleSource(spec: string, opts: { python?: string } = {}): Promise<BundledComputation> {
   if (isPythonSpec(spec)) return bundlePython(spec, opts);
   if (opts.python) throw new ModuleLoadError(`--python applies to Python files only, not ${spec}`);
-  const { bundleComputation } = await import('./bundle.js');
   return bundleComputation(spec);
 }

@@ -3,7 +3,7 @@
  * works both from source (vitest, tsx) and from the bundled dist/cli.mjs.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 let cachedRoot: string | undefined;
@@ -44,4 +44,25 @@ export async function buildRuntime(opts: { force?: boolean; quiet?: boolean } = 
   const url = pathToFileURL(join(packageRoot(), 'bin', 'build.mjs')).href;
   const mod = (await import(url)) as BuildModule;
   return mod.buildRuntime({ quiet: true, ...opts });
+}
+
+/** The Python interpreter `npm run setup` installs the SDK into (`.topo/python`). */
+export function defaultPythonPath(root = packageRoot()): string {
+  return join(root, '.topo', 'python', 'bin', 'python');
+}
+
+/**
+ * The Python that runs (or describes) a computation: the one given (`--python` at deploy), else
+ * TOPO_PYTHON, else setup's virtual environment, else python3. The worker and the CLI both ask this.
+ */
+export function pythonInterpreter(given?: string, env: NodeJS.ProcessEnv = process.env): string {
+  if (given) return given;
+  if (env.TOPO_PYTHON) return env.TOPO_PYTHON;
+  const venv = defaultPythonPath();
+  return existsSync(venv) ? venv : 'python3';
+}
+
+/** PYTHONPATH with this checkout's SDK first, so any interpreter with msgpack can run `python -m topo`. */
+export function sdkPythonPath(env: NodeJS.ProcessEnv = process.env): string {
+  return [join(packageRoot(), 'sdk', 'python'), env.PYTHONPATH].filter(Boolean).join(delimiter);
 }

@@ -5,26 +5,13 @@
  * The data plane stays here, in the instance and its pump.
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { defineComputation, type Computation } from '../../sdk/index.js';
 import type { Assignment, NormalizedMetadata } from '../../protocol/index.js';
 import type { HostedArtifact } from '../../protocol/artifacts.js';
-import { packageRoot } from '../client/paths.js';
+import { pythonInterpreter, sdkPythonPath } from '../client/paths.js';
 import { ProcessRunner, type ProcessLaunch } from '../runners/process.js';
-
-/** The interpreter setup installs the SDK into (`npm run setup`). */
-export function defaultPythonPath(root = packageRoot()): string {
-  return join(root, '.topo', 'python', 'bin', 'python');
-}
-
-/** The Python that runs a computation: the artifact's (`--python` at deploy), else TOPO_PYTHON, else setup's virtual environment, else python3. */
-export function pythonInterpreter(artifact: { interpreter?: string }, env: NodeJS.ProcessEnv = process.env): string {
-  if (artifact.interpreter) return artifact.interpreter;
-  if (env.TOPO_PYTHON) return env.TOPO_PYTHON;
-  const venv = defaultPythonPath();
-  return existsSync(venv) ? venv : 'python3';
-}
 
 /** How to start the operator of `computation` from its artifact (written under `dir` for Python). */
 export function launchOf(artifact: HostedArtifact, sha: string, computation: string, dir: string): ProcessLaunch {
@@ -37,15 +24,12 @@ export function launchOf(artifact: HostedArtifact, sha: string, computation: str
     for (const [name, code] of Object.entries(artifact.modules ?? {})) writeFileSync(join(folder, name), code);
     writeFileSync(file, artifact.code);
   }
-  // The SDK of this checkout comes first on the path, so any interpreter with msgpack can run it.
-  const sdk = join(packageRoot(), 'sdk', 'python');
-  const pythonPath = [sdk, process.env.PYTHONPATH].filter(Boolean).join(delimiter);
   return {
     kind: 'python',
-    command: pythonInterpreter(artifact),
+    command: pythonInterpreter(artifact.interpreter),
     args: ['-m', 'topo', 'run', artifact.class ? `${file}:${artifact.class}` : file, '--name', computation],
     cwd: folder,
-    env: { PYTHONPATH: pythonPath, PYTHONUNBUFFERED: '1' },
+    env: { PYTHONPATH: sdkPythonPath(), PYTHONUNBUFFERED: '1' },
   };
 }
 
