@@ -103,6 +103,8 @@ export interface WatchedRunner extends Runner {
   failedAt?(): Progress | undefined;
   /** Activations that may be under way at once (default 1); the runner answers them in order. */
   readonly pipelineDepth?: number;
+  /** Its outputs on typed streams are encoded by the same code in this process (a thread): the host need not check them again. */
+  readonly encodesTypes?: boolean;
   /** Activation batches are transferred (their buffers detached): the pump hands over copies. */
   readonly transfersBatches?: boolean;
   /** Ends for good (teardown); terminate() alone allows init() again. */

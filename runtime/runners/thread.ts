@@ -36,6 +36,7 @@ export { TerminatedError } from './runner.js';
 export class ThreadRunner implements WatchedRunner {
   readonly kind = 'thread';
   readonly transfersBatches = true;
+  readonly encodesTypes = true;
   private pool: Piscina | undefined;
   private readonly progressBuf = new SharedArrayBuffer(PROGRESS_BYTES);
   private readonly ctl = new Int32Array(this.progressBuf);

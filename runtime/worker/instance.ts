@@ -257,9 +257,10 @@ export class Instance {
       hasQueued: () => !this.queue.empty,
       produce: (stream, key, value) => {
         let v = value;
-        if (this.types !== undefined) {
+        // A hosted operator's output is checked (its SDK should have encoded it: the bytes must decode); a thread's was encoded by our own code.
+        if (this.types !== undefined && this.threaded?.runner.encodesTypes !== true) {
           try {
-            v = this.types.encode(stream, value); // a hosted operator's output (its SDK should have encoded it: bytes are checked)
+            v = this.types.encode(stream, value);
           } catch (err) {
             this.metrics.errors++;
             this.lastError = errMessage(err);
