@@ -105,7 +105,9 @@ describe('a worker killed in the middle of a swap', () => {
     const entry = (await client.history(COUNTER)).at(-1)!;
     expect(entry).toMatchObject({ action: 'swap', result: 'rolled-back', fromVersion: reply.fromVersion });
     expect(entry.error).toContain(`worker ${victim.workerId}`);
-    expect(entry.steps!.some((s) => s.step === 'health' && !s.ok)).toBe(true);
+    // The worker reports its new instance on probation just before it answers the adopt: a kill in between fails the
+    // adopt step rather than the health step (seen once under CI load). Either way a step of the new version failed.
+    expect(entry.steps!.some((s) => (s.step === 'health' || s.step === 'adopt') && !s.ok)).toBe(true);
 
     const recoveredMs = await waitUntilRunningAgain(victim.workerId, reply.fromVersion, killedAt);
     const after = await placements();
