@@ -23,7 +23,11 @@ describe('autoscaling by the oracle', () => {
     const count = async () => (await c.client.computation('autoscale-busy'))?.instances ?? 0;
     const out = await waitFor(async () => ((await count()) >= 2 ? count() : undefined), { what: 'scaled out by the oracle', timeoutMs: 45_000 });
     expect(out).toBeGreaterThanOrEqual(2);
-    const history = (await c.client.history('autoscale-busy')).filter((e) => e.action === 'scale');
+    // Desired state is written just before the history entry (runtime/controller/swapRunner.ts commit): wait for the entry.
+    const history = await waitFor(async () => {
+      const h = (await c.client.history('autoscale-busy')).filter((e) => e.action === 'scale');
+      return h.length ? h : undefined;
+    }, { what: 'the scale in history' });
     expect(history[0]?.steps?.find((s) => s.step === 'target')?.detail).toMatch(/^1 -> 2 instance/);
 
     await c.client.kill(SOURCE);
