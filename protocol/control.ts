@@ -57,6 +57,18 @@ export interface InstanceMetrics {
   queueDepth?: number;
   /** Processing latency per record (a batch's callback time over its records), µs: percentiles since the instance started. */
   latencyUs?: LatencySummary;
+  /** Records processed since the last checkpoint: what its state loses if the worker dies now (on at-most-once input). */
+  sinceCheckpoint?: number;
+  /** How long ago the last checkpoint was stored (ms). */
+  checkpointAgeMs?: number;
+  /** Size of the chunks the last checkpoint wrote (msgpack bytes). */
+  checkpointBytes?: number;
+  /** Checkpoints that could not be stored. */
+  checkpointFailures?: number;
+  /** At-least-once input: records skipped as duplicates (redelivered, or produced again by a restarted producer). */
+  duplicates?: number;
+  /** At-least-once output: publishes retried until stored. */
+  publishRetries?: number;
 }
 
 /** Percentiles of a latency histogram (upper bounds of log-spaced buckets). */

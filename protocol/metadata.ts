@@ -79,6 +79,16 @@ export const typesSchema = z
     message: `descriptors must add up to at most ${MAX_TYPES_CHARS} characters`,
   });
 
+/**
+ * How records of a stream are delivered (PROTOCOL.md, "Delivery"): `at-most-once` is core NATS (the
+ * default), `at-least-once` a JetStream stream with acked consumers and checkpoint-aligned replay.
+ * Declared by any computation that produces or reads the stream; the topology takes at-least-once
+ * when one of them says so.
+ */
+export const DELIVERIES = ['at-most-once', 'at-least-once'] as const;
+export type Delivery = (typeof DELIVERIES)[number];
+export const deliverySchema = z.record(name, z.enum(DELIVERIES));
+
 export const metadataSchema = z
   .object({
     name,
@@ -86,6 +96,7 @@ export const metadataSchema = z
     ostreams: z.array(name),
     hints: hintsSchema.optional(),
     types: typesSchema.optional(),
+    delivery: deliverySchema.optional(),
   })
   .superRefine((m, ctx) => {
     const seen = new Set<string>();
@@ -102,6 +113,9 @@ export const metadataSchema = z
     for (const stream of Object.keys(m.types ?? {})) {
       if (!seen.has(stream) && !out.has(stream)) ctx.addIssue({ code: 'custom', path: ['types', stream], message: `stream "${stream}" is neither an istream nor an ostream` });
     }
+    for (const stream of Object.keys(m.delivery ?? {})) {
+      if (!seen.has(stream) && !out.has(stream)) ctx.addIssue({ code: 'custom', path: ['delivery', stream], message: `stream "${stream}" is neither an istream nor an ostream` });
+    }
   });
 
 /** Metadata as it travels on the wire and sits in KV: istreams always in object form. */
@@ -113,6 +127,8 @@ export interface NormalizedMetadata {
   hints?: Hints;
   /** Present only when some stream is typed (protocol/types.ts): stream -> declaration, keys sorted. */
   types?: Record<string, TypeDecl>;
+  /** Present only when some stream is declared at-least-once: those streams, sorted (at-most-once is the default, so it is not kept). */
+  delivery?: Record<string, 'at-least-once'>;
 }
 
 function formatPath(path: PropertyKey[]): string {
@@ -125,8 +141,9 @@ function formatPath(path: PropertyKey[]): string {
 export function validateMetadata(input: unknown): NormalizedMetadata {
   const picked =
     input !== null && typeof input === 'object'
-      ? (({ name, istreams, ostreams, hints, types }) => ({
+      ? (({ name, istreams, ostreams, hints, types, delivery }) => ({
         name, istreams, ostreams, ...(hints === undefined ? {} : { hints }), ...(types === undefined ? {} : { types }),
+        ...(delivery === undefined ? {} : { delivery }),
       }))(input as Record<string, unknown>)
       : input;
   const parsed = metadataSchema.safeParse(picked);
@@ -144,7 +161,16 @@ export function validateMetadata(input: unknown): NormalizedMetadata {
     ostreams: parsed.data.ostreams,
     ...(parsed.data.hints ? { hints: normalizeHints(parsed.data.hints) } : {}),
     ...(parsed.data.types && Object.keys(parsed.data.types).length ? { types: normalizeTypes(parsed.data.types) } : {}),
+    ...normalizeDelivery(parsed.data.delivery),
   };
+}
+
+function normalizeDelivery(d: Record<string, Delivery> | undefined): { delivery?: Record<string, 'at-least-once'> } {
+  const streams = Object.keys(d ?? {}).filter((s) => d![s] === 'at-least-once').sort();
+  if (!streams.length) return {};
+  const delivery: Record<string, 'at-least-once'> = {};
+  for (const s of streams) delivery[s] = 'at-least-once';
+  return { delivery };
 }
 
 /** Types with streams sorted and each declaration's keys in one order (metadata is compared as JSON). */

@@ -80,6 +80,8 @@ export const normalizedMetadata = z.object({
   hints: hintsSchema.optional(),
   // Typed streams (protocol/types.ts): stream -> {message, descriptor (base64 FileDescriptorSet), fingerprint}, bounded.
   types: typesSchema.optional(),
+  // At-least-once streams (PROTOCOL.md, "Delivery"): only those are kept, the default being at-most-once.
+  delivery: z.record(name, z.literal('at-least-once')).optional(),
 });
 
 /**
@@ -93,6 +95,7 @@ const requestMetadata = z.object({
   ostreams: z.array(z.unknown()),
   hints: z.unknown().optional(),
   types: z.unknown().optional(),
+  delivery: z.unknown().optional(),
 }).meta({ description: 'Computation metadata; see metadata.json in the vectors and PROTOCOL.md, Names.' });
 
 const reply = <T extends z.ZodRawShape>(shape: T) => z.looseObject({ ok: z.literal(true), ...shape });
@@ -163,6 +166,14 @@ const instanceMetrics = z.looseObject({
   backpressuredMs: count.optional(),
   queueDepth: count.optional(),
   latencyUs: z.looseObject({ p50: time, p90: time, p99: time, max: time, n: count }).optional(),
+  // Checkpoints (PROTOCOL.md, "Checkpoints"): records processed since the last one (lost with the worker on at-most-once input), its age, its size.
+  sinceCheckpoint: count.optional(),
+  checkpointAgeMs: count.optional(),
+  checkpointBytes: count.optional(),
+  checkpointFailures: count.optional(),
+  // At-least-once input: duplicates skipped (redelivered, or produced again by a restarted producer); publishes retried.
+  duplicates: count.optional(),
+  publishRetries: count.optional(),
 });
 
 const stuckCallback = z.looseObject({ callback: z.string().max(64), forMs: time, count });

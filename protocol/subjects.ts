@@ -68,6 +68,8 @@ export const buckets = {
   artifacts: 'topo_artifacts',
   /** State snapshots handed between workers by a swap: object `<swapId>/<instanceId>`. */
   snapshots: 'topo_snapshots',
+  /** State checkpoints (protocol/checkpoint.ts): `<computation>.p<partition>` and `<computation>.m<index>`. */
+  checkpoints: 'topo_checkpoints',
 } as const;
 
 /** Keys of the control-plane KV buckets: every key is built here, never by hand. */
@@ -100,4 +102,12 @@ export const kvKeys = {
 export const jsStreams = {
   logs: 'TOPO_LOGS',
   deadLetters: 'TOPO_DLQ',
+  /** The JetStream stream holding an at-least-once topo stream (PROTOCOL.md, "Delivery"); its subjects are the stream's data subjects. */
+  data: (stream: string) => `TOPO_DATA_${stream}`,
+  /**
+   * A durable consumer of one partition of an at-least-once stream for one consumer group, per incarnation:
+   * `<group>_p<partition>_<incarnation>` ("#" of a broadcast group's id becomes "_i"). The one that opens it
+   * deletes the group's older ones of that partition, once its own exists.
+   */
+  consumerPrefix: (group: string, partition: number) => `${group.replace('#', '_i')}_p${partition}_`,
 } as const;

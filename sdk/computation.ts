@@ -103,6 +103,14 @@ export interface ComputationSpec<I extends string, O extends string> {
    */
   readonly types?: { readonly [S in I | O]?: TypeDecl };
   /**
+   * Delivery per stream (an istream or an ostream): `'at-most-once'` (core NATS, the default) or
+   * `'at-least-once'`: the stream is kept in JetStream, consumers ack a record only once what it
+   * caused is in a state checkpoint, and an instance that dies restarts elsewhere from its last
+   * checkpoint and replays its input from there, so keyed state comes out exactly once.
+   * One computation saying at-least-once makes the stream at-least-once for all.
+   */
+  readonly delivery?: { readonly [S in I | O]?: 'at-least-once' | 'at-most-once' };
+  /**
    * Called once before any record or timer. Set initial timers here. Throwing
    * (or rejecting) fails the deploy: the instance never starts and nothing
    * else in the topology is touched.

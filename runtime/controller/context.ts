@@ -1,6 +1,7 @@
 /** What the controller's parts share: connection, stores, tables, queue and settings. */
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { ObjectStore } from '@nats-io/obj';
+import type { KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
 import { subjects, TimeoutError, type WorkerControl } from '../../protocol/index.js';
 import { call } from '../transport/rpc.js';
@@ -42,6 +43,8 @@ export interface ControllerContext {
   store: StateStore;
   workers: WorkerTable;
   artifacts: ObjectStore;
+  /** State checkpoints (runtime/state/checkpointStore.ts): a kill removes the computation's. */
+  checkpoints?: KV;
   queue: SerialQueue;
   /**
    * Instances with an assign or unassign under way, or assigned but not yet

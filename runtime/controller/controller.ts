@@ -145,7 +145,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
       log.error({ key: key.slice(0, 200) }, `KV ${key.slice(0, 200)} is not valid (${problem.slice(0, 500)}); skipping it`));
     await store.load();
     ctx = {
-      nc, natsUrl: opts.natsUrl, log, settings, store, workers: new WorkerTable(settings.leaseMs), artifacts: stores.artifacts,
+      nc, natsUrl: opts.natsUrl, log, settings, store, workers: new WorkerTable(settings.leaseMs), artifacts: stores.artifacts, checkpoints: stores.checkpoints,
       queue: new SerialQueue(), inFlight: new Set(), swapping: new Set(), startedAt: Date.now(),
     };
     await seedWorkers(ctx, stores.workers);

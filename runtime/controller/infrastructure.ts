@@ -13,6 +13,7 @@ export interface ControlPlaneStores {
   workers: KV;
   history: KV;
   artifacts: ObjectStore;
+  checkpoints: KV;
 }
 
 const HOUR_MS = 3_600_000;
@@ -36,6 +37,7 @@ export async function openControlPlane(nc: NatsConnection): Promise<ControlPlane
   const workers = await kvm.create(buckets.workers, { history: 1, description: 'topo worker leases as seen by the controller' });
   const history = await kvm.create(buckets.history, { history: HISTORY_REVISIONS, description: 'topo deploy/kill history: <name>.<version>' });
   const artifacts = await new Objm(nc).create(buckets.artifacts, { description: 'topo computation bundles by sha256' });
+  const checkpoints = await kvm.create(buckets.checkpoints, { history: 1, description: 'topo state checkpoints: <computation>.p<partition>, <computation>.m<index>' });
   const jsm = await jetstreamManager(nc);
   await ensureStream(jsm, {
     name: jsStreams.logs,
@@ -58,9 +60,56 @@ export async function openControlPlane(nc: NatsConnection): Promise<ControlPlane
     storage: 'file',
     discard: 'old',
   });
-  return { state, workers, history, artifacts };
+  return { state, workers, history, artifacts, checkpoints };
 }
 
+/**
+ * An at-least-once stream's JetStream stream. Interest retention: a message stays until every
+ * consumer group reading it has acked it (after a checkpoint), so storage follows the slowest
+ * reader, not a clock. Duplicate window of 2 min for retried publishes. Bounded by bytes, refusing
+ * new messages when full (producers then wait and retry, and backpressure reaches the sources)
+ * rather than dropping old ones nobody has read.
+ */
+export const DATA_STREAM_LIMITS = { maxBytes: 1024 * MIB, duplicateWindowMs: 120_000, maxMsgSize: 1 * MIB } as const;
+
+export async function ensureDataStreams(nc: NatsConnection, streams: readonly string[]): Promise<void> {
+  if (!streams.length) return;
+  const jsm = await jetstreamManager(nc);
+  for (const stream of streams) {
+    await ensureStream(jsm, {
+      name: jsStreams.data(stream),
+      subjects: [subjects.dataAll(stream)],
+      retention: 'interest' as StreamConfig['retention'],
+      max_bytes: DATA_STREAM_LIMITS.maxBytes,
+      max_msg_size: DATA_STREAM_LIMITS.maxMsgSize,
+      duplicate_window: msToNanos(DATA_STREAM_LIMITS.duplicateWindowMs),
+      storage: 'file',
+      discard: 'new',
+    });
+  }
+}
+
+/** The consumers of a computation's at-least-once partitions (a kill): their interest ends, so the stream can let go of what they had not acked. */
+export async function removeDataConsumers(nc: NatsConnection, computation: string, streams: readonly string[]): Promise<number> {
+  if (!streams.length) return 0;
+  const jsm = await jetstreamManager(nc);
+  // `<computation>_p<partition>_<incarnation>`, or `<computation>_i<index>_p...` for a broadcast member (jsStreams.consumerPrefix).
+  const mine = new RegExp(`^${computation.replace(/[-]/g, '\\-')}(_i\\d+)?_p\\d+_[a-z0-9]+$`);
+  let n = 0;
+  for (const stream of streams) {
+    const name = jsStreams.data(stream);
+    try {
+      for await (const ci of jsm.consumers.list(name)) {
+        if (!mine.test(ci.name)) continue;
+        await jsm.consumers.delete(name, ci.name).catch(() => undefined);
+        n++;
+      }
+    } catch (err) {
+      if (!/stream not found/i.test((err as Error).message)) throw err;
+    }
+  }
+  return n;
+}
 /** Adds the stream, or brings an existing one's limits to this config (e.g. a stream from an older controller capped by count only). */
 async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }): Promise<void> {
   let exists = true;

@@ -1,4 +1,6 @@
 /** deploy and kill: the two API verbs that change desired state. Both run inside the serial queue. */
+import { ensureDataStreams, removeDataConsumers } from './infrastructure.js';
+import { removeCheckpoints } from '../state/checkpointStore.js';
 import {
   ConflictError, NoWorkersError, NotFoundError, TimeoutError, parseRequest, schemas, truncateError, validateMetadata, MAX_INSTANCES as MAX,
   type Assignment, type ComputationRecord, type DeployReply, type DeployRequest, type HistoryEntry, type KillRequest, type Placement,
@@ -55,6 +57,8 @@ export async function deploy(ctx: ControllerContext, input: DeployRequest): Prom
   if (!info || info.deleted) {
     throw new NotFoundError(`artifact ${req.sha} is not in the object store; upload it before deploying "${name}"`);
   }
+  // At-least-once streams it declares exist in JetStream before any of its instances publishes or subscribes.
+  await ensureDataStreams(ctx.nc, Object.keys(metadata.delivery ?? {}));
 
   const version = await ctx.store.nextVersion(name);
   const history = (result: 'ok' | 'failed', error?: string): HistoryEntry => ({
@@ -134,10 +138,26 @@ export async function kill(ctx: ControllerContext, input: KillRequest): Promise<
   } finally {
     for (const p of live) ctx.inFlight.delete(p.instanceId);
   }
+  await forgetDurableState(ctx, rec);
   await recordHistorySafely(ctx, {
     name: rec.name, version: rec.version, sha: rec.sha, ...(rec.source !== undefined ? { source: rec.source } : {}),
     action: 'kill', at: Date.now(), result: 'ok', metadata: rec.metadata, lang: rec.lang,
   });
   ctx.log.info({ computation: rec.name, version: rec.version }, `killed "${rec.name}" v${rec.version}`);
   return { name: rec.name, version: rec.version };
+}
+
+/**
+ * A killed computation's checkpoints and at-least-once consumers go with it: a later deploy of the
+ * name starts empty and from the streams' present, as a new computation does.
+ */
+async function forgetDurableState(ctx: ControllerContext, rec: ComputationRecord): Promise<void> {
+  try {
+    const checkpoints = ctx.checkpoints ? await removeCheckpoints(ctx.checkpoints, rec.name) : 0;
+    const alo = rec.metadata.istreams.map((s) => s.stream).filter((s) => ctx.store.all().some((c) => c.metadata.delivery?.[s]) || rec.metadata.delivery?.[s]);
+    const consumers = await removeDataConsumers(ctx.nc, rec.name, alo);
+    if (checkpoints || consumers) ctx.log.info({ computation: rec.name, checkpoints, consumers }, `killed "${rec.name}": removed ${checkpoints} checkpoint entr(ies) and ${consumers} stream consumer(s)`);
+  } catch (err) {
+    ctx.log.warn({ computation: rec.name, err: errorMessage(err) }, `kill "${rec.name}": could not remove its checkpoints or stream consumers: ${errorMessage(err)}`);
+  }
 }

@@ -3,6 +3,7 @@
  * rollback and history. Each checks its request, builds a plan and hands it
  * to runSwap. Everything but dry runs and history runs in the serial queue.
  */
+import { ensureDataStreams } from './infrastructure.js';
 import {
   BadRequestError, ConflictError, NotFoundError, parseRequest, schemas, validateMetadata,
   type ComputationRecord, type HistoryEntry, type HistoryReply, type HistoryRequest, type Probation, type PromoteRequest,
@@ -113,6 +114,7 @@ export async function swap(ctx: ControllerContext, input: SwapRequest): Promise<
   checkTypeDecls(metadata);
   checkTypeConflicts(metadata, ctx.store.all(), { self: req.canary !== undefined });
   const probation = probationOf(req.probation);
+  if (!req.dryRun) await ensureDataStreams(ctx.nc, Object.keys(metadata.delivery ?? {}));
   const target: SwapTarget = { sha: req.sha, lang: req.lang, metadata, ...(req.source !== undefined ? { source: req.source } : {}) };
   await checkTarget(ctx, rec, target);
   noCanaryRunning(rec);

@@ -8,7 +8,7 @@
  */
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { packr, schemas, subjects, type Assignment, type Batch, type Credit } from '../../protocol/index.js';
-import { StreamProducer } from './producer.js';
+import { StreamProducer, type ProducerOptions } from './producer.js';
 import type { TopologyView } from './topology.js';
 
 /** One unit of input taken from an edge: a batch, raw (from the wire) or already decoded (in-process). */
@@ -22,6 +22,17 @@ export interface Inbound {
   partition: number;
   /** In-process input: called with the number of records once they are processed (the in-process credit). */
   done?: (records: number) => void;
+  /**
+   * At-least-once input (a JetStream message): its stream sequence, and the ack that
+   * acknowledges it and everything before it on its consumer (ack policy "all").
+   */
+  js?: { seq: number; ack?: () => void };
+}
+
+/** An item as it may cross a process (a snapshot's pending input, a hand-back): without its ack. */
+export function portable(item: Inbound): Inbound {
+  if (!item.js) return item;
+  return { ...item, js: { seq: item.js.seq } };
 }
 
 /** The output side of one instance on one stream. */
@@ -50,6 +61,14 @@ export interface Outlet {
   credit(group: string, n: number): void;
   /** Called every second: a consumer group that stopped crediting is presumed gone. */
   checkStall(now: number): void;
+  /** The sequence of the last record produced (a checkpoint keeps it). */
+  readonly producedSeq: number;
+  /** Continues a predecessor's sequence (a restart from a checkpoint). */
+  restoreSeq(seq: number): void;
+  /** Resolves once every record up to `seq` is stored (at once on at-most-once streams). */
+  durableUpTo(seq: number): Promise<void>;
+  /** Sends everything pending, ignoring the credit window, and resolves once it is out. */
+  settle(): Promise<void>;
   close(): void;
 }
 
@@ -61,6 +80,8 @@ export interface Inlet {
 
 export interface OutletOptions {
   producerId: string;
+  /** Where an at-least-once stream's batches go (runtime/worker/jetstream.ts). */
+  sender?: ProducerOptions['sender'];
   /** Consumer groups that owe this outlet no credit (served in-process). */
   exclude?: ReadonlySet<string>;
   window?: number;

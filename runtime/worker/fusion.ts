@@ -195,6 +195,24 @@ export class FusedOutlet implements Outlet {
     this.nats.checkStall(now);
   }
 
+  get producedSeq(): number {
+    return this.seq;
+  }
+
+  restoreSeq(seq: number): void {
+    this.seq = Math.max(this.seq, seq);
+    this.nats.restoreSeq(seq);
+  }
+
+  durableUpTo(seq: number): Promise<void> {
+    return this.nats.durableUpTo(seq);
+  }
+
+  async settle(): Promise<void> {
+    this.flush(true);
+    await this.nats.settle();
+  }
+
   close(): void {
     this.bus.detach(this.key, this);
     this.nats.close();

@@ -23,7 +23,7 @@ import {
   decodeBatch, encodeBatch, partitionsOwnedBy, truncateError, InitFailedError, TimeoutError, TopoError,
   type Assignment, type Batch, type InstanceMetrics, type InstanceReport, type InstanceState, type Probation, type ProducerFence,
 } from '../../protocol/index.js';
-import { natsEdges, type EdgeFactory, type Inbound, type Inlet, type Outlet } from './edges.js';
+import { natsEdges, portable, type EdgeFactory, type Inbound, type Inlet, type Outlet } from './edges.js';
 import { CreditBook } from './creditBook.js';
 import { InputQueue } from './inputQueue.js';
 import { CallbackWatch } from './callbackWatch.js';
@@ -37,6 +37,8 @@ import { ThreadRunner } from '../runners/thread.js';
 import type { WatchedRunner } from '../runners/runner.js';
 import { HEAVY_CPU_MICROS } from '../oracle/limits.js';
 import { StreamTypes, TYPE_MISMATCH, type StreamType } from '../../protocol/types.js';
+import type { CheckpointStore, LoadedCheckpoint } from '../state/checkpointStore.js';
+import type { DeliveryCounters } from './jetstream.js';
 
 export type { Inbound } from './edges.js';
 
@@ -62,7 +64,15 @@ export interface InstanceSnapshot extends ExecutorSnapshot {
    * (the stuck record first): the adopting instance processes it before anything new.
    */
   pending?: Inbound[];
+  /**
+   * At-least-once input: the JetStream stream sequence of the last message processed per
+   * `${stream} ${partition}`. What the next owner's consumer delivers again up to it is skipped.
+   */
+  pos?: [string, number][];
 }
+
+/** How often an instance checkpoints by default (TOPO_CHECKPOINT_MS on the worker; 0 turns checkpoints off). */
+export const DEFAULT_CHECKPOINT_MS = 1_000;
 
 export interface InstanceDeps {
   nc: NatsConnection;
@@ -81,6 +91,13 @@ export interface InstanceDeps {
    * process, runtime/runners/process.ts), called with what reports its crashes and cool-downs.
    */
   hosted?: (note: (message: string) => void) => WatchedRunner;
+  /** Where checkpoints go (runtime/state/checkpointStore.ts); without it the instance keeps none. */
+  checkpoints?: CheckpointStore;
+  checkpointMs?: number;
+  /** The checkpoint this instance starts from, its predecessor having died: it continues that one's output sequence. */
+  fromCheckpoint?: LoadedCheckpoint;
+  /** Counters of the at-least-once edges (runtime/worker/jetstream.ts), shared with the edge factory. */
+  delivery?: DeliveryCounters;
 }
 
 /** Runs in a thread: hints.cpu 'heavy' in the assigned metadata, else in the artifact's own (TOPO_THREADS=0 turns threads off). */
@@ -102,7 +119,8 @@ export class Instance {
   private readonly exec: Executor;
   private readonly log: Logger;
   private readonly producers = new Map<string, Outlet>();
-  private readonly producerId: string;
+  /** The batch `src` and credit subject of its output: its own id, or its dead predecessor's (from a checkpoint), whose sequence it continues. */
+  readonly producerId: string;
   private readonly inlet: Inlet;
   private inletOpen = false;
   private credits: { close(): void } | undefined;
@@ -145,6 +163,18 @@ export class Instance {
   private moveToThread = false;
   /** Typed streams (protocol/types.ts); undefined when none is typed, so the untyped path is untouched. */
   private readonly types: StreamTypes | undefined;
+  /** At-least-once input: JetStream stream sequence of the last message processed per `${stream} ${partition}`. */
+  private readonly pos = new Map<string, number>();
+  /** ...and its ack (policy "all": it acknowledges everything before it too), acked once a checkpoint holds it. */
+  private readonly unacked = new Map<string, () => void>();
+  private readonly checkpoints: CheckpointStore | undefined;
+  private readonly checkpointMs: number;
+  private checkpointTimer: NodeJS.Timeout | undefined;
+  private checkpointDue = false;
+  private checkpointing = false;
+  private lastCheckpointAt = 0;
+  private sinceCheckpoint = 0;
+  private readonly delivery: DeliveryCounters;
 
   constructor(assignment: Assignment, comp: Computation, deps: InstanceDeps) {
     this.assignment = assignment;
@@ -154,8 +184,13 @@ export class Instance {
     this.log = deps.log;
     this.stuckAfterMs = deps.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS;
     this.watch = new CallbackWatch(this.stuckAfterMs, deps.log, `"${assignment.computation}" v${assignment.version}`);
-    // Subject-safe and unique per incarnation: credits come back on topo.fc.<producerId>.
-    this.producerId = assignment.instanceId;
+    // Subject-safe and unique per incarnation: credits come back on topo.fc.<producerId>. An instance in the
+    // place of a dead one continues its output (same id, next sequence), so what it produces again while it
+    // replays is recognized downstream as what it is.
+    this.producerId = deps.fromCheckpoint?.meta?.producer ?? assignment.instanceId;
+    this.checkpoints = deps.checkpoints;
+    this.checkpointMs = deps.checkpointMs ?? DEFAULT_CHECKPOINT_MS;
+    this.delivery = deps.delivery ?? { publishRetries: 0 };
     for (const stream of assignment.metadata.ostreams) {
       this.producers.set(stream, this.edges.outlet(stream, {
         producerId: this.producerId,
@@ -169,6 +204,7 @@ export class Instance {
       this.groupOf.set(stream, groupIdOf(assignment.computation, grouping, assignment.index));
     }
     this.credit = new CreditBook((stream) => this.groupOf.get(stream) ?? assignment.computation, (producer, group, n) => this.edges.sendCredit(producer, group, n));
+    for (const [stream, seq] of deps.fromCheckpoint?.meta?.seqs ?? []) this.producers.get(stream)?.restoreSeq(seq);
     const producers = this.producers;
     const observed = this.observed;
     const types = (this.types = StreamTypes.of(assignment.metadata));
@@ -274,6 +310,7 @@ export class Instance {
       failed: (where, err, rec) => this.onCallbackError(where, err, rec),
       passed: () => this.recordPassed(),
       owe: (producer, stream, n) => this.credit.owe(producer, stream, n),
+      processed: (item) => this.moved(item),
       flushCredit: () => this.credit.flush(),
       malformed: (item, err) => this.deadLetters.malformed(item, err),
       deadLetter: (stream, error, record, reason = 'processRecord stuck') => this.deadLetters.send({ stream, reason, error, record }),
@@ -301,6 +338,7 @@ export class Instance {
   /** Starts from a snapshot instead of empty state (before start()). */
   restore(snapshot: InstanceSnapshot): void {
     for (const [k, seq] of snapshot.seen ?? []) this.seen.set(k, Math.max(seq, this.seen.get(k) ?? 0));
+    for (const [k, seq] of snapshot.pos ?? []) this.pos.set(k, Math.max(seq, this.pos.get(k) ?? 0));
     if (this.threaded) this.threaded.restore(snapshot);
     else this.exec.restore(snapshot);
     if (snapshot.pending?.length) this.queue.prepend(snapshot.pending);
@@ -327,6 +365,8 @@ export class Instance {
       for (const p of this.producers.values()) p.hold();
     }
     this.subscribeInputs();
+    // At-least-once consumers exist before the instance counts as started: a new group reads from then on.
+    await (this.inlet as { ready?: Promise<void> }).ready;
     this.stallTimer = setInterval(() => {
       const now = Date.now();
       for (const p of this.producers.values()) p.checkStall(now);
@@ -349,6 +389,13 @@ export class Instance {
     }
     this.state = probation ? 'probation' : 'running';
     this.armTimer();
+    if (this.checkpoints && this.checkpointMs > 0) {
+      this.lastCheckpointAt = Date.now();
+      this.checkpointTimer = setInterval(() => {
+        this.checkpointDue = true;
+        this.schedulePump();
+      }, this.checkpointMs);
+    }
     this.schedulePump();
   }
 
@@ -411,8 +458,16 @@ export class Instance {
     this.observed.resumed();
     try {
       if (this.moveToThread) await this.intoThread();
-      if (this.threaded) await this.threaded.pump();
+      if (this.threaded) {
+        await this.threaded.pump();
+        // Between activations (none in flight): the thread's state matches the positions.
+        if (this.checkpointDue) await this.cutCheckpoint();
+      }
       else while (this.canRun()) {
+        if (this.checkpointDue) {
+          await this.cutCheckpoint();
+          continue;
+        }
         if (this.timersDue) {
           await this.fireDueTimers();
           continue;
@@ -453,6 +508,11 @@ export class Instance {
    * while the computation does; only a returned promise makes it async.
    */
   private processBatch(item: Inbound): Promise<void> | undefined {
+    // At-least-once input delivered again (a new consumer starts after the last checkpoint): already in the state.
+    if (item.js && item.js.seq <= (this.pos.get(`${item.stream} ${item.partition}`) ?? 0)) {
+      this.metrics.duplicates = (this.metrics.duplicates ?? 0) + 1;
+      return undefined;
+    }
     let batch;
     try {
       batch = item.batch ?? decodeBatch(item.data!);
@@ -466,8 +526,15 @@ export class Instance {
   private processRecords(batch: Batch, from: number, item: Inbound): Promise<void> | undefined {
     const recs = batch.recs;
     const typed = this.types?.get(item.stream);
+    // At-least-once input: a record its producer made again (restarted from a checkpoint) has a sequence this partition already processed.
+    const dupUpTo = item.js ? (this.seen.get(`${batch.src} ${item.stream} ${item.partition}`) ?? 0) : -1;
     for (let i = from; i < recs.length; i++) {
       if (this.discarded || this.probation?.failed) return undefined;
+      if (recs[i]![3] <= dupUpTo) {
+        this.metrics.duplicates = (this.metrics.duplicates ?? 0) + 1;
+        continue;
+      }
+      this.sinceCheckpoint++;
       const rec = new Received(item.stream, recs[i]!, batch.src);
       this.metrics.recordsIn++;
       if (typed !== undefined && !this.decodeTyped(typed, rec)) continue;
@@ -502,10 +569,82 @@ export class Instance {
     if (item.data) {
       this.credit.owe(batch.src, item.stream, recs.length);
       // What each producer's fence is checked against (release).
-      if (recs.length) this.seen.set(`${batch.src} ${item.stream} ${item.partition}`, recs[recs.length - 1]![3]);
+      const k = `${batch.src} ${item.stream} ${item.partition}`;
+      if (recs.length) this.seen.set(k, Math.max(recs[recs.length - 1]![3], this.seen.get(k) ?? 0));
+      this.moved(item);
     }
     else item.done?.(recs.length);
     return undefined;
+  }
+
+  /** An at-least-once input message is processed: its partition's position moves on, acked by the next checkpoint. */
+  private moved(item: Inbound): void {
+    if (!item.js) return;
+    const k = `${item.stream} ${item.partition}`;
+    if (item.js.seq > (this.pos.get(k) ?? 0)) this.pos.set(k, item.js.seq);
+    if (item.js.ack) this.unacked.set(k, item.js.ack);
+  }
+
+  // ---- checkpoints ---------------------------------------------------------------
+
+  /**
+   * Cuts a checkpoint between callbacks: state, timers, input positions and the output sequence
+   * at one point of the loop. Storing it runs on while processing goes on: first every record
+   * produced before the cut must be stored (at-least-once output), then the chunks are written,
+   * then the input up to the cut is acked. A checkpoint is skipped while output is held (a pause,
+   * a probation): held output is in nobody's store yet.
+   */
+  private async cutCheckpoint(): Promise<void> {
+    this.checkpointDue = false;
+    const store = this.checkpoints;
+    if (!store || this.checkpointing || this.discarded) return;
+    if (this.state !== 'running' && this.state !== 'paused') return;
+    if (this.probation) return;
+    for (const p of this.producers.values()) if (p.isHeld) return;
+    this.checkpointing = true;
+    const at = Date.now();
+    let snap: ExecutorSnapshot;
+    try {
+      snap = this.threaded ? await this.threaded.snapshot() : this.exec.snapshot();
+    } catch (err) {
+      this.checkpointing = false;
+      this.noteCheckpointFailure(err);
+      return;
+    }
+    const a = this.assignment;
+    const seqs: [string, number][] = [...this.producers.values()].map((p) => [p.stream, p.producedSeq]);
+    const acks = [...this.unacked];
+    this.unacked.clear();
+    const since = this.sinceCheckpoint;
+    const cut = {
+      ...snap, computation: a.computation, version: a.version, index: a.index, count: a.count, at, partitions: this.partitions,
+      seen: [...this.seen], pos: [...this.pos], producer: this.producerId, seqs,
+    };
+    void (async () => {
+      try {
+        await Promise.all([...this.producers.values()].map((p) => p.durableUpTo(p.producedSeq)));
+        const { bytes } = await store.write(cut);
+        for (const [, ack] of acks) ack();
+        this.lastCheckpointAt = at;
+        this.sinceCheckpoint -= since;
+        this.metrics.checkpointBytes = bytes;
+      } catch (err) {
+        // Not acked: the input stays with the server, and the next checkpoint acks it (or a later message of its partition).
+        for (const [k, ack] of acks) if (!this.unacked.has(k)) this.unacked.set(k, ack);
+        this.noteCheckpointFailure(err);
+      } finally {
+        this.checkpointing = false;
+      }
+    })();
+  }
+
+  private noteCheckpointFailure(err: unknown): void {
+    this.metrics.checkpointFailures = (this.metrics.checkpointFailures ?? 0) + 1;
+    const now = Date.now();
+    if (now - this.errorLogAt >= 5_000) {
+      this.errorLogAt = now;
+      this.log.warn({ err: errMessage(err) }, `checkpoint not stored: ${errMessage(err)}; the next one will try again`);
+    }
   }
 
   /** Replaces a typed record's value by its decoded message; one that does not decode is dead-lettered (false), nothing else changes. */
@@ -656,8 +795,9 @@ export class Instance {
       this.log.warn({ leaseMs }, `pause lease of ${leaseMs} ms expired without resume: resuming output by itself`);
       this.resumeOutput();
     }, leaseMs);
-    // What was published before the fence must reach the server before we report it.
+    // What was published before the fence must reach the server (be stored, on an at-least-once stream) before we report it.
     await this.nc.flush();
+    await Promise.all(held.map((p) => p.settle()));
     const fences: Record<string, number> = {};
     const partitionFences: Record<string, Record<string, number>> = {};
     const partitionAgesMs: Record<string, Record<string, number>> = {};
@@ -738,7 +878,7 @@ export class Instance {
       this.draining = false;
     }
     this.checkCancelled();
-    for (const p of this.producers.values()) p.flush(true);
+    await Promise.all([...this.producers.values()].map((p) => p.settle()));
     this.credit.flush();
     if (this.timerHandle) clearTimeout(this.timerHandle);
     this.timerHandle = undefined;
@@ -746,7 +886,8 @@ export class Instance {
     this.state = 'standby';
     const snapshot: InstanceSnapshot = this.threaded ? await this.threaded.snapshot() : this.snapshot();
     if (this.seen.size) snapshot.seen = [...this.seen];
-    if (pending.length) snapshot.pending = pending;
+    if (this.pos.size) snapshot.pos = [...this.pos];
+    if (pending.length) snapshot.pending = pending.map(portable);
     const outputFences: ProducerFence[] = [];
     for (const p of this.producers.values()) {
       const partitions = p.partitionFences;
@@ -866,11 +1007,21 @@ export class Instance {
       index: a.index,
       count: a.count,
       state: this.state,
-      metrics: this.observed.report(this.queue.length),
+      metrics: this.metricsReport(),
       // Capped so that one huge error (a 180 KB key in it) cannot push the heartbeat over max_payload.
       ...(this.lastError ? { lastError: truncateError(this.lastError) } : {}),
       ...this.stuckReport(),
     };
+  }
+
+  private metricsReport(): InstanceMetrics {
+    const m = this.observed.report(this.queue.length);
+    if (this.checkpoints && this.checkpointMs > 0) {
+      m.sinceCheckpoint = this.sinceCheckpoint;
+      m.checkpointAgeMs = Math.max(0, Date.now() - this.lastCheckpointAt);
+    }
+    if (this.delivery.publishRetries) m.publishRetries = this.delivery.publishRetries;
+    return m;
   }
 
   /** State 'stuck' and which callback, while one has not returned for stuckAfterMs. */
@@ -903,10 +1054,8 @@ export class Instance {
         this.log.error({ err }, `destroy threw: ${errMessage(err)}`);
       }
     }
-    for (const p of this.producers.values()) {
-      p.release();
-      p.flush(true);
-    }
+    for (const p of this.producers.values()) p.release();
+    await Promise.all([...this.producers.values()].map((p) => p.settle()));
     await this.teardown();
   }
 
@@ -914,6 +1063,7 @@ export class Instance {
     this.unsubscribeInputs();
     if (this.timerHandle) clearTimeout(this.timerHandle);
     if (this.stallTimer) clearInterval(this.stallTimer);
+    if (this.checkpointTimer) clearInterval(this.checkpointTimer);
     if (this.pauseLease) clearTimeout(this.pauseLease);
     for (const p of this.producers.values()) p.close();
     this.credit.flush();

@@ -25,6 +25,22 @@ const MAX_BATCH_BYTES = 512 * 1024;
  */
 export const HOLD_LIMIT = 16_384;
 
+/**
+ * Sends batches somewhere other than core NATS: an at-least-once stream's JetStream publisher
+ * (runtime/worker/jetstream.ts). One batch in flight per partition, so a partition's records are
+ * stored in the order of their sequence numbers even when a publish has to be retried.
+ */
+export interface BatchSender {
+  /** True when nothing is in flight on this partition. */
+  idle(partition: number): boolean;
+  send(partition: number, subject: string, bytes: Uint8Array, firstSeq: number, lastSeq: number): void;
+  /** The lowest producer sequence in flight (Infinity when none). */
+  lowestInFlight(): number;
+  /** Resolves once nothing is in flight. */
+  settled(): Promise<void>;
+  close(): void;
+}
+
 export interface ProducerOptions {
   nc: NatsConnection;
   stream: string;
@@ -36,6 +52,8 @@ export interface ProducerOptions {
   onStallReset: (group: string, owed: number) => void;
   /** Consumer groups served another way (in-process, fused): they owe no credit here. */
   exclude?: ReadonlySet<string>;
+  /** Where batches go instead of a core NATS publish (an at-least-once stream); called with the producer's onSent. */
+  sender?: (onSent: (partition: number) => void) => BatchSender;
 }
 
 export class StreamProducer implements Outlet {
@@ -47,6 +65,9 @@ export class StreamProducer implements Outlet {
   private readonly onUnblocked: () => void;
   private readonly onStallReset: (group: string, owed: number) => void;
   private readonly exclude: ReadonlySet<string> | undefined;
+  private readonly sender: BatchSender | undefined;
+  /** Waiters of durableUpTo: resolved once every record up to their sequence is stored. */
+  private durableWaiters: { seq: number; resolve: () => void }[] = [];
 
   /** Pending records per partition (index PARTITIONS is the unkeyed buffer). */
   private readonly buffers: WireRecord[][] = Array.from({ length: PARTITIONS + 1 }, () => []);
@@ -80,6 +101,60 @@ export class StreamProducer implements Outlet {
     this.onUnblocked = o.onUnblocked;
     this.onStallReset = o.onStallReset;
     this.exclude = o.exclude;
+    this.sender = o.sender?.((partition) => this.onSent(partition));
+  }
+
+  /** A batch of this partition was stored: the next may go, and durability waiters may be done. */
+  private onSent(partition: number): void {
+    const wasBlocked = this.blockedNow || this.pendingCount >= HOLD_LIMIT;
+    if (this.buffers[partition]!.length > 0 || this.buffers[PARTITIONS]!.length > 0) this.flush();
+    this.checkDurable();
+    if (wasBlocked && !this.isBlocked()) this.onUnblocked();
+  }
+
+  /** The lowest sequence not yet stored (buffered or in flight); Infinity when everything produced is stored. */
+  private lowestUnstored(): number {
+    let low = this.sender ? this.sender.lowestInFlight() : Infinity;
+    for (const b of this.buffers) if (b.length && b[0]![3] < low) low = b[0]![3];
+    return low;
+  }
+
+  private checkDurable(): void {
+    if (!this.durableWaiters.length) return;
+    const low = this.lowestUnstored();
+    const still: { seq: number; resolve: () => void }[] = [];
+    for (const w of this.durableWaiters) (w.seq < low ? w.resolve() : still.push(w));
+    this.durableWaiters = still;
+  }
+
+  /** The sequence of the last record produced (what a checkpoint keeps). */
+  get producedSeq(): number {
+    return this.seq;
+  }
+
+  /** Continues the sequence of a predecessor (a restart from a checkpoint): records it produces again get the same numbers. */
+  restoreSeq(seq: number): void {
+    this.seq = Math.max(this.seq, seq);
+  }
+
+  /**
+   * Resolves once every record up to `seq` is stored (JetStream acknowledged it). Core NATS
+   * stores nothing: it resolves at once, the output being at-most-once.
+   */
+  durableUpTo(seq: number): Promise<void> {
+    if (!this.sender || seq < this.lowestUnstored()) return Promise.resolve();
+    return new Promise((resolve) => this.durableWaiters.push({ seq, resolve }));
+  }
+
+  /** Sends everything pending, ignoring the credit window, and resolves once it is out (stored, for JetStream). */
+  async settle(): Promise<void> {
+    for (;;) {
+      const done = this.flush(true);
+      if (!this.sender) return;
+      await this.sender.settled();
+      if (done && this.pendingCount === 0) return;
+      if (this.held) return;
+    }
   }
 
   private refreshRoutes(): void {
@@ -125,6 +200,8 @@ export class StreamProducer implements Outlet {
    */
   isBlocked(): boolean {
     if (this.held) return this.pendingCount >= HOLD_LIMIT;
+    // JetStream not storing (a server restart): what waits is bounded like a pause.
+    if (this.sender && this.pendingCount >= HOLD_LIMIT) return true;
     return this.creditBlocked();
   }
 
@@ -135,13 +212,17 @@ export class StreamProducer implements Outlet {
    */
   flush(force = false): boolean {
     if (this.pendingCount === 0) return true;
+    let all = true;
     for (let i = 0; i <= PARTITIONS; i++) {
       while (this.buffers[i]!.length > 0) {
         if (this.held || (!force && this.creditBlocked())) return false;
-        this.publishBuffer(i);
+        if (!this.publishBuffer(i)) {
+          all = false;
+          break;
+        }
       }
     }
-    return true;
+    return all;
   }
 
   /** Drops pending output (a rolled-back probation: another instance redoes this work). */
@@ -150,31 +231,51 @@ export class StreamProducer implements Outlet {
     this.pendingCount = 0;
   }
 
-  private publishBuffer(idx: number): void {
+  /** Publishes one batch of a buffer; false when its partition still has one in flight (an at-least-once stream). */
+  private publishBuffer(idx: number): boolean {
     this.refreshRoutes();
+    let partition: number;
+    if (idx !== PARTITIONS) {
+      partition = idx;
+      if (this.sender && !this.sender.idle(partition)) return false;
+    } else {
+      partition = this.rotate++ % PARTITIONS;
+      if (this.sender) {
+        let tries = 0;
+        while (!this.sender.idle(partition) && ++tries < PARTITIONS) partition = this.rotate++ % PARTITIONS;
+        if (!this.sender.idle(partition)) return false;
+      }
+    }
     const buf = this.buffers[idx]!;
     const recs = buf.length > MAX_BATCH_RECORDS ? buf.splice(0, MAX_BATCH_RECORDS) : buf.splice(0);
-    this.pendingCount -= recs.length;
-    const partition = idx === PARTITIONS ? this.rotate++ % PARTITIONS : idx;
-    this.publishRecords(partition, recs);
-    for (const g of this.groups) this.owed.set(g, (this.owed.get(g) ?? 0) + recs.length);
+    const sent = this.publishRecords(partition, recs);
+    // What did not fit in one JetStream message goes back to the front, for the partition's next turn.
+    if (sent < recs.length) buf.unshift(...recs.slice(sent));
+    this.pendingCount -= sent;
+    for (const g of this.groups) this.owed.set(g, (this.owed.get(g) ?? 0) + sent);
+    return true;
   }
 
-  private publishRecords(partition: number, recs: WireRecord[]): void {
+  /** Publishes `recs` (or, to a JetStream sender, as many as fit in one message); returns how many went. */
+  private publishRecords(partition: number, recs: WireRecord[]): number {
     const bytes = encodeBatch({ v: PROTOCOL_VERSION, src: this.producerId, stream: this.stream, bseq: ++this.bseq, recs });
     if (bytes.length > MAX_BATCH_BYTES && recs.length > 1) {
       // Too big for one message: undo the batch number and send two halves in order.
       this.bseq--;
       const half = recs.length >> 1;
-      this.publishRecords(partition, recs.slice(0, half));
-      this.publishRecords(partition, recs.slice(half));
-      return;
+      const first = this.publishRecords(partition, recs.slice(0, half));
+      if (this.sender) return first;
+      return first + this.publishRecords(partition, recs.slice(half));
     }
-    this.nc.publish(subjects.data(this.stream, partition), bytes);
+    if (this.sender) {
+      // A JetStream publish takes one batch per partition at a time: the two halves of an oversized batch go as two batches in turn.
+      this.sender.send(partition, subjects.data(this.stream, partition), bytes, recs[0]![3], recs[recs.length - 1]![3]);
+    } else this.nc.publish(subjects.data(this.stream, partition), bytes);
     this.published += recs.length;
     this.publishedSeq = recs[recs.length - 1]![3];
     this.seqByPartition[partition] = this.publishedSeq;
     this.atByPartition[partition] = performance.now();
+    return recs.length;
   }
 
   /** True when some consumer group reads this stream on NATS. */
@@ -256,5 +357,6 @@ export class StreamProducer implements Outlet {
   close(): void {
     if (this.linger) clearTimeout(this.linger);
     this.linger = undefined;
+    this.sender?.close();
   }
 }

@@ -62,6 +62,8 @@ export interface ThreadHost {
   /** One record handled without error (probation counts it). */
   passed(): void;
   owe(producer: string, stream: string, n: number): void;
+  /** An input item is processed (at-least-once input: its position moves on). */
+  processed(item: Inbound): void;
   flushCredit(): void;
   malformed(item: Inbound, err: Error): void;
   /** The stuck record of a terminated thread, to the dead-letter stream. */
@@ -244,6 +246,7 @@ export class RunnerPump {
       if (gate) for (; done < info.records; done++) h.passed();
       // In-process input is handed over by direct calls: no credit window to refill.
       if (item.data) h.owe(info.src, item.stream, info.records);
+      h.processed(item);
     }
     h.flushCredit();
     h.ran(c.busyMs, c.records);
@@ -363,6 +366,7 @@ export class RunnerPump {
       for (const r of batch.recs) h.deadLetter(item.stream, error, { key: r[0], value: r[1], ts: r[2], seq: r[3] }, `${this.runner.kind} failed`);
       h.countIn(batch.recs.length);
       if (item.data) h.owe(batch.src, item.stream, batch.recs.length);
+      h.processed(item);
     } catch (e) {
       h.malformed(item, e as Error);
     }

@@ -32,6 +32,8 @@ export class TopologyView {
   /** Consumer groups registered by bridges (topo_state `consumer.<group>`): producers owe them credit like computations. */
   private readonly bridgeConsumers = new Map<string, BridgeConsumerRecord>();
   private byStream = new Map<string, StreamConsumers>();
+  /** Streams some computation declares at-least-once (PROTOCOL.md, "Delivery"). */
+  private atLeastOnce = new Set<string>();
   /** Bumped on every change so producers can cache their lookups cheaply. */
   version = 0;
   private stopWatch: (() => void) | undefined;
@@ -39,6 +41,11 @@ export class TopologyView {
 
   consumersOf(stream: string): StreamConsumers {
     return this.byStream.get(stream) ?? NONE;
+  }
+
+  /** True when some computation of the topology declares `stream` at-least-once. */
+  isAtLeastOnce(stream: string): boolean {
+    return this.atLeastOnce.has(stream);
   }
 
   computation(name: string): ComputationRecord | undefined {
@@ -61,7 +68,9 @@ export class TopologyView {
 
   private rebuild(): void {
     const next = new Map<string, StreamConsumers>();
+    const alo = new Set<string>();
     for (const c of this.computations.values()) {
+      for (const m of c.canary ? [c.metadata, c.canary.metadata] : [c.metadata]) for (const s of Object.keys(m.delivery ?? {})) alo.add(s);
       // A canary reads with its own metadata but credits under the computation's group.
       const istreams = c.canary ? [...c.metadata.istreams, ...c.canary.metadata.istreams] : c.metadata.istreams;
       for (const { stream, grouping } of istreams) {
@@ -88,6 +97,7 @@ export class TopologyView {
       if (b.grouping === 'key') entry.keyed = true;
     }
     this.byStream = next;
+    this.atLeastOnce = alo;
     this.version++;
   }
 

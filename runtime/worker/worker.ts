@@ -10,7 +10,7 @@ import { Kvm } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
 import type { Logger } from 'pino';
 import {
-  buckets, packr, schemas, subjects, ConflictError, NotFoundError, BadRequestError,
+  buckets, packr, partitionsOwnedBy, schemas, subjects, ConflictError, NotFoundError, BadRequestError,
   type Assignment, type Heartbeat, type PauseReply, type Probation, type RegisterReply, type RegisterRequest, type ReleaseReply,
   type AbortReply, type Handback, type ProducerFence, type SnapshotRef, type UpstreamRef, type WorkerControl,
 } from '../../protocol/index.js';
@@ -20,11 +20,14 @@ import { Instance, type Inbound, type InstanceSnapshot } from './instance.js';
 import { SwapSessions, type SwapSession } from './swapSessions.js';
 import { instanceLogger } from './logs.js';
 import { TopologyView } from './topology.js';
-import { natsEdges } from './edges.js';
+import { natsEdges, portable } from './edges.js';
 import { selectPartitions } from '../executor/executor.js';
 import { FusionBus, fusedEdges } from './fusion.js';
 import { TapInterest } from './taps.js';
 import { hostedComputation, hostedRunner, launchOf, WarmOperators } from './hosted.js';
+import { deliveryEdges, type DeliveryCounters } from './jetstream.js';
+import { CheckpointStore, type LoadedCheckpoint } from '../state/checkpointStore.js';
+import { DEFAULT_CHECKPOINT_MS } from './instance.js';
 import type { Computation } from '../../sdk/index.js';
 import type { Logger as PinoLogger } from 'pino';
 
@@ -50,6 +53,8 @@ export interface WorkerOptions {
   stuckAfterMs?: number;
   /** The host this worker reports (placement spreads instances over hosts); default os.hostname(). */
   host?: string;
+  /** How often instances checkpoint (ms; 0: never). Default TOPO_CHECKPOINT_MS, else 1 s. */
+  checkpointMs?: number;
 }
 
 export class Worker {
@@ -76,6 +81,8 @@ export class Worker {
   private readonly swaps: SwapSessions;
   private readonly stuckAfterMs: number | undefined;
   private snapshotStore: ObjectStore | undefined;
+  private checkpoints!: CheckpointStore;
+  private readonly checkpointMs: number;
   private readonly startedAt = Date.now();
   private readonly host: string;
   /** Resolves when a stop was requested (control 'stop' or a signal). */
@@ -89,6 +96,8 @@ export class Worker {
     this.dataDir = o.dataDir;
     this.window = o.window;
     this.host = o.host ?? hostname();
+    const envCheckpoint = process.env.TOPO_CHECKPOINT_MS;
+    this.checkpointMs = o.checkpointMs ?? (envCheckpoint !== undefined && envCheckpoint !== '' && Number(envCheckpoint) >= 0 ? Number(envCheckpoint) : DEFAULT_CHECKPOINT_MS);
     const envStuck = Number(process.env.TOPO_STUCK_AFTER_MS);
     this.stuckAfterMs = o.stuckAfterMs ?? (envStuck > 0 ? envStuck : undefined);
     this.taps = new TapInterest(o.nc);
@@ -102,6 +111,7 @@ export class Worker {
     // The controller creates these; wait for them rather than racing it.
     const stateKv = await retry(() => kvm.open(buckets.state), 'the topo_state bucket', this.log);
     const store = await retry(() => objm.open(buckets.artifacts), 'the artifact store', this.log);
+    this.checkpoints = new CheckpointStore(await retry(() => kvm.open(buckets.checkpoints), 'the topo_checkpoints bucket', this.log));
     this.artifacts = new ArtifactCache(store, join(this.dataDir, 'artifacts'));
     this.warmOperators = new WarmOperators(join(this.dataDir, 'progress'), this.log);
     await this.view.watch(stateKv, this.log);
@@ -171,7 +181,7 @@ export class Worker {
       }
       case 'pause': {
         const { fences, partitionFences, partitionAgesMs } = await this.instance(req.instanceId).pauseOutput(req.streams, req.leaseMs ?? 5_000);
-        const reply: PauseReply = { producer: req.instanceId, fences, partitionFences, partitionAgesMs };
+        const reply: PauseReply = { producer: this.instance(req.instanceId).producerId, fences, partitionFences, partitionAgesMs };
         return reply;
       }
       case 'resume':
@@ -219,7 +229,11 @@ export class Worker {
   private async assign(a: Assignment): Promise<object> {
     if (this.instances.has(a.instanceId)) return { instanceId: a.instanceId, already: true };
     const log = instanceLogger(this.nc, { computation: a.computation, index: a.index, instanceId: a.instanceId, worker: this.id, version: a.version });
-    const inst = await this.newInstance(a, log);
+    // Not handed over by a swap: it starts where the last checkpoint of its partitions left off (empty when there is none).
+    const t0 = Date.now();
+    const from = this.checkpointMs > 0 ? await this.loadCheckpoint(a, log) : undefined;
+    const inst = await this.newInstance(a, log, from);
+    if (from) inst.restore(from);
     this.instances.set(a.instanceId, inst);
     try {
       await inst.start();
@@ -229,6 +243,10 @@ export class Worker {
       throw err;
     }
     log.info({ sha: a.sha.slice(0, 12) }, `instance ${a.index + 1}/${a.count} of "${a.computation}" started`);
+    if (from) {
+      log.info({ keys: from.state.entries.length, timers: from.timers.length, chunks: from.chunks, checkpointAgeMs: t0 - from.at, restoreMs: Date.now() - t0, producer: inst.producerId },
+        `restored from its checkpoint of ${t0 - from.at} ms ago (${from.state.entries.length} key(s), ${from.timers.length} timer(s), ${from.chunks} chunk(s)) in ${Date.now() - t0} ms`);
+    }
     this.heartbeat();
     return { instanceId: a.instanceId };
   }
@@ -238,25 +256,39 @@ export class Worker {
    * another language run by an operator process (its metadata is checked
    * against the hello of that process when it starts).
    */
-  private async newInstance(a: Assignment, log: PinoLogger): Promise<Instance> {
+  private async loadCheckpoint(a: Assignment, log: Logger): Promise<LoadedCheckpoint | undefined> {
+    try {
+      const loaded = await this.checkpoints.load(a.computation, a.partitions ?? partitionsOwnedBy(a.index, a.count), a.index, a.count);
+      if (loaded?.invalid) log.error({ invalid: loaded.invalid }, `${loaded.invalid} checkpoint chunk(s) of "${a.computation}" were not valid and were skipped`);
+      return loaded;
+    } catch (err) {
+      log.error({ err: (err as Error).message }, `could not read the checkpoints of "${a.computation}": starting empty (${(err as Error).message})`);
+      return undefined;
+    }
+  }
+
+  private async newInstance(a: Assignment, log: PinoLogger, from?: LoadedCheckpoint): Promise<Instance> {
     if (a.lang === 'python' || a.lang === 'cmd') {
       const artifact = await this.artifacts.loadHosted(a.sha, a.lang);
       const launch = launchOf(artifact, a.sha, a.computation, join(this.dataDir, 'operators'));
       const progressDir = join(this.dataDir, 'progress');
       const { artifactFile: _none, ...deps } = this.instanceDeps(log, a);
       const warm = this.warmOperators.take(a.sha, a.computation);
-      return new Instance(a, hostedComputation(a.metadata), { ...deps, hosted: (note) => hostedRunner(launch, a, log, progressDir, note, warm) });
+      return new Instance(a, hostedComputation(a.metadata), { ...deps, ...(from ? { fromCheckpoint: from } : {}), hosted: (note) => hostedRunner(launch, a, log, progressDir, note, warm) });
     }
     const comp: Computation = await this.artifacts.load(a.sha);
     checkMetadata(comp, a.metadata);
-    return new Instance(a, comp, this.instanceDeps(log, a));
+    return new Instance(a, comp, { ...this.instanceDeps(log, a), ...(from ? { fromCheckpoint: from } : {}) });
   }
 
   private instanceDeps(log: Logger, a: Assignment) {
-    const base = natsEdges(this.nc, this.view);
+    // At-least-once streams on JetStream, the others on core NATS; fused edges on top of both.
+    const delivery: DeliveryCounters = { publishRetries: 0 };
+    const base = deliveryEdges(natsEdges(this.nc, this.view), this.nc, this.view, log, delivery, a.metadata);
     return {
       nc: this.nc, view: this.view, log, workerId: this.id, artifactFile: this.artifacts.fileOf(a.sha),
       edges: a.fusion ? fusedEdges(base, this.fusion, this.taps, a.fusion, a.index) : base,
+      checkpoints: this.checkpoints, checkpointMs: this.checkpointMs, delivery,
       ...(this.window !== undefined ? { window: this.window } : {}),
       ...(this.stuckAfterMs !== undefined ? { stuckAfterMs: this.stuckAfterMs } : {}),
     };
@@ -309,6 +341,7 @@ export class Worker {
     const timers = new Map<string, number>();
     const pending: Inbound[] = [];
     const seen = new Map<string, number>();
+    const pos = new Map<string, number>();
     // Fetched in parallel: a scale's adopters read every old instance's snapshot, inside the pause.
     const snaps = await Promise.all(from.map(async (ref) => {
       const local = ref.workerId === this.id ? this.snapshots.get(ref.instanceId) : undefined;
@@ -331,8 +364,15 @@ export class Worker {
         if (keep && !keep.has(Number(k.slice(k.lastIndexOf(' ') + 1)))) continue;
         seen.set(k, Math.max(seq, seen.get(k) ?? 0));
       }
+      // At-least-once input positions, per `${stream} ${partition}` likewise.
+      for (const [k, seq] of snap.pos ?? []) {
+        if (keep && !keep.has(Number(k.slice(k.lastIndexOf(' ') + 1)))) continue;
+        pos.set(k, Math.max(seq, pos.get(k) ?? 0));
+      }
     }
-    return { state: { entries }, timers: [...timers], ...(pending.length ? { pending } : {}), ...(seen.size ? { seen: [...seen] } : {}) };
+    return {
+      state: { entries }, timers: [...timers], ...(pending.length ? { pending } : {}), ...(seen.size ? { seen: [...seen] } : {}), ...(pos.size ? { pos: [...pos] } : {}),
+    };
   }
 
   private async adopt(
@@ -407,7 +447,7 @@ export class Worker {
       if (away.length === 0) continue;
       const name = `${swapId}/handback/${id}`;
       try {
-        await (await this.snapshotsBucket()).putBlob({ name }, packr.pack(away));
+        await (await this.snapshotsBucket()).putBlob({ name }, packr.pack(away.map(portable)));
         handbacks.push({ name, from, batches: away.length });
       } catch (err) {
         lost += away.length;
@@ -431,7 +471,8 @@ export class Worker {
    */
   private ownerOf(item: Inbound, from: readonly SnapshotRef[], a: Assignment): Instance | undefined {
     const grouping = a.metadata.istreams.find((i) => i.stream === item.stream)?.grouping;
-    if (grouping === 'key') {
+    // At-least-once input is read by partition whatever its grouping: it goes back to the partition's reader, whose position it moves.
+    if (grouping === 'key' || (item.js && grouping !== 'broadcast')) {
       for (const r of from) {
         const o = r.workerId === this.id ? this.instances.get(r.instanceId) : undefined;
         if (o?.partitions.includes(item.partition)) return o;
@@ -457,7 +498,8 @@ export class Worker {
     if (!Array.isArray(stored)) throw new BadRequestError(`handback ${handback} is not a list of input batches`);
     // What an abort stored: raw batches with their stream and partition. Anything else is counted and left out.
     const items = stored.filter((x): x is Inbound => x !== null && typeof x === 'object' && typeof (x as Inbound).stream === 'string' &&
-      Number.isInteger((x as Inbound).partition) && ((x as Inbound).data instanceof Uint8Array || typeof (x as Inbound).batch === 'object'));
+      Number.isInteger((x as Inbound).partition) && ((x as Inbound).data instanceof Uint8Array || typeof (x as Inbound).batch === 'object') &&
+      ((x as Inbound).js === undefined || Number.isSafeInteger((x as Inbound).js?.seq)));
     if (items.length !== stored.length) this.log.error({ swapId, handback, bad: stored.length - items.length }, `handback ${handback}: ${stored.length - items.length} item(s) are not input batches: left out`);
     const mine = new Map<Instance, Inbound[]>();
     for (const item of items) {

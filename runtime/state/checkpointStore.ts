@@ -1,0 +1,141 @@
+/**
+ * Reads and writes state checkpoints in the `topo_checkpoints` KV bucket
+ * (protocol/checkpoint.ts has the format). The worker's instances write them
+ * every second and read them when they start in place of an instance that
+ * died; the controller removes a computation's checkpoints when it is killed.
+ */
+import type { KV } from '@nats-io/kv';
+import {
+  checkpointChunkSchema, checkpointKeys, checkpointMetaSchema, CHECKPOINT_VERSION, packr, partitionOf,
+  type CheckpointChunk, type CheckpointMeta,
+} from '../../protocol/index.js';
+import type { ExecutorSnapshot } from '../executor/executor.js';
+
+/** What a checkpoint holds of an instance, before it is cut into chunks. */
+export interface CheckpointCut extends ExecutorSnapshot {
+  computation: string;
+  version: number;
+  index: number;
+  count: number;
+  at: number;
+  /** Partitions the instance owns: it writes their chunks (and only theirs). */
+  partitions: readonly number[];
+  seen: [string, number][];
+  pos: [string, number][];
+  producer: string;
+  seqs: [string, number][];
+}
+
+/** A checkpoint as read back: the union of the chunks of some partitions, and the instance's output position. */
+export interface LoadedCheckpoint extends ExecutorSnapshot {
+  seen: [string, number][];
+  pos: [string, number][];
+  meta?: CheckpointMeta;
+  /** The oldest chunk's cut time (ms since the epoch). */
+  at: number;
+  chunks: number;
+  /** Chunks that were there but not valid (counted and skipped). */
+  invalid: number;
+}
+
+/** The last token of a `... <partition>` key (seen and pos keys). */
+function partitionOfMark(key: string): number {
+  return Number(key.slice(key.lastIndexOf(' ') + 1));
+}
+
+/** Cuts a checkpoint into one chunk per owned partition: what does not belong to an owned partition goes with the first. */
+export function cutChunks(c: CheckpointCut): CheckpointChunk[] {
+  const owned = new Set(c.partitions);
+  const first = c.partitions[0] ?? 0;
+  const home = (p: number): number => (owned.has(p) ? p : first);
+  const chunks = new Map<number, CheckpointChunk>();
+  for (const p of c.partitions) {
+    chunks.set(p, { v: CHECKPOINT_VERSION, computation: c.computation, partition: p, version: c.version, at: c.at, state: [], timers: [], seen: [], pos: [] });
+  }
+  for (const e of c.state.entries) chunks.get(home(partitionOf(e[0])))!.state.push(e);
+  for (const t of c.timers) chunks.get(home(partitionOf(t[0])))!.timers.push(t);
+  for (const s of c.seen) chunks.get(home(partitionOfMark(s[0])))!.seen.push(s);
+  for (const p of c.pos) chunks.get(home(partitionOfMark(p[0])))!.pos.push(p);
+  return [...chunks.values()];
+}
+
+export class CheckpointStore {
+  /** Bytes last written per chunk key: an unchanged chunk is not written again. */
+  private readonly written = new Map<string, Uint8Array>();
+
+  constructor(private readonly kv: KV) {}
+
+  /**
+   * Stores a checkpoint: the instance's output position first, then the chunks that changed.
+   * That order errs on the safe side when the writer dies in between: a newer output position
+   * than the chunks makes the records replayed from the chunks new ones (duplicates at worst),
+   * never numbers already used by other records (which consumers would skip).
+   */
+  async write(c: CheckpointCut): Promise<{ bytes: number; chunks: number }> {
+    const meta: CheckpointMeta = {
+      v: CHECKPOINT_VERSION, computation: c.computation, index: c.index, count: c.count, version: c.version, at: c.at, producer: c.producer, seqs: c.seqs,
+    };
+    await this.kv.put(checkpointKeys.meta(c.computation, c.index), packr.pack(meta));
+    let bytes = 0;
+    let chunks = 0;
+    await Promise.all(cutChunks(c).map(async (chunk) => {
+      const key = checkpointKeys.chunk(c.computation, chunk.partition);
+      // `at` changes every time: compared without it.
+      const body = packr.pack({ ...chunk, at: 0 });
+      const last = this.written.get(key);
+      if (last && Buffer.compare(last, body) === 0) return;
+      const value = packr.pack(chunk);
+      await this.kv.put(key, value);
+      this.written.set(key, body);
+      bytes += value.length;
+      chunks++;
+    }));
+    return { bytes, chunks };
+  }
+
+  /** The chunks of `partitions` and the output position of instance `index` of `count` (when it was cut with the same count). */
+  async load(computation: string, partitions: readonly number[], index: number, count: number): Promise<LoadedCheckpoint | undefined> {
+    const out: LoadedCheckpoint = { state: { entries: [] }, timers: [], seen: [], pos: [], at: Infinity, chunks: 0, invalid: 0 };
+    await Promise.all(partitions.map(async (p) => {
+      const e = await this.kv.get(checkpointKeys.chunk(computation, p));
+      if (!e || e.operation !== 'PUT' || e.value.length === 0) return;
+      const r = checkpointChunkSchema.safeParse(unpack(e.value));
+      if (!r.success || r.data.computation !== computation || r.data.partition !== p) {
+        out.invalid++;
+        return;
+      }
+      out.state.entries.push(...r.data.state);
+      out.timers.push(...r.data.timers);
+      out.seen.push(...r.data.seen);
+      out.pos.push(...r.data.pos);
+      out.at = Math.min(out.at, r.data.at);
+      out.chunks++;
+    }));
+    const m = await this.kv.get(checkpointKeys.meta(computation, index));
+    if (m && m.operation === 'PUT' && m.value.length) {
+      const r = checkpointMetaSchema.safeParse(unpack(m.value));
+      if (r.success && r.data.computation === computation && r.data.count === count) out.meta = r.data;
+      else if (!r.success) out.invalid++;
+    }
+    return out.chunks || out.meta ? out : undefined;
+  }
+}
+
+function unpack(bytes: Uint8Array): unknown {
+  try {
+    return packr.unpack(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Removes every checkpoint of a computation (a kill: a later deploy of the name starts empty). */
+export async function removeCheckpoints(kv: KV, computation: string): Promise<number> {
+  let n = 0;
+  const keys = await kv.keys(checkpointKeys.of(computation));
+  for await (const k of keys) {
+    await kv.purge(k);
+    n++;
+  }
+  return n;
+}
