@@ -38,8 +38,8 @@ export const checkpointChunkSchema = z.object({
   timers: z.array(z.tuple([z.string(), z.number()])),
   /** `${producer} ${stream} ${partition}` -> last producer sequence processed. */
   seen: z.array(z.tuple([z.string(), seq])),
-  /** istream -> JetStream stream sequence of the last message of this partition processed (at-least-once inputs only). */
-  pos: z.array(z.tuple([name, seq])),
+  /** `${istream} ${partition}` -> JetStream stream sequence of the last message processed there (at-least-once inputs only). */
+  pos: z.array(z.tuple([z.string().max(200), seq])),
 });
 export type CheckpointChunk = z.output<typeof checkpointChunkSchema>;
 

@@ -567,6 +567,11 @@ export interface ComputationStatus {
   deadLetters: number;
   /** Times an instance of it was reported stuck (a synchronous hang that cost its worker process). */
   stuckCount?: number;
+  /**
+   * Records its instances had processed on at-most-once input since their last checkpoint when their
+   * worker died: restarted from that checkpoint, their state lacks these records' effect.
+   */
+  lostSinceCheckpoint?: number;
   /** Present while the controller does not re-place its instances because they keep failing. */
   coolDown?: ComputationCoolDown;
   /** The fusion group it runs in, if fused. */

@@ -8,7 +8,7 @@ import type { Logger } from 'pino';
 import {
   checkMessage, schemas, subjects,
   type DeployRequest, type Heartbeat, type HistoryReply, type HistoryRequest, type KillRequest, type PromoteRequest, type RegisterReply,
-  type RegisterRequest, type RollbackRequest, type ScaleReply, type ScaleRequest, type FuseRequest, type FusionReply, type SplitRequest, type StatusReply, type SwapReply, type SwapRequest, type WorkerStatus,
+  type InstanceReport, type RegisterRequest, type RollbackRequest, type ScaleReply, type ScaleRequest, type FuseRequest, type FusionReply, type SplitRequest, type StatusReply, type SwapReply, type SwapRequest, type WorkerStatus,
 } from '../../protocol/index.js';
 import { connectNats } from '../transport/connect.js';
 import { decodeJson, serve } from '../transport/rpc.js';
@@ -19,7 +19,7 @@ import { deploy, kill } from './lifecycle.js';
 import { Rebalancer } from './rebalance.js';
 import { Autopilot } from './autopilot.js';
 import { Reconciler } from './reconciler.js';
-import { watchStuckReports } from './incidents.js';
+import { incidentsOf, watchStuckReports } from './incidents.js';
 import { SerialQueue } from './serialQueue.js';
 import { StateStore, type SwapJournal } from './stateStore.js';
 import { status, workerStatuses } from './status.js';
@@ -203,10 +203,19 @@ function run(
     rebalancer.onWorkerJoined(w.workerId, Date.now());
   };
 
+  /** What a dead worker's instances had processed since their last checkpoint, on at-most-once input: counted and reported. */
+  const noteLost = (workerId: string, reports: Iterable<InstanceReport>): void => {
+    const lost = incidentsOf(ctx).noteWorkerLost(reports);
+    if (lost) log.warn({ workerId, lostSinceCheckpoint: lost }, `worker ${workerId} died with ${lost} record(s) processed since its instances' last checkpoints on at-most-once input: their effect on state is lost`);
+  };
+
   const api: { unsubscribe(): void }[] = [];
   api.push(
     serve<RegisterRequest, RegisterReply>(nc, subjects.register, (req) => {
+      const before = workers.get(req.workerId);
+      const lastReports = before?.alive ? [...before.reported.values()] : [];
       const change = workers.register(req, Date.now());
+      if (change === 'restarted') noteLost(req.workerId, lastReports);
       const w = workers.get(req.workerId)!;
       if (change === 'seen') {
         log.info({ workerId: w.workerId }, `worker ${w.workerId} registered again (same process)`);
@@ -293,6 +302,8 @@ function run(
   const tick = (): void => {
     const now = Date.now();
     for (const w of workers.expire(now)) {
+      noteLost(w.workerId, (w.reportedAtDeath ?? new Map()).values());
+      w.reportedAtDeath = undefined;
       const placed = store.placementsOn(w.workerId).length;
       log.warn({ workerId: w.workerId, lastSeen: w.lastSeen, instances: placed },
         `worker ${w.workerId} missed its lease (no heartbeat for ${now - w.lastSeen} ms): marked dead` +

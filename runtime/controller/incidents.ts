@@ -10,7 +10,7 @@
  * Kept per controller context; status.ts shows it, reconciler.ts consults it.
  */
 import type { Msg } from '@nats-io/transport-node';
-import { subjects, type ComputationCoolDown, type StuckReport } from '../../protocol/index.js';
+import { subjects, type ComputationCoolDown, type InstanceReport, type StuckReport } from '../../protocol/index.js';
 import type { ControllerContext } from './context.js';
 
 const RECENT = 20;
@@ -39,6 +39,8 @@ export class Incidents {
   private readonly stuckBy = new Map<string, number>();
   private readonly failures = new Map<string, number[]>();
   private readonly coolDowns = new Map<string, ComputationCoolDown>();
+  /** Per computation: records its instances had processed since their last checkpoint when their worker died (at-most-once input: lost). */
+  private readonly lostBy = new Map<string, number>();
 
   constructor(readonly settings: CoolDownSettings = coolDownFromEnv()) {}
 
@@ -50,6 +52,25 @@ export class Incidents {
     if (!r.computation) return false;
     this.stuckBy.set(r.computation, (this.stuckBy.get(r.computation) ?? 0) + 1);
     return this.noteFailure(r.computation, `stuck in ${r.callback ?? 'a callback'} for ${r.forMs} ms on ${r.workerId} (worker restarted)`, now);
+  }
+
+  /**
+   * A worker died (lease expired) or came back as a new process: what its instances had processed
+   * since their last checkpoint on at-most-once input is gone from their state. Returns the total.
+   */
+  noteWorkerLost(reports: Iterable<InstanceReport>): number {
+    let total = 0;
+    for (const r of reports) {
+      const n = r.metrics.sinceCheckpoint ?? 0;
+      if (n <= 0) continue;
+      this.lostBy.set(r.computation, (this.lostBy.get(r.computation) ?? 0) + n);
+      total += n;
+    }
+    return total;
+  }
+
+  lostSinceCheckpoint(computation: string): number {
+    return this.lostBy.get(computation) ?? 0;
   }
 
   stuckCount(computation: string): number {
@@ -79,13 +100,14 @@ export class Incidents {
 
   /** Computations with failures, cool-downs or stuck counts (to forget those no longer deployed). */
   names(): string[] {
-    return [...new Set([...this.failures.keys(), ...this.coolDowns.keys(), ...this.stuckBy.keys()])];
+    return [...new Set([...this.failures.keys(), ...this.coolDowns.keys(), ...this.stuckBy.keys(), ...this.lostBy.keys()])];
   }
 
   forget(computation: string): void {
     this.failures.delete(computation);
     this.coolDowns.delete(computation);
     this.stuckBy.delete(computation);
+    this.lostBy.delete(computation);
   }
 }
 

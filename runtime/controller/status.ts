@@ -39,11 +39,12 @@ export function computationStatus(ctx: ControllerContext, rec: ComputationRecord
   };
 }
 
-function incidentFields(ctx: ControllerContext, name: string): Pick<ComputationStatus, 'stuckCount' | 'coolDown'> {
+function incidentFields(ctx: ControllerContext, name: string): Pick<ComputationStatus, 'stuckCount' | 'coolDown' | 'lostSinceCheckpoint'> {
   const incidents = incidentsOf(ctx);
   const stuckCount = incidents.stuckCount(name);
   const coolDown = incidents.coolDownOf(name);
-  return { ...(stuckCount ? { stuckCount } : {}), ...(coolDown ? { coolDown } : {}) };
+  const lost = incidents.lostSinceCheckpoint(name);
+  return { ...(stuckCount ? { stuckCount } : {}), ...(coolDown ? { coolDown } : {}), ...(lost ? { lostSinceCheckpoint: lost } : {}) };
 }
 
 export function workerStatuses(ctx: ControllerContext): WorkerStatus[] {

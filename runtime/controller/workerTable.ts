@@ -36,6 +36,8 @@ export interface WorkerEntry {
   leaseFrom: number;
   /** Instances of the latest heartbeat, by instanceId. */
   reported: Map<string, InstanceReport>;
+  /** What it last reported before its lease ran out (what its instances lost is counted from it). */
+  reportedAtDeath?: Map<string, InstanceReport>;
   /** Latest and previous metric sample per instanceId. */
   samples: Map<string, { last: RateSample; prev?: RateSample }>;
   /** Seen only once so far (see the file comment); `announced` says whether a 'new' was returned already. */
@@ -173,6 +175,7 @@ export class WorkerTable {
     for (const e of this.entries.values()) {
       if (e.alive && !e.pending && now - e.leaseFrom > this.leaseMs) {
         e.alive = false;
+        e.reportedAtDeath = e.reported;
         e.reported = new Map();
         e.samples = new Map();
         died.push(e);

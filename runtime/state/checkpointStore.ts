@@ -31,7 +31,7 @@ export interface LoadedCheckpoint extends ExecutorSnapshot {
   seen: [string, number][];
   pos: [string, number][];
   meta?: CheckpointMeta;
-  /** The oldest chunk's cut time (ms since the epoch). */
+  /** When the newest of its chunks (or its output position) was cut, ms since the epoch (unchanged chunks are not written again). */
   at: number;
   chunks: number;
   /** Chunks that were there but not valid (counted and skipped). */
@@ -95,7 +95,7 @@ export class CheckpointStore {
 
   /** The chunks of `partitions` and the output position of instance `index` of `count` (when it was cut with the same count). */
   async load(computation: string, partitions: readonly number[], index: number, count: number): Promise<LoadedCheckpoint | undefined> {
-    const out: LoadedCheckpoint = { state: { entries: [] }, timers: [], seen: [], pos: [], at: Infinity, chunks: 0, invalid: 0 };
+    const out: LoadedCheckpoint = { state: { entries: [] }, timers: [], seen: [], pos: [], at: 0, chunks: 0, invalid: 0 };
     await Promise.all(partitions.map(async (p) => {
       const e = await this.kv.get(checkpointKeys.chunk(computation, p));
       if (!e || e.operation !== 'PUT' || e.value.length === 0) return;
@@ -108,13 +108,16 @@ export class CheckpointStore {
       out.timers.push(...r.data.timers);
       out.seen.push(...r.data.seen);
       out.pos.push(...r.data.pos);
-      out.at = Math.min(out.at, r.data.at);
+      out.at = Math.max(out.at, r.data.at);
       out.chunks++;
     }));
     const m = await this.kv.get(checkpointKeys.meta(computation, index));
     if (m && m.operation === 'PUT' && m.value.length) {
       const r = checkpointMetaSchema.safeParse(unpack(m.value));
-      if (r.success && r.data.computation === computation && r.data.count === count) out.meta = r.data;
+      if (r.success && r.data.computation === computation && r.data.count === count) {
+        out.meta = r.data;
+        out.at = Math.max(out.at, r.data.at);
+      }
       else if (!r.success) out.invalid++;
     }
     return out.chunks || out.meta ? out : undefined;

@@ -534,7 +534,8 @@ export class Instance {
         this.metrics.duplicates = (this.metrics.duplicates ?? 0) + 1;
         continue;
       }
-      this.sinceCheckpoint++;
+      // At-least-once input is replayed from the checkpoint; at-most-once input processed since then would be lost with the worker.
+      if (!item.js) this.sinceCheckpoint++;
       const rec = new Received(item.stream, recs[i]!, batch.src);
       this.metrics.recordsIn++;
       if (typed !== undefined && !this.decodeTyped(typed, rec)) continue;
