@@ -197,7 +197,8 @@ function run(
     if (change === 'seen') return;
     const what = { new: 'registered', revived: 'is back after its lease expired', restarted: 'restarted' }[change];
     log.info({ workerId: w.workerId, host: w.host, pid: w.pid, lang: w.lang }, `worker ${w.workerId} (${w.lang}, ${w.host} pid ${w.pid}) ${what} (${how})`);
-    reconciler.forgetWorker(w.workerId);
+    if (change === 'restarted') reconciler.onWorkerRestarted(w.workerId, Date.now());
+    else reconciler.forgetWorker(w.workerId);
     // A worker that can take work: place anything waiting for one, then even the load out once it heartbeats.
     reconciler.requestOrphanPlacement();
     rebalancer.onWorkerJoined(w.workerId, Date.now());

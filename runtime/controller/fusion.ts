@@ -31,6 +31,7 @@ export function oracleInputOf(ctx: ControllerContext, fuse: [string, string][] =
     name: r.name, lang: r.lang, istreams: r.metadata.istreams.map((s) => ({ stream: s.stream, grouping: s.grouping })),
     ostreams: [...r.metadata.ostreams], instances: r.instances,
     ...(r.metadata.hints ? { hints: r.metadata.hints as OracleComputation['hints'] } : {}),
+    ...(r.metadata.delivery ? { atLeastOnce: Object.keys(r.metadata.delivery) } : {}),
   }));
   // A registered bridge producer is one more producer of its streams: a stream it feeds has more than one
   // producer, so its reader is never fused to the other one (it would stop reading that stream on NATS).

@@ -79,6 +79,22 @@ export class Reconciler {
     this.straySince.set(worker.workerId, stray);
   }
 
+  /**
+   * A worker came back as a new process (its supervisor restarted it): it runs nothing, so its
+   * instances are assigned again at once rather than after the grace a heartbeat check waits.
+   * They start from their checkpoints.
+   */
+  onWorkerRestarted(workerId: string, now: number): void {
+    const { ctx } = this;
+    this.forgetWorker(workerId);
+    for (const { rec, placement } of ctx.store.placementsOn(workerId)) {
+      const id = placement.instanceId;
+      if (ctx.inFlight.has(id) || ctx.swapping.has(rec.name) || this.coolingDown(rec.name, now)) continue;
+      this.backoff.delete(id);
+      this.enqueueReassign(workerId, id);
+    }
+  }
+
   /** A worker died or was forgotten: its heartbeat bookkeeping is void. */
   forgetWorker(workerId: string): void {
     this.missingSince.delete(workerId);

@@ -16,7 +16,10 @@
  *     of A does not produce only the keys, or all the records, that instance
  *     i of B must see);
  *  7. fusing does not close a cycle inside the group (checked while groups
- *     are built).
+ *     are built);
+ * 12. s is at-most-once: an at-least-once stream goes through JetStream,
+ *     where each side's checkpoint and acks meet (an in-process hand-over
+ *     would be in no store when a worker dies).
  *
  * Soft rules (a user `topo fuse a b`, overrides.fuse, lifts them):
  *  8. neither has hints.fuse === false;
@@ -64,6 +67,9 @@ function check(a: string, b: string, stream: string, input: OracleInput, g: Grap
   if (!ist) return hard(`${b} does not read stream ${stream}`);
   const producers = g.producers.get(stream) ?? [];
   if (producers.length !== 1) return hard(`stream ${stream} has ${producers.length} producers (${producers.join(', ')}): ${b} needs the records of all of them`);
+  if (A.atLeastOnce?.includes(stream) || B.atLeastOnce?.includes(stream)) {
+    return hard(`stream ${stream} is at-least-once: its records go through JetStream, where checkpoints and acks meet`);
+  }
   if (B.istreams.length !== 1) return hard(`${b} reads ${B.istreams.length} streams (${B.istreams.map((s) => s.stream).join(', ')}): fan-in is never fused`);
   const na = n[a] ?? A.instances;
   const nb = n[b] ?? B.instances;

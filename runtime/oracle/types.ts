@@ -15,6 +15,8 @@ export interface OracleComputation {
   ostreams: string[];
   /** Desired (or current) instance count. */
   instances: number;
+  /** Streams it declares at-least-once (never fused, rule 12). */
+  atLeastOnce?: string[];
   hints?: {
     /** false: never fuse this computation with another. */
     fuse?: boolean;
