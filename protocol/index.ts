@@ -1,5 +1,5 @@
 /** Protocol v1 types and codecs, shared by the SDK and the runtime. */
-export { PROTOCOL_VERSION, PARTITIONS, NAME_PATTERN, subjects, buckets, kvKeys, jsStreams } from './subjects.js';
+export { PROTOCOL_VERSION, PARTITIONS, NAME_PATTERN, subjects, buckets, kvKeys, jsStreams, atLeastOnceNames } from './subjects.js';
 export { fnv1a32, partitionOf, partitionsOwnedBy } from './hash.js';
 export { packr, encodeBatch, decodeBatch } from './envelope.js';
 export type { Batch, WireRecord } from './envelope.js';

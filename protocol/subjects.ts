@@ -102,8 +102,12 @@ export const kvKeys = {
 export const jsStreams = {
   logs: 'TOPO_LOGS',
   deadLetters: 'TOPO_DLQ',
-  /** The JetStream stream holding an at-least-once topo stream (PROTOCOL.md, "Delivery"); its subjects are the stream's data subjects. */
-  data: (stream: string) => `TOPO_DATA_${stream}`,
+} as const;
+
+/** Names of the JetStream resources of at-least-once streams (PROTOCOL.md, "Delivery"). */
+export const atLeastOnceNames = {
+  /** The JetStream stream holding an at-least-once topo stream; its subjects are the stream's data subjects. */
+  stream: (stream: string) => `TOPO_DATA_${stream}`,
   /**
    * A durable consumer of one partition of an at-least-once stream for one consumer group, per incarnation:
    * `<group>_p<partition>_<incarnation>` ("#" of a broadcast group's id becomes "_i"). The one that opens it

@@ -236,6 +236,7 @@ describe('an inline instance that measures as CPU-heavy', () => {
       stream, produce: (key: string, value: unknown) => void outputs.push({ key, value: value as { count: number; thread: boolean } }),
       hold() {}, release() {}, isHeld: false, discard() {}, flush: () => true, isBlocked: () => false, lastPublishedSeq: 0, pending: 0,
       partitionFences: {}, partitionAgesMs: {}, credit() {}, checkStall() {}, close() {},
+      producedSeq: 0, restoreSeq() {}, durableUpTo: async () => {}, settle: async () => {},
     }) as unknown as Outlet;
     const edges: EdgeFactory = {
       outlet, inlet: (_a, _p, cb) => ({ open: () => void (onItem = cb), close: () => void (onItem = undefined) }),

@@ -6,7 +6,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
-import { buckets, jsStreams, subjects } from '../../protocol/index.js';
+import { atLeastOnceNames, buckets, jsStreams, subjects } from '../../protocol/index.js';
 
 export interface ControlPlaneStores {
   state: KV;
@@ -77,7 +77,7 @@ export async function ensureDataStreams(nc: NatsConnection, streams: readonly st
   const jsm = await jetstreamManager(nc);
   for (const stream of streams) {
     await ensureStream(jsm, {
-      name: jsStreams.data(stream),
+      name: atLeastOnceNames.stream(stream),
       subjects: [subjects.dataAll(stream)],
       retention: 'interest' as StreamConfig['retention'],
       max_bytes: DATA_STREAM_LIMITS.maxBytes,
@@ -97,7 +97,7 @@ export async function removeDataConsumers(nc: NatsConnection, computation: strin
   const mine = new RegExp(`^${computation.replace(/[-]/g, '\\-')}(_i\\d+)?_p\\d+_[a-z0-9]+$`);
   let n = 0;
   for (const stream of streams) {
-    const name = jsStreams.data(stream);
+    const name = atLeastOnceNames.stream(stream);
     try {
       for await (const ci of jsm.consumers.list(name)) {
         if (!mine.test(ci.name)) continue;

@@ -59,10 +59,10 @@ export function cutChunks(c: CheckpointCut): CheckpointChunk[] {
   return [...chunks.values()];
 }
 
-export class CheckpointStore {
-  /** Bytes last written per chunk key: an unchanged chunk is not written again. */
-  private readonly written = new Map<string, Uint8Array>();
+/** Per writer (one instance): the bytes it last wrote per key, so that an unchanged entry is not written again. */
+export type WrittenCache = Map<string, Uint8Array>;
 
+export class CheckpointStore {
   constructor(private readonly kv: KV) {}
 
   /**
@@ -71,22 +71,30 @@ export class CheckpointStore {
    * than the chunks makes the records replayed from the chunks new ones (duplicates at worst),
    * never numbers already used by other records (which consumers would skip).
    */
-  async write(c: CheckpointCut): Promise<{ bytes: number; chunks: number }> {
+  async write(c: CheckpointCut, written: WrittenCache): Promise<{ bytes: number; chunks: number }> {
     const meta: CheckpointMeta = {
       v: CHECKPOINT_VERSION, computation: c.computation, index: c.index, count: c.count, version: c.version, at: c.at, producer: c.producer, seqs: c.seqs,
     };
-    await this.kv.put(checkpointKeys.meta(c.computation, c.index), packr.pack(meta));
+    const metaKey = checkpointKeys.meta(c.computation, c.index);
+    const metaBody = packr.pack({ ...meta, at: 0 });
+    const lastMeta = written.get(metaKey);
     let bytes = 0;
     let chunks = 0;
+    if (!lastMeta || Buffer.compare(lastMeta, metaBody) !== 0) {
+      const value = packr.pack(meta);
+      await this.kv.put(metaKey, value);
+      written.set(metaKey, metaBody);
+      bytes += value.length;
+    }
     await Promise.all(cutChunks(c).map(async (chunk) => {
       const key = checkpointKeys.chunk(c.computation, chunk.partition);
       // `at` changes every time: compared without it.
       const body = packr.pack({ ...chunk, at: 0 });
-      const last = this.written.get(key);
+      const last = written.get(key);
       if (last && Buffer.compare(last, body) === 0) return;
       const value = packr.pack(chunk);
       await this.kv.put(key, value);
-      this.written.set(key, body);
+      written.set(key, body);
       bytes += value.length;
       chunks++;
     }));

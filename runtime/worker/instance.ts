@@ -174,6 +174,8 @@ export class Instance {
   private checkpointing = false;
   private lastCheckpointAt = 0;
   private sinceCheckpoint = 0;
+  /** What this instance last wrote per checkpoint key (entries of another writer are never taken for its own). */
+  private readonly written = new Map<string, Uint8Array>();
   private readonly delivery: DeliveryCounters;
 
   constructor(assignment: Assignment, comp: Computation, deps: InstanceDeps) {
@@ -624,7 +626,7 @@ export class Instance {
     void (async () => {
       try {
         await Promise.all([...this.producers.values()].map((p) => p.durableUpTo(p.producedSeq)));
-        const { bytes } = await store.write(cut);
+        const { bytes } = await store.write(cut, this.written);
         for (const [, ack] of acks) ack();
         this.lastCheckpointAt = at;
         this.sinceCheckpoint -= since;

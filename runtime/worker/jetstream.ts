@@ -28,7 +28,7 @@ import {
   AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JetStreamClient, type JetStreamManager,
 } from '@nats-io/jetstream';
 import type { Logger } from 'pino';
-import { jsStreams, subjects, type Assignment, type NormalizedMetadata } from '../../protocol/index.js';
+import { atLeastOnceNames, subjects, type Assignment, type NormalizedMetadata } from '../../protocol/index.js';
 import type { EdgeFactory, Inbound, Inlet } from './edges.js';
 import type { BatchSender } from './producer.js';
 import { groupIdOf, type TopologyView } from './topology.js';
@@ -158,7 +158,7 @@ class JetStreamInlet implements Inlet {
     const jsm = await this.jsm;
     for (const { stream, grouping } of this.streams) {
       const group = groupIdOf(this.a.computation, grouping, this.a.index);
-      const name = jsStreams.data(stream);
+      const name = atLeastOnceNames.stream(stream);
       const existing = new Map<string, { name: string; floor: number }[]>();
       for await (const ci of jsm.consumers.list(name)) {
         const m = /_p(\d+)_[a-z0-9]+$/.exec(ci.name);
@@ -169,7 +169,7 @@ class JetStreamInlet implements Inlet {
         existing.set(prefix, list);
       }
       await Promise.all(partitionsRead(grouping, this.partitions).map(async (p) => {
-        const prefix = jsStreams.consumerPrefix(group, p);
+        const prefix = atLeastOnceNames.consumerPrefix(group, p);
         const older = existing.get(prefix) ?? [];
         const durable = `${prefix}${this.incarnation}`;
         // After the group's acknowledged floor: what a checkpoint does not hold yet. A new group starts with what is published from now on.

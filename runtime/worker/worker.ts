@@ -31,6 +31,11 @@ import { DEFAULT_CHECKPOINT_MS } from './instance.js';
 import type { Computation } from '../../sdk/index.js';
 import type { Logger as PinoLogger } from 'pino';
 
+function withoutMeta(c: LoadedCheckpoint): LoadedCheckpoint {
+  const { meta: _dropped, ...rest } = c;
+  return rest;
+}
+
 /** Languages this worker runs as hosted operator processes (PROTOCOL.md, "Hosted operators"). */
 const HOSTS: ('python' | 'cmd')[] = ['python', 'cmd'];
 /** Snapshots up to this size (msgpack) go back inline in the release reply instead of through the Object Store. */
@@ -231,7 +236,10 @@ export class Worker {
     const log = instanceLogger(this.nc, { computation: a.computation, index: a.index, instanceId: a.instanceId, worker: this.id, version: a.version });
     // Not handed over by a swap: it starts where the last checkpoint of its partitions left off (empty when there is none).
     const t0 = Date.now();
-    const from = this.checkpointMs > 0 ? await this.loadCheckpoint(a, log) : undefined;
+    const loaded = this.checkpointMs > 0 ? await this.loadCheckpoint(a, log) : undefined;
+    // Only at-least-once output continues the predecessor's producer id and sequence (its readers recognize what is
+    // produced again); at-most-once output starts a fresh sequence under the instance's own id, as a new producer.
+    const from = loaded?.meta && !a.metadata.ostreams.some((s) => this.view.isAtLeastOnce(s) || a.metadata.delivery?.[s]) ? withoutMeta(loaded) : loaded;
     const inst = await this.newInstance(a, log, from);
     if (from) inst.restore(from);
     this.instances.set(a.instanceId, inst);

@@ -235,6 +235,9 @@ def validate_metadata(value: Any) -> dict:
     types = None
     if value.get("types") is not None:
         types = _check_types(value["types"], {s["stream"] for s in istreams} | set(ostreams), issues)
+    delivery = None
+    if value.get("delivery") is not None:
+        delivery = _check_delivery(value["delivery"], {s["stream"] for s in istreams} | set(ostreams), issues)
     if issues:
         raise _error(value, issues)
     out = {"name": name, "istreams": istreams, "ostreams": ostreams}
@@ -242,6 +245,34 @@ def validate_metadata(value: Any) -> dict:
         out["hints"] = hints
     if types:
         out["types"] = types
+    if delivery:
+        out["delivery"] = delivery
+    return out
+
+
+DELIVERIES = ("at-most-once", "at-least-once")
+
+
+def _check_delivery(d: Any, streams: set, issues: list) -> Optional[dict]:
+    """``delivery``: stream -> "at-most-once" | "at-least-once" (PROTOCOL.md "Delivery"). Normalized like the
+    TS runtime does: only the at-least-once streams are kept, sorted."""
+    if not isinstance(d, dict):
+        issues.append(("delivery", 'must be an object: stream -> "at-most-once" | "at-least-once"'))
+        return None
+    out = {}
+    for stream in sorted(d):
+        mode = d[stream]
+        if not (isinstance(stream, str) and _is_name(stream)):
+            issues.append(("delivery", _NAME_MESSAGE))
+            continue
+        if mode not in DELIVERIES:
+            issues.append((f"delivery.{stream}", 'must be "at-most-once" or "at-least-once"'))
+            continue
+        if stream not in streams:
+            issues.append((f"delivery.{stream}", f'stream "{stream}" is neither an istream nor an ostream'))
+            continue
+        if mode == "at-least-once":
+            out[stream] = mode
     return out
 
 
@@ -256,19 +287,22 @@ class Metadata:
     """What a computation declares: ``Metadata(name="counter", istreams=[Stream("hashtags", grouping="key")],
     ostreams=["top-hashtags"])``. An istream is a str (shuffle), a ``Stream``, a ``(stream, grouping)``
     tuple or a ``{"stream": ..., "grouping": ...}`` dict. ``hints`` as in PROTOCOL.md; ``types`` declares
-    typed streams (stream -> {message, descriptor, fingerprint}, see ``topo.typed``). Validated when made
+    typed streams (stream -> {message, descriptor, fingerprint}, see ``topo.typed``); ``delivery`` declares
+    streams at-least-once (stream -> "at-least-once", README "Durability"). Validated when made
     (InvalidMetadataError)."""
 
     __slots__ = ("raw", "normalized")
 
     def __init__(self, name: str, istreams: Iterable[IStream] = (), ostreams: Iterable[str] = (), hints: Optional[dict] = None,
-                 types: Optional[dict] = None):
+                 types: Optional[dict] = None, delivery: Optional[dict] = None):
         raw = {"name": name, "istreams": list(istreams) if isinstance(istreams, (list, tuple)) else istreams,
                "ostreams": list(ostreams) if isinstance(ostreams, (list, tuple)) else ostreams}
         if hints is not None:
             raw["hints"] = hints
         if types is not None:
             raw["types"] = types
+        if delivery is not None:
+            raw["delivery"] = delivery
         self.raw = raw
         self.normalized = validate_metadata(raw)
 
@@ -302,6 +336,8 @@ class Metadata:
             out["hints"] = dict(n["hints"])
         if "types" in n:
             out["types"] = {k: dict(v) for k, v in n["types"].items()}
+        if "delivery" in n:
+            out["delivery"] = dict(n["delivery"])
         return out
 
     def __repr__(self) -> str:
