@@ -158,21 +158,29 @@ describe('fusion of a running chain', () => {
     }
   }, 180_000);
 
-  it('runs the tweets demo as one fused chain, once, and stays so (no flapping)', async () => {
+  it('runs the wordcount example as one fused chain, once, and stays so (no flapping)', async () => {
     const c = (await run.cluster({ workers: 2 }));
-    const top = await tapStream(c.client, 'top-hashtags', (key) => key);
-    taps.push(top as Tap<unknown>);
-    for (const n of ['generator', 'hashtags', 'counter', 'sink']) await c.client.deployFile(`examples/tweets/${n}.ts`);
-    const chain = ['mock-tweets-generator', 'hashtags', 'counter', 'sink'];
-    await waitFor(async () => (await c.client.status()).fusion?.some((g) => g.members.join() === chain.join()), { what: 'the demo fused', timeoutMs: 60_000 });
-    const fusesAt = async () => (await c.client.history('counter')).filter((e) => e.action === 'fuse' || e.action === 'split').length;
+    const counts = await tapStream(c.client, 'counts', (key) => key);
+    taps.push(counts as Tap<unknown>);
+    for (const n of ['sentences', 'split', 'count']) await c.client.deployFile(`examples/wordcount/${n}.ts`);
+    const chain = ['sentences', 'split', 'count'];
+    await waitFor(async () => (await c.client.status()).fusion?.some((g) => g.members.join() === chain.join()), { what: 'wordcount fused', timeoutMs: 60_000 });
+    const fusesAt = async () => (await c.client.history('count')).filter((e) => e.action === 'fuse' || e.action === 'split').length;
     const before = await fusesAt();
-    const windows = top.records.length;
+    const seen = counts.records.length;
     await sleep(8_000);
     expect(await fusesAt()).toBe(before);
-    expect((await c.client.status()).fusion).toEqual([{ group: 'fg-mock-tweets-generator', members: chain }]);
-    // The counter's 5 s windows keep coming out of the fused chain (and the tap sees them).
-    expect(top.records.length).toBeGreaterThan(windows);
+    expect((await c.client.status()).fusion).toEqual([{ group: 'fg-sentences', members: chain }]);
+    // Counts keep coming out of the fused chain (and the tap sees them).
+    expect(counts.records.length).toBeGreaterThan(seen);
+  }, 120_000);
+
+  it('does not fuse the tweets demo, whose streams are at-least-once (rule 12)', async () => {
+    const c = (await run.cluster({ workers: 1 }));
+    for (const n of ['generator', 'hashtags', 'counter', 'sink']) await c.client.deployFile(`examples/tweets/${n}.ts`);
+    await sleep(4_000);
+    expect((await c.client.status()).fusion ?? []).toEqual([]);
+    await expect(c.client.fuse(['hashtags', 'counter'])).rejects.toThrow(/at-least-once/);
   }, 120_000);
 
   it('topo fuse refuses what may not be fused, with the rule that says so', async () => {

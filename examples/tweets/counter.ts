@@ -15,6 +15,8 @@ export default defineComputation({
   name: 'counter',
   istreams: [{ stream: 'hashtags', grouping: 'key' }],
   ostreams: ['top-hashtags'],
+  // Kept in JetStream and replayed from the checkpoint when a worker dies: the counts stay exact (README, Durability).
+  delivery: { hashtags: 'at-least-once', 'top-hashtags': 'at-least-once' },
   init(ctx) {
     ctx.setTimer('window', nextWindowEnd(Date.now()));
   },

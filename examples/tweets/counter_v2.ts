@@ -23,6 +23,7 @@ export default defineComputation({
   name: 'counter',
   istreams: [{ stream: 'hashtags', grouping: 'key' }],
   ostreams: ['top-hashtags'],
+  delivery: { hashtags: 'at-least-once', 'top-hashtags': 'at-least-once' },
   init(ctx) {
     // After a swap, init runs with v1's state and timers already restored.
     // Setting 'window' replaces the restored timer, with the same window end

@@ -78,4 +78,4 @@ class MockTweetComputation(Computation):
         ctx.set_timer("tick", time + TICK_MS)
 
     def metadata(self):
-        return Metadata(name="mock-tweets-generator", istreams=[], ostreams=["tweets"])
+        return Metadata(name="mock-tweets-generator", istreams=[], ostreams=["tweets"], delivery={"tweets": "at-least-once"})

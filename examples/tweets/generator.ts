@@ -58,6 +58,7 @@ export default defineComputation({
   name: 'mock-tweets-generator',
   istreams: [],
   ostreams: ['tweets'],
+  delivery: { tweets: 'at-least-once' },
   init(ctx) {
     ctx.setTimer('tick', Date.now());
   },

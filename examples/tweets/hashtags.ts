@@ -8,6 +8,7 @@ export default defineComputation({
   name: 'hashtags',
   istreams: ['tweets'],
   ostreams: ['hashtags'],
+  delivery: { tweets: 'at-least-once', hashtags: 'at-least-once' },
   processRecord(ctx, record) {
     const tweet = record.value as Tweet;
     for (const m of tweet.text.matchAll(HASHTAG)) {

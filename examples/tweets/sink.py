@@ -11,7 +11,7 @@ from topo import Computation, Metadata
 
 class Sink(Computation):
     def metadata(self):
-        return Metadata(name="sink", istreams=["top-hashtags"], ostreams=[])
+        return Metadata(name="sink", istreams=["top-hashtags"], ostreams=[], delivery={"top-hashtags": "at-least-once"})
 
     def process_record(self, ctx, record):
         window, instance, top = record.value["window"], record.value["instance"], record.value["top"]

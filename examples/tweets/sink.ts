@@ -6,6 +6,7 @@ export default defineComputation({
   name: 'sink',
   istreams: ['top-hashtags'],
   ostreams: [],
+  delivery: { 'top-hashtags': 'at-least-once' },
   processRecord(ctx, record) {
     const { window, instance, top } = record.value as TopHashtags;
     const windows = (ctx.state.get<number>('windows') ?? 0) + 1;

@@ -11,6 +11,7 @@ export default defineComputation({
   name: 'counter',
   istreams: [{ stream: 'hashtags', grouping: 'key' }],
   ostreams: ['top-hashtags'],
+  delivery: { hashtags: 'at-least-once', 'top-hashtags': 'at-least-once' },
   processRecord() {
     return new Promise<void>(() => {
       // never resolves: the next record waits forever

@@ -10,6 +10,7 @@ export default defineComputation({
   name: 'counter',
   istreams: [{ stream: 'hashtags', grouping: 'key' }],
   ostreams: ['top-hashtags'],
+  delivery: { hashtags: 'at-least-once', 'top-hashtags': 'at-least-once' },
   init() {
     throw new Error('counter_init_throws: this version cannot start (on purpose)');
   },

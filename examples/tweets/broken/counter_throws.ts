@@ -11,6 +11,7 @@ export default defineComputation({
   name: 'counter',
   istreams: [{ stream: 'hashtags', grouping: 'key' }],
   ostreams: ['top-hashtags'],
+  delivery: { hashtags: 'at-least-once', 'top-hashtags': 'at-least-once' },
   processRecord(_ctx, record) {
     const { tag } = record.value as Hashtag;
     throw new Error(`counter_throws: cannot count #${tag} (on purpose)`);
