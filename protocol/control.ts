@@ -572,6 +572,8 @@ export interface ComputationStatus {
    * worker died: restarted from that checkpoint, their state lacks these records' effect.
    */
   lostSinceCheckpoint?: number;
+  /** The streams it declares at-least-once (PROTOCOL.md, "Delivery"). */
+  atLeastOnce?: string[];
   /** Present while the controller does not re-place its instances because they keep failing. */
   coolDown?: ComputationCoolDown;
   /** The fusion group it runs in, if fused. */

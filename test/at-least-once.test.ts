@@ -10,37 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ALO_COUNTER, ALO_KEYS, ALO_OUT, ALO_SOURCE, type CountValue } from './fixtures/alo-lib.js';
 import { startCluster, waitFor, type Cluster } from './harness.js';
 import { tapStream, type Tap } from './swap-helpers.js';
-
-interface Out extends CountValue {
-  key: string;
-  producer: string;
-}
-
-/** What the output says: records whose count is not their tick (a loss or a double count), missing ticks, duplicates. */
-function exactness(out: readonly Out[]) {
-  const ticks = new Map<string, Set<number>>();
-  let wrong = 0;
-  let duplicates = 0;
-  const examples: string[] = [];
-  for (const o of out) {
-    if (o.count !== o.tick) {
-      wrong++;
-      if (examples.length < 5) examples.push(`${o.key}: tick ${o.tick} counted as ${o.count}`);
-    }
-    let s = ticks.get(o.key);
-    if (!s) ticks.set(o.key, (s = new Set()));
-    if (s.has(o.tick)) duplicates++;
-    s.add(o.tick);
-  }
-  let missing = 0;
-  let minMax = Infinity;
-  for (const s of ticks.values()) {
-    const max = Math.max(...s);
-    minMax = Math.min(minMax, max);
-    for (let t = 1; t <= max; t++) if (!s.has(t)) missing++;
-  }
-  return { keys: ticks.size, wrong, missing, duplicates, minMax, examples };
-}
+import { exactness, type Out } from './alo-helpers.js';
 
 async function placementOf(cluster: Cluster, name: string): Promise<string[]> {
   const s = await cluster.client.status();

@@ -65,7 +65,8 @@ export function streamEdges(status: StatusReply): string[] {
   for (const p of status.bridges?.producers ?? []) for (const s of p.streams) add(producers, s, `bridge:${p.id}`);
   for (const g of new Map((status.bridges?.consumers ?? []).map((c) => [c.group, c])).values()) add(consumers, g.stream, `${g.group} (bridge, ${g.grouping})`);
   const streams = [...new Set([...producers.keys(), ...consumers.keys()])].sort();
-  return streams.map((s) => `${s}: ${(producers.get(s) ?? ['(no producer)']).join(', ')} -> ${(consumers.get(s) ?? ['(no consumer)']).join(', ')}`);
+  const alo = new Set(status.computations.flatMap((c) => c.atLeastOnce ?? []));
+  return streams.map((s) => `${s}${alo.has(s) ? ' [at-least-once]' : ''}: ${(producers.get(s) ?? ['(no producer)']).join(', ')} -> ${(consumers.get(s) ?? ['(no consumer)']).join(', ')}`);
 }
 
 export function renderStatus(status: StatusView, now = Date.now()): string {

@@ -32,6 +32,7 @@ export function computationStatus(ctx: ControllerContext, rec: ComputationRecord
   return {
     name: rec.name, version: rec.version, sha: rec.sha, lang: rec.lang,
     istreams: rec.metadata.istreams, ostreams: rec.metadata.ostreams,
+    ...(rec.metadata.delivery ? { atLeastOnce: Object.keys(rec.metadata.delivery) } : {}),
     instances, inPerSec, outPerSec, errors, deadLetters,
     ...incidentFields(ctx, rec.name),
     ...(rec.fusion ? { group: rec.fusion.group } : {}),
