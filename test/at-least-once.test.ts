@@ -74,6 +74,32 @@ describe('at-least-once streams with checkpoints', () => {
     expect(counter.lostSinceCheckpoint ?? 0).toBe(0);
   }, 180_000);
 
+  it('counts exactly once in a thread-run counter (the runner path) across a SIGKILL of its worker', async () => {
+    const c = (cluster = await startCluster({ workers: 2 }));
+    await c.client.deployFile('test/fixtures/alo-counter-thread.ts');
+    out = await tapStream(c.client, ALO_OUT, (key, value, producer) => ({ key, producer, ...(value as CountValue) }));
+    await c.client.deployFile('test/fixtures/alo-source.ts');
+    await waitFor(() => out!.records.length > 4_000, { what: 'counted records flowing', timeoutMs: 20_000 });
+    const worker = (await placementOf(c, ALO_COUNTER))[0]!;
+    const n = Number(worker.replace(/^w-/, ''));
+    await new Promise((r) => setTimeout(r, 1_500));
+    const before = out.records.length;
+    await c.killWorker(n, 'SIGKILL');
+    await waitFor(() => allRunning(c, worker), { what: 'counter re-placed', timeoutMs: 20_000 });
+    await waitFor(() => out!.records.length > before + 4_000, { what: 'records flowing again', timeoutMs: 20_000 });
+    await c.client.kill(ALO_SOURCE);
+    let last = -1;
+    await waitFor(() => {
+      const len = out!.records.length;
+      const stable = len === last;
+      last = len;
+      return stable;
+    }, { what: 'output settled', timeoutMs: 20_000, intervalMs: 1_000 });
+    const e = exactness(out.records);
+    console.log(`at-least-once (thread): ${out.records.length} output records, wrong counts ${e.wrong}, missing ticks ${e.missing}, duplicates at the output ${e.duplicates}`);
+    expect({ wrong: e.wrong, missing: e.missing, examples: e.examples }).toEqual({ wrong: 0, missing: 0, examples: [] });
+  }, 120_000);
+
   it('restarts an at-most-once counter from its checkpoint and reports what it lost', async () => {
     const c = (cluster = await startCluster({ workers: 2 }));
     await c.client.deployFile('test/fixtures/amo-counter.ts');

@@ -42,6 +42,9 @@ import type { DeliveryCounters } from './jetstream.js';
 
 export type { Inbound } from './edges.js';
 
+/** What admitToRunner notes on an at-least-once item for the runner path: its batch's producer and last sequence. */
+type RunnerJs = NonNullable<Inbound['js']> & { src?: string; last?: number; n?: number };
+
 /** A fenced record published up to this long after the subscriptions were confirmed is still presumed to have missed them (clocks compared through ages). */
 const FENCE_MARGIN_MS = 50;
 /** Give the event loop a turn after this long in the pump, so sockets and timers are served. */
@@ -288,9 +291,14 @@ export class Instance {
       discarded: () => this.discarded,
       canRun: () => this.canRun(),
       take: () => {
-        const item = this.queue.take();
-        if (item) this.probation?.log.push(item);
-        return item;
+        for (;;) {
+          const item = this.queue.take();
+          if (!item) return undefined;
+          // At-least-once input: what was processed already (redelivered, or produced again) does not reach the runner.
+          if (item.js && !this.admitToRunner(item)) continue;
+          this.probation?.log.push(item);
+          return item;
+        }
       },
       hasQueued: () => !this.queue.empty,
       produce: (stream, key, value) => {
@@ -312,12 +320,24 @@ export class Instance {
       failed: (where, err, rec) => this.onCallbackError(where, err, rec),
       passed: () => this.recordPassed(),
       owe: (producer, stream, n) => this.credit.owe(producer, stream, n),
-      processed: (item) => this.moved(item),
+      processed: (item) => {
+        this.moved(item);
+        const j = item.js as RunnerJs | undefined;
+        if (j?.src !== undefined) {
+          const k = `${j.src} ${item.stream} ${item.partition}`;
+          this.seen.set(k, Math.max(j.last!, this.seen.get(k) ?? 0));
+        }
+        // Replayed from the checkpoint if the worker dies: not a loss (countIn counted it).
+        if (j?.n !== undefined) this.sinceCheckpoint -= j.n;
+      },
       flushCredit: () => this.credit.flush(),
       malformed: (item, err) => this.deadLetters.malformed(item, err),
       deadLetter: (stream, error, record, reason = 'processRecord stuck') => this.deadLetters.send({ stream, reason, error, record }),
       ran: (ms, records) => this.observed.ran(ms, records),
-      countIn: (n) => (this.metrics.recordsIn += n),
+      countIn: (n) => {
+        this.metrics.recordsIn += n;
+        this.sinceCheckpoint += n;
+      },
       noteError: (message) => {
         this.metrics.errors++;
         this.lastError = message;
@@ -586,6 +606,45 @@ export class Instance {
     const k = `${item.stream} ${item.partition}`;
     if (item.js.seq > (this.pos.get(k) ?? 0)) this.pos.set(k, item.js.seq);
     if (item.js.ack) this.unacked.set(k, item.js.ack);
+  }
+
+  /**
+   * At-least-once input for a runner (a thread, an operator process), which gets whole batches: a
+   * message at or before its partition's position is skipped whole, and records at or before the last
+   * sequence processed from their producer on that partition are cut out of the batch (the batch is
+   * re-encoded only then). Their credit is given here. False when nothing of it is left to run.
+   */
+  private admitToRunner(item: Inbound): boolean {
+    const j = item.js as RunnerJs;
+    if (j.seq <= (this.pos.get(`${item.stream} ${item.partition}`) ?? 0)) {
+      this.metrics.duplicates = (this.metrics.duplicates ?? 0) + 1;
+      return false;
+    }
+    let batch: Batch;
+    try {
+      batch = item.batch ?? decodeBatch(item.data!);
+    } catch {
+      return true; // the runner dead-letters it
+    }
+    const recs = batch.recs;
+    if (!recs.length) return true;
+    const k = `${batch.src} ${item.stream} ${item.partition}`;
+    const floor = this.seen.get(k) ?? 0;
+    j.src = batch.src;
+    j.last = recs[recs.length - 1]![3];
+    j.n = recs.length;
+    if (recs[0]![3] > floor) return true;
+    const fresh = recs.filter((r) => r[3] > floor);
+    const dropped = recs.length - fresh.length;
+    this.metrics.duplicates = (this.metrics.duplicates ?? 0) + dropped;
+    this.credit.owe(batch.src, item.stream, dropped);
+    if (!fresh.length) {
+      this.moved(item);
+      return false;
+    }
+    item.data = encodeBatch({ ...batch, recs: fresh });
+    j.n = fresh.length;
+    return true;
   }
 
   // ---- checkpoints ---------------------------------------------------------------
