@@ -74,19 +74,23 @@ describe('at-least-once streams with checkpoints', () => {
     expect(counter.lostSinceCheckpoint ?? 0).toBe(0);
   }, 180_000);
 
-  it('counts exactly once in a thread-run counter (the runner path) across a SIGKILL of its worker', async () => {
+  it('counts exactly once in a thread-run counter (the runner path) across SIGKILLs of its and its source\'s workers', async () => {
     const c = (cluster = await startCluster({ workers: 2 }));
     await c.client.deployFile('test/fixtures/alo-counter-thread.ts');
     out = await tapStream(c.client, ALO_OUT, (key, value, producer) => ({ key, producer, ...(value as CountValue) }));
     await c.client.deployFile('test/fixtures/alo-source.ts');
     await waitFor(() => out!.records.length > 4_000, { what: 'counted records flowing', timeoutMs: 20_000 });
-    const worker = (await placementOf(c, ALO_COUNTER))[0]!;
-    const n = Number(worker.replace(/^w-/, ''));
-    await new Promise((r) => setTimeout(r, 1_500));
-    const before = out.records.length;
-    await c.killWorker(n, 'SIGKILL');
-    await waitFor(() => allRunning(c, worker), { what: 'counter re-placed', timeoutMs: 20_000 });
-    await waitFor(() => out!.records.length > before + 4_000, { what: 'records flowing again', timeoutMs: 20_000 });
+    // The counter's worker, then the source's: its replay is what the counter must recognize.
+    for (const victim of [ALO_COUNTER, ALO_SOURCE]) {
+      const worker = (await placementOf(c, victim))[0]!;
+      const n = Number(worker.replace(/^w-/, ''));
+      await new Promise((r) => setTimeout(r, 1_500));
+      const before = out.records.length;
+      await c.killWorker(n, 'SIGKILL');
+      await waitFor(() => allRunning(c, worker), { what: `${victim} re-placed`, timeoutMs: 20_000 });
+      await waitFor(() => out!.records.length > before + 4_000, { what: 'records flowing again', timeoutMs: 20_000 });
+      await c.startWorker(n);
+    }
     await c.client.kill(ALO_SOURCE);
     let last = -1;
     await waitFor(() => {

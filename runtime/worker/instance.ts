@@ -166,6 +166,8 @@ export class Instance {
   private moveToThread = false;
   /** Typed streams (protocol/types.ts); undefined when none is typed, so the untyped path is untouched. */
   private readonly types: StreamTypes | undefined;
+  /** At-least-once input through a runner: the last producer sequence handed to it per seen-key (admitToRunner). */
+  private readonly admitted = new Map<string, number>();
   /** At-least-once input: JetStream stream sequence of the last message processed per `${stream} ${partition}`. */
   private readonly pos = new Map<string, number>();
   /** ...and its ack (policy "all": it acknowledges everything before it too), acked once a checkpoint holds it. */
@@ -320,6 +322,8 @@ export class Instance {
       failed: (where, err, rec) => this.onCallbackError(where, err, rec),
       passed: () => this.recordPassed(),
       owe: (producer, stream, n) => this.credit.owe(producer, stream, n),
+      checkpointDue: () => this.checkpointDue,
+      checkpoint: () => this.cutCheckpoint(),
       processed: (item) => {
         this.moved(item);
         const j = item.js as RunnerJs | undefined;
@@ -629,7 +633,9 @@ export class Instance {
     const recs = batch.recs;
     if (!recs.length) return true;
     const k = `${batch.src} ${item.stream} ${item.partition}`;
-    const floor = this.seen.get(k) ?? 0;
+    // A runner takes several batches at once: what is admitted and not yet processed counts as seen.
+    const floor = Math.max(this.seen.get(k) ?? 0, this.admitted.get(k) ?? 0);
+    this.admitted.set(k, Math.max(floor, recs[recs.length - 1]![3]));
     j.src = batch.src;
     j.last = recs[recs.length - 1]![3];
     j.n = recs.length;

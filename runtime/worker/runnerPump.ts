@@ -64,6 +64,9 @@ export interface ThreadHost {
   owe(producer: string, stream: string, n: number): void;
   /** An input item is processed (at-least-once input: its position moves on). */
   processed(item: Inbound): void;
+  /** A checkpoint is due, and cutting one (state from the runner, between activations). */
+  checkpointDue(): boolean;
+  checkpoint(): Promise<void>;
   flushCredit(): void;
   malformed(item: Inbound, err: Error): void;
   /** The stuck record of a terminated thread, to the dead-letter stream. */
@@ -145,6 +148,8 @@ export class RunnerPump {
     const h = this.host;
     const inflight: { items: Inbound[]; done: Promise<Completion>; limitMs: number }[] = [];
     for (;;) {
+      // Between activations (none in flight) the runner's state matches the positions: a checkpoint may be cut.
+      if (inflight.length === 0 && h.checkpointDue()) await h.checkpoint();
       while (!this.dead && h.canRun()) {
         // A process that died between activations: start a new one first (its state is gone; nothing of its input was lost).
         if (!this.runner.alive && this.started) {
@@ -156,6 +161,8 @@ export class RunnerPump {
         const onProbation = gate?.open === true;
         const depth = onProbation || this.retry.length ? 1 : (this.runner.pipelineDepth ?? 1);
         if (inflight.length >= depth) break;
+        // A checkpoint is due: let what is in flight complete first, then cut it (top of the loop).
+        if (inflight.length > 0 && h.checkpointDue()) break;
         const items = this.takeItems();
         const now = Date.now();
         const timersDue = this.nextTimerAt !== undefined && this.nextTimerAt <= now;
