@@ -4,8 +4,9 @@
  * desired state and artifacts are still in KV and the Object Store, every instance runs again and
  * records flow again on the output stream.
  *
- * Records in flight on core NATS while the server is down are lost (streams are at-most-once):
- * the test counts them in its output but does not assert zero.
+ * Records in flight on core NATS while the server is down are lost (streams are at-most-once): what
+ * the source publishes meanwhile is dropped by nats.js itself, which resets its outbound buffer on every
+ * connection attempt. The test counts them in its output but does not assert zero.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { Objm } from '@nats-io/obj';
