@@ -31,6 +31,10 @@ export interface Cluster {
   killWorker(n: number, signal?: NodeJS.Signals): Promise<void>;
   /** Starts worker number n again (same id and data dir); resolves once the controller sees it alive. */
   startWorker(n: number): Promise<void>;
+  /** Stops the cluster's nats-server (default SIGTERM) and waits for it to exit; its JetStream data stays on disk. */
+  stopNats(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts the nats-server again on the same port with the same store dir. */
+  startNats(): Promise<void>;
   /** Last lines of a process log, for failure messages. */
   logTail(who: 'controller' | 'nats' | number, lines?: number): string;
   /** Stops every process and deletes the folder (kept when TOPO_KEEP_TEST_DIRS=1). */
@@ -56,6 +60,8 @@ export async function startCluster(opts: { workers?: number; env?: NodeJS.Proces
     workerId: topology.workerId,
     killWorker: (n, signal) => topology.killWorker(n, signal),
     startWorker: (n) => topology.startWorker(n),
+    stopNats: (signal) => topology.stopNats(signal),
+    startNats: () => topology.startNats(),
     logTail: (who, lines = 30) => tailFile(topology.logFile(who), lines),
     async stop() {
       if (stopped) return;

@@ -48,6 +48,13 @@ export interface LocalTopology {
   killWorker(n: number, signal?: NodeJS.Signals): Promise<void>;
   /** (Re)starts worker number `n` with the same id and data dir; waits until the controller sees it alive. */
   startWorker(n: number): Promise<void>;
+  /**
+   * Stops the nats-server this topology started (`signal`, default SIGTERM) and waits until it
+   * has exited; its JetStream data stays in `<dir>/nats`. Throws when the server is not ours.
+   */
+  stopNats(signal?: NodeJS.Signals): Promise<void>;
+  /** Starts that nats-server again on the same port with the same store dir (after stopNats). */
+  startNats(): Promise<void>;
   /** Stops workers, controller, then nats-server (if started here); removes run.json. */
   stop(): Promise<void>;
 }
@@ -199,6 +206,10 @@ export async function startLocalTopology(opts: LocalTopologyOptions = {}): Promi
     const expect = new Map(run.pids.workers.map((pid, i) => [workerId(i + 1), pid]));
     await waitUntilReady(client, managed, expect, opts.readyTimeoutMs ?? 15_000, logDir);
     const readyClient = client;
+    const ownNats = (): StartedNats => {
+      if (!nats) throw new Error('this topology uses a nats-server it did not start');
+      return nats;
+    };
 
     const topology: LocalTopology = {
       dir,
@@ -230,6 +241,22 @@ export async function startLocalTopology(opts: LocalTopologyOptions = {}): Promi
         } finally {
           if (c !== readyClient) await c.close();
         }
+      },
+      async stopNats(sig = 'SIGTERM') {
+        const server = ownNats();
+        if (server.process.exitCode !== null || server.process.signalCode !== null) return;
+        const exited = new Promise<void>((r) => server.process.once('exit', () => r()));
+        server.process.kill(sig);
+        await exited;
+      },
+      async startNats() {
+        const server = ownNats();
+        if (server.process.exitCode === null && server.process.signalCode === null) {
+          throw new ConflictError(`nats-server is already running (pid ${server.pid})`);
+        }
+        nats = await startNatsServer({ storeDir: join(dir, 'nats'), port: server.port, logFile: logFile('nats'), detached });
+        run.pids.nats = nats.pid;
+        writeRunInfo(dir, run);
       },
       async stop() {
         await readyClient.close().catch(() => undefined);

@@ -140,6 +140,13 @@ export class BridgeTable {
     return e;
   }
 
+  /** Gives every entry one lease from `now` (after a broker outage, when no heartbeat could arrive), as seed() does. */
+  renewLeases(now: number): void {
+    for (const m of [this.producers, this.consumers] as Map<string, ProducerEntry | ConsumerEntry>[]) {
+      for (const e of m.values()) e.lastSeen = Math.max(e.lastSeen, now);
+    }
+  }
+
   /** Drops every entry whose lease ran out; returns them. */
   expire(now: number): (ProducerEntry | ConsumerEntry)[] {
     const out: (ProducerEntry | ConsumerEntry)[] = [];
@@ -228,7 +235,7 @@ export async function controlBridge(ctx: ControllerContext, id: string, ctl: Wor
  * Serves bridge registration, heartbeats and leases for one controller.
  * `stateKv` is topo_state, where consumer groups are written.
  */
-export async function startBridges(ctx: ControllerContext, stateKv: KV): Promise<{ tick(now: number): void; stop(): Promise<void> }> {
+export async function startBridges(ctx: ControllerContext, stateKv: KV): Promise<{ tick(now: number): void; renewLeases(now: number): void; stop(): Promise<void> }> {
   const { nc, log, settings } = ctx;
   const table = bridgesOf(ctx);
   // KV writes of consumer groups, one at a time and in order: a group's last write wins.
@@ -344,6 +351,9 @@ export async function startBridges(ctx: ControllerContext, stateKv: KV): Promise
           (e.kind === 'consumer' ? ` from group ${e.group}` : ''));
         if (e.kind === 'consumer') void syncGroup(e.group);
       }
+    },
+    renewLeases(now: number): void {
+      table.renewLeases(now);
     },
     async stop(): Promise<void> {
       for (const s of subs) s.unsubscribe();

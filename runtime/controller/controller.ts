@@ -10,7 +10,7 @@ import {
   type DeployRequest, type Heartbeat, type HistoryReply, type HistoryRequest, type KillRequest, type PromoteRequest, type RegisterReply,
   type InstanceReport, type RegisterRequest, type RollbackRequest, type ScaleReply, type ScaleRequest, type FuseRequest, type FusionReply, type SplitRequest, type StatusReply, type SwapReply, type SwapRequest, type WorkerStatus,
 } from '../../protocol/index.js';
-import { connectNats } from '../transport/connect.js';
+import { connectNats, followOutages } from '../transport/connect.js';
 import { decodeJson, serve } from '../transport/rpc.js';
 import { processLogger } from '../log.js';
 import { controlWorker, type ControllerContext, type ControllerSettings } from './context.js';
@@ -300,7 +300,30 @@ function run(
     }
   };
 
+  // A broker outage silences every worker at once, and the controller with them. Their leases must not
+  // run out for it: the controller would mark every worker dead and re-place all instances onto whichever
+  // worker reconnects first (fresh, without their state), while the others still run theirs. So leases
+  // stand still while the controller is disconnected, and each live one starts afresh once it is back,
+  // as after a controller restart.
+  let brokerDownSince: number | undefined;
+  followOutages(nc, {
+    down: () => {
+      brokerDownSince = Date.now();
+      log.warn('lost the connection to NATS: worker leases are held until it is back');
+    },
+    up: () => {
+      const now = Date.now();
+      const renewed = workers.renewLeases(now);
+      bridges.renewLeases(now);
+      log.info({ outageMs: brokerDownSince === undefined ? undefined : now - brokerDownSince, workers: renewed },
+        `reconnected to NATS: ${renewed} live worker(s) get a fresh lease of ${settings.leaseMs} ms to heartbeat again`);
+      brokerDownSince = undefined;
+    },
+  });
+
   const tick = (): void => {
+    // Nothing can be heard, placed or mirrored while the broker is gone.
+    if (brokerDownSince !== undefined) return;
     const now = Date.now();
     for (const w of workers.expire(now)) {
       noteLost(w.workerId, (w.reportedAtDeath ?? new Map()).values());

@@ -185,6 +185,20 @@ export class WorkerTable {
     return died;
   }
 
+  /**
+   * Starts the lease of every live worker afresh at `now` (after the controller could hear no one:
+   * a broker outage), as seed() does after a controller restart. Returns how many.
+   */
+  renewLeases(now: number): number {
+    let n = 0;
+    for (const e of this.entries.values()) {
+      if (!e.alive || e.pending) continue;
+      e.leaseFrom = Math.max(e.leaseFrom, now);
+      n++;
+    }
+    return n;
+  }
+
   /** Drops workers dead for longer than `afterMs`. */
   forgetDead(now: number, afterMs: number): string[] {
     const gone: string[] = [];

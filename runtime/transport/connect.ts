@@ -23,3 +23,17 @@ export async function connectNats(url: string, opts: ConnectOptions): Promise<Na
     throw new Error(`cannot connect to NATS at ${url}: ${(err as Error).message}. Is it running? Start one with \`topo up\` or pass --nats URL.`, { cause: err });
   }
 }
+
+/**
+ * Calls `down` when the connection to the server is lost and `up` once it is back (nats.js
+ * reconnects by itself, for ever: see maxReconnectAttempts above). Ends with the connection.
+ * A server that stops answering without closing the socket is seen only once pings fail (2 x pingInterval).
+ */
+export function followOutages(nc: NatsConnection, on: { down(): void; up(): void }): void {
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'disconnect') on.down();
+      else if (s.type === 'reconnect') on.up();
+    }
+  })().catch(() => undefined);
+}
