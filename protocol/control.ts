@@ -574,6 +574,8 @@ export interface ComputationStatus {
   lostSinceCheckpoint?: number;
   /** The streams it declares at-least-once (PROTOCOL.md, "Delivery"). */
   atLeastOnce?: string[];
+  /** At-least-once input its running instances skipped as duplicates (redelivered, or produced again by a restarted producer). */
+  duplicates?: number;
   /** Present while the controller does not re-place its instances because they keep failing. */
   coolDown?: ComputationCoolDown;
   /** The fusion group it runs in, if fused. */

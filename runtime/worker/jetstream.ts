@@ -185,7 +185,6 @@ class JetStreamInlet implements Inlet {
           // Opened again by the same incarnation (a rollback reinstating it): its consumer is still there.
           if (!/consumer name already in use|already exists/i.test((err as Error).message)) throw err;
         });
-        for (const o of older) if (o.name !== durable) await jsm.consumers.delete(name, o.name).catch(() => undefined);
         if (gen !== this.generation) return;
         const consumer = await this.js.consumers.get(name, durable);
         const messages = await consumer.consume({
@@ -199,6 +198,8 @@ class JetStreamInlet implements Inlet {
           return;
         }
         this.running.push(messages);
+        // The older ones go once this one consumes (off the path of a swap's pause: only their interest ends).
+        void Promise.all(older.filter((o) => o.name !== durable).map((o) => jsm.consumers.delete(name, o.name).catch(() => undefined)));
       }));
     }
   }
