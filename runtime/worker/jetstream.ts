@@ -130,7 +130,6 @@ class JetStreamInlet implements Inlet {
   private readonly running: ConsumerMessages[] = [];
   private opening: Promise<void> | undefined;
   private generation = 0;
-  private readonly incarnation = Math.random().toString(36).slice(2, 10);
 
   constructor(
     private readonly js: JetStreamClient,
@@ -156,6 +155,9 @@ class JetStreamInlet implements Inlet {
 
   private async openAll(gen: number): Promise<void> {
     const jsm = await this.jsm;
+    // A name of its own per opening: a reinstated instance (a rolled-back swap) must not share a consumer with
+    // its earlier self, which the new version's opening may still be deleting.
+    const incarnation = Math.random().toString(36).slice(2, 10);
     for (const { stream, grouping } of this.streams) {
       const group = groupIdOf(this.a.computation, grouping, this.a.index);
       const name = atLeastOnceNames.stream(stream);
@@ -171,7 +173,7 @@ class JetStreamInlet implements Inlet {
       await Promise.all(partitionsRead(grouping, this.partitions).map(async (p) => {
         const prefix = atLeastOnceNames.consumerPrefix(group, p);
         const older = existing.get(prefix) ?? [];
-        const durable = `${prefix}${this.incarnation}`;
+        const durable = `${prefix}${incarnation}`;
         // After the group's acknowledged floor: what a checkpoint does not hold yet. A new group starts with what is published from now on.
         const floor = older.length ? Math.max(...older.map((o) => o.floor)) : undefined;
         await jsm.consumers.add(name, {
@@ -181,9 +183,6 @@ class JetStreamInlet implements Inlet {
           ack_wait: nanos(ACK_WAIT_MS),
           max_ack_pending: MAX_ACK_PENDING,
           ...(floor !== undefined ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: floor + 1 } : { deliver_policy: DeliverPolicy.New }),
-        }).catch(async (err: unknown) => {
-          // Opened again by the same incarnation (a rollback reinstating it): its consumer is still there.
-          if (!/consumer name already in use|already exists/i.test((err as Error).message)) throw err;
         });
         if (gen !== this.generation) return;
         const consumer = await this.js.consumers.get(name, durable);
