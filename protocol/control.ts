@@ -572,6 +572,8 @@ export interface ComputationStatus {
    * worker died: restarted from that checkpoint, their state lacks these records' effect.
    */
   lostSinceCheckpoint?: number;
+  /** The last time an instance of it ran again after its worker died: ms from the worker's last heartbeat to the instance's assign answered. */
+  lastRecovery?: { ms: number; at: number };
   /** The streams it declares at-least-once (PROTOCOL.md, "Delivery"). */
   atLeastOnce?: string[];
   /** At-least-once input its running instances skipped as duplicates (redelivered, or produced again by a restarted producer). */

@@ -72,6 +72,8 @@ describe('at-least-once streams with checkpoints', () => {
     const status = await c.client.status();
     const counter = status.computations.find((x) => x.name === ALO_COUNTER)!;
     expect(counter.lostSinceCheckpoint ?? 0).toBe(0);
+    // Time to recovery is reported: from the dead worker's last heartbeat to the instance running again.
+    expect(counter.lastRecovery?.ms ?? 0).toBeGreaterThan(0);
   }, 180_000);
 
   it('counts exactly once in a thread-run counter (the runner path) across SIGKILLs of its and its source\'s workers', async () => {

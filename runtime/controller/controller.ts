@@ -193,11 +193,16 @@ function run(
   const rebalancer = new Rebalancer(ctx, rebalance);
   const stuckReports = watchStuckReports(ctx);
 
+  /** A worker that registered as a new process: when its previous one was last heard from. */
+  const restartedLastSeen = new Map<string, number>();
   const onWorkerChange = (w: WorkerEntry, change: WorkerChange, how: string): void => {
     if (change === 'seen') return;
     const what = { new: 'registered', revived: 'is back after its lease expired', restarted: 'restarted' }[change];
     log.info({ workerId: w.workerId, host: w.host, pid: w.pid, lang: w.lang }, `worker ${w.workerId} (${w.lang}, ${w.host} pid ${w.pid}) ${what} (${how})`);
-    if (change === 'restarted') reconciler.onWorkerRestarted(w.workerId, Date.now());
+    if (change === 'restarted') {
+      reconciler.onWorkerRestarted(w.workerId, Date.now(), restartedLastSeen.get(w.workerId));
+      restartedLastSeen.delete(w.workerId);
+    }
     else reconciler.forgetWorker(w.workerId);
     // A worker that can take work: place anything waiting for one, then even the load out once it heartbeats.
     reconciler.requestOrphanPlacement();
@@ -217,6 +222,7 @@ function run(
       const lastReports = before?.alive ? [...before.reported.values()] : [];
       const change = workers.register(req, Date.now());
       if (change === 'restarted') noteLost(req.workerId, lastReports);
+      if (change === 'restarted') restartedLastSeen.set(req.workerId, before?.lastSeen ?? Date.now());
       const w = workers.get(req.workerId)!;
       if (change === 'seen') {
         log.info({ workerId: w.workerId }, `worker ${w.workerId} registered again (same process)`);

@@ -41,6 +41,7 @@ export class Incidents {
   private readonly coolDowns = new Map<string, ComputationCoolDown>();
   /** Per computation: records its instances had processed since their last checkpoint when their worker died (at-most-once input: lost). */
   private readonly lostBy = new Map<string, number>();
+  private readonly recoveries = new Map<string, { ms: number; at: number }>();
 
   constructor(readonly settings: CoolDownSettings = coolDownFromEnv()) {}
 
@@ -67,6 +68,15 @@ export class Incidents {
       total += n;
     }
     return total;
+  }
+
+  /** An instance of `computation` runs again after its worker died: `ms` from the worker's last heartbeat to its assign answered. */
+  noteRecovery(computation: string, ms: number, at = Date.now()): void {
+    this.recoveries.set(computation, { ms: Math.max(0, Math.round(ms)), at });
+  }
+
+  lastRecovery(computation: string): { ms: number; at: number } | undefined {
+    return this.recoveries.get(computation);
   }
 
   lostSinceCheckpoint(computation: string): number {
@@ -108,6 +118,7 @@ export class Incidents {
     this.coolDowns.delete(computation);
     this.stuckBy.delete(computation);
     this.lostBy.delete(computation);
+    this.recoveries.delete(computation);
   }
 }
 

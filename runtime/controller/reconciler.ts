@@ -42,6 +42,8 @@ export class Reconciler {
   /** Computations for which "waiting for a worker" was already logged. */
   private readonly waitingLogged = new Set<string>();
   private orphanRunQueued = false;
+  /** Instances of a restarted worker, to assign again: when their old process was last heard from (recovery time). */
+  private readonly diedAt = new Map<string, number>();
   /** Cool-downs already logged, by computation: their end time. */
   private readonly coolLogged = new Map<string, number>();
 
@@ -84,13 +86,14 @@ export class Reconciler {
    * instances are assigned again at once rather than after the grace a heartbeat check waits.
    * They start from their checkpoints.
    */
-  onWorkerRestarted(workerId: string, now: number): void {
+  onWorkerRestarted(workerId: string, now: number, lastSeenBefore?: number): void {
     const { ctx } = this;
     this.forgetWorker(workerId);
     for (const { rec, placement } of ctx.store.placementsOn(workerId)) {
       const id = placement.instanceId;
       if (ctx.inFlight.has(id) || ctx.swapping.has(rec.name) || this.coolingDown(rec.name, now)) continue;
       this.backoff.delete(id);
+      if (lastSeenBefore !== undefined) this.diedAt.set(id, lastSeenBefore);
       this.enqueueReassign(workerId, id);
     }
   }
@@ -221,8 +224,12 @@ export class Reconciler {
         current = withPlacement(current, orphan.instanceId, { ...orphan, instanceId, workerId: target });
         moved++;
         this.backoff.delete(orphan.instanceId);
-        ctx.log.warn({ computation: rec.name, index: orphan.index, from: orphan.workerId, to: target, oldInstanceId: orphan.instanceId, instanceId },
-          `re-placed instance ${orphan.index} of "${rec.name}" v${rec.version}: worker ${orphan.workerId} is not alive, now on ${target} as ${instanceId}`);
+        const lastSeen = ctx.workers.get(orphan.workerId)?.lastSeen;
+        const recoveredMs = lastSeen !== undefined ? Date.now() - lastSeen : undefined;
+        if (recoveredMs !== undefined) incidentsOf(ctx).noteRecovery(rec.name, recoveredMs);
+        ctx.log.warn({ computation: rec.name, index: orphan.index, from: orphan.workerId, to: target, oldInstanceId: orphan.instanceId, instanceId, recoveredMs },
+          `re-placed instance ${orphan.index} of "${rec.name}" v${rec.version}: worker ${orphan.workerId} is not alive, now on ${target} as ${instanceId}` +
+            (recoveredMs !== undefined ? ` (running again ${recoveredMs} ms after its worker's last heartbeat)` : ''));
         // Memory first, so the next heartbeat of the target does not see a stray.
         const err = await ctx.store.saveOrRetry(current);
         if (err) ctx.log.error({ err, computation: rec.name }, `could not write re-placement of "${rec.name}" to KV (will retry): ${err.message}`);
@@ -275,7 +282,12 @@ export class Reconciler {
       // Backs off even on success: a worker that accepts but never reports it must not be asked every few heartbeats.
       // The backoff ends when a heartbeat reports the instance.
       this.noteAttempt(instanceId, Date.now());
-      ctx.log.info({ computation: rec.name, workerId, instanceId }, `worker ${workerId} accepted ${instanceId} again`);
+      const died = this.diedAt.get(instanceId);
+      this.diedAt.delete(instanceId);
+      const recoveredMs = died !== undefined ? Date.now() - died : undefined;
+      if (recoveredMs !== undefined) incidentsOf(ctx).noteRecovery(rec.name, recoveredMs);
+      ctx.log.info({ computation: rec.name, workerId, instanceId, recoveredMs }, `worker ${workerId} accepted ${instanceId} again` +
+        (recoveredMs !== undefined ? ` (running again ${recoveredMs} ms after its restarted worker's last heartbeat)` : ''));
     } catch (err) {
       this.noteAttempt(instanceId, Date.now());
       this.noteFailure(rec.name, `assigning ${instanceId} again on ${workerId} failed: ${errorMessage(err)}`);

@@ -42,12 +42,16 @@ export function computationStatus(ctx: ControllerContext, rec: ComputationRecord
   };
 }
 
-function incidentFields(ctx: ControllerContext, name: string): Pick<ComputationStatus, 'stuckCount' | 'coolDown' | 'lostSinceCheckpoint'> {
+function incidentFields(ctx: ControllerContext, name: string): Pick<ComputationStatus, 'stuckCount' | 'coolDown' | 'lostSinceCheckpoint' | 'lastRecovery'> {
   const incidents = incidentsOf(ctx);
   const stuckCount = incidents.stuckCount(name);
   const coolDown = incidents.coolDownOf(name);
   const lost = incidents.lostSinceCheckpoint(name);
-  return { ...(stuckCount ? { stuckCount } : {}), ...(coolDown ? { coolDown } : {}), ...(lost ? { lostSinceCheckpoint: lost } : {}) };
+  const recovery = incidents.lastRecovery(name);
+  return {
+    ...(stuckCount ? { stuckCount } : {}), ...(coolDown ? { coolDown } : {}), ...(lost ? { lostSinceCheckpoint: lost } : {}),
+    ...(recovery ? { lastRecovery: recovery } : {}),
+  };
 }
 
 export function workerStatuses(ctx: ControllerContext): WorkerStatus[] {
