@@ -350,6 +350,10 @@ const swapJournal = z.looseObject({
   startedAt: time,
   history: historyEntry,
   record: computationRecord.optional(),
+  /** The other computations the same run changes (a fuse or split): each with its history entry and, when committing, its record. */
+  also: z.array(z.looseObject({ name, history: historyEntry, record: computationRecord.optional() })).max(64).optional(),
+  /** Groups of `workers` an abort goes to one after the other (downstream members of a fused chain first). */
+  abortOrder: z.array(z.array(id)).max(64).optional(),
 });
 
 const workerStatus = z.looseObject({

@@ -29,6 +29,10 @@ export interface SwapJournal {
   history: HistoryEntry;
   /** When committing: the desired state once committed. */
   record?: ComputationRecord;
+  /** The other computations the run changes (fuse, split), recovered with it: recorded in history, and saved when it commits. */
+  also?: { name: string; history: HistoryEntry; record?: ComputationRecord }[];
+  /** The workers in the groups an abort goes to one after the other (swapRunner.ts, abortOrderOf); absent: all at once. */
+  abortOrder?: string[][];
 }
 
 export class StateStore {
