@@ -154,6 +154,34 @@ export function abortOrderOf(plan: Pick<SwapPlan, 'releaseStages'>, involved: re
   return [...groups].sort(([a], [b]) => b - a).map(([, ws]) => ws);
 }
 
+/**
+ * Input the new instances took on one worker for old instances on another (a scale, move or regroup)
+ * was stored by their abort; the old instances' workers take it back before the upstreams resume.
+ * Returns the step to record (undefined when there was nothing to hand back).
+ */
+export async function replayHandbacks(ctx: ControllerContext, swapId: string, handbacks: Handback[], log: Logger, what: string): Promise<HistoryStep | undefined> {
+  if (handbacks.length === 0) return undefined;
+  const at = Date.now();
+  const sends = handbacks.flatMap((h) => [...new Set(h.from.map((r) => r.workerId))].filter((w) => ctx.workers.isAlive(w)).map((w) => ({ h, w })));
+  const outcomes = await each(sends, ({ h, w }) =>
+    controlWorker(ctx, w, { op: 'replay', swapId, handback: h.name, from: h.from }, ctx.settings.swapStepTimeoutMs) as Promise<{ replayed?: number }>);
+  const bad = failed(outcomes);
+  const replayed = outcomes.reduce((n, o) => n + (o.value?.replayed ?? 0), 0);
+  const total = handbacks.reduce((n, h) => n + h.batches, 0);
+  if (replayed !== total) log.error({ replayed, total }, `${what}: ${total - replayed} handed-back input batch(es) did not reach an old instance: lost`);
+  try {
+    const os = await new Objm(ctx.nc).open(buckets.snapshots);
+    for (const h of handbacks) await os.delete(h.name).catch(() => undefined);
+  } catch {
+    /* cleanup only */
+  }
+  return {
+    step: 'replay', at, ms: Date.now() - at, ok: bad.length === 0 && replayed === total,
+    detail: `${replayed} of ${total} input batch(es) taken by new instances handed back to old ones on other workers` +
+      (bad.length ? `; failed on ${bad.map((o) => `${o.item.w}: ${errorMessage(o.error)}`).join('; ')}` : ''),
+  };
+}
+
 export async function runSwap(ctx: ControllerContext, plan: SwapPlan): Promise<SwapReply> {
   return new SwapRun(ctx, plan).run();
 }
@@ -380,7 +408,8 @@ class SwapRun {
         (aborted.length ? `; failed on ${aborted.map((o) => `${o.item}: ${errorMessage(o.error)}`).join('; ')}` : '') +
         (lost ? `; ${lost} input batch(es) could not be handed back: lost` : '') +
         (dead.length ? `; not alive (their instances are re-placed from desired state): ${dead.join(', ')}` : ''));
-    await this.replayHandbacks(outcomes.flatMap((o) => o.value?.handbacks ?? []));
+    const replayed = await replayHandbacks(ctx, this.swapId, outcomes.flatMap((o) => o.value?.handbacks ?? []), this.log, plan.what);
+    if (replayed) this.steps.push(replayed);
     at = Date.now();
     const resumeFailed = await pause.resume();
     this.pauseMs = pause.pausedMs;
@@ -389,30 +418,6 @@ class SwapRun {
     await recordHistorySafely(ctx, this.history('rolled-back', reason));
     this.log.warn({ step: failure.step, pauseMs: this.pauseMs }, `${plan.what} rolled back (${failure.step} failed): ${reason}`);
     throw new SwapRolledBackError(`${plan.what} rolled back: ${reason}`, { detail: this.reply('rolled-back', reason) });
-  }
-
-  /**
-   * Input the new instances took on one worker for old instances on another (a scale, move or regroup)
-   * was stored by their abort; the old instances' workers take it back before the upstreams resume.
-   */
-  private async replayHandbacks(handbacks: Handback[]): Promise<void> {
-    if (handbacks.length === 0) return;
-    const at = Date.now();
-    const sends = handbacks.flatMap((h) => [...new Set(h.from.map((r) => r.workerId))].filter((w) => this.ctx.workers.isAlive(w)).map((w) => ({ h, w })));
-    const outcomes = await each(sends, ({ h, w }) => this.send(w, { op: 'replay', swapId: this.swapId, handback: h.name, from: h.from }) as Promise<{ replayed?: number }>);
-    const bad = failed(outcomes);
-    const replayed = outcomes.reduce((n, o) => n + (o.value?.replayed ?? 0), 0);
-    const total = handbacks.reduce((n, h) => n + h.batches, 0);
-    this.time('replay', at, bad.length === 0 && replayed === total,
-      `${replayed} of ${total} input batch(es) taken by new instances handed back to old ones on other workers` +
-        (bad.length ? `; failed on ${bad.map((o) => `${o.item.w}: ${errorMessage(o.error)}`).join('; ')}` : ''));
-    if (replayed !== total) this.log.error({ replayed, total }, `${this.plan.what}: ${total - replayed} handed-back input batch(es) did not reach an old instance: lost`);
-    try {
-      const os = await new Objm(this.ctx.nc).open(buckets.snapshots);
-      for (const h of handbacks) await os.delete(h.name).catch(() => undefined);
-    } catch {
-      /* cleanup only */
-    }
   }
 
   /** g. Point of no return: workers publish the held output and drop the standby instances; then desired state follows. */
@@ -555,6 +560,7 @@ class SwapRun {
       swapId: this.swapId, name: this.plan.rec.name, phase, workers: this.involved, startedAt: Date.now(),
       history: this.history(result), ...(record ? { record } : {}), ...(also.length ? { also } : {}),
       ...(this.abortOrder.length > 1 ? { abortOrder: this.abortOrder } : {}),
+      ...(this.pause?.upstreams.length ? { upstreams: this.pause.upstreams.map((u) => ({ ...u })) } : {}),
     };
     this.journalWrites = this.journalWrites.then(async () => {
       if (this.journalPhase === undefined) return;
