@@ -30,17 +30,23 @@ async function sendAll(ctx: ControllerContext, j: SwapJournal, op: 'commit' | 'a
   const known = new Set((j.abortOrder ?? []).flat());
   const groups = op === 'abort' && j.abortOrder ? [...j.abortOrder, j.workers.filter((w) => !known.has(w))] : [j.workers];
   const failed: string[] = [];
+  let reinstated = 0;
   for (const group of groups.map((g) => g.filter((w) => j.workers.includes(w))).filter((g) => g.length)) {
     const results = await Promise.allSettled(group.map((w) => controlWorker(ctx, w, ctl, ctx.settings.swapStepTimeoutMs)));
     results.forEach((r, i) => {
       if (r.status === 'rejected') failed.push(`${group[i]}: ${errorMessage(r.reason)}`);
-      else handbacks.push(...((r.value as AbortReply).handbacks ?? []));
+      else {
+        handbacks.push(...((r.value as AbortReply).handbacks ?? []));
+        reinstated += (r.value as AbortReply).reinstated ?? 0;
+      }
     });
   }
   if (failed.length) ctx.log.warn({ swapId: j.swapId, failed }, `recovering swap ${j.swapId}: ${op} failed on ${failed.join('; ')}`);
   return {
     step: op, at, ms: Date.now() - at, ok: failed.length === 0,
-    detail: `by the restarted controller on ${j.workers.length} worker(s)${failed.length ? `; failed on ${failed.join('; ')}` : ''}`,
+    detail: `by the restarted controller on ${j.workers.length} worker(s)` +
+      (op === 'abort' ? (reinstated ? `, ${reinstated} old instance(s) reinstated` : ' (the workers had rolled it back by themselves when its lease ran out)') : '') +
+      (failed.length ? `; failed on ${failed.join('; ')}` : ''),
   };
 }
 
