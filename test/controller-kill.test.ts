@@ -270,7 +270,7 @@ describe('the controller killed with -9', () => {
     expect(next.result).toBe('ok');
     const { records } = await t.audited();
     console.log(`controller-kill.test: mid-swap kill, restarted by the supervisor; outcome in history ${recoveredMs} ms after the kill ` +
-      `(${entry.steps?.at(-1)?.step}: ${entry.steps?.at(-1)?.detail}); ${records} records, 0 lost`);
+      `(steps ${steps.map((st) => st.step).join(' > ')}; abort ${steps.at(-2)?.detail}); ${records} records, 0 lost`);
   }, 120_000);
 
   it('mid-swap, away past every lease with its supervisor dead too: the workers roll back by themselves, `topo up` starts a controller that records it', async () => {
