@@ -361,6 +361,14 @@ const swapJournal = z.looseObject({
   startedAt: time,
   history: historyEntry,
   record: computationRecord.optional(),
+  /** The other computations the same run changes (a fuse or split): each with its history entry and, when committing, its record. */
+  also: z.array(z.looseObject({ name, history: historyEntry, record: computationRecord.optional() })).max(64).optional(),
+  /** Groups of `workers` an abort goes to one after the other (downstream members of a fused chain first). */
+  abortOrder: z.array(z.array(id)).max(64).optional(),
+  /** The upstreams the swap paused (a bridge producer: its id as workerId and instanceId). */
+  upstreams: z.array(z.looseObject({
+    computation: z.string().max(300), workerId: z.string().max(300), instanceId: z.string().max(300), streams: z.array(name).max(256), bridge: z.literal(true).optional(),
+  })).max(4096).optional(),
 });
 
 const workerStatus = z.looseObject({

@@ -8,7 +8,8 @@
  */
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { SwapRolledBackError } from '../protocol/index.js';
+import { Kvm } from '@nats-io/kv';
+import { buckets, kvKeys, SwapRolledBackError } from '../protocol/index.js';
 import { swapReplyOf } from '../runtime/client/index.js';
 import { distFile } from '../runtime/client/paths.js';
 import { isAlive } from '../runtime/client/processes.js';
@@ -169,8 +170,14 @@ describe('a controller killed with -9 mid-swap', () => {
     await sleep(4_000); // a backlog of thousands of records: the release drains it for seconds
     const controllerPid = c.topology.run.pids.controller;
     const swapping = c.client.swap(COUNTER, fixture('counter-a')).then((r) => r, (e: unknown) => e);
-    // The release drains that backlog for seconds: kill the controller while it does.
-    await sleep(1_500);
+    // The release drains that backlog for seconds: kill the controller while it does. Under load, bundling and
+    // the preload may take longer than a fixed wait: first the swap's journal with its pause step (upstreams paused).
+    const state = await new Kvm(c.client.nc).open(buckets.state);
+    await waitFor(async () => {
+      const e = await state.get(kvKeys.swap(COUNTER));
+      return e?.operation === 'PUT' && (e.json() as { history?: { steps?: { step: string }[] } }).history?.steps?.some((st) => st.step === 'pause');
+    }, { what: 'the swap journaled with its upstreams paused', timeoutMs: 20_000, intervalMs: 20 });
+    await sleep(500);
     expect(await queuedBatches(c)).toBeGreaterThan(0);
     process.kill(controllerPid, 'SIGKILL');
     await waitFor(() => !isAlive(controllerPid), { what: 'the controller gone' });

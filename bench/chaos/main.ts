@@ -13,8 +13,11 @@
  * 3. worker kills: a worker running a counter instance killed with -9 in
  *    the middle of a swap (its in-memory state and in-flight records are lost
  *    by design; the figures say how many).
- * 4. controller kills: the controller killed with -9 in the middle of a swap
- *    of a backlogged counter, left dead past the leases, started again.
+ * 4. controller kills: on a topology started as `topo up` starts it (supervised),
+ *    the controller killed with -9 mid-swap (after preload, upstreams paused),
+ *    started again at once by its supervisor, or left dead past the leases
+ *    (its supervisor too) until `topo up` starts one; the outcome must be in
+ *    history and the next swap must work. 0 lost is the only figure allowed.
  * 5. durable: at 20,000 records/s on at-least-once streams, workers killed
  *    with -9 again and again, idle, mid-swap and mid-scale (bench/chaos/durable.ts):
  *    0 lost, counts exact, duplicates at the output counted.
@@ -22,17 +25,20 @@
  * Writes bench/CHAOS.md (or CHAOS_OUT). Sizes: flags or environment,
  *   --fuzz N (CHAOS_FUZZ, default 1000000)   --rate N (CHAOS_FUZZ_RATE, 5000 msgs/s)
  *   --swaps N (CHAOS_SWAPS, 100)   --worker-kills N (CHAOS_WORKER_KILLS, 1)
- *   --controller-kills N (CHAOS_CONTROLLER_KILLS, 1)   --seed N (CHAOS_SEED, 6)
+ *   --controller-kills N (CHAOS_CONTROLLER_KILLS, 2)   --seed N (CHAOS_SEED, 6)
  *   --phases fuzz,swaps,worker-kills,controller-kills (CHAOS_PHASES)   --out FILE (CHAOS_OUT)
  * Bundled into dist/bench/chaos.mjs by bench/chaos/run.mjs.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg } from 'node:os';
-import { SwapRolledBackError, type SwapReply } from '../../protocol/index.js';
+import { type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { subjects, SwapRolledBackError, type Heartbeat, type SwapReply } from '../../protocol/index.js';
+import { TopoClient } from '../../runtime/client/client.js';
 import { swapReplyOf } from '../../runtime/client/index.js';
-import { distFile } from '../../runtime/client/paths.js';
 import { isAlive } from '../../runtime/client/processes.js';
+import { downSupervised, readSupervisedRun, upSupervised, type SupervisedRunInfo, type UpResult } from '../../runtime/client/supervised.js';
+import { decodeJson } from '../../runtime/transport/rpc.js';
 import { COUNTER, SOURCE, SWAP_IN, SWAP_OUT } from '../../test/fixtures/swap-e2e-lib.js';
 import { startCluster, waitFor, type Cluster } from '../../test/harness.js';
 import { audit, fixture, settle, type Audit, type OutRecord, type Tap } from '../../test/swap-helpers.js';
@@ -50,7 +56,7 @@ const USAGE = `usage: npm run chaos -- [options]     (each also as an environmen
   --rate N              fuzzed messages per second (CHAOS_FUZZ_RATE, default 5000)
   --swaps N             swaps mixing good and broken versions (CHAOS_SWAPS, default 100)
   --worker-kills N      workers killed with -9 mid-swap (CHAOS_WORKER_KILLS, default 1)
-  --controller-kills N  controllers killed with -9 mid-swap (CHAOS_CONTROLLER_KILLS, default 1)
+  --controller-kills N  controllers killed with -9 mid-swap, restarted (CHAOS_CONTROLLER_KILLS, default 2)
   --durable-kills N     workers killed with -9 on at-least-once streams (CHAOS_DURABLE_KILLS, default 10)
   --seed N              fuzz seed (CHAOS_SEED, default 6)
   --phases LIST         fuzz,swaps,worker-kills,controller-kills,durable (CHAOS_PHASES)
@@ -100,7 +106,7 @@ function options(argv: string[]): Options {
     rate: Math.max(1, num('rate', 'CHAOS_FUZZ_RATE', 5_000)),
     swaps: num('swaps', 'CHAOS_SWAPS', 100),
     workerKills: num('worker-kills', 'CHAOS_WORKER_KILLS', 1),
-    controllerKills: num('controller-kills', 'CHAOS_CONTROLLER_KILLS', 1),
+    controllerKills: num('controller-kills', 'CHAOS_CONTROLLER_KILLS', 2),
     durableKills: num('durable-kills', 'CHAOS_DURABLE_KILLS', 10),
     seed: num('seed', 'CHAOS_SEED', 6),
     phases: phases as Phase[],
@@ -149,7 +155,22 @@ interface PhaseResult {
 }
 
 /** Topologies running now: stopped on a crash or Ctrl-C, so no process outlives the run. */
-const running = new Set<Bed>();
+const running = new Set<{ stop(): Promise<void> }>();
+
+/** Stops the source, waits for the counter to catch up, audits the real keys. */
+async function auditCounter(client: TopoClient, input: Tap<{ key: string; seq: number }>, output: Tap<OutRecord>): Promise<Counted> {
+  await client.kill(SOURCE).catch(() => undefined);
+  const real = input.records.filter((r) => REAL_KEY.test(r.key) && typeof r.seq === 'number');
+  let upTo: Map<string, number>;
+  try {
+    upTo = await settle(real, output.records, 60_000);
+  } catch {
+    upTo = new Map();
+    for (const r of real) upTo.set(r.key, Math.max(upTo.get(r.key) ?? 0, r.seq));
+  }
+  const a: Audit = audit(output.records.filter((o) => REAL_KEY.test(o.key)), upTo);
+  return { lost: a.lost, duplicated: a.duplicated, reordered: a.reordered, badCounts: a.badCounts, records: real.length, keys: a.keys, examples: a.examples.slice(0, 4) };
+}
 
 class Bed {
   input!: Tap<{ key: string; seq: number }>;
@@ -183,18 +204,8 @@ class Bed {
   }
 
   /** Stops the source, waits for the counter to catch up, audits the real keys. */
-  async finish(): Promise<Counted> {
-    await this.client.kill(SOURCE).catch(() => undefined);
-    const real = this.input.records.filter((r) => REAL_KEY.test(r.key) && typeof r.seq === 'number');
-    let upTo: Map<string, number>;
-    try {
-      upTo = await settle(real, this.output.records, 60_000);
-    } catch {
-      upTo = new Map();
-      for (const r of real) upTo.set(r.key, Math.max(upTo.get(r.key) ?? 0, r.seq));
-    }
-    const a: Audit = audit(this.output.records.filter((o) => REAL_KEY.test(o.key)), upTo);
-    return { lost: a.lost, duplicated: a.duplicated, reordered: a.reordered, badCounts: a.badCounts, records: real.length, keys: a.keys, examples: a.examples.slice(0, 4) };
+  finish(): Promise<Counted> {
+    return auditCounter(this.client, this.input, this.output);
   }
 
   async stop(): Promise<void> {
@@ -206,10 +217,69 @@ class Bed {
   }
 }
 
+/**
+ * The same topology started as `topo up` starts it: a supervisor owning nats-server, the controller and
+ * 3 workers (restarting what dies), in a fresh folder; `up()` again is what `topo up` does on it.
+ */
+class SupervisedBed {
+  input!: Tap<{ key: string; seq: number }>;
+  output!: Tap<OutRecord>;
+  private readonly pids = new Set<number>();
+  private constructor(readonly base: string, readonly dir: string, readonly client: TopoClient) {}
+
+  static async start(counter: string, source: string, log: (s: string) => void): Promise<SupervisedBed> {
+    const base = mkdtempSync(join(tmpdir(), 'topo-chaos-'));
+    const dir = join(base, '.topo');
+    const up = await upSupervised({ dir, workers: 3, env: { TOPO_AUTOPILOT: '0' } });
+    const bed = new SupervisedBed(base, dir, await TopoClient.connect(up.run.natsUrl, { name: 'topo-chaos' }));
+    running.add(bed);
+    bed.remember();
+    await bed.client.deployFile(fixture(counter), { instances: 2 });
+    ({ input: bed.input, output: bed.output } = await tapCounterOf(bed.client));
+    await bed.client.deployFile(fixture(source));
+    await waitFor(() => bed.output.records.length > 1_000, { what: 'counted records flowing', timeoutMs: 20_000 });
+    log(`  supervised topology up in ${dir}`);
+    return bed;
+  }
+
+  run(): SupervisedRunInfo {
+    const r = readSupervisedRun(this.dir);
+    if (!r) throw new Error(`no run.json in ${this.dir}`);
+    return r;
+  }
+
+  remember(): void {
+    const r = readSupervisedRun(this.dir);
+    for (const pid of r ? [r.supervisorPid, r.pids.nats, r.pids.controller, ...r.pids.workers] : []) if (pid && pid > 0) this.pids.add(pid);
+  }
+
+  /** What `topo up` does in this folder. */
+  async up(): Promise<UpResult> {
+    const r = await upSupervised({ dir: this.dir, env: { TOPO_AUTOPILOT: '0' } });
+    this.remember();
+    return r;
+  }
+
+  finish(): Promise<Counted> {
+    return auditCounter(this.client, this.input, this.output);
+  }
+
+  async stop(): Promise<void> {
+    running.delete(this);
+    await this.input?.stop().catch(() => undefined);
+    await this.output?.stop().catch(() => undefined);
+    await this.client.close().catch(() => undefined);
+    this.remember();
+    await downSupervised(this.dir).catch(() => undefined);
+    for (const pid of this.pids) if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+    rmSync(this.base, { recursive: true, force: true });
+  }
+}
+
 type SwapOutcome = { result: 'ok' | 'rolled-back' | 'error'; detail: string; ms: number };
 
 /** Swaps the counter to `file` (a test fixture name like "counter-b", or a path ending in .ts). */
-async function swapTo(bed: Bed, file: string, opts: Parameters<Bed['client']['swap']>[2] = {}): Promise<SwapOutcome> {
+async function swapTo(bed: { client: TopoClient }, file: string, opts: Parameters<TopoClient['swap']>[2] = {}): Promise<SwapOutcome> {
   const t0 = Date.now();
   try {
     const r = await bed.client.swap(COUNTER, file.endsWith('.ts') ? file : fixture(file), opts);
@@ -378,41 +448,71 @@ async function workerKillPhase(o: Options, log: (s: string) => void): Promise<Ph
   return res;
 }
 
+/**
+ * The controller killed with -9 after the preload of a swap, while the upstreams are paused and the old
+ * instances on standby (the new version's init takes 1 s: the window), on a supervised topology. Odd kills:
+ * started again at once by its supervisor (it finds the swap's journal and aborts it). Even kills: its
+ * supervisor killed first, the controller left dead past every lease (the workers roll back by themselves),
+ * then `topo up` adopts the live processes and starts a controller. Each time: the outcome must be in history
+ * (rolled back), no journal left, every instance running, and the next swap must work.
+ */
 async function controllerKillPhase(o: Options, log: (s: string) => void): Promise<PhaseResult> {
   const t0 = Date.now();
-  const res: PhaseResult = { phase: 'controller-kills', what: `${o.controllerKills} controller kill(s) with -9 in the middle of a swap of a backlogged counter, restarted after 8 s`, seconds: 0, notes: [], errors: [] };
-  const bed = await Bed.start('counter-slow', 'source-light', log);
+  const res: PhaseResult = {
+    phase: 'controller-kills', seconds: 0, notes: [], errors: [],
+    what: `${o.controllerKills} controller kill(s) with -9 mid-swap (after preload, upstreams paused), restarted by its supervisor or, past the leases, by \`topo up\`; then a swap`,
+  };
+  const bed = await SupervisedBed.start('counter-a', 'source', log);
+  const states = new Map<string, string>();
+  const hb = bed.client.nc.subscribe(subjects.heartbeatAll, {
+    callback: (err, msg) => {
+      if (err) return;
+      for (const i of decodeJson<Heartbeat>(msg.data).instances) states.set(i.instanceId, i.state);
+    },
+  });
   try {
-    let pid = bed.cluster.topology.run.pids.controller;
+    let code: 'a' | 'b' = 'a';
     for (let k = 0; k < o.controllerKills; k++) {
-      // A backlog first, so the release drains for seconds and the kill lands inside the swap.
-      if (k % 2 === 1) await swapTo(bed, 'counter-slow');
-      await waitFor(async () => {
-        const s = await bed.client.status();
-        return (s.computations.find((c) => c.name === COUNTER)?.instances ?? []).reduce((n, i) => n + (i.queued ?? 0), 0) > 60;
-      }, { what: 'a backlog of more than 60 batches', timeoutMs: 30_000 }).catch((err: Error) => res.errors.push(err.message));
+      const late = k % 2 === 1;
+      const olds = (await bed.client.status()).computations.find((c) => c.name === COUNTER)!.instances.map((i) => i.instanceId);
+      const sentAt = Date.now();
       let settled = false;
-      const swapping = swapTo(bed, 'counter-a').finally(() => (settled = true));
-      // The release drains the backlog: kill the controller while it does.
-      await sleep(400);
-      const inside = !settled;
+      const swapping = swapTo(bed, 'counter-init-slow').finally(() => (settled = true));
+      const standby = await waitFor(() => olds.every((id) => states.get(id) === 'standby'), { what: 'the old instances on standby', timeoutMs: 15_000, intervalMs: 5 })
+        .then(() => true, () => false);
+      const inside = standby && !settled;
+      if (late) process.kill(bed.run().supervisorPid!, 'SIGKILL');
+      const pid = bed.run().pids.controller;
       process.kill(pid, 'SIGKILL');
+      const killedAt = Date.now();
       await waitFor(() => !isAlive(pid), { what: 'the controller gone' });
-      await sleep(8_000);
-      const restarted = spawn(process.execPath, [distFile('controller'), '--nats', bed.cluster.url], { stdio: 'ignore' });
-      bed.extra.push(restarted);
-      pid = restarted.pid!;
+      let how = 'started again by its supervisor';
+      if (late) {
+        await sleep(6_000); // past the swap lease and the pause lease
+        const up = await bed.up();
+        how = `dead ${Math.round((Date.now() - killedAt) / 1000)} s (supervisor too), then \`topo up\` (${up.how}: started ${up.started.join(', ') || 'nothing'})`;
+      }
       const r = await swapping;
-      res.notes.push(`kill ${k + 1}: controller killed ${inside ? 'while the swap was under way' : 'after the swap had answered (too late to be mid-swap)'}; swap ${r.result} (${r.detail.slice(0, 120)}), ${r.ms} ms`);
-      await waitFor(async () => (await bed.client.status()).computations.find((c) => c.name === COUNTER)?.instances.every((i) => i.state === 'running'), {
-        what: 'the counter running again', timeoutMs: 60_000,
-      }).catch((err: Error) => res.errors.push(err.message));
+      const entry = await waitFor(async () => (await bed.client.history(COUNTER)).filter((e) => e.action === 'swap' && e.at >= sentAt).at(-1),
+        { what: 'the outcome in history', timeoutMs: 30_000, intervalMs: 250 }).catch((err: Error) => (res.errors.push(err.message), undefined));
+      const recordedMs = Date.now() - killedAt;
+      await waitFor(async () => (await bed.client.status()).computations.every((c) => c.instances.length > 0 && c.instances.every((i) => i.state === 'running')),
+        { what: 'every instance running again', timeoutMs: 60_000 }).catch((err: Error) => res.errors.push(err.message));
+      if (entry?.result !== 'rolled-back') res.errors.push(`kill ${k + 1}: history says ${entry ? entry.result : 'nothing'} for the interrupted swap`);
+      code = code === 'a' ? 'b' : 'a';
+      const next = await swapTo(bed, `counter-${code}`);
+      if (next.result !== 'ok') res.errors.push(`kill ${k + 1}: the swap after it: ${next.result} (${next.detail})`);
+      res.notes.push(`kill ${k + 1}: ${inside ? 'after preload, upstreams paused, old instances on standby' : 'NOT mid-swap (the swap had answered)'}; ${how}; ` +
+        `the client got ${r.result}; history: ${entry?.result ?? '?'} (steps ${(entry?.steps ?? []).map((st) => st.step).join(' > ')}; ${entry?.steps?.find((st) => st.step === 'abort')?.detail ?? 'no abort step'}), recorded within ${recordedMs} ms of the kill; ` +
+        `next swap ${next.result} in ${next.ms} ms`);
+      log(`  ${res.notes.at(-1)}`);
       await sleep(1_000);
     }
     res.audit = await bed.finish();
   } catch (err) {
     res.errors.push((err as Error).message);
   } finally {
+    hb.unsubscribe();
     await bed.stop();
   }
   res.seconds = Math.round((Date.now() - t0) / 1000);
@@ -459,7 +559,7 @@ function report(o: Options, results: PhaseResult[], command: string, startedAt: 
     `- Command: \`${command}\``,
     `- Sizes: fuzz ${int(o.fuzz)} messages at ${int(o.rate)}/s (seed ${o.seed}); swaps ${o.swaps}; worker kills ${o.workerKills}; controller kills ${o.controllerKills}; durable kills ${o.durableKills}; phases ${o.phases.join(', ')}`,
     `- Machine: ${cpus().length} CPUs, Node ${process.version}; 1-minute load average before the run: ${load.toFixed(2)}`,
-    '- Full size: `npm run chaos` (10^6 fuzzed messages, 100 swaps, 1 kill of each). Short run: `npm run chaos -- --fuzz 20000 --swaps 12`.',
+    '- Full size: `npm run chaos` (10^6 fuzzed messages, 100 swaps, 1 worker kill, 2 controller kills: one restarted by its supervisor, one by `topo up` past the leases). Short run: `npm run chaos -- --fuzz 20000 --swaps 12`.',
     '',
     '- Each phase below names the run it comes from (a run of some phases keeps the latest figures of the others).',
     '',

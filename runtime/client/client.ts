@@ -301,18 +301,31 @@ export class TopoClient {
   async fuse(names: string[], opts: { timeoutMs?: number } = {}): Promise<FusionReply & { elapsedMs: number }> {
     if (names.length < 2) throw new BadRequestError('name at least two computations to fuse, e.g. `topo fuse parse enrich`');
     for (const n of names) checkName('computation', n);
-    const started = performance.now();
     const req: FuseRequest = { names };
-    const reply = await this.apiCall<FusionReply>('fuse', req, opts.timeoutMs ?? SWAP_API_TIMEOUT_MS);
-    return { ...reply, elapsedMs: performance.now() - started };
+    return this.fusionCall('fuse', req, names[0]!, opts.timeoutMs ?? SWAP_API_TIMEOUT_MS);
   }
 
   /** Takes `name` out of its fusion group, live, and keeps it out until `fuse` names it. */
   async split(name: string, opts: { timeoutMs?: number } = {}): Promise<FusionReply & { elapsedMs: number }> {
     checkName('computation', name);
-    const started = performance.now();
     const req: SplitRequest = { name };
-    const reply = await this.apiCall<FusionReply>('split', req, opts.timeoutMs ?? SWAP_API_TIMEOUT_MS);
+    return this.fusionCall('split', req, name, opts.timeoutMs ?? SWAP_API_TIMEOUT_MS);
+  }
+
+  /**
+   * A fuse or split, watching the history of `watched` meanwhile, as a swap does: a controller that dies
+   * mid-change never replies, so the outcome comes from history once a restarted controller has recorded it.
+   */
+  private async fusionCall(verb: 'fuse' | 'split', req: FuseRequest | SplitRequest, watched: string, timeoutMs: number): Promise<FusionReply & { elapsedMs: number }> {
+    const started = performance.now();
+    const sentAt = Date.now();
+    const watch = new AbortController();
+    const replied = this.apiCall<FusionReply & { ok?: true }>(verb, req, timeoutMs).then(({ ok: _ok, ...rest }) => rest as FusionReply);
+    const fromHistory = watchSwapOutcome(this, verb, { name: watched }, sentAt, watch.signal).then(async (r): Promise<FusionReply> => {
+      const status = await this.status().catch(() => undefined);
+      return { result: 'ok', groups: status?.fusion ?? [], ...(r.pauseMs !== undefined ? { pauseMs: r.pauseMs } : {}), steps: r.steps };
+    });
+    const reply = await Promise.race([replied, fromHistory]).finally(() => watch.abort());
     return { ...reply, elapsedMs: performance.now() - started };
   }
 

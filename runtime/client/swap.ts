@@ -136,7 +136,7 @@ const WATCH_EVERY_MS = 1_000;
 export const CONTROLLER_SILENCE_MS = 15_000;
 const REPLY_GRACE_MS = 2_000;
 
-const ACTION_OF = { swap: ['swap', 'canary'], rollback: ['rollback', 'swap'], promote: ['promote'], scale: ['scale'] } as const;
+const ACTION_OF = { swap: ['swap', 'canary'], rollback: ['rollback', 'swap'], promote: ['promote'], scale: ['scale'], fuse: ['fuse'], split: ['split'] } as const;
 
 /** The history entry that records the outcome of a request sent at `sentAt`, if there is one yet. */
 export function outcomeEntry(entries: readonly HistoryEntry[], verb: keyof typeof ACTION_OF, req: { sha?: string }, sentAt: number): HistoryEntry | undefined {
@@ -152,7 +152,7 @@ export function replyFromHistory(e: HistoryEntry): SwapReply {
     steps: e.steps ?? [], diff: { istreams: { gained: [], lost: [], regrouped: [] }, ostreams: { gained: [], lost: [] }, producersAffected: [], consumersAffected: [] },
     ...(e.error !== undefined ? { error: e.error } : {}),
   };
-  if (reply.result !== 'ok' && (e.action === 'scale' || e.action === 'move')) {
+  if (reply.result !== 'ok' && (e.action === 'scale' || e.action === 'move' || e.action === 'fuse' || e.action === 'split')) {
     throw new SwapRolledBackError(`${e.action} of "${e.name}" v${e.version} rolled back: ${e.error ?? 'no reason recorded'}`, { detail: reply });
   }
   if (reply.result !== 'ok') throw new SwapRolledBackError(`${e.action} of "${e.name}" to v${e.version} rolled back: ${e.error ?? 'no reason recorded'}`, { detail: reply });

@@ -26,7 +26,7 @@ import { status, workerStatuses } from './status.js';
 import { scale } from './scale.js';
 import { fuse, split } from './fusion.js';
 import { history, promote, rollback, swap } from './swap.js';
-import { recoverInterruptedSwaps } from './swapRecovery.js';
+import { membersOf, recoverInterruptedSwaps } from './swapRecovery.js';
 import { WorkerTable, type WorkerChange, type WorkerEntry } from './workerTable.js';
 import { startBridges } from './bridges.js';
 
@@ -53,7 +53,10 @@ export interface ControllerOptions {
   pauseLeaseMs?: number;
   /** How often a swap renews its pauses (default 1500). */
   pauseRenewMs?: number;
-  /** Lease of a swap on its workers (default pauseLeaseMs - pauseRenewMs); must be shorter than pauseLeaseMs. */
+  /**
+   * Lease of a swap on its workers (default pauseLeaseMs - pauseRenewMs - 1000, i.e. 2500); must be shorter than
+   * pauseLeaseMs - pauseRenewMs, so that it runs out before the upstream pauses of a controller that died.
+   */
   swapLeaseMs?: number;
   /** Drain budget of a release (default 30000). */
   drainBudgetMs?: number;
@@ -100,7 +103,11 @@ async function stopLiveWorkers(ctx: ControllerContext): Promise<void> {
   }));
 }
 
-function settingsFrom(o: ControllerOptions): ControllerSettings {
+/** How much earlier than the upstream pauses (at worst) a swap lease runs out by default: the workers' time to pause them again. */
+export const SWAP_LEASE_MARGIN_MS = 1_000;
+
+/** The controller's settings from its options (defaults filled in, combinations checked). */
+export function settingsFrom(o: ControllerOptions): ControllerSettings {
   const heartbeatMs = o.heartbeatMs ?? 1_000;
   const leaseMs = o.leaseMs ?? 5_000;
   if (!(heartbeatMs > 0) || !(leaseMs > heartbeatMs)) {
@@ -112,9 +119,16 @@ function settingsFrom(o: ControllerOptions): ControllerSettings {
   if (!(swapStepTimeoutMs > 0) || !(pauseRenewMs > 0) || !(pauseLeaseMs > pauseRenewMs)) {
     throw new Error(`controller: pauseLeaseMs (${pauseLeaseMs}) must be greater than pauseRenewMs (${pauseRenewMs}), and swapStepTimeoutMs positive`);
   }
-  const swapLeaseMs = o.swapLeaseMs ?? Math.max(pauseLeaseMs - pauseRenewMs, pauseRenewMs + 1);
-  if (!(swapLeaseMs > pauseRenewMs / 2) || !(swapLeaseMs < pauseLeaseMs)) {
-    throw new Error(`controller: swapLeaseMs (${swapLeaseMs}) must be shorter than pauseLeaseMs (${pauseLeaseMs}) and longer than pauseRenewMs / 2`);
+  // A controller that dies may have renewed the swap lease just before, and the pauses up to pauseRenewMs
+  // before that: the pauses then hold for pauseLeaseMs - pauseRenewMs at least. The swap lease runs out a
+  // margin earlier, so the workers pause the upstreams again before a pause can end (PROTOCOL.md, Swap leases).
+  const pausesHoldMs = pauseLeaseMs - pauseRenewMs;
+  const swapLeaseMs = o.swapLeaseMs ?? Math.max(pausesHoldMs - Math.min(SWAP_LEASE_MARGIN_MS, Math.floor(pausesHoldMs / 3)), pauseRenewMs / 2 + 1);
+  if (!(swapLeaseMs > pauseRenewMs / 2) || !(swapLeaseMs < pausesHoldMs)) {
+    throw new Error(
+      `controller: swapLeaseMs (${swapLeaseMs}) must be shorter than pauseLeaseMs - pauseRenewMs (${pausesHoldMs}: how long the upstream pauses hold ` +
+        `after the last renewal of a controller that died) and longer than pauseRenewMs / 2`,
+    );
   }
   const drainBudgetMs = o.drainBudgetMs ?? 30_000;
   if (!(drainBudgetMs > 0)) throw new Error(`controller: drainBudgetMs must be positive, got ${drainBudgetMs}`);
@@ -151,7 +165,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     await seedWorkers(ctx, stores.workers);
     // Swaps the previous controller left half done: reconciliation leaves them alone until recovered.
     const journals = await store.swapJournals();
-    for (const j of journals) ctx.swapping.add(j.name);
+    for (const j of journals) for (const m of membersOf(j)) ctx.swapping.add(m.name);
     // Producers and consumers outside the controller: registration, leases, consumer groups in topo_state.
     const bridges = await startBridges(ctx, stores.state);
     return run(ctx, stores.workers, journals, opts.rebalance ?? process.env.TOPO_REBALANCE !== '0', opts.autopilot ?? process.env.TOPO_AUTOPILOT !== '0', bridges);

@@ -9,6 +9,7 @@ import { checkComputationEntry, checkMessage, kvKeys, schemas, truncateError, ty
 import { encodeJson } from '../transport/rpc.js';
 import { placementsOf } from './records.js';
 import { HISTORY_REVISIONS } from './infrastructure.js';
+import type { Upstream } from './upstreams.js';
 
 const compKey = kvKeys.computation;
 const swapKey = kvKeys.swap;
@@ -29,6 +30,12 @@ export interface SwapJournal {
   history: HistoryEntry;
   /** When committing: the desired state once committed. */
   record?: ComputationRecord;
+  /** The other computations the run changes (fuse, split), recovered with it: recorded in history, and saved when it commits. */
+  also?: { name: string; history: HistoryEntry; record?: ComputationRecord }[];
+  /** The workers in the groups an abort goes to one after the other (swapRunner.ts, abortOrderOf); absent: all at once. */
+  abortOrder?: string[][];
+  /** The upstreams the swap paused: a restarted controller holds them again while it aborts (they may have resumed). */
+  upstreams?: Upstream[];
 }
 
 export class StateStore {

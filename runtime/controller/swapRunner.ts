@@ -26,6 +26,8 @@ import { findUpstreams, UpstreamPause, type Upstream, type UpstreamFailure } fro
 export const DEFAULT_PROBATION: Probation = { records: 20, ms: 500, callbackTimeoutMs: 2_000 };
 /** Base64 characters of inline snapshots one adopt request may carry (well under a 1 MiB max_payload with the rest). */
 const MAX_CARRIED_CHARS = 600 * 1024;
+/** How much earlier the swap lease of one abort group runs out than the next one's (leaseOf). */
+const LEASE_STAGGER_MS = 400;
 /** Extra time a health request gets beyond the probation itself. */
 const HEALTH_SLACK_MS = 3_000;
 
@@ -127,6 +129,59 @@ function exportOf(release: Placement, adopts: readonly AdoptPlan[]): 'memory' | 
   return readers.every((a) => a.workerId === release.workerId) ? 'memory' : 'store';
 }
 
+/**
+ * Groups of `involved` workers in the order a rollback aborts them. Aborting
+ * reinstates the old instances, and a reinstated member of a fused chain
+ * (fuse, split) publishes at once to the next member's old instances, on
+ * another worker maybe: those must be subscribed again first, or what it
+ * publishes meanwhile is lost (core NATS). So workers go by the last release
+ * stage they hold an old instance of, downstream first; workers with only new
+ * instances go first. Upstreams outside the plan are paused during the abort;
+ * a plan without stages is one group.
+ */
+export function abortOrderOf(plan: Pick<SwapPlan, 'releaseStages'>, involved: readonly string[]): string[][] {
+  const stages = plan.releaseStages;
+  if (!stages || stages.length < 2) return [[...involved]];
+  const lastStage = new Map<string, number>();
+  stages.forEach((stage, i) => {
+    for (const p of stage) lastStage.set(p.workerId, Math.max(i, lastStage.get(p.workerId) ?? -1));
+  });
+  const groups = new Map<number, string[]>();
+  for (const w of involved) {
+    const at = lastStage.get(w) ?? stages.length;
+    groups.set(at, [...(groups.get(at) ?? []), w]);
+  }
+  return [...groups].sort(([a], [b]) => b - a).map(([, ws]) => ws);
+}
+
+/**
+ * Input the new instances took on one worker for old instances on another (a scale, move or regroup)
+ * was stored by their abort; the old instances' workers take it back before the upstreams resume.
+ * Returns the step to record (undefined when there was nothing to hand back).
+ */
+export async function replayHandbacks(ctx: ControllerContext, swapId: string, handbacks: Handback[], log: Logger, what: string): Promise<HistoryStep | undefined> {
+  if (handbacks.length === 0) return undefined;
+  const at = Date.now();
+  const sends = handbacks.flatMap((h) => [...new Set(h.from.map((r) => r.workerId))].filter((w) => ctx.workers.isAlive(w)).map((w) => ({ h, w })));
+  const outcomes = await each(sends, ({ h, w }) =>
+    controlWorker(ctx, w, { op: 'replay', swapId, handback: h.name, from: h.from }, ctx.settings.swapStepTimeoutMs) as Promise<{ replayed?: number }>);
+  const bad = failed(outcomes);
+  const replayed = outcomes.reduce((n, o) => n + (o.value?.replayed ?? 0), 0);
+  const total = handbacks.reduce((n, h) => n + h.batches, 0);
+  if (replayed !== total) log.error({ replayed, total }, `${what}: ${total - replayed} handed-back input batch(es) did not reach an old instance: lost`);
+  try {
+    const os = await new Objm(ctx.nc).open(buckets.snapshots);
+    for (const h of handbacks) await os.delete(h.name).catch(() => undefined);
+  } catch {
+    /* cleanup only */
+  }
+  return {
+    step: 'replay', at, ms: Date.now() - at, ok: bad.length === 0 && replayed === total,
+    detail: `${replayed} of ${total} input batch(es) taken by new instances handed back to old ones on other workers` +
+      (bad.length ? `; failed on ${bad.map((o) => `${o.item.w}: ${errorMessage(o.error)}`).join('; ')}` : ''),
+  };
+}
+
 export async function runSwap(ctx: ControllerContext, plan: SwapPlan): Promise<SwapReply> {
   return new SwapRun(ctx, plan).run();
 }
@@ -138,18 +193,25 @@ class SwapRun {
   private readonly log: Logger;
   /** Workers with released or adopted instances: commit and abort go to them. */
   private readonly involved: string[];
+  /** The order in which aborts go to them (see abortOrderOf). */
+  private readonly abortOrder: string[][];
   private loadMs: number | undefined;
   private pauseMs: number | undefined;
   private pause: UpstreamPause | undefined;
   private leaseTimer: NodeJS.Timeout | undefined;
   /** Reasons of the rollback, the first one reported. */
   private readonly failures: { step: string; message: string }[] = [];
+  /** Journal writes, one after the other (progress is written without waiting for it). */
+  private journalWrites: Promise<void> = Promise.resolve();
+  /** Phase of the journal in KV; undefined once it is dropped. */
+  private journalPhase: SwapJournal['phase'] | undefined;
 
   constructor(private readonly ctx: ControllerContext, private readonly plan: SwapPlan) {
     this.swapId = newSwapId(plan.rec.name, plan.version);
     this.steps = [...(plan.steps ?? [])];
     this.log = ctx.log.child({ computation: plan.rec.name, swapId: this.swapId });
     this.involved = [...new Set([...plan.releases.map((p) => p.workerId), ...plan.adopts.map((a) => a.workerId)])];
+    this.abortOrder = abortOrderOf(plan, this.involved);
   }
 
   async run(): Promise<SwapReply> {
@@ -226,7 +288,8 @@ class SwapRun {
   private async transfer(): Promise<void> {
     const { plan, ctx } = this;
     const pause = this.pause!;
-    const swapLease = { leaseMs: ctx.settings.swapLeaseMs, upstreams: pause.upstreams.map((u) => ({ workerId: u.workerId, instanceId: u.instanceId, streams: u.streams })) };
+    const upstreams = pause.upstreams.map((u) => ({ workerId: u.workerId, instanceId: u.instanceId, streams: u.streams }));
+    const swapLease = (workerId: string) => ({ leaseMs: this.leaseOf(workerId), upstreams });
     this.renewSwapLease();
     try {
       // c. Drain and snapshot the old instances; they stay on standby for a rollback. A drain that
@@ -239,7 +302,7 @@ class SwapRun {
       for (const stage of plan.releaseStages ?? [plan.releases]) {
         const before = released.length;
         released.push(...await each(stage, (p) =>
-          this.send(p.workerId, { op: 'release', instanceId: p.instanceId, swapId: this.swapId, export: exportOf(p, plan.adopts), budgetMs, fences, ...swapLease },
+          this.send(p.workerId, { op: 'release', instanceId: p.instanceId, swapId: this.swapId, export: exportOf(p, plan.adopts), budgetMs, fences, ...swapLease(p.workerId) },
             budgetMs + ctx.settings.swapStepTimeoutMs) as Promise<ReleaseReply>));
         if (failed(released).length) break;
         // The next stage of a fused chain reads what this one published last.
@@ -264,7 +327,7 @@ class SwapRun {
       const adopted = await each(plan.adopts, (a) =>
         this.send(a.workerId, {
           op: 'adopt', swapId: this.swapId, assignment: a.assignment, from: a.from, filterByPartition: a.filterByPartition, probation: plan.probation,
-          ...(carriedFor.get(a)?.length ? { snapshots: carriedFor.get(a) } : {}), ...swapLease,
+          ...(carriedFor.get(a)?.length ? { snapshots: carriedFor.get(a) } : {}), ...swapLease(a.workerId),
         },
           ctx.settings.swapStepTimeoutMs + plan.probation.callbackTimeoutMs));
       for (const o of failed(adopted)) this.fail('adopt', `${o.item.assignment.instanceId} (v${o.item.assignment.version}) on ${o.item.workerId}`, o.error);
@@ -332,7 +395,11 @@ class SwapRun {
     let at = Date.now();
     const live = this.involved.filter((w) => ctx.workers.isAlive(w));
     const dead = this.involved.filter((w) => !live.includes(w));
-    const outcomes = await each(live, (w) => this.send(w, { op: 'abort', swapId: this.swapId, reason }) as Promise<AbortReply>);
+    const outcomes: Outcome<string, AbortReply>[] = [];
+    // Downstream members first: a reinstated producer publishes at once, to old instances that must be subscribed again.
+    for (const group of this.abortOrder) {
+      outcomes.push(...await each(group.filter((w) => live.includes(w)), (w) => this.send(w, { op: 'abort', swapId: this.swapId, reason }) as Promise<AbortReply>));
+    }
     const aborted = failed(outcomes);
     for (const o of aborted) this.log.error({ err: o.error, workerId: o.item }, `${plan.what}: abort on ${o.item} failed: ${errorMessage(o.error)}`);
     const lost = outcomes.reduce((n, o) => n + (o.value?.lostBatches ?? 0), 0);
@@ -341,7 +408,8 @@ class SwapRun {
         (aborted.length ? `; failed on ${aborted.map((o) => `${o.item}: ${errorMessage(o.error)}`).join('; ')}` : '') +
         (lost ? `; ${lost} input batch(es) could not be handed back: lost` : '') +
         (dead.length ? `; not alive (their instances are re-placed from desired state): ${dead.join(', ')}` : ''));
-    await this.replayHandbacks(outcomes.flatMap((o) => o.value?.handbacks ?? []));
+    const replayed = await replayHandbacks(ctx, this.swapId, outcomes.flatMap((o) => o.value?.handbacks ?? []), this.log, plan.what);
+    if (replayed) this.steps.push(replayed);
     at = Date.now();
     const resumeFailed = await pause.resume();
     this.pauseMs = pause.pausedMs;
@@ -352,35 +420,12 @@ class SwapRun {
     throw new SwapRolledBackError(`${plan.what} rolled back: ${reason}`, { detail: this.reply('rolled-back', reason) });
   }
 
-  /**
-   * Input the new instances took on one worker for old instances on another (a scale, move or regroup)
-   * was stored by their abort; the old instances' workers take it back before the upstreams resume.
-   */
-  private async replayHandbacks(handbacks: Handback[]): Promise<void> {
-    if (handbacks.length === 0) return;
-    const at = Date.now();
-    const sends = handbacks.flatMap((h) => [...new Set(h.from.map((r) => r.workerId))].filter((w) => this.ctx.workers.isAlive(w)).map((w) => ({ h, w })));
-    const outcomes = await each(sends, ({ h, w }) => this.send(w, { op: 'replay', swapId: this.swapId, handback: h.name, from: h.from }) as Promise<{ replayed?: number }>);
-    const bad = failed(outcomes);
-    const replayed = outcomes.reduce((n, o) => n + (o.value?.replayed ?? 0), 0);
-    const total = handbacks.reduce((n, h) => n + h.batches, 0);
-    this.time('replay', at, bad.length === 0 && replayed === total,
-      `${replayed} of ${total} input batch(es) taken by new instances handed back to old ones on other workers` +
-        (bad.length ? `; failed on ${bad.map((o) => `${o.item.w}: ${errorMessage(o.error)}`).join('; ')}` : ''));
-    if (replayed !== total) this.log.error({ replayed, total }, `${this.plan.what}: ${total - replayed} handed-back input batch(es) did not reach an old instance: lost`);
-    try {
-      const os = await new Objm(this.ctx.nc).open(buckets.snapshots);
-      for (const h of handbacks) await os.delete(h.name).catch(() => undefined);
-    } catch {
-      /* cleanup only */
-    }
-  }
-
   /** g. Point of no return: workers publish the held output and drop the standby instances; then desired state follows. */
   private async commit(): Promise<SwapReply> {
     const { plan, ctx } = this;
     const next = plan.committed();
-    await this.journal('committing', next);
+    const alsoNext = (plan.alsoChanged ?? []).map((c) => c.committed());
+    await this.journal('committing', next, alsoNext);
     const at = Date.now();
     const live = this.involved.filter((w) => ctx.workers.isAlive(w));
     const failures = failed(await each(live, (w) => this.send(w, { op: 'commit', swapId: this.swapId })));
@@ -392,11 +437,10 @@ class SwapRun {
     const saveErr = await ctx.store.saveOrRetry(next);
     if (saveErr) this.log.error({ err: saveErr }, `${plan.what}: could not write desired state to KV (will retry): ${saveErr.message}`);
     await recordHistorySafely(ctx, this.history('ok'));
-    for (const other of plan.alsoChanged ?? []) {
-      const rec = other.committed();
+    for (const rec of alsoNext) {
       const err = await ctx.store.saveOrRetry(rec);
       if (err) this.log.error({ err }, `${plan.what}: could not write desired state of "${rec.name}" to KV (will retry): ${err.message}`);
-      await recordHistorySafely(ctx, { ...this.history('ok'), name: rec.name, version: rec.version, sha: rec.sha, metadata: rec.metadata, lang: rec.lang, fromVersion: rec.version });
+      await recordHistorySafely(ctx, this.historyOf(rec, 'ok'));
     }
     this.log.info({ pauseMs: this.pauseMs, loadMs: this.loadMs, version: plan.version },
       `${plan.what}: done, upstreams paused ${this.pauseMs} ms, load ${this.loadMs} ms`);
@@ -409,8 +453,7 @@ class SwapRun {
    * the others would leave the new version running without that worker's part.
    */
   private async confirmLease(): Promise<void> {
-    const leaseMs = this.ctx.settings.swapLeaseMs;
-    const replies = await each(this.involved, (w) => this.send(w, { op: 'renew', swapId: this.swapId, leaseMs }) as Promise<{ renewed?: boolean }>);
+    const replies = await each(this.involved, (w) => this.send(w, { op: 'renew', swapId: this.swapId, leaseMs: this.leaseOf(w) }) as Promise<{ renewed?: boolean }>);
     for (const o of replies) {
       if (o.error !== undefined) this.fail('lease', `worker ${o.item}`, o.error);
       else if (o.value?.renewed !== true) this.fail('lease', `worker ${o.item}`, new Error(`worker ${o.item} no longer holds swap ${this.swapId} (its swap lease ran out and it rolled back by itself)`));
@@ -425,13 +468,27 @@ class SwapRun {
    * upstream pauses run out, so the old instances are back before anything flows.
    */
   private renewSwapLease(): void {
-    const leaseMs = this.ctx.settings.swapLeaseMs;
+    const leaseMs = Math.min(...this.involved.map((w) => this.leaseOf(w)));
     this.leaseTimer = setInterval(() => {
       for (const w of this.involved) {
-        this.send(w, { op: 'renew', swapId: this.swapId, leaseMs }).catch((err: unknown) =>
+        this.send(w, { op: 'renew', swapId: this.swapId, leaseMs: this.leaseOf(w) }).catch((err: unknown) =>
           this.log.warn({ err, workerId: w }, `${this.plan.what}: could not renew the swap lease on ${w}: ${errorMessage(err)}`));
       }
     }, Math.max(50, Math.floor(leaseMs / 3)));
+  }
+
+  /**
+   * The swap lease of one worker. Workers roll a swap back by themselves in the order its own rollback
+   * would abort them (abortOrderOf): the groups first in that order get a shorter lease, so that a
+   * reinstated member of a fused chain publishes only to old instances that are subscribed again.
+   */
+  private leaseOf(workerId: string): number {
+    const full = this.ctx.settings.swapLeaseMs;
+    const groups = this.abortOrder.length;
+    if (groups < 2) return full;
+    const stagger = Math.min(LEASE_STAGGER_MS, Math.floor(full / 2 / (groups - 1)));
+    const at = this.abortOrder.findIndex((g) => g.includes(workerId));
+    return full - (groups - 1 - Math.max(0, at)) * stagger;
   }
 
   private send(workerId: string, ctl: WorkerControl, timeoutMs = this.ctx.settings.swapStepTimeoutMs): Promise<object> {
@@ -449,6 +506,8 @@ class SwapRun {
 
   private time(step: string, at: number, ok: boolean, detail?: string): void {
     this.steps.push({ step, at, ms: Date.now() - at, ok, ...(detail !== undefined ? { detail } : {}) });
+    // The steps so far go to the journal (not waited for): a restarted controller records how far the swap got.
+    if (this.journalPhase === 'started') void this.journal('started');
   }
 
   /** A lease not renewed in time may have let an upstream resume while the swap still held it: recorded, not fatal. */
@@ -482,20 +541,41 @@ class SwapRun {
     };
   }
 
-  /** Best effort: a journal that cannot be written only weakens recovery after a controller crash. */
-  private async journal(phase: SwapJournal['phase'], record?: ComputationRecord): Promise<void> {
+  /** The history entry of another computation the run changes (fuse, split): this run's, under its name and version. */
+  private historyOf(rec: ComputationRecord, result: HistoryEntry['result']): HistoryEntry {
+    return { ...this.history(result), name: rec.name, version: rec.version, sha: rec.sha, metadata: rec.metadata, lang: rec.lang, fromVersion: rec.version };
+  }
+
+  /**
+   * Best effort: a journal that cannot be written only weakens recovery after a controller crash.
+   * Writes are chained, so a late progress write never overwrites a later phase or a deletion.
+   */
+  private journal(phase: SwapJournal['phase'], record?: ComputationRecord, alsoRecords: ComputationRecord[] = []): Promise<void> {
+    this.journalPhase = phase;
+    const result = phase === 'committing' ? 'ok' : 'rolled-back';
+    const also = (this.plan.alsoChanged ?? []).map((c, i) => ({
+      name: c.rec.name, history: this.historyOf(c.rec, result), ...(alsoRecords[i] ? { record: alsoRecords[i] } : {}),
+    }));
     const j: SwapJournal = {
       swapId: this.swapId, name: this.plan.rec.name, phase, workers: this.involved, startedAt: Date.now(),
-      history: this.history(phase === 'committing' ? 'ok' : 'rolled-back'), ...(record ? { record } : {}),
+      history: this.history(result), ...(record ? { record } : {}), ...(also.length ? { also } : {}),
+      ...(this.abortOrder.length > 1 ? { abortOrder: this.abortOrder } : {}),
+      ...(this.pause?.upstreams.length ? { upstreams: this.pause.upstreams.map((u) => ({ ...u })) } : {}),
     };
-    try {
-      await this.ctx.store.putSwapJournal(j);
-    } catch (err) {
-      this.log.warn({ err }, `${this.plan.what}: could not write the swap journal: ${errorMessage(err)}`);
-    }
+    this.journalWrites = this.journalWrites.then(async () => {
+      if (this.journalPhase === undefined) return;
+      try {
+        await this.ctx.store.putSwapJournal(j);
+      } catch (err) {
+        this.log.warn({ err }, `${this.plan.what}: could not write the swap journal: ${errorMessage(err)}`);
+      }
+    });
+    return this.journalWrites;
   }
 
   private async dropJournal(): Promise<void> {
+    this.journalPhase = undefined;
+    await this.journalWrites;
     try {
       await this.ctx.store.deleteSwapJournal(this.plan.rec.name);
     } catch (err) {

@@ -536,9 +536,27 @@ export class Worker {
     await Promise.allSettled(s.upstreams.map((u: UpstreamRef) =>
       call(this.nc, subjects.workerControl(u.workerId), { op: 'pause', instanceId: u.instanceId, swapId, streams: u.streams, leaseMs: SELF_ABORT_PAUSE_MS }, 2_000)));
     try {
-      await this.abortSwap(swapId, 'the swap lease expired (controller gone)');
+      const reply = (await this.abortSwap(swapId, 'the swap lease expired (controller gone)')) as AbortReply;
+      await this.handBackBySelf(swapId, reply.handbacks ?? []);
     } catch (err) {
       this.log.error({ err, swapId }, `rollback of swap ${swapId} after its lease expired failed: ${(err as Error).message}`);
+    }
+  }
+
+  /**
+   * What the rollback's controller would do with the hand-backs (a scale or move: input the new instances
+   * here took for old instances on other workers): ask those workers to replay them, while the upstreams
+   * are still paused, so they come before anything new. Without it they would stay in the store, lost.
+   */
+  private async handBackBySelf(swapId: string, handbacks: readonly Handback[]): Promise<void> {
+    for (const h of handbacks) {
+      const targets = [...new Set(h.from.map((r) => r.workerId))].filter((w) => w !== this.id);
+      const outcomes = await Promise.allSettled(targets.map((w) =>
+        call<{ replayed?: number }>(this.nc, subjects.workerControl(w), { op: 'replay', swapId, handback: h.name, from: h.from }, 2_000)));
+      const replayed = outcomes.reduce((n, o) => n + (o.status === 'fulfilled' ? (o.value.replayed ?? 0) : 0), 0);
+      if (replayed === h.batches) this.log.info({ swapId, handback: h.name, replayed }, `swap ${swapId}: ${replayed} input batch(es) handed back to old instances on ${targets.join(', ')}`);
+      else this.log.error({ swapId, handback: h.name, replayed, batches: h.batches }, `swap ${swapId}: ${h.batches - replayed} of ${h.batches} handed-back input batch(es) did not reach an old instance: lost`);
+      await (await this.snapshotsBucket()).delete(h.name).catch(() => undefined);
     }
   }
 
