@@ -20,6 +20,8 @@ import { tailFile } from '../runtime/client/processes.js';
 export interface Cluster {
   /** NATS URL of the cluster. */
   url: string;
+  /** Admin credentials of the cluster (its server has auth on); also in $TOPO_NATS_CREDS of this process. */
+  creds: string;
   /** Connected client (closed by stop()). */
   client: TopoClient;
   /** The topology folder (logs in `<dir>/logs`). */
@@ -37,19 +39,42 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
+let sharedAuthDir: string | undefined;
+
+/**
+ * One operator (keys in a temp folder) for every cluster this test process
+ * starts, so $TOPO_NATS_CREDS set here is valid for all of them: the
+ * processes, the CLI and raw connections a test opens inherit it.
+ */
+function testAuthDir(): string {
+  if (!sharedAuthDir) {
+    const dir = mkdtempSync(join(tmpdir(), 'topo-test-auth-'));
+    sharedAuthDir = dir;
+    process.once('exit', () => {
+      if (process.env.TOPO_KEEP_TEST_DIRS !== '1') rmSync(dir, { recursive: true, force: true });
+    });
+  }
+  return sharedAuthDir;
+}
+
 export async function startCluster(opts: { workers?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Cluster> {
   const dir = mkdtempSync(join(tmpdir(), 'topo-test-'));
   let topology: LocalTopology;
   try {
-    topology = await startLocalTopology({ dir, workers: opts.workers ?? 2, detached: false, build: false, ...(opts.env ? { env: opts.env } : {}) });
+    topology = await startLocalTopology({
+      dir, workers: opts.workers ?? 2, detached: false, build: false, authDir: testAuthDir(), ...(opts.env ? { env: opts.env } : {}),
+    });
   } catch (err) {
     if (process.env.TOPO_KEEP_TEST_DIRS !== '1') rmSync(dir, { recursive: true, force: true });
     throw err;
   }
-  const client = await TopoClient.connect(topology.natsUrl, { name: 'topo-test' });
+  const creds = topology.credsFile ?? '';
+  process.env.TOPO_NATS_CREDS = creds;
+  const client = await TopoClient.connect(topology.natsUrl, { name: 'topo-test', creds });
   let stopped = false;
   return {
     url: topology.natsUrl,
+    creds,
     client,
     dir,
     topology,
