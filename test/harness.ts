@@ -39,22 +39,18 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-let sharedAuthDir: string | undefined;
+/** Admin creds of every cluster started here, by URL: runTopo passes them with a --nats URL of one. */
+const clusterCreds = new Map<string, string>();
 
 /**
- * One operator (keys in a temp folder) for every cluster this test process
- * starts, so $TOPO_NATS_CREDS set here is valid for all of them: the
- * processes, the CLI and raw connections a test opens inherit it.
+ * One operator (keys in the folder test/global-setup.ts made) for every
+ * cluster of the run, so $TOPO_NATS_CREDS set here is valid for all of them:
+ * the processes, the CLI and raw connections a test opens inherit it.
  */
 function testAuthDir(): string {
-  if (!sharedAuthDir) {
-    const dir = mkdtempSync(join(tmpdir(), 'topo-test-auth-'));
-    sharedAuthDir = dir;
-    process.once('exit', () => {
-      if (process.env.TOPO_KEEP_TEST_DIRS !== '1') rmSync(dir, { recursive: true, force: true });
-    });
-  }
-  return sharedAuthDir;
+  const dir = process.env.TOPO_TEST_AUTH_DIR;
+  if (!dir) throw new Error('TOPO_TEST_AUTH_DIR is not set: run the tests with vitest (test/global-setup.ts makes it)');
+  return dir;
 }
 
 export async function startCluster(opts: { workers?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Cluster> {
@@ -70,6 +66,7 @@ export async function startCluster(opts: { workers?: number; env?: NodeJS.Proces
   }
   const creds = topology.credsFile ?? '';
   process.env.TOPO_NATS_CREDS = creds;
+  clusterCreds.set(topology.natsUrl, creds);
   const client = await TopoClient.connect(topology.natsUrl, { name: 'topo-test', creds });
   let stopped = false;
   return {
@@ -130,13 +127,20 @@ export interface CliResult {
 }
 
 /**
- * Runs the real CLI, `node bin/topo.mjs ...args`, in `cwd` with TOPO_NATS_URL
- * and TOPO_DEBUG removed from the environment (pass --nats or `env` to set them).
+ * Runs the real CLI, `node bin/topo.mjs ...args`, in `cwd` with TOPO_NATS_URL,
+ * TOPO_NATS_CREDS and TOPO_DEBUG removed from the environment (pass --nats or
+ * `env` to set them). A --nats URL (or TOPO_NATS_URL) of a cluster started by
+ * startCluster comes with its admin creds in TOPO_NATS_CREDS, as a user would pass them.
  */
 export function runTopo(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.TOPO_NATS_URL;
+  delete env.TOPO_NATS_CREDS;
   delete env.TOPO_DEBUG;
+  const natsArg = args.indexOf('--nats');
+  const url = (natsArg >= 0 ? args[natsArg + 1] : undefined) ?? opts.env?.TOPO_NATS_URL;
+  const creds = url ? clusterCreds.get(url) : undefined;
+  if (creds) env.TOPO_NATS_CREDS = creds;
   Object.assign(env, opts.env);
   return new Promise((resolve) => {
     execFile(process.execPath, [topoBin, ...args], { cwd: opts.cwd ?? tmpdir(), env, timeout: opts.timeoutMs ?? 30_000 }, (err, stdout, stderr) => {

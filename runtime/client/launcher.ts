@@ -50,6 +50,8 @@ export interface LocalTopology {
   ownsNats: boolean;
   /** Admin credentials (undefined: anonymous). */
   credsFile: string | undefined;
+  /** Credentials worker number `n` runs with: its own restricted user when auth is on here. */
+  workerCredsFile(n: number): Promise<string | undefined>;
   /** As written to run.json (worker pids are kept up to date). */
   run: RunInfo;
   /** Worker id of worker number `n` (1-based): `w-<n>`. */
@@ -225,6 +227,7 @@ export async function startLocalTopology(opts: LocalTopologyOptions = {}): Promi
       natsUrl,
       ownsNats: run.ownsNats,
       credsFile,
+      workerCredsFile: async (n) => (auth ? auth.workerCreds(workerId(n)) : credsFile),
       run,
       workerId,
       logFile,

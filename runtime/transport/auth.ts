@@ -11,7 +11,7 @@
  * account; each worker gets its own user with the allow lists of
  * protocol/permissions.ts.
  */
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   createAccount, createOperator, createUser, encodeAccount, encodeOperator, encodeUser, fmtCreds, fromSeed, type KeyPair,
@@ -43,9 +43,12 @@ export interface LocalAuth {
   accountKey: string;
 }
 
+/** Mode 0600 from the start, and whole: written aside, then renamed (a reader never sees half a file). */
 function writeSecret(file: string, content: string | Uint8Array): void {
-  writeFileSync(file, content, { mode: 0o600 });
-  chmodSync(file, 0o600); // an existing file keeps its mode on write
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, content, { mode: 0o600 });
+  chmodSync(tmp, 0o600);
+  renameSync(tmp, file);
 }
 
 const seedText = (kp: KeyPair): string => new TextDecoder().decode(kp.getSeed());
