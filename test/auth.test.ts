@@ -117,7 +117,8 @@ describe('a topology with auth on (the harness cluster)', () => {
 });
 
 describe('topo up in a fresh folder', () => {
-  const cwd = mkdtempSync(join(tmpdir(), 'topo-auth-up-'));
+  let cwd = '';
+  beforeAll(() => void (cwd = mkdtempSync(join(tmpdir(), 'topo-auth-up-'))));
   afterAll(async () => {
     await runTopo(['down'], { cwd });
     rmSync(cwd, { recursive: true, force: true });
