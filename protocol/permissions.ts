@@ -34,6 +34,13 @@ export function readStreamApi(stream: string): string[] {
   ];
 }
 
+/**
+ * Replies to a worker's own requests (and its JetStream consumers' deliveries)
+ * come on `<this>.>`: it connects with this inbox prefix, so it can not
+ * subscribe to the replies of other clients (`_INBOX.>`).
+ */
+export const workerInboxPrefix = (workerId: string): string => `_INBOX.${workerId}`;
+
 /** A worker process `workerId`: heartbeats, registration, its own control subject, the data plane, reading KV and artifacts. */
 export function workerPermissions(workerId: string): SubjectPermissions {
   return {
@@ -62,7 +69,7 @@ export function workerPermissions(workerId: string): SubjectPermissions {
       'topo.data.>',
       'topo.fc.>',
       subjects.tapInterestAll,
-      '_INBOX.>',
+      `${workerInboxPrefix(workerId)}.>`,
     ],
   };
 }

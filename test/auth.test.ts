@@ -11,6 +11,7 @@ import { Kvm } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { buckets, subjects } from '../protocol/index.js';
+import { workerInboxPrefix } from '../protocol/permissions.js';
 import { TopoClient } from '../runtime/client/client.js';
 import { connectNats } from '../runtime/transport/connect.js';
 import { runTopo, startCluster, waitFor, type Cluster } from './harness.js';
@@ -26,7 +27,9 @@ describe('a topology with auth on (the harness cluster)', () => {
     cluster = await startCluster({ workers: 2 });
     const creds = await cluster.topology.workerCredsFile(1);
     expect(creds).toBeDefined();
-    worker = await connectNats(cluster.url, { name: 'auth-test worker-1', creds: creds!, onAsyncError: (err) => refused.push(err.message) });
+    worker = await connectNats(cluster.url, {
+      name: 'auth-test worker-1', creds: creds!, inboxPrefix: workerInboxPrefix('w-1'), onAsyncError: (err) => refused.push(err.message),
+    });
   });
   afterAll(async () => {
     await worker?.close().catch(() => undefined);
@@ -67,7 +70,9 @@ describe('a topology with auth on (the harness cluster)', () => {
   });
 
   it('a worker credential cannot deploy, kill or call any topo.api subject: the server refuses the request', async () => {
-    const asWorker = await TopoClient.connect(cluster.url, { name: 'auth-test worker-as-client', creds: (await cluster.topology.workerCredsFile(2))! });
+    const asWorker = await TopoClient.connect(cluster.url, {
+      name: 'auth-test worker-as-client', creds: (await cluster.topology.workerCredsFile(2))!, inboxPrefix: workerInboxPrefix('w-2'),
+    });
     try {
       // Even its upload of the artifact is refused; the request itself too.
       await expect(asWorker.deployFile(fixture('cli-ticker.ts'))).rejects.toThrow(/Permissions Violation for Publish to "\$JS\.API\.STREAM\.PURGE\.OBJ_topo_artifacts"/);
@@ -108,7 +113,9 @@ describe('a topology with auth on (the harness cluster)', () => {
     const before = refused.length;
     worker.subscribe(subjects.workerControl('w-2'));
     worker.subscribe(subjects.api('deploy'));
-    await waitFor(() => refused.length >= before + 2, { what: 'two subscription violations' });
+    worker.subscribe('_INBOX.>'); // every other client's replies
+    await waitFor(() => refused.length >= before + 3, { what: 'three subscription violations' });
+    expect(refused.slice(before).join('\n')).toMatch(/Permissions Violation for Subscription to "_INBOX\.>"/);
     expect(refused.slice(before).join('\n')).toMatch(/Permissions Violation for Subscription to "topo\.worker\.ctl\.w-2"/);
     expect(refused.slice(before).join('\n')).toMatch(/Permissions Violation for Subscription to "topo\.api\.deploy"/);
     // Its own is fine (the worker process of w-1 holds it too: a plain subscription, no queue).

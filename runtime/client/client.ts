@@ -135,8 +135,9 @@ export class TopoClient {
    * `creds`: a NATS .creds file (default $TOPO_NATS_CREDS; `topo up` writes
    * the admin one to `.topo/auth/admin.creds`); `tls`: CA / client certificate files for a remote server.
    */
-  static async connect(url: string, opts: { name?: string; creds?: string | undefined; tls?: TlsFiles | undefined } = {}): Promise<TopoClient> {
-    return new TopoClient(await connectNats(url, { name: opts.name ?? 'topo-client', creds: opts.creds, tls: opts.tls }), url);
+  static async connect(url: string, opts: { name?: string; creds?: string | undefined; tls?: TlsFiles | undefined; inboxPrefix?: string } = {}): Promise<TopoClient> {
+    const nc = await connectNats(url, { name: opts.name ?? 'topo-client', creds: opts.creds, tls: opts.tls, ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}) });
+    return new TopoClient(nc, url);
   }
 
   /** Uploads an artifact to the object store unless an object with that sha is already there. */

@@ -141,6 +141,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
   const log = opts.logger ?? processLogger('topo-controller');
   const nc: NatsConnection = await connectNats(opts.natsUrl, {
     name: 'topo-controller',
+    timeoutMs: 15_000,
     creds: opts.creds,
     tls: opts.tls,
     onAsyncError: (err) => log.error({ err }, `NATS refused: ${err.message}`),

@@ -20,6 +20,8 @@ export interface ConnectOptions {
   creds?: string | undefined;
   /** Default: $TOPO_NATS_TLS_CA, $TOPO_NATS_TLS_CERT, $TOPO_NATS_TLS_KEY. */
   tls?: TlsFiles | undefined;
+  /** Prefix of this connection's reply subjects (default `_INBOX`); a worker's user may only subscribe to its own. */
+  inboxPrefix?: string;
   /** Called with asynchronous errors from the server, e.g. a permission violation on publish or subscribe. */
   onAsyncError?: (err: Error) => void;
 }
@@ -81,6 +83,7 @@ export async function connectNats(url: string, opts: ConnectOptions): Promise<Na
       pingInterval: 10_000,
       ...(creds ? { authenticator: credsAuthenticator(creds) } : {}),
       ...(tls ? { tls } : {}),
+      ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
     });
   } catch (err) {
     if (isAuthorizationError(err)) {

@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { connectNats } from '../transport/connect.js';
+import { workerInboxPrefix } from '../../protocol/permissions.js';
 import { processLogger } from '../log.js';
 import { Worker } from './worker.js';
 import { startWatchdog, stuckThresholdFromEnv } from './watchdog.js';
@@ -65,6 +66,9 @@ try {
     name: `topo-worker ${workerId}`,
     creds,
     tls,
+    inboxPrefix: workerInboxPrefix(workerId),
+    // Long-lived: a slow start on a loaded machine (signing the server's nonce included) is no reason to give up.
+    timeoutMs: 15_000,
     // A refused publish or subscribe (NATS permissions) would otherwise be silent.
     onAsyncError: (err) => log.error({ err }, `NATS refused: ${err.message}`),
   });
