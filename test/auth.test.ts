@@ -13,6 +13,8 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { buckets, subjects } from '../protocol/index.js';
 import { workerInboxPrefix } from '../protocol/permissions.js';
 import { TopoClient } from '../runtime/client/client.js';
+import { resolveNatsCreds, writeRunInfo } from '../runtime/client/runInfo.js';
+import { parseControllerArgs } from '../runtime/controller/args.js';
 import { connectNats } from '../runtime/transport/connect.js';
 import { runTopo, startCluster, waitFor, type Cluster } from './harness.js';
 
@@ -166,6 +168,45 @@ describe('topo up in a fresh folder', () => {
     } finally {
       await runTopo(['down'], { cwd: open });
       rmSync(open, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('where credentials come from', () => {
+  it('the controller takes --creds and --tls-* (or leaves them to TOPO_NATS_CREDS / TOPO_NATS_TLS_*)', () => {
+    expect(parseControllerArgs(['--nats', 'nats://x:1', '--creds', '/a.creds', '--tls-ca=/ca.pem'], {})).toEqual({ natsUrl: 'nats://x:1', creds: '/a.creds', tls: { ca: '/ca.pem' } });
+    expect(parseControllerArgs(['--nats', 'nats://x:1'], { TOPO_NATS_CREDS: '/env.creds' })).toEqual({ natsUrl: 'nats://x:1' });
+    expect(() => parseControllerArgs(['--nats', 'nats://x:1', '--creds'], {})).toThrow(/--creds needs a file/);
+  });
+
+  it('the CLI: --creds > TOPO_NATS_CREDS > the admin creds of run.json when its topology runs at that URL', () => {
+    const project = mkdtempSync(join(tmpdir(), 'topo-auth-creds-'));
+    try {
+      writeRunInfo(join(project, '.topo'), {
+        natsUrl: 'nats://127.0.0.1:1', startedAt: 0, pids: { controller: 1, workers: [] }, ownsNats: true,
+        dir: join(project, '.topo'), logDir: join(project, '.topo', 'logs'), credsFile: '/from/run.json/admin.creds',
+      });
+      expect(resolveNatsCreds('nats://127.0.0.1:1', { flag: '/flag.creds', env: { TOPO_NATS_CREDS: '/env.creds' }, cwd: project })).toBe('/flag.creds');
+      expect(resolveNatsCreds('nats://127.0.0.1:1', { env: { TOPO_NATS_CREDS: '/env.creds' }, cwd: project })).toBe('/env.creds');
+      expect(resolveNatsCreds('nats://127.0.0.1:1', { env: {}, cwd: project })).toBe('/from/run.json/admin.creds');
+      // Another server than the one run.json describes: its admin creds are not offered to it.
+      expect(resolveNatsCreds('nats://elsewhere:4222', { env: {}, cwd: project })).toBeUndefined();
+    } finally {
+      rmSync(project, { recursive: true, force: true });
+    }
+  });
+
+  it('a creds file parses into its JWT and the 32-byte seed the watchdog thread signs with', async () => {
+    const { ensureLocalAuth, credsParts } = await import('../runtime/transport/auth.js');
+    const dir = mkdtempSync(join(tmpdir(), 'topo-auth-parts-'));
+    try {
+      const auth = await ensureLocalAuth(dir);
+      const parts = credsParts(readFileSync(await auth.workerCreds('w-9'), 'utf8'));
+      expect(parts.jwt.split('.')).toHaveLength(3);
+      expect(parts.seed).toHaveLength(32);
+      expect(() => credsParts('not a creds file')).toThrow(/not a NATS user \.creds file/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
