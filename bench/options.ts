@@ -20,6 +20,8 @@ export interface BenchOptions {
   fusionRecords: number;
   /** Records per CPU-heavy bench run. */
   heavyRecords: number;
+  /** Records per auth bench run (one-hop with NATS auth on vs off). */
+  authRecords: number;
   /** Records per polyglot bench run (hosted Python and Go operators vs hand-written loops). */
   polyglotRecords: number;
   /** Cycles of the live scale bench (4 scales each: 1 -> 2 -> 4 -> 2 -> 1). */
@@ -37,6 +39,8 @@ export interface BenchOptions {
   scale: boolean;
   regroup: boolean;
   polyglot: boolean;
+  /** One-hop with NATS auth (JWT, per-worker permissions) vs the same without auth. */
+  auth: boolean;
   /** The threads bench (bench/threads/): 2 cpu-heavy instances in threads vs inline. */
   threads: boolean;
   /** Records per instance in the threads bench. */
@@ -57,6 +61,7 @@ const FLAGS: Record<string, { env: string; key: keyof BenchOptions; def: number;
   'threads-records': { env: 'BENCH_THREADS_RECORDS', key: 'threadsRecords', def: 10_000, help: 'records per instance in the threads bench (~50 µs each)' },
   'fusion-records': { env: 'BENCH_FUSION_RECORDS', key: 'fusionRecords', def: 1_000_000, help: 'records per fusion bench run' },
   'heavy-records': { env: 'BENCH_HEAVY_RECORDS', key: 'heavyRecords', def: 200_000, help: 'records per CPU-heavy (1 vs 2 workers) run' },
+  'auth-records': { env: 'BENCH_AUTH_RECORDS', key: 'authRecords', def: 1_000_000, help: 'records per auth bench run (one-hop, auth on vs off)' },
   'polyglot-records': { env: 'BENCH_POLYGLOT_RECORDS', key: 'polyglotRecords', def: 100_000, help: 'records per polyglot run (hosted Python/Go vs hand-written loops)' },
   'scale-cycles': { env: 'BENCH_SCALE_CYCLES', key: 'scaleCycles', def: 5, help: 'live scale cycles, 4 changes each (1->2->4->2->1)' },
   'regroup-cycles': { env: 'BENCH_REGROUP_CYCLES', key: 'regroupCycles', def: 10, help: 'live fuse+split cycles, 2 changes each' },
@@ -64,7 +69,7 @@ const FLAGS: Record<string, { env: string; key: keyof BenchOptions; def: number;
 };
 
 /** The parts `--only` selects from (a comma-separated list). */
-export const PARTS = ['raw', 'topo', 'swap', 'threads', 'fusion', 'heavy', 'scale', 'regroup', 'polyglot'] as const;
+export const PARTS = ['raw', 'topo', 'swap', 'threads', 'fusion', 'heavy', 'scale', 'regroup', 'polyglot', 'auth'] as const;
 
 export const USAGE = `usage: npm run bench -- [options]
 ${Object.entries(FLAGS)
@@ -73,7 +78,8 @@ ${Object.entries(FLAGS)
   --only PART[,PART...]  run only these parts: raw, topo (throughput), swap (live hot swap), threads (cpu-heavy in
                          threads vs inline), fusion (fused chain vs loop vs unfused), heavy (cpu-heavy on 2 worker
                          processes vs 1), scale (live scale under load), regroup (live fuse/split under load),
-                         polyglot (hosted Python and Go operators vs nats-py and nats.go loops)
+                         polyglot (hosted Python and Go operators vs nats-py and nats.go loops), auth (one-hop with
+                         NATS auth on vs off)
   --no-write             do not write bench/RESULTS.md`;
 
 function positiveInt(name: string, raw: string, allowZero: boolean): number {
@@ -85,8 +91,8 @@ function positiveInt(name: string, raw: string, allowZero: boolean): number {
 export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptions {
   const opts: BenchOptions = {
     runs: 0, singleRecords: 0, batchedRecords: 0, topoRecords: 0, rawWindow: 0, swaps: 0, swapKeys: 0, swapInstances: 0, threadsRecords: 0,
-    fusionRecords: 0, heavyRecords: 0, polyglotRecords: 0, scaleCycles: 0, regroupCycles: 0, liveKeys: 0,
-    raw: true, topo: true, swap: true, threads: true, fusion: true, heavy: true, scale: true, regroup: true, polyglot: true, write: true,
+    fusionRecords: 0, heavyRecords: 0, polyglotRecords: 0, authRecords: 0, scaleCycles: 0, regroupCycles: 0, liveKeys: 0,
+    raw: true, topo: true, swap: true, threads: true, fusion: true, heavy: true, scale: true, regroup: true, polyglot: true, auth: true, write: true,
   };
   for (const [flag, d] of Object.entries(FLAGS)) {
     const v = env[d.env];

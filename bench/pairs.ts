@@ -9,12 +9,14 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { FusionCaseOptions } from './fusion/harness.js';
 import type { HeavyCaseOptions } from './heavy/harness.js';
+import type { TopoCaseOptions } from './topo/harness.js';
 import { runInterleaved, type BenchCase } from './interleave.js';
 import type { CaseResult, CaseSummary } from './results.js';
 import { wrapSection, type SectionName } from './sections.js';
 
 interface FusionModule { runFusionCase(o: FusionCaseOptions): Promise<CaseResult> }
 interface HeavyModule { runHeavyCase(o: HeavyCaseOptions): Promise<CaseResult> }
+interface TopoModule { runTopoCase(o: TopoCaseOptions): Promise<CaseResult> }
 
 /** A ratio of two cases' medians, with or without a target. */
 interface Comparison {
@@ -94,6 +96,29 @@ export async function heavyPart(ctx: PairContext, count: number): Promise<PairPa
     method: [
       '- `bench/heavy/`: `bheavy` spins on `performance.now()` for 50 µs per record (no `hints.cpu`: it runs on the worker\'s main thread), then passes the record on; shuffle grouping, so its instances share the source\'s records through a NATS queue group. Source and sink as in the throughput bench.',
       '- Every run: a fresh local topology of 4 workers with `TOPO_AUTOPILOT=0`; `bheavy` is deployed first (1 or 2 instances, one per worker), then source and sink, each on a worker of its own. The machine has 2 CPUs, so with 2 instances the source, the sink, NATS and the controller compete with them for CPU.',
+    ],
+  };
+}
+
+export const AUTH_NAMES = { on: 'one-hop, NATS auth on (JWT, per-worker permissions)', off: 'one-hop, NATS auth off (anonymous)' } as const;
+
+export async function authPart(ctx: PairContext, count: number): Promise<PairPart> {
+  const mod = await load<TopoModule>(ctx, 'topo.mjs');
+  const run = (auth: boolean) => () => {
+    if (!mod) throw new Error(NOT_BUILT);
+    return mod.runTopoCase({ root: ctx.root, kind: 'one-hop', count, timeoutMs: timeoutFor(count), log: ctx.log, auth });
+  };
+  const skip = mod ? {} : { skipped: NOT_BUILT };
+  return {
+    section: 'auth', title: 'NATS auth on vs off (one-hop)', records: count,
+    cases: [
+      { name: AUTH_NAMES.off, description: 'bench-source -> bench-sink, each on its own worker process; nats-server started without auth', once: run(false), ...skip },
+      { name: AUTH_NAMES.on, description: 'the same on a nats-server in operator mode (topo up\'s default): admin creds for the controller and the bench client, each worker its own user with publish/subscribe allow lists', once: run(true), ...skip },
+    ],
+    comparisons: [{ what: 'auth on vs off', of: AUTH_NAMES.on, to: AUTH_NAMES.off, target: 0.98 }],
+    method: [
+      '- The throughput bench\'s one-hop pipeline (`bench/topo/source.ts` -> `bench/topo/sink-one-hop.ts`, batches of msgpack records over `topo.data.*` with credit flow control), on a fresh local topology per run with `TOPO_AUTOPILOT=0`.',
+      '- Auth on: `startLocalTopology` as `topo up` runs it: nats-server with `-c .topo/auth/nats-server.conf` (operator JWT, MEMORY resolver), every process with its `.creds` file; the server checks each publish and subscription of a worker against its allow lists (protocol/permissions.ts). Auth off: `auth: false`, an anonymous server.',
     ],
   };
 }

@@ -12,7 +12,7 @@ import { LIVE_TITLES, liveMarkdownSection, liveTextTable, liveVerdict } from './
 import type { BenchOptions } from './options.js';
 import { polyglotPart, polyglotSwaps } from './polyglot/part.js';
 import { endMarker } from './sections.js';
-import { fusionPart, heavyPart, pairMarkdownSection, pairTextTable, pairVerdict, runPart, type PairContext, type RunFacts } from './pairs.js';
+import { authPart, fusionPart, heavyPart, pairMarkdownSection, pairTextTable, pairVerdict, runPart, type PairContext, type RunFacts } from './pairs.js';
 import type { SectionName } from './sections.js';
 
 export interface PartsContext extends PairContext {
@@ -48,6 +48,7 @@ export async function runParts(opts: BenchOptions, ctx: PartsContext): Promise<P
     ...(opts.fusion ? [() => fusionPart(ctx, opts.fusionRecords)] : []),
     ...(opts.heavy ? [() => heavyPart(ctx, opts.heavyRecords)] : []),
     ...(opts.polyglot ? [() => polyglotPart(ctx, opts.polyglotRecords)] : []),
+    ...(opts.auth ? [() => authPart(ctx, opts.authRecords)] : []),
   ];
   for (const make of pairs) {
     const facts = factsNow(ctx);

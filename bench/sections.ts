@@ -5,7 +5,7 @@
  * section and keeps the others.
  */
 /** 'findings' is written by hand (defects the parts exposed) and only ever kept, never generated. */
-export const SECTION_ORDER = ['fusion', 'heavy', 'scale', 'regroup', 'polyglot', 'typed', 'findings'] as const;
+export const SECTION_ORDER = ['fusion', 'heavy', 'scale', 'regroup', 'polyglot', 'typed', 'auth', 'findings'] as const;
 export type SectionName = (typeof SECTION_ORDER)[number];
 
 export const beginMarker = (name: string): string => `<!-- ${name} bench: begin -->`;

@@ -20,6 +20,8 @@ import { tailFile } from '../runtime/client/processes.js';
 export interface Cluster {
   /** NATS URL of the cluster. */
   url: string;
+  /** Admin credentials of the cluster (its server has auth on); also in $TOPO_NATS_CREDS of this process. */
+  creds: string;
   /** Connected client (closed by stop()). */
   client: TopoClient;
   /** The topology folder (logs in `<dir>/logs`). */
@@ -41,19 +43,39 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
+/** Admin creds of every cluster started here, by URL: runTopo passes them with a --nats URL of one. */
+const clusterCreds = new Map<string, string>();
+
+/**
+ * One operator (keys in the folder test/global-setup.ts made) for every
+ * cluster of the run, so $TOPO_NATS_CREDS set here is valid for all of them:
+ * the processes, the CLI and raw connections a test opens inherit it.
+ */
+function testAuthDir(): string {
+  const dir = process.env.TOPO_TEST_AUTH_DIR;
+  if (!dir) throw new Error('TOPO_TEST_AUTH_DIR is not set: run the tests with vitest (test/global-setup.ts makes it)');
+  return dir;
+}
+
 export async function startCluster(opts: { workers?: number; env?: NodeJS.ProcessEnv } = {}): Promise<Cluster> {
   const dir = mkdtempSync(join(tmpdir(), 'topo-test-'));
   let topology: LocalTopology;
   try {
-    topology = await startLocalTopology({ dir, workers: opts.workers ?? 2, detached: false, build: false, ...(opts.env ? { env: opts.env } : {}) });
+    topology = await startLocalTopology({
+      dir, workers: opts.workers ?? 2, detached: false, build: false, authDir: testAuthDir(), ...(opts.env ? { env: opts.env } : {}),
+    });
   } catch (err) {
     if (process.env.TOPO_KEEP_TEST_DIRS !== '1') rmSync(dir, { recursive: true, force: true });
     throw err;
   }
-  const client = await TopoClient.connect(topology.natsUrl, { name: 'topo-test' });
+  const creds = topology.credsFile ?? '';
+  process.env.TOPO_NATS_CREDS = creds;
+  clusterCreds.set(topology.natsUrl, creds);
+  const client = await TopoClient.connect(topology.natsUrl, { name: 'topo-test', creds });
   let stopped = false;
   return {
     url: topology.natsUrl,
+    creds,
     client,
     dir,
     topology,
@@ -111,13 +133,20 @@ export interface CliResult {
 }
 
 /**
- * Runs the real CLI, `node bin/topo.mjs ...args`, in `cwd` with TOPO_NATS_URL
- * and TOPO_DEBUG removed from the environment (pass --nats or `env` to set them).
+ * Runs the real CLI, `node bin/topo.mjs ...args`, in `cwd` with TOPO_NATS_URL,
+ * TOPO_NATS_CREDS and TOPO_DEBUG removed from the environment (pass --nats or
+ * `env` to set them). A --nats URL (or TOPO_NATS_URL) of a cluster started by
+ * startCluster comes with its admin creds in TOPO_NATS_CREDS, as a user would pass them.
  */
 export function runTopo(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<CliResult> {
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.TOPO_NATS_URL;
+  delete env.TOPO_NATS_CREDS;
   delete env.TOPO_DEBUG;
+  const natsArg = args.indexOf('--nats');
+  const url = (natsArg >= 0 ? args[natsArg + 1] : undefined) ?? opts.env?.TOPO_NATS_URL;
+  const creds = url ? clusterCreds.get(url) : undefined;
+  if (creds) env.TOPO_NATS_CREDS = creds;
   Object.assign(env, opts.env);
   return new Promise((resolve) => {
     execFile(process.execPath, [topoBin, ...args], { cwd: opts.cwd ?? tmpdir(), env, timeout: opts.timeoutMs ?? 30_000 }, (err, stdout, stderr) => {

@@ -63,7 +63,7 @@ describe('topo up --demo --mixed', () => {
     expect(Object.fromEntries(langOf)).toEqual({ 'mock-tweets-generator': 'python', hashtags: 'ts', counter: 'ts', sink: 'python' });
 
     const run = readRunInfo(join(project, '.topo'));
-    client = await TopoClient.connect(run!.natsUrl);
+    client = await TopoClient.connect(run!.natsUrl, { creds: run!.credsFile });
     tweets = await tapStream(client, 'tweets', (_key, value, producer) => ({ id: (value as TweetSeen).id, v: (value as TweetSeen).v, producer }));
     await waitFor(() => tweets!.records.length > 200, { what: 'tweets from the Python generator', timeoutMs: 15_000 });
 

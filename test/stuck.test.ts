@@ -33,7 +33,7 @@ beforeAll(async () => {
   const up = await topo(['up', '--workers', '2', '--dir', dir]);
   expect(up.code, up.stderr).toBe(0);
   remember();
-  client = await TopoClient.connect(readSupervisedRun(dir)!.natsUrl, { name: 'topo-stuck-test' });
+  client = await TopoClient.connect(readSupervisedRun(dir)!.natsUrl, { name: 'topo-stuck-test', creds: readSupervisedRun(dir)!.credsFile });
   client.nc.subscribe(subjects.stuckAll, { callback: (_err, msg) => void reports.push(msg.json<StuckReport>()) });
 });
 

@@ -44,7 +44,7 @@ beforeAll(async () => {
   expect(up.code).toBe(0);
   expect(up.stdout).toContain('topo is up');
   remember();
-  client = await TopoClient.connect(run().natsUrl, { name: 'topo-sup-test' });
+  client = await TopoClient.connect(run().natsUrl, { name: 'topo-sup-test', creds: run().credsFile });
   void (async () => {
     for await (const item of client.tap('e2e-ticks', { signal: tapAbort.signal })) {
       if ('value' in item) ticks.push((item.value as { n: number }).n);

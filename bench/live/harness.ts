@@ -118,7 +118,7 @@ export async function runLiveCase(o: LiveCaseOptions): Promise<LiveResult> {
   let failed = false;
   try {
     topo = await startLocalTopology({ dir, workers: o.mode === 'scale' ? 5 : 3, env: { TOPO_AUTOPILOT: '0' } });
-    client = await TopoClient.connect(topo.natsUrl, { name: `topo-bench-${o.mode}` });
+    client = await TopoClient.connect(topo.natsUrl, { name: `topo-bench-${o.mode}`, creds: topo.credsFile });
     const file = (f: string): string => join(o.root, 'bench', f);
     // Bundled once: the baseline swaps measure the runtime's swap, not esbuild.
     const files = o.mode === 'scale' ? ['swap/counter-a.ts', 'swap/counter-b.ts'] : ['live/counter.ts', 'live/counter-b.ts'];

@@ -169,7 +169,7 @@ export async function runSwapCase(o: SwapCaseOptions): Promise<SwapBenchResult> 
   try {
     // The autopilot would fuse source and counter (one instance each) during the warm-up: this bench swaps a counter on its own.
     topo = await startLocalTopology({ dir, workers: o.instances + 1, env: { TOPO_AUTOPILOT: '0' } });
-    client = await TopoClient.connect(topo.natsUrl, { name: 'topo-bench-swap' });
+    client = await TopoClient.connect(topo.natsUrl, { name: 'topo-bench-swap', creds: topo.credsFile });
     const file = (f: string): string => join(o.root, 'bench', 'swap', f);
     // Bundled once: the bench measures the runtime's swap, not esbuild.
     const [a, b] = o.lang === 'python' ? ['counter_a.py', 'counter_b.py'] : ['counter-a.ts', 'counter-b.ts'];

@@ -23,6 +23,8 @@ export interface TopoCaseOptions {
   count: number;
   timeoutMs: number;
   log: (line: string) => void;
+  /** NATS auth on the topology's server (default true, as `topo up`); false: anonymous, no permissions checked. */
+  auth?: boolean;
 }
 
 const PIPELINES: Record<TopoKind, string[]> = {
@@ -40,7 +42,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export async function runTopoCase(o: TopoCaseOptions): Promise<CaseResult> {
   const files = PIPELINES[o.kind].map((f) => join(o.root, 'bench', 'topo', f));
   return runPipeline({
-    label: o.kind, workers: files.length, count: o.count, timeoutMs: o.timeoutMs, log: o.log,
+    label: o.kind, workers: files.length, count: o.count, timeoutMs: o.timeoutMs, log: o.log, ...(o.auth !== undefined ? { auth: o.auth } : {}),
     // The autopilot would fuse source and pass ~3 s after deploy, mid-run: these cases measure NATS hops.
     env: { TOPO_AUTOPILOT: '0' },
     async setup(client) {
@@ -60,6 +62,8 @@ export interface PipelineOptions {
   log: (line: string) => void;
   /** Environment of the controller and worker processes. */
   env?: NodeJS.ProcessEnv;
+  /** NATS auth on the topology's server (default true). */
+  auth?: boolean;
   /** Deploys (and fuses, scales...) the pipeline; returns placement notes. */
   setup(client: TopoClient): Promise<string[]>;
 }
@@ -74,8 +78,8 @@ export async function runPipeline(o: PipelineOptions): Promise<CaseResult> {
   let client: TopoClient | undefined;
   let failed = false;
   try {
-    topo = await startLocalTopology({ dir, workers: o.workers, ...(o.env ? { env: o.env } : {}) });
-    client = await TopoClient.connect(topo.natsUrl, { name: 'topo-bench' });
+    topo = await startLocalTopology({ dir, workers: o.workers, ...(o.env ? { env: o.env } : {}), ...(o.auth !== undefined ? { auth: o.auth } : {}) });
+    client = await TopoClient.connect(topo.natsUrl, { name: 'topo-bench', creds: topo.credsFile });
     const notes = await o.setup(client);
     await sleep(SETTLE_MS);
     const report = await measure(client, o);

@@ -41,6 +41,19 @@ export const natsOption: OptionSpec = {
   value: 'URL',
   description: 'NATS server of the topology (default: $TOPO_NATS_URL, else .topo/run.json here or in a parent folder)',
 };
+export const credsOption: OptionSpec = {
+  name: 'creds',
+  type: 'string',
+  value: 'FILE',
+  description: 'NATS credentials (.creds) to connect with (default: $TOPO_NATS_CREDS, else the admin creds in .topo/run.json)',
+};
+export const tlsOptions: OptionSpec[] = [
+  { name: 'tls-ca', type: 'string', value: 'FILE', description: 'CA certificate (PEM) of a TLS server (default: $TOPO_NATS_TLS_CA)' },
+  { name: 'tls-cert', type: 'string', value: 'FILE', description: 'client certificate (PEM) for mutual TLS (default: $TOPO_NATS_TLS_CERT)' },
+  { name: 'tls-key', type: 'string', value: 'FILE', description: 'key of --tls-cert (default: $TOPO_NATS_TLS_KEY)' },
+];
+/** What every verb that connects accepts: server, credentials, TLS. */
+export const connectionOptions: OptionSpec[] = [natsOption, credsOption, ...tlsOptions];
 export const jsonOption: OptionSpec = { name: 'json', type: 'boolean', description: 'machine-readable output: JSON, one object per line' };
 const helpOption: OptionSpec = { name: 'help', short: 'h', type: 'boolean', description: 'show this help' };
 
@@ -183,7 +196,8 @@ export function mainHelp(verbs: VerbSpec[]): string {
     '                          replace the demo\'s counter live (`topo rollback counter` undoes it)',
     '  topo down               stop everything `topo up` started',
     '',
-    'Environment: TOPO_NATS_URL (NATS server to use), TOPO_DEBUG=1 (print stack traces).',
+    'Environment: TOPO_NATS_URL (NATS server to use), TOPO_NATS_CREDS (its credentials),',
+    '  TOPO_NATS_TLS_CA / TOPO_NATS_TLS_CERT / TOPO_NATS_TLS_KEY (TLS files), TOPO_DEBUG=1 (print stack traces).',
     '',
   ].join('\n');
 }

@@ -1,6 +1,7 @@
 /** What every verb module shares: the Io and Verb types, and connecting to the topology. */
 import { relative } from 'node:path';
-import { TopoClient, resolveNatsUrl } from '../client/index.js';
+import { TopoClient, resolveNatsCreds, resolveNatsUrl } from '../client/index.js';
+import type { TlsFiles } from '../transport/connect.js';
 import { NotFoundError } from '../../protocol/index.js';
 import { stringOption, type ParsedArgs, type VerbSpec } from './args.js';
 
@@ -15,10 +16,35 @@ export interface Verb extends VerbSpec {
   run(args: ParsedArgs, io: Io): Promise<number>;
 }
 
-/** Connects to the topology named by --nats / $TOPO_NATS_URL / .topo/run.json, runs `fn`, closes. */
-export async function withClient<T>(args: ParsedArgs, fn: (client: TopoClient) => Promise<T>): Promise<T> {
+export interface ConnectionArgs {
+  url: string;
+  /** Credentials file, or undefined: anonymous. */
+  creds: string | undefined;
+  tls: TlsFiles | undefined;
+}
+
+/**
+ * Where and how to connect, from the connection options (args.ts):
+ * --nats / $TOPO_NATS_URL / .topo/run.json; --creds / $TOPO_NATS_CREDS / the
+ * admin creds run.json points to; --tls-* / $TOPO_NATS_TLS_*.
+ */
+export function connectionArgs(args: ParsedArgs): ConnectionArgs {
   const url = resolveNatsUrl({ flag: stringOption(args.values, 'nats') });
-  const client = await TopoClient.connect(url, { name: 'topo-cli' });
+  const creds = resolveNatsCreds(url, { flag: stringOption(args.values, 'creds') });
+  const files = { ca: stringOption(args.values, 'tls-ca'), cert: stringOption(args.values, 'tls-cert'), key: stringOption(args.values, 'tls-key') };
+  const given = Object.fromEntries(Object.entries(files).filter(([, v]) => v !== undefined)) as TlsFiles;
+  return { url, creds, tls: Object.keys(given).length ? given : undefined };
+}
+
+/** Connects with connectionArgs(args). */
+export function connectClient(args: ParsedArgs): Promise<TopoClient> {
+  const c = connectionArgs(args);
+  return TopoClient.connect(c.url, { name: 'topo-cli', creds: c.creds, tls: c.tls });
+}
+
+/** Connects to the topology named by the connection options (connectionArgs), runs `fn`, closes. */
+export async function withClient<T>(args: ParsedArgs, fn: (client: TopoClient) => Promise<T>): Promise<T> {
+  const client = await connectClient(args);
   try {
     return await fn(client);
   } finally {

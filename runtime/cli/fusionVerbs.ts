@@ -1,7 +1,7 @@
 /** The fusion commands: fuse (run a chain in one process per instance) and split (take one out), both live. */
 import type { FusionReply } from '../../protocol/index.js';
 import { swapReplyOf, type TopoClient } from '../client/index.js';
-import { jsonOption, nameArg, natsOption, type ParsedArgs } from './args.js';
+import { jsonOption, nameArg, connectionOptions, type ParsedArgs } from './args.js';
 import { namingDeployed, withClient, type Io, type Verb } from './common.js';
 import { toJson } from './format.js';
 import { ms, renderSteps } from './swapFormat.js';
@@ -51,7 +51,7 @@ export const fuse: Verb = {
     'Rules (each edge a -> b): both TypeScript; b reads only that stream and a is its only producer;\n' +
     'the same number of instances; shuffle grouping, or key/broadcast with one instance each; no cycle.\n' +
     'A hint (hints.fuse = false, cpu heavy, autoscale) is overridden by naming the pair here.',
-  options: [jsonOption, natsOption],
+  options: [jsonOption, ...connectionOptions],
   positionals: { min: 2, max: 16, names: 'the computations to fuse, e.g. `topo fuse parse enrich`' },
   examples: ['topo fuse parse enrich', 'topo fuse parse enrich score --json'],
   async run(args: ParsedArgs, io: Io) {
@@ -68,7 +68,7 @@ export const split: Verb = {
     'Runs the computation on its own again (its group splits around it), with the steps of a swap and\n' +
     'nothing lost; it is not fused again until `topo fuse` names it. A computation that is not fused is\n' +
     'only marked so.',
-  options: [jsonOption, natsOption],
+  options: [jsonOption, ...connectionOptions],
   positionals: { min: 1, max: 1, names: 'a computation name, e.g. `topo split enrich`' },
   examples: ['topo split enrich'],
   async run(args: ParsedArgs, io: Io) {

@@ -3,10 +3,11 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { MAX_INSTANCES, PARTITIONS } from '../../protocol/index.js';
-import { TopoClient, distFile, resolveNatsUrl, swapReplyOf, type ScaleOutcome } from '../client/index.js';
+import { TopoClient, distFile, findTopologyDir, readRunInfo, swapReplyOf, type ScaleOutcome } from '../client/index.js';
+import { authDirOf, openLocalAuth } from '../transport/auth.js';
 import { runtimeNodeArgs } from '../client/processes.js';
-import { UsageError, intOption, jsonOption, nameArg, natsOption, stringOption, type ParsedArgs } from './args.js';
-import { namingDeployed, withClient, type Io, type Verb } from './common.js';
+import { UsageError, intOption, jsonOption, nameArg, connectionOptions, stringOption, type ParsedArgs } from './args.js';
+import { connectionArgs, namingDeployed, withClient, type Io, type Verb } from './common.js';
 import { toJson } from './format.js';
 import { ms, renderSteps } from './swapFormat.js';
 
@@ -48,7 +49,7 @@ export const scale: Verb = {
   options: [
     { name: 'drain-budget', type: 'string', value: 'MS', description: 'how long the current instances may drain their backlog before the scale is rolled back (default 30000)' },
     jsonOption,
-    natsOption,
+    ...connectionOptions,
   ],
   positionals: { min: 2, max: 2, names: 'a computation name and a number of instances, e.g. `topo scale counter 4`' },
   examples: ['topo scale counter 4', 'topo scale counter 1 --json'],
@@ -78,6 +79,17 @@ export const scale: Verb = {
   },
 };
 
+/**
+ * A worker joining the local topology found from here (its run.json at `url`,
+ * its keys in `<dir>/auth`) gets a worker credential of its own, not the admin one.
+ */
+async function localWorkerCreds(url: string, id: string): Promise<string | undefined> {
+  const dir = findTopologyDir();
+  const run = dir ? readRunInfo(dir) : undefined;
+  if (!dir || !run?.credsFile || run.natsUrl !== url) return undefined;
+  return (await openLocalAuth(authDirOf(dir)))?.workerCreds(id);
+}
+
 /** Worker ids as the worker accepts them (and as they appear in subjects). */
 const WORKER_ID = /^[A-Za-z0-9_-]{1,128}$/;
 
@@ -90,9 +102,11 @@ export const worker: Verb = {
     'the topology at --nats, takes instances, and prints its log lines. The controller moves instances\n' +
     'to it, one at a time and without losing a record, until no two workers differ by more than one\n' +
     'instance. Ctrl-C (or SIGTERM) stops it cleanly; the controller then re-places its instances on the\n' +
-    'other workers (their in-memory keyed state is not kept: scale or move them first to keep it).',
+    'other workers (their in-memory keyed state is not kept: scale or move them first to keep it).\n' +
+    'Credentials: --creds, else $TOPO_NATS_CREDS, else (joining the `topo up` topology found from here)\n' +
+    'a worker credential of its own made from .topo/auth: it can not deploy, kill or write KV.',
   options: [
-    natsOption,
+    ...connectionOptions,
     { name: 'host', type: 'string', value: 'NAME', description: 'host name the worker reports (default: $TOPO_HOST, else this machine\'s)' },
     { name: 'id', type: 'string', value: 'ID', description: 'worker id: letters, digits, "_" or "-" (default: w-<host>-<pid>)' },
     { name: 'data-dir', type: 'string', value: 'DIR', description: 'the worker\'s data folder (default .topo/worker-<id>)' },
@@ -105,14 +119,20 @@ export const worker: Verb = {
     const host = stringOption(args.values, 'host');
     if (host !== undefined && host.trim() === '') throw new UsageError('--host needs a non-empty name', 'worker');
     const dataDir = stringOption(args.values, 'data-dir');
-    const url = resolveNatsUrl({ flag: stringOption(args.values, 'nats') });
+    const conn = connectionArgs(args);
+    const url = conn.url;
     // Reach the server (and see whether a controller answers) before starting anything.
-    const client = await TopoClient.connect(url, { name: 'topo-cli' });
+    const client = await TopoClient.connect(url, { name: 'topo-cli', creds: conn.creds, tls: conn.tls });
     const controller = await client.status({ timeoutMs: 3_000 }).then(() => true, () => false).finally(() => client.close().catch(() => undefined));
     if (!controller) io.err(`topo: warning: no controller answers on ${url} yet; the worker registers once one does`);
     const script = distFile('worker');
     if (!existsSync(script)) throw new Error(`${script} is missing: run \`node bin/build.mjs\``);
-    const workerArgs = ['--nats', url, '--id', id, ...(host !== undefined ? ['--host', host] : []), ...(dataDir !== undefined ? ['--data-dir', dataDir] : [])];
+    const creds = stringOption(args.values, 'creds') ?? (process.env.TOPO_NATS_CREDS || undefined) ?? (await localWorkerCreds(url, id)) ?? conn.creds;
+    const tlsArgs = Object.entries(conn.tls ?? {}).flatMap(([k, v]) => [`--tls-${k}`, String(v)]);
+    const workerArgs = [
+      '--nats', url, '--id', id, ...(host !== undefined ? ['--host', host] : []), ...(dataDir !== undefined ? ['--data-dir', dataDir] : []),
+      ...(creds ? ['--creds', creds] : []), ...tlsArgs,
+    ];
     io.err(`starting worker ${id}${host !== undefined ? ` (host ${host})` : ''} for the topology at ${url}; Ctrl-C stops it`);
     // Its stdin is a pipe from us: if this process dies, even by kill -9, the pipe closes and the worker stops cleanly instead of lingering.
     const child = spawn(process.execPath, runtimeNodeArgs('worker', script, workerArgs), {

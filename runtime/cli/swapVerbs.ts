@@ -2,7 +2,7 @@
 import { resolve } from 'node:path';
 import { bundleCommand, bundleSource, swapReplyOf, checkSwapTarget, type CanarySummary, type SwapOptions, type SwapOutcome, type TopoClient } from '../client/index.js';
 import { InvalidMetadataError, ModuleLoadError, TopoError, type Probation } from '../../protocol/index.js';
-import { UsageError, intOption, jsonOption, nameArg, natsOption, stringOption, type ParsedArgs } from './args.js';
+import { UsageError, intOption, jsonOption, nameArg, connectionOptions, stringOption, type ParsedArgs } from './args.js';
 import { namingDeployed, shortPath, withClient, type Io, type Verb } from './common.js';
 import { toJson } from './format.js';
 import { renderDryRun, renderHistory, renderRolledBack, renderSwapOutcome, type SwapKind } from './swapFormat.js';
@@ -82,7 +82,7 @@ export const swap: Verb = {
     { name: 'python', type: 'string', value: 'PATH', description: 'for a .py file: the Python interpreter that runs the new version' },
     { name: 'cmd', type: 'string', value: 'COMMAND', description: 'the new version is this program speaking the operator protocol (see topo deploy --help)' },
     jsonOption,
-    natsOption,
+    ...connectionOptions,
   ],
   positionals: { min: 1, max: 2, names: 'a computation name and a file (or --cmd), e.g. `topo swap counter examples/tweets/counter_v2.ts`' },
   examples: [
@@ -152,7 +152,7 @@ export const rollback: Verb = {
     'with the same steps as `topo swap`: keyed state and timers are handed over. While a canary\n' +
     'runs, rollback drops the canary and gives its keys back to the current version.\n' +
     '`topo history <name>` lists the versions.',
-  options: [{ name: 'to', type: 'string', value: 'VERSION', description: 'the version to go back to (default: the previous one)' }, jsonOption, natsOption],
+  options: [{ name: 'to', type: 'string', value: 'VERSION', description: 'the version to go back to (default: the previous one)' }, jsonOption, ...connectionOptions],
   positionals: { min: 1, max: 1, names: 'the name of a computation, e.g. `topo rollback counter`' },
   examples: ['topo rollback counter', 'topo rollback counter --to 1', 'topo rollback counter --json'],
   async run(args, io) {
@@ -169,7 +169,7 @@ export const promote: Verb = {
   summary: "make a computation's canary the version on all keys",
   usage: ['topo promote <name> [--json] [--nats URL]'],
   details: 'Ends a canary started with `topo swap <name> <file> --canary PCT`: the canary version takes\nover every key partition, with the state of the keys it did not have handed over to it.',
-  options: [jsonOption, natsOption],
+  options: [jsonOption, ...connectionOptions],
   positionals: { min: 1, max: 1, names: 'the name of a computation running a canary, e.g. `topo promote counter`' },
   examples: ['topo promote counter'],
   async run(args, io) {
@@ -187,7 +187,7 @@ export const history: Verb = {
     'artifact fingerprint, when (local time), how long upstreams were paused and the new code took\n' +
     'to load (swaps), the version it replaced, and the error of a failed or rolled-back one.\n' +
     '--json prints the full entries, with every step, one per line.',
-  options: [jsonOption, natsOption],
+  options: [jsonOption, ...connectionOptions],
   positionals: { min: 1, max: 1, names: 'the name of a computation, e.g. `topo history counter`' },
   examples: ['topo history counter', 'topo history counter --json | jq .steps'],
   async run(args, io) {

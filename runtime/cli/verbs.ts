@@ -5,7 +5,7 @@ import {
   DEFAULT_DIR, TopoClient, bundleCommand, bundleSource, downSupervised, findTopologyDir, isMalformed, packageRoot, readSupervisedRun,
   upSupervised, type StatusView,
 } from '../client/index.js';
-import { UsageError, intOption, jsonOption, nameArg, natsOption, stringOption } from './args.js';
+import { UsageError, intOption, jsonOption, nameArg, connectionOptions, stringOption } from './args.js';
 import { checkKnownComputation, clockTime, namingDeployed, shortPath, sleep, unproducedStream, withClient, type Io, type Verb } from './common.js';
 import { renderDeadLetter, renderDeployed, renderProcesses, renderLogEntry, renderStatus, renderTapRecord, toJson } from './format.js';
 import { scale, worker } from './scaleVerbs.js';
@@ -24,7 +24,7 @@ const DEMO_STREAM = 'top-hashtags';
 const up: Verb = {
   name: 'up',
   summary: 'start a local topology: nats-server, a controller and workers (they keep running)',
-  usage: ['topo up [--workers N] [--nats URL] [--dir DIR] [--demo [--mixed]]'],
+  usage: ['topo up [--workers N] [--nats URL [--creds FILE]] [--no-auth] [--dir DIR] [--demo [--mixed]]'],
   details:
     'Processes run in the background under a supervisor that restarts them when they die (backoff,\n' +
     'then a cool-down after repeated crashes), and write their logs to DIR/logs. `topo down` stops them.\n' +
@@ -32,10 +32,15 @@ const up: Verb = {
     'With --demo, the tweets example (generator -> hashtags -> counter -> sink) is deployed and\n' +
     `the ${DEMO_STREAM} stream is printed until Ctrl-C; the topology keeps running afterwards.\n` +
     'With --mixed too, the generator and the sink are the Python ones (examples/tweets/*.py, run by\n' +
-    'the workers in Python processes), the hashtags extractor and the counter TypeScript.',
+    'the workers in Python processes), the hashtags extractor and the counter TypeScript.\n' +
+    'The nats-server it starts has authentication on (NATS JWT, operator mode): keys and creds are in\n' +
+    'DIR/auth (mode 0600); the CLI finds the admin creds through DIR/run.json, each worker has its own\n' +
+    'restricted credential (no deploy, kill or KV writes). --no-auth turns that off.',
   options: [
     { name: 'workers', type: 'string', value: 'N', description: 'number of worker processes (default 2)' },
     { name: 'nats', type: 'string', value: 'URL', description: 'use this NATS server (with JetStream) instead of starting one' },
+    { name: 'creds', type: 'string', value: 'FILE', description: 'with --nats: credentials for the controller and workers (default $TOPO_NATS_CREDS)' },
+    { name: 'no-auth', type: 'boolean', description: 'start nats-server without authentication (any local client may then deploy, kill or write KV)' },
     { name: 'dir', type: 'string', value: 'DIR', description: `folder for run.json, logs and data (default ${DEFAULT_DIR})` },
     { name: 'demo', type: 'boolean', description: `deploy examples/tweets and print the ${DEMO_STREAM} stream` },
     { name: 'mixed', type: 'boolean', description: 'with --demo: the generator and sink in Python, the rest in TypeScript' },
@@ -50,7 +55,17 @@ const up: Verb = {
     if (mixed && !demo) throw new UsageError('--mixed goes with --demo', 'up');
     const natsFlag = stringOption(args.values, 'nats');
     if (demo) checkDemoFiles(mixed);
-    const r = await upSupervised({ dir, ...(args.values.workers !== undefined ? { workers } : {}), ...(natsFlag ? { natsUrl: natsFlag } : {}) });
+    const creds = stringOption(args.values, 'creds');
+    if (creds && !natsFlag) throw new UsageError('--creds goes with --nats (the server `topo up` starts makes its own credentials)', 'up');
+    const noAuth = args.values['no-auth'] === true;
+    if (noAuth && natsFlag) throw new UsageError('--no-auth is for the server `topo up` starts; with --nats, the server decides', 'up');
+    const r = await upSupervised({
+      dir,
+      ...(args.values.workers !== undefined ? { workers } : {}),
+      ...(natsFlag ? { natsUrl: natsFlag } : {}),
+      ...(creds ? { env: { TOPO_NATS_CREDS: creds } } : {}),
+      noAuth,
+    });
     const natsUrl = r.run.natsUrl;
     const names = (r.run.processes ?? []).filter((p) => p.kind === 'worker').map((p) => p.name);
     if (r.how === 'running') {
@@ -73,7 +88,7 @@ const up: Verb = {
         return 0;
       }
     }
-    return runDemo(natsUrl, io, mixed);
+    return runDemo(natsUrl, r.run.credsFile ?? creds, io, mixed);
   },
 };
 
@@ -84,9 +99,9 @@ function checkDemoFiles(mixed = false): string[] {
   return files;
 }
 
-async function runDemo(natsUrl: string, io: Io, mixed: boolean): Promise<number> {
+async function runDemo(natsUrl: string, creds: string | undefined, io: Io, mixed: boolean): Promise<number> {
   const files = checkDemoFiles(mixed);
-  const client = await TopoClient.connect(natsUrl, { name: 'topo-cli' });
+  const client = await TopoClient.connect(natsUrl, { name: 'topo-cli', creds });
   try {
     const running = new Map((await client.status()).computations.map((c) => [c.name, c]));
     for (const file of files) {
@@ -157,7 +172,7 @@ const deploy: Verb = {
     { name: 'python', type: 'string', value: 'PATH', description: 'the Python interpreter that runs a .py computation' },
     { name: 'cmd', type: 'string', value: 'COMMAND', description: 'run a program in any language that speaks the operator protocol' },
     { name: 'name', type: 'string', value: 'NAME', description: 'with --cmd: the computation it declares' },
-    natsOption,
+    ...connectionOptions,
   ],
   positionals: { min: 0, max: 1, names: 'a computation file, e.g. `topo deploy examples/tweets/hashtags.ts`' },
   examples: [
@@ -195,7 +210,7 @@ const kill: Verb = {
   name: 'kill',
   summary: 'stop a computation and remove it from the topology',
   usage: ['topo kill <name> [--nats URL]'],
-  options: [natsOption],
+  options: [...connectionOptions],
   positionals: { min: 1, max: 1, names: 'the name of a computation (see `topo status`)' },
   examples: ['topo kill hashtags'],
   async run(args, io) {
@@ -212,7 +227,7 @@ const status: Verb = {
   name: 'status',
   summary: 'show computations, the stream graph and workers',
   usage: ['topo status [--json] [--watch] [--nats URL]'],
-  options: [jsonOption, { name: 'watch', short: 'w', type: 'boolean', description: 'refresh every second until Ctrl-C' }, natsOption],
+  options: [jsonOption, { name: 'watch', short: 'w', type: 'boolean', description: 'refresh every second until Ctrl-C' }, ...connectionOptions],
   positionals: { min: 0, max: 0, names: '' },
   examples: ['topo status', 'topo status --watch', 'topo status --json | jq .computations'],
   async run(args, io) {
@@ -283,7 +298,7 @@ const tap: Verb = {
     { name: 'dead-letters', type: 'boolean', description: 'show dead letters instead of a stream' },
     { name: 'last', type: 'string', value: 'N', description: 'with --dead-letters: how many stored ones to show first (default 50)' },
     { name: 'follow', short: 'f', type: 'boolean', description: 'with --dead-letters: keep printing new ones until Ctrl-C' },
-    natsOption,
+    ...connectionOptions,
   ],
   positionals: { min: 0, max: 1, names: 'a stream name, e.g. `topo tap hashtags`' },
   examples: ['topo tap hashtags', 'topo tap top-hashtags --limit 10 --json', 'topo tap --dead-letters', 'topo tap --dead-letters counter --last 5 -f'],
@@ -342,7 +357,7 @@ const logs: Verb = {
     { name: 'follow', short: 'f', type: 'boolean', description: 'keep printing new lines until Ctrl-C' },
     { name: 'lines', short: 'n', type: 'string', value: 'N', description: 'how many stored lines to show first (default 50)' },
     jsonOption,
-    natsOption,
+    ...connectionOptions,
   ],
   positionals: { min: 1, max: 1, names: 'a computation name, e.g. `topo logs hashtags`' },
   examples: ['topo logs hashtags', 'topo logs counter -f', 'topo logs counter -n 200 --json'],

@@ -7,7 +7,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, DeliverPolicy, type Consumer, type JsMsg } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
-import { connectNats } from '../transport/connect.js';
+import { connectNats, type TlsFiles } from '../transport/connect.js';
 import { call } from '../transport/rpc.js';
 import {
   BadRequestError,
@@ -131,8 +131,13 @@ export class TopoClient {
 
   private constructor(readonly nc: NatsConnection, readonly url: string) {}
 
-  static async connect(url: string, opts: { name?: string } = {}): Promise<TopoClient> {
-    return new TopoClient(await connectNats(url, { name: opts.name ?? 'topo-client' }), url);
+  /**
+   * `creds`: a NATS .creds file (default $TOPO_NATS_CREDS; `topo up` writes
+   * the admin one to `.topo/auth/admin.creds`); `tls`: CA / client certificate files for a remote server.
+   */
+  static async connect(url: string, opts: { name?: string; creds?: string | undefined; tls?: TlsFiles | undefined; inboxPrefix?: string } = {}): Promise<TopoClient> {
+    const nc = await connectNats(url, { name: opts.name ?? 'topo-client', creds: opts.creds, tls: opts.tls, ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}) });
+    return new TopoClient(nc, url);
   }
 
   /** Uploads an artifact to the object store unless an object with that sha is already there. */

@@ -10,7 +10,7 @@ export { bundleCommand, bundlePython, bundleSource, isPythonSpec } from './hoste
 export type { BundledComputation } from './bundle.js';
 export { BridgeProducer, BridgeConsumer } from './bridge.js';
 export type { BridgeProducerOptions, BridgeProducerStats, BridgeConsumerOptions, BridgeRecord, BridgeConsumerStats } from './bridge.js';
-export { resolveNatsUrl, findTopologyDir, readRunInfo, writeRunInfo, removeRunInfo, runFilePath, DEFAULT_DIR, NO_TOPOLOGY_MESSAGE } from './runInfo.js';
+export { resolveNatsUrl, resolveNatsCreds, findTopologyDir, readRunInfo, writeRunInfo, removeRunInfo, runFilePath, DEFAULT_DIR, NO_TOPOLOGY_MESSAGE } from './runInfo.js';
 export type { RunInfo } from './runInfo.js';
 export { startLocalTopology, stopLocalTopology, topologyState, workerId } from './launcher.js';
 export type { LocalTopology, LocalTopologyOptions, StopResult } from './launcher.js';

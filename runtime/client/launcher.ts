@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { startNatsServer, type StartedNats } from '../transport/natsServer.js';
+import { authDirOf, ensureLocalAuth } from '../transport/auth.js';
 import { ConflictError } from '../../protocol/index.js';
 import type { StatusReply } from '../../protocol/index.js';
 import { TopoClient } from './client.js';
@@ -31,6 +32,15 @@ export interface LocalTopologyOptions {
   readyTimeoutMs?: number;
   /** Extra environment for the controller and worker processes (e.g. TOPO_LOG_LEVEL). */
   env?: NodeJS.ProcessEnv;
+  /**
+   * Authentication on the nats-server started here (default true): operator-mode JWT auth,
+   * admin creds for the controller and clients, one restricted user per worker. Ignored with natsUrl.
+   */
+  auth?: boolean;
+  /** Where the keys and creds live (default `<dir>/auth`); topologies sharing it share one operator. */
+  authDir?: string;
+  /** Credentials for the given natsUrl (default $TOPO_NATS_CREDS). */
+  creds?: string;
 }
 
 export interface LocalTopology {
@@ -38,6 +48,10 @@ export interface LocalTopology {
   logDir: string;
   natsUrl: string;
   ownsNats: boolean;
+  /** Admin credentials (undefined: anonymous). */
+  credsFile: string | undefined;
+  /** Credentials worker number `n` runs with: its own restricted user when auth is on here. */
+  workerCredsFile(n: number): Promise<string | undefined>;
   /** As written to run.json (worker pids are kept up to date). */
   run: RunInfo;
   /** Worker id of worker number `n` (1-based): `w-<n>`. */
@@ -78,6 +92,7 @@ function spawnRuntime(
   natsUrl: string,
   detached: boolean,
   extraEnv: NodeJS.ProcessEnv = {},
+  credsFile?: string,
 ): Managed {
   const out = openSync(logFile, 'a');
   let child: ChildProcess;
@@ -85,7 +100,7 @@ function spawnRuntime(
     child = spawn(process.execPath, runtimeNodeArgs(kind, distFile(kind), ['--nats', natsUrl, ...args]), {
       stdio: ['ignore', out, out],
       detached,
-      env: { ...process.env, ...extraEnv, TOPO_NATS_URL: natsUrl },
+      env: { ...process.env, ...extraEnv, TOPO_NATS_URL: natsUrl, ...(credsFile ? { TOPO_NATS_CREDS: credsFile } : {}) },
     });
   } finally {
     closeSync(out);
@@ -164,6 +179,7 @@ export async function startLocalTopology(opts: LocalTopologyOptions = {}): Promi
   const logFile = (who: 'controller' | 'nats' | number): string => join(logDir, typeof who === 'number' ? `worker-${who}.log` : `${who}.log`);
   const workerArgs = (n: number): string[] => ['--id', workerId(n), '--data-dir', join(dir, `worker-${n}`)];
   let client: TopoClient | undefined;
+  let credsFile: string | undefined;
 
   const stopAll = async (): Promise<void> => {
     const stopOne = async (m: Managed | undefined): Promise<void> => {
@@ -183,11 +199,15 @@ export async function startLocalTopology(opts: LocalTopologyOptions = {}): Promi
   };
 
   try {
-    const natsUrl = opts.natsUrl ?? (nats = await startNatsServer({ storeDir: join(dir, 'nats'), logFile: logFile('nats'), detached })).url;
+    const auth = !opts.natsUrl && (opts.auth ?? true) ? await ensureLocalAuth(opts.authDir ?? authDirOf(dir)) : undefined;
+    const natsUrl = opts.natsUrl ?? (nats = await startNatsServer({ storeDir: join(dir, 'nats'), logFile: logFile('nats'), detached, ...(auth ? { configFile: auth.serverConfig } : {}) })).url;
+    credsFile = auth?.adminCreds ?? opts.creds ?? (process.env.TOPO_NATS_CREDS || undefined);
+    const spawnWorker = async (n: number): Promise<Managed> =>
+      spawnRuntime('worker', workerArgs(n), logFile(n), natsUrl, detached, opts.env, auth ? await auth.workerCreds(workerId(n)) : credsFile);
     // Connect first: an unreachable --nats URL fails here, before any process is spawned.
-    client = await TopoClient.connect(natsUrl, { name: 'topo-launcher' });
-    managed.set('controller', spawnRuntime('controller', [], logFile('controller'), natsUrl, detached, opts.env));
-    for (let n = 1; n <= workers; n++) managed.set(workerId(n), spawnRuntime('worker', workerArgs(n), logFile(n), natsUrl, detached, opts.env));
+    client = await TopoClient.connect(natsUrl, { name: 'topo-launcher', creds: credsFile });
+    managed.set('controller', spawnRuntime('controller', [], logFile('controller'), natsUrl, detached, opts.env, credsFile));
+    for (let n = 1; n <= workers; n++) managed.set(workerId(n), await spawnWorker(n));
 
     const run: RunInfo = {
       natsUrl,
@@ -200,6 +220,7 @@ export async function startLocalTopology(opts: LocalTopologyOptions = {}): Promi
       ownsNats: nats !== undefined,
       dir,
       logDir,
+      ...(auth ? { credsFile: auth.adminCreds } : {}),
     };
     writeRunInfo(dir, run);
 
@@ -216,6 +237,8 @@ export async function startLocalTopology(opts: LocalTopologyOptions = {}): Promi
       logDir,
       natsUrl,
       ownsNats: run.ownsNats,
+      credsFile,
+      workerCredsFile: async (n) => (auth ? auth.workerCreds(workerId(n)) : credsFile),
       run,
       workerId,
       logFile,
@@ -230,12 +253,12 @@ export async function startLocalTopology(opts: LocalTopologyOptions = {}): Promi
         if (!Number.isInteger(n) || n < 1) throw new Error(`worker number must be a positive integer, got ${n}`);
         const current = managed.get(workerId(n));
         if (current && !current.exit) throw new ConflictError(`worker ${workerId(n)} is already running (pid ${current.child.pid})`);
-        const m = spawnRuntime('worker', workerArgs(n), logFile(n), natsUrl, detached, opts.env);
+        const m = await spawnWorker(n);
         managed.set(workerId(n), m);
         run.pids.workers[n - 1] = m.child.pid ?? -1;
         writeRunInfo(dir, run);
         // A detached launcher closed its connection after startup.
-        const c = readyClient.nc.isClosed() ? await TopoClient.connect(natsUrl, { name: 'topo-launcher' }) : readyClient;
+        const c = readyClient.nc.isClosed() ? await TopoClient.connect(natsUrl, { name: 'topo-launcher', creds: credsFile }) : readyClient;
         try {
           await waitUntilReady(c, new Map([[workerId(n), m]]), new Map([[workerId(n), m.child.pid ?? -1]]), opts.readyTimeoutMs ?? 15_000, logDir);
         } finally {

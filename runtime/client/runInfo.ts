@@ -17,6 +17,12 @@ export interface RunInfo {
   /** Absolute topology dir and log dir, for messages. */
   dir: string;
   logDir: string;
+  /**
+   * The admin credentials (`<dir>/auth/admin.creds`, mode 0600) when the
+   * server `topo up` started has auth on; every CLI verb and TopoClient found
+   * through this file connects with them. Absent: anonymous (`--no-auth`, or an external server).
+   */
+  credsFile?: string;
 }
 
 export function runFilePath(dir: string): string {
@@ -61,6 +67,19 @@ export function findTopologyDir(from: string = process.cwd()): string | undefine
 }
 
 export const NO_TOPOLOGY_MESSAGE = 'no running topo found here: run `topo up` first, or pass --nats URL';
+
+/**
+ * Credentials for `url`: --creds flag > TOPO_NATS_CREDS > the admin creds of
+ * the topology found from `cwd` (its run.json), when it runs at `url`. None: anonymous.
+ */
+export function resolveNatsCreds(url: string, opts: { flag?: string | undefined; cwd?: string; env?: NodeJS.ProcessEnv } = {}): string | undefined {
+  if (opts.flag) return opts.flag;
+  const fromEnv = (opts.env ?? process.env).TOPO_NATS_CREDS;
+  if (fromEnv) return fromEnv;
+  const dir = findTopologyDir(opts.cwd ?? process.cwd());
+  const info = dir ? readRunInfo(dir) : undefined;
+  return info?.credsFile && info.natsUrl === url ? info.credsFile : undefined;
+}
 
 /** --nats flag > TOPO_NATS_URL > .topo/run.json in cwd or a parent > error. */
 export function resolveNatsUrl(opts: { flag?: string | undefined; cwd?: string; env?: NodeJS.ProcessEnv } = {}): string {

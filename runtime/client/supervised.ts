@@ -43,7 +43,7 @@ const alive = (run: SupervisedRunInfo | undefined): ProcessStatus[] =>
   (run?.processes ?? []).filter((p) => p.pid !== undefined && p.state === 'running' && isAlive(p.pid));
 
 /** Starts what is missing of the topology in `dir`; see the module comment. */
-export async function upSupervised(opts: { dir: string; workers?: number; natsUrl?: string; readyTimeoutMs?: number; env?: NodeJS.ProcessEnv }): Promise<UpResult> {
+export async function upSupervised(opts: { dir: string; workers?: number; natsUrl?: string; readyTimeoutMs?: number; env?: NodeJS.ProcessEnv; noAuth?: boolean }): Promise<UpResult> {
   const dir = resolve(opts.dir);
   const previous = readSupervisedRun(dir);
   if (previous?.supervisorPid && isAlive(previous.supervisorPid) && looksLike(previous.supervisorPid, 'supervisor.mjs')) {
@@ -62,7 +62,9 @@ export async function upSupervised(opts: { dir: string; workers?: number; natsUr
   const adopt = previous !== undefined && wasAlive.length > 0;
   const workers = adopt ? Math.max(previous.pids.workers.length, opts.workers ?? 0) : (opts.workers ?? 2);
   const external = adopt ? (previous.ownsNats ? undefined : previous.natsUrl) : opts.natsUrl;
-  const natsArgs = external ? ['--nats', external] : ['--nats-port', adopt ? new URL(previous.natsUrl).port : String(await freePort())];
+  // An adopted server keeps how it ran: with auth when its run.json has admin creds.
+  const noAuth = adopt ? previous.credsFile === undefined : opts.noAuth === true;
+  const natsArgs = external ? ['--nats', external] : ['--nats-port', adopt ? new URL(previous.natsUrl).port : String(await freePort()), ...(noAuth ? ['--no-auth'] : [])];
   const logDir = join(dir, 'logs');
   mkdirSync(logDir, { recursive: true });
   const out = openSync(join(logDir, 'supervisor.log'), 'a');
@@ -104,7 +106,7 @@ async function waitReady(dir: string, supervisorPid: number, timeoutMs: number):
         if (down.length) problem = `${down.map((p) => `${p.name} ${p.state}`).join(', ')}`;
         else {
           try {
-            client ??= await TopoClient.connect(run.natsUrl, { name: 'topo-up' });
+            client ??= await TopoClient.connect(run.natsUrl, { name: 'topo-up', creds: run.credsFile });
             const status = await client.status({ timeoutMs: 1_000 });
             const missing = run.processes.filter((p) => p.kind === 'worker' && !status.workers.some((w) => w.workerId === p.name && w.alive && w.pid === p.pid));
             if (missing.length === 0) return run;

@@ -10,7 +10,7 @@ import {
   type DeployRequest, type Heartbeat, type HistoryReply, type HistoryRequest, type KillRequest, type PromoteRequest, type RegisterReply,
   type InstanceReport, type RegisterRequest, type RollbackRequest, type ScaleReply, type ScaleRequest, type FuseRequest, type FusionReply, type SplitRequest, type StatusReply, type SwapReply, type SwapRequest, type WorkerStatus,
 } from '../../protocol/index.js';
-import { connectNats, followOutages } from '../transport/connect.js';
+import { connectNats, followOutages, type TlsFiles } from '../transport/connect.js';
 import { decodeJson, serve } from '../transport/rpc.js';
 import { processLogger } from '../log.js';
 import { controlWorker, type ControllerContext, type ControllerSettings } from './context.js';
@@ -33,6 +33,9 @@ import { startBridges } from './bridges.js';
 export type { KillReply } from './lifecycle.js';
 
 export interface ControllerOptions {
+  /** Admin .creds file (default $TOPO_NATS_CREDS). */
+  creds?: string | undefined;
+  tls?: TlsFiles | undefined;
   natsUrl: string;
   logger?: Logger;
   /** Heartbeat interval told to workers (default 1000). */
@@ -150,7 +153,13 @@ export function settingsFrom(o: ControllerOptions): ControllerSettings {
 export async function startController(opts: ControllerOptions): Promise<RunningController> {
   const settings = settingsFrom(opts);
   const log = opts.logger ?? processLogger('topo-controller');
-  const nc: NatsConnection = await connectNats(opts.natsUrl, { name: 'topo-controller' });
+  const nc: NatsConnection = await connectNats(opts.natsUrl, {
+    name: 'topo-controller',
+    timeoutMs: 15_000,
+    creds: opts.creds,
+    tls: opts.tls,
+    onAsyncError: (err) => log.error({ err }, `NATS refused: ${err.message}`),
+  });
   let ctx: ControllerContext;
   try {
     const stores = await openControlPlane(nc);

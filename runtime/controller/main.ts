@@ -23,7 +23,7 @@ async function main(): Promise<void> {
   const log = processLogger('topo-controller');
   let controller: Awaited<ReturnType<typeof startController>>;
   try {
-    controller = await startController({ natsUrl: args.natsUrl, logger: log });
+    controller = await startController({ natsUrl: args.natsUrl, creds: args.creds, tls: args.tls, logger: log });
   } catch (err) {
     log.fatal({ err }, `controller could not start: ${(err as Error).message}`);
     process.stderr.write(`topo-controller: ${(err as Error).message}\n`);

@@ -1,5 +1,5 @@
 /**
- * `node dist/supervisor.mjs --dir DIR --workers N (--nats-port P | --nats URL)`:
+ * `node dist/supervisor.mjs --dir DIR --workers N (--nats-port P [--no-auth] | --nats URL)`:
  * started detached by `topo up`; see supervisor.ts. Logs to DIR/logs/supervisor.log
  * (its stdout). SIGTERM/SIGINT stop the topology and this process; SIGUSR2 starts
  * at once what waits in backoff or cool-down (`topo up` sends it).
@@ -8,9 +8,10 @@ import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Supervisor, settingsFromEnv } from './supervisor.js';
+import { authDirOf, ensureLocalAuth } from '../transport/auth.js';
 
 const { values } = parseArgs({
-  options: { dir: { type: 'string' }, workers: { type: 'string' }, nats: { type: 'string' }, 'nats-port': { type: 'string' } },
+  options: { dir: { type: 'string' }, workers: { type: 'string' }, nats: { type: 'string' }, 'nats-port': { type: 'string' }, 'no-auth': { type: 'boolean' } },
 });
 const log = (msg: string): void => void process.stdout.write(`${new Date().toISOString()} topo-supervisor: ${msg}\n`);
 const workers = Number(values.workers ?? '2');
@@ -18,9 +19,18 @@ if (!values.dir || !Number.isInteger(workers) || workers < 1 || (!values.nats &&
   process.stderr.write('usage: supervisor.mjs --dir DIR --workers N (--nats-port P | --nats URL)\n');
   process.exit(2);
 }
+// The server it runs has auth on unless --no-auth: keys and creds in DIR/auth (made once, reused).
+let auth: { serverConfig: string; adminCreds: string; workerCreds: Record<string, string> } | undefined;
+if (!values.nats && !values['no-auth']) {
+  const local = await ensureLocalAuth(authDirOf(values.dir));
+  const workerCreds: Record<string, string> = {};
+  for (let n = 1; n <= workers; n++) workerCreds[`w-${n}`] = await local.workerCreds(`w-${n}`);
+  auth = { serverConfig: local.serverConfig, adminCreds: local.adminCreds, workerCreds };
+}
 const sup = new Supervisor({
   dir: values.dir,
   workers,
+  ...(auth ? { auth } : {}),
   ...(values.nats ? { natsUrl: values.nats } : { natsPort: Number(values['nats-port']) }),
   distDir: dirname(fileURLToPath(import.meta.url)),
   settings: settingsFromEnv(),

@@ -14,7 +14,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ProcessStatus, StuckReport } from '../../protocol/index.js';
-import { findNatsServer } from '../transport/natsServer.js';
+import { findNatsServer, natsServerArgs } from '../transport/natsServer.js';
 import { isAlive, looksLike, runtimeNodeArgs, terminatePid } from '../client/processes.js';
 import { runFilePath, type RunInfo } from '../client/runInfo.js';
 
@@ -57,6 +57,11 @@ export interface SupervisorOptions {
   /** Use this server; otherwise run nats-server on natsPort with data in <dir>/nats. */
   natsUrl?: string;
   natsPort?: number;
+  /**
+   * Auth of the nats-server it runs (runtime/transport/auth.ts): its config file, the admin creds
+   * (controller, run.json) and each worker's creds by name. Absent: no auth (`topo up --no-auth`).
+   */
+  auth?: { serverConfig: string; adminCreds: string; workerCreds: Record<string, string> };
   distDir: string;
   settings: SupervisorSettings;
   log: (msg: string) => void;
@@ -88,6 +93,7 @@ export class Supervisor {
     const previous = readRun(o.dir);
     this.run = {
       natsUrl, startedAt: previous?.startedAt ?? Date.now(), ownsNats, dir: o.dir, logDir,
+      ...(o.auth ? { credsFile: o.auth.adminCreds } : {}),
       pids: { controller: -1, workers: Array.from({ length: o.workers }, () => -1) },
     };
     const add = (name: string, kind: ProcessStatus['kind'], marker: string, pid: number | undefined): void => {
@@ -125,7 +131,7 @@ export class Supervisor {
       const port = new URL(this.run.natsUrl).port;
       const store = join(this.o.dir, 'nats');
       mkdirSync(store, { recursive: true });
-      return { cmd: findNatsServer(), args: ['-a', '127.0.0.1', '-p', port, '-js', '-sd', store] };
+      return { cmd: findNatsServer(), args: natsServerArgs(Number(port), store, this.o.auth?.serverConfig) };
     }
     if (p.status.kind === 'controller') return { cmd: process.execPath, args: runtimeNodeArgs('controller', join(this.o.distDir, 'controller.mjs'), ['--nats', this.run.natsUrl]) };
     const n = p.status.name.slice(2);
@@ -135,13 +141,21 @@ export class Supervisor {
     };
   }
 
+  /** TOPO_NATS_CREDS of a process: the admin creds for the controller, its own for a worker. */
+  private credsEnv(p: Proc): NodeJS.ProcessEnv {
+    const a = this.o.auth;
+    if (!a || p.status.kind === 'nats') return {};
+    const file = p.status.kind === 'worker' ? a.workerCreds[p.status.name] : a.adminCreds;
+    return file ? { TOPO_NATS_CREDS: file } : {};
+  }
+
   private async spawn(p: Proc): Promise<void> {
     if (this.stopping) return;
     const { cmd, args } = this.command(p);
     const out = openSync(this.logFile(p), 'a');
     let child: ChildProcess;
     try {
-      child = spawn(cmd, args, { stdio: ['ignore', out, out], env: { ...process.env, TOPO_NATS_URL: this.run.natsUrl } });
+      child = spawn(cmd, args, { stdio: ['ignore', out, out], env: { ...process.env, TOPO_NATS_URL: this.run.natsUrl, ...this.credsEnv(p) } });
     } finally {
       closeSync(out);
     }

@@ -65,13 +65,20 @@ export interface StartNatsOptions {
   logFile?: string;
   /** Detach so the server outlives this process (topo up). */
   detached?: boolean;
+  /** A server config file (auth: operator, resolver), read with `-c`; the flags here override its host, port and store. */
+  configFile?: string;
+}
+
+/** nats-server's command line: listen on 127.0.0.1:port, JetStream in storeDir, auth from configFile when given. */
+export function natsServerArgs(port: number, storeDir: string, configFile?: string): string[] {
+  return [...(configFile ? ['-c', configFile] : []), '-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir];
 }
 
 export async function startNatsServer(opts: StartNatsOptions): Promise<StartedNats> {
   const bin = findNatsServer();
   const port = opts.port ?? (await freePort());
   mkdirSync(opts.storeDir, { recursive: true });
-  const args = ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', opts.storeDir];
+  const args = natsServerArgs(port, opts.storeDir, opts.configFile);
   let out: number | 'ignore' = 'ignore';
   if (opts.logFile) out = openSync(opts.logFile, 'a');
   const child = spawn(bin, args, { stdio: ['ignore', out, out], detached: opts.detached ?? false });

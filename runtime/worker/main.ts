@@ -1,8 +1,13 @@
-/** Worker process entry: `node dist/worker.mjs --nats URL [--id ID] [--host NAME] [--data-dir DIR]`. */
+/**
+ * Worker process entry: `node dist/worker.mjs --nats URL [--creds FILE] [--tls-ca FILE]
+ * [--tls-cert FILE --tls-key FILE] [--id ID] [--host NAME] [--data-dir DIR]`
+ * (or TOPO_NATS_URL, TOPO_NATS_CREDS, TOPO_NATS_TLS_CA/CERT/KEY).
+ */
 import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { connectNats } from '../transport/connect.js';
+import { workerInboxPrefix } from '../../protocol/permissions.js';
 import { processLogger } from '../log.js';
 import { Worker } from './worker.js';
 import { startWatchdog, stuckThresholdFromEnv } from './watchdog.js';
@@ -15,6 +20,10 @@ const { values } = parseArgs({
     window: { type: 'string' },
     'stuck-ms': { type: 'string' },
     host: { type: 'string' },
+    creds: { type: 'string' },
+    'tls-ca': { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
   },
 });
 
@@ -39,9 +48,34 @@ try {
 }
 mkdirSync(dataDir, { recursive: true });
 // Before anything runs a callback: a synchronous hang anywhere after this is reported and ends this process.
-const watchdog = startWatchdog({ workerId, natsUrl: url, dataDir, thresholdMs: stuckMs });
+const creds = values.creds ?? (process.env.TOPO_NATS_CREDS || undefined);
+const tls = values['tls-ca'] || values['tls-cert'] || values['tls-key']
+  ? { ...(values['tls-ca'] ? { ca: values['tls-ca'] } : {}), ...(values['tls-cert'] ? { cert: values['tls-cert'] } : {}), ...(values['tls-key'] ? { key: values['tls-key'] } : {}) }
+  : undefined;
+let watchdog: ReturnType<typeof startWatchdog>;
+try {
+  watchdog = startWatchdog({ workerId, natsUrl: url, dataDir, thresholdMs: stuckMs, credsFile: creds });
+} catch (err) {
+  console.error(`topo worker: ${(err as Error).message}`);
+  process.exit(2);
+}
 if (watchdog) log.info({ stuckMs: watchdog.thresholdMs }, `stuck-callback watchdog on: a callback blocking the event loop for ${watchdog.thresholdMs} ms restarts this worker`);
-const nc = await connectNats(url, { name: `topo-worker ${workerId}` });
+let nc: Awaited<ReturnType<typeof connectNats>>;
+try {
+  nc = await connectNats(url, {
+    name: `topo-worker ${workerId}`,
+    creds,
+    tls,
+    inboxPrefix: workerInboxPrefix(workerId),
+    // Long-lived: a slow start on a loaded machine (signing the server's nonce included) is no reason to give up.
+    timeoutMs: 15_000,
+    // A refused publish or subscribe (NATS permissions) would otherwise be silent.
+    onAsyncError: (err) => log.error({ err }, `NATS refused: ${err.message}`),
+  });
+} catch (err) {
+  console.error(`topo worker: ${(err as Error).message}`);
+  process.exit(1);
+}
 const worker = new Worker({
   nc,
   workerId,

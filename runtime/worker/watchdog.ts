@@ -15,6 +15,8 @@
  */
 import { Worker as Thread } from 'node:worker_threads';
 import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { credsParts } from '../transport/auth.js';
 
 const LABEL_BYTES = 1024;
 /** ctl: [0] tick, [1] label length, [2] 1 while in a callback. */
@@ -62,6 +64,8 @@ export interface WatchdogOptions {
   dataDir: string;
   /** For tests: what the thread does instead of SIGKILL ('kill' default, 'none'). */
   action?: 'kill' | 'none';
+  /** The worker's .creds file (default $TOPO_NATS_CREDS): the thread signs the server's nonce with it. */
+  credsFile?: string | undefined;
 }
 
 export interface RunningWatchdog {
@@ -96,12 +100,15 @@ export function startWatchdog(opts: WatchdogOptions): RunningWatchdog | undefine
   const c = ctl;
   const tick = setInterval(() => Atomics.add(c, 0, 1), tickMs);
   tick.unref();
+  const credsFile = opts.credsFile ?? (process.env.TOPO_NATS_CREDS || undefined);
+  const creds = credsFile ? credsParts(readFileSync(credsFile, 'utf8')) : undefined;
   const thread = new Thread(THREAD_SOURCE, {
     eval: true,
     workerData: {
       ctl: ctlBuf, since: sinceBuf, label: labelBuf, thresholdMs, tickMs,
       natsUrl: opts.natsUrl, workerId: opts.workerId, pid: process.pid,
       subject: `topo.worker.stuck.${opts.workerId}`, stuckFile: stuckFile(opts.dataDir), action: opts.action ?? 'kill',
+      jwt: creds?.jwt, seed: creds?.seed,
     },
   });
   thread.unref();
@@ -120,7 +127,10 @@ const THREAD_SOURCE = String.raw`
 const { workerData } = require('node:worker_threads');
 const net = require('node:net');
 const fs = require('node:fs');
-const { thresholdMs, tickMs, natsUrl, workerId, pid, subject, stuckFile, action } = workerData;
+const { thresholdMs, tickMs, natsUrl, workerId, pid, subject, stuckFile, action, jwt, seed } = workerData;
+const crypto = require('node:crypto');
+// ed25519 PKCS#8 DER header: the key is the 32-byte seed of the worker's creds.
+const signingKey = seed ? crypto.createPrivateKey({ key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), Buffer.from(seed)]), format: 'der', type: 'pkcs8' }) : undefined;
 const ctl = new Int32Array(workerData.ctl);
 const since = new Float64Array(workerData.since);
 const label = new Uint8Array(workerData.label);
@@ -144,6 +154,11 @@ function publish(payload, timeoutMs) {
         sent = true;
         const connect = { verbose: false, pedantic: false, name: 'topo-watchdog ' + workerId, lang: 'node', version: '1' };
         if (url.username) { connect.user = decodeURIComponent(url.username); connect.pass = decodeURIComponent(url.password); }
+        if (signingKey) {
+          const nonce = (/"nonce":"([^"]+)"/.exec(buf) || [])[1];
+          connect.jwt = jwt;
+          if (nonce) connect.sig = crypto.sign(null, Buffer.from(nonce), signingKey).toString('base64url');
+        }
         const body = Buffer.from(payload, 'utf8');
         sock.write('CONNECT ' + JSON.stringify(connect) + '\r\nPUB ' + subject + ' ' + body.length + '\r\n');
         sock.write(body);

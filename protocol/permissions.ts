@@ -1,0 +1,78 @@
+/**
+ * What each NATS identity of a topology may publish and subscribe to
+ * (PROTOCOL.md, "Identities and permissions"). Built from subjects.ts so the
+ * allow lists cannot drift from the subjects the code uses.
+ *
+ * The admin identity (CLI, controller, bridges run by the operator) has no
+ * allow list: everything in the topo account. A worker gets only what a
+ * worker does: it can not call `topo.api.>` (deploy, kill, ...), can not
+ * publish to `$KV.>` (so it can not write any KV bucket), and can only read
+ * the control-plane buckets and the artifact store through the JetStream API.
+ */
+import { buckets, subjects } from './subjects.js';
+
+export interface SubjectPermissions {
+  publish: string[];
+  subscribe: string[];
+}
+
+const kvStream = (bucket: string): string => `KV_${bucket}`;
+const objStream = (bucket: string): string => `OBJ_${bucket}`;
+
+/** JetStream API requests that read a stream (info, direct/last-message get, ordered consumers) and nothing else. */
+export function readStreamApi(stream: string): string[] {
+  return [
+    `$JS.API.STREAM.INFO.${stream}`,
+    `$JS.API.STREAM.MSG.GET.${stream}`,
+    `$JS.API.DIRECT.GET.${stream}`,
+    `$JS.API.DIRECT.GET.${stream}.>`,
+    `$JS.API.CONSUMER.CREATE.${stream}`,
+    `$JS.API.CONSUMER.CREATE.${stream}.>`,
+    `$JS.API.CONSUMER.INFO.${stream}.>`,
+    `$JS.API.CONSUMER.DELETE.${stream}.>`,
+    `$JS.API.CONSUMER.MSG.NEXT.${stream}.>`,
+  ];
+}
+
+/**
+ * Replies to a worker's own requests (and its JetStream consumers' deliveries)
+ * come on `<this>.>`: it connects with this inbox prefix, so it can not
+ * subscribe to the replies of other clients (`_INBOX.>`).
+ */
+export const workerInboxPrefix = (workerId: string): string => `_INBOX.${workerId}`;
+
+/** A worker process `workerId`: heartbeats, registration, its own control subject, the data plane, reading KV and artifacts. */
+export function workerPermissions(workerId: string): SubjectPermissions {
+  return {
+    publish: [
+      subjects.register,
+      subjects.heartbeat(workerId),
+      subjects.stuck(workerId),
+      // A swap whose controller vanished is rolled back by the worker that held it: it pauses the
+      // upstream instances on their workers (worker.ts, abortBySelf), so a worker may call peers' control subjects.
+      subjects.workerControl('*'),
+      'topo.data.>',
+      'topo.fc.>',
+      'topo.log.>',
+      'topo.dlq.>',
+      '$JS.API.INFO',
+      ...readStreamApi(kvStream(buckets.state)),
+      ...readStreamApi(objStream(buckets.artifacts)),
+      // State snapshots handed over by a swap: the old instance's worker writes them, the new one reads them.
+      ...readStreamApi(objStream(buckets.snapshots)),
+      `$JS.API.STREAM.CREATE.${objStream(buckets.snapshots)}`,
+      `$JS.API.STREAM.PURGE.${objStream(buckets.snapshots)}`,
+      `$O.${buckets.snapshots}.>`,
+    ],
+    subscribe: [
+      subjects.workerControl(workerId),
+      'topo.data.>',
+      'topo.fc.>',
+      subjects.tapInterestAll,
+      `${workerInboxPrefix(workerId)}.>`,
+    ],
+  };
+}
+
+/** The whole account, for identities that have no allow list (admin). */
+export const ALL_SUBJECTS: SubjectPermissions = { publish: ['>'], subscribe: ['>'] };
