@@ -6,8 +6,9 @@
  * The admin identity (CLI, controller, bridges run by the operator) has no
  * allow list: everything in the topo account. A worker gets only what a
  * worker does: it can not call `topo.api.>` (deploy, kill, ...), can not
- * publish to `$KV.>` (so it can not write any KV bucket), and can only read
- * the control-plane buckets and the artifact store through the JetStream API.
+ * publish to `$KV.>` but `$KV.topo_checkpoints.>` (so it can not write any control-plane bucket), and can only read
+ * the control-plane buckets and the artifact store through the JetStream API, except
+ * `topo_checkpoints`, where its instances keep their state checkpoints.
  */
 import { buckets, subjects } from './subjects.js';
 
@@ -63,6 +64,21 @@ export function workerPermissions(workerId: string): SubjectPermissions {
       `$JS.API.STREAM.CREATE.${objStream(buckets.snapshots)}`,
       `$JS.API.STREAM.PURGE.${objStream(buckets.snapshots)}`,
       `$O.${buckets.snapshots}.>`,
+      // State checkpoints (PROTOCOL.md, "Checkpoints"): its instances write and read them; the one bucket a worker writes.
+      ...readStreamApi(kvStream(buckets.checkpoints)),
+      `$KV.${buckets.checkpoints}.>`,
+      // At-least-once streams (PROTOCOL.md, "Delivery"): durable consumers per partition on TOPO_DATA_<stream>, created,
+      // listed, pulled, acked and deleted by the instances reading them. A stream name is one subject token, so these
+      // cannot name TOPO_DATA_ alone: consumer requests on any stream (the data subjects themselves are allowed above).
+      '$JS.API.CONSUMER.CREATE.*',
+      '$JS.API.CONSUMER.CREATE.*.>',
+      '$JS.API.CONSUMER.DURABLE.CREATE.*.*',
+      '$JS.API.CONSUMER.INFO.*.*',
+      '$JS.API.CONSUMER.DELETE.*.*',
+      '$JS.API.CONSUMER.LIST.*',
+      '$JS.API.CONSUMER.NAMES.*',
+      '$JS.API.CONSUMER.MSG.NEXT.*.*',
+      '$JS.ACK.>',
     ],
     subscribe: [
       subjects.workerControl(workerId),

@@ -277,7 +277,8 @@ export async function startLocalTopology(opts: LocalTopologyOptions = {}): Promi
         if (server.process.exitCode === null && server.process.signalCode === null) {
           throw new ConflictError(`nats-server is already running (pid ${server.pid})`);
         }
-        nats = await startNatsServer({ storeDir: join(dir, 'nats'), port: server.port, logFile: logFile('nats'), detached });
+        // With the same authentication as before: the accounts (and so the JetStream data) are the account's.
+        nats = await startNatsServer({ storeDir: join(dir, 'nats'), port: server.port, logFile: logFile('nats'), detached, ...(auth ? { configFile: auth.serverConfig } : {}) });
         run.pids.nats = nats.pid;
         writeRunInfo(dir, run);
       },
