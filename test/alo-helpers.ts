@@ -3,6 +3,9 @@
  * record, so a count that is not its record's tick is a loss or a double count, and a tick missing at
  * the output is a loss. Used by test/at-least-once.test.ts and the chaos run (bench/chaos/durable.ts).
  */
+import type { NatsConnection } from '@nats-io/transport-node';
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { atLeastOnceNames, decodeBatch, subjects } from '../protocol/index.js';
 import type { CountValue } from './fixtures/alo-lib.js';
 
 export interface Out extends CountValue {
@@ -37,3 +40,36 @@ export function exactness(out: readonly Out[]) {
   return { keys: ticks.size, wrong, missing, duplicates, minMax, examples };
 }
 
+
+/**
+ * A reader of an at-least-once stream as stored in JetStream (not a tap: a core subscriber misses what is
+ * published while its own connection is down, e.g. across a nats-server restart). Its durable consumer
+ * keeps the stream's messages (interest retention) until read; duplicates of a (producer, sequence) are dropped.
+ */
+export async function storedReader(nc: NatsConnection, stream: string): Promise<{ read(): Promise<Out[]> }> {
+  const name = atLeastOnceNames.stream(stream);
+  const jsm = await jetstreamManager(nc);
+  await jsm.consumers.add(name, { durable_name: 'test-audit', ack_policy: AckPolicy.None, deliver_policy: DeliverPolicy.All, filter_subject: subjects.dataAll(stream) });
+  return {
+    async read() {
+      const c = await jetstream(nc).consumers.get(name, 'test-audit');
+      const out: Out[] = [];
+      const seen = new Set<string>();
+      for (;;) {
+        const pending = (await c.info()).num_pending;
+        if (pending === 0) break;
+        const batch = await c.fetch({ max_messages: Math.min(pending, 1_000), expires: 2_000 });
+        for await (const m of batch) {
+          const b = decodeBatch(m.data);
+          for (const [key, value, , seq] of b.recs) {
+            const id = `${b.src} ${seq}`;
+            if (seen.has(id)) continue;
+            seen.add(id);
+            out.push({ key, producer: b.src, ...(value as CountValue) });
+          }
+        }
+      }
+      return out;
+    },
+  };
+}

@@ -59,7 +59,7 @@ class Topology {
     const dir = join(base, '.topo');
     const env = { TOPO_AUTOPILOT: '0', ...opts.env };
     const up = await upSupervised({ dir, workers: opts.workers, env });
-    const client = await TopoClient.connect(up.run.natsUrl, { name: 'controller-kill-test' });
+    const client = await TopoClient.connect(up.run.natsUrl, { name: 'controller-kill-test', creds: up.run.credsFile });
     const t = new Topology(base, dir, client, env);
     t.remember();
     t.heartbeats = watchHeartbeats(client);
@@ -420,8 +420,9 @@ describe('the controller killed with -9', () => {
     const t = (topology = await Topology.up({ workers: 3, env: { TOPO_AUTOPILOT: '0' } }));
     // 4 counter instances and the source on 3 workers: 2/2/1. A fourth worker joins: one instance moves to it.
     await t.deploy('counter-init-slow', 4);
+    // From the project folder: `topo worker` makes itself a worker credential from its .topo/auth.
     const joined = spawn(process.execPath, [topoBin, 'worker', '--nats', t.run().natsUrl, '--id', 'w-new', '--data-dir', join(t.dir, 'worker-new')],
-      { stdio: 'ignore', env: { ...process.env, ...t.env } });
+      { stdio: 'ignore', cwd: t.base, env: { ...process.env, ...t.env } });
     t.children.push(joined);
     const sentAt = Date.now();
     const released = await waitFor(() => [...t.heartbeats.states].find(([, s]) => s.computation === COUNTER && s.state === 'standby')?.[0],

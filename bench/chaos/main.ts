@@ -231,7 +231,7 @@ class SupervisedBed {
     const base = mkdtempSync(join(tmpdir(), 'topo-chaos-'));
     const dir = join(base, '.topo');
     const up = await upSupervised({ dir, workers: 3, env: { TOPO_AUTOPILOT: '0' } });
-    const bed = new SupervisedBed(base, dir, await TopoClient.connect(up.run.natsUrl, { name: 'topo-chaos' }));
+    const bed = new SupervisedBed(base, dir, await TopoClient.connect(up.run.natsUrl, { name: 'topo-chaos', creds: up.run.credsFile }));
     running.add(bed);
     bed.remember();
     await bed.client.deployFile(fixture(counter), { instances: 2 });
