@@ -45,6 +45,7 @@ import { audit, fixture, settle, type Audit, type OutRecord, type Tap } from '..
 import { tapCounterOf } from './taps.js';
 import { FUZZ_KINDS, publishFuzz, type FuzzKind, type FuzzRun, type FuzzTargets } from './fuzz.js';
 import { durablePhase } from './durable.js';
+import { ensureLocalAuth } from '../../runtime/transport/auth.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const REAL_KEY = /^key-\d+$/;
@@ -582,6 +583,12 @@ function report(o: Options, results: PhaseResult[], command: string, startedAt: 
 
 async function main(): Promise<void> {
   const o = options(process.argv.slice(2));
+  // The test harness's clusters run with authentication on, from one operator made here (as the test global setup does).
+  if (!process.env.TOPO_TEST_AUTH_DIR) {
+    const authDir = mkdtempSync(join(tmpdir(), 'topo-chaos-auth-'));
+    await ensureLocalAuth(authDir);
+    process.env.TOPO_TEST_AUTH_DIR = authDir;
+  }
   const startedAt = new Date();
   const load = loadavg()[0] ?? 0;
   const command = `npm run chaos${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}${['CHAOS_FUZZ', 'CHAOS_FUZZ_RATE', 'CHAOS_SWAPS', 'CHAOS_WORKER_KILLS', 'CHAOS_CONTROLLER_KILLS', 'CHAOS_DURABLE_KILLS', 'CHAOS_SEED', 'CHAOS_PHASES'].filter((k) => process.env[k]).map((k) => ` (${k}=${process.env[k]})`).join('')}`;
