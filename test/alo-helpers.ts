@@ -7,6 +7,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { atLeastOnceNames, decodeBatch, subjects } from '../protocol/index.js';
 import type { CountValue } from './fixtures/alo-lib.js';
+import { waitFor } from './harness.js';
 
 export interface Out extends CountValue {
   key: string;
@@ -72,4 +73,15 @@ export async function storedReader(nc: NatsConnection, stream: string): Promise<
       return out;
     },
   };
+}
+
+/** Resolves once `records` stopped growing for one `intervalMs` (the source killed, everything published has arrived). */
+export async function untilSettled(records: { length: number }, what = 'output settled', timeoutMs = 30_000, intervalMs = 1_000): Promise<void> {
+  let last = -1;
+  await waitFor(() => {
+    const n = records.length;
+    const stable = n === last;
+    last = n;
+    return stable;
+  }, { what, timeoutMs, intervalMs });
 }

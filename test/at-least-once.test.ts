@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { ALO_COUNTER, ALO_KEYS, ALO_OUT, ALO_SOURCE, type CountValue } from './fixtures/alo-lib.js';
 import { startCluster, waitFor, type Cluster } from './harness.js';
 import { tapStream, type Tap } from './swap-helpers.js';
-import { exactness, storedReader, type Out } from './alo-helpers.js';
+import { exactness, untilSettled, storedReader, type Out } from './alo-helpers.js';
 
 async function placementOf(cluster: Cluster, name: string): Promise<string[]> {
   const s = await cluster.client.status();
@@ -56,13 +56,7 @@ describe('at-least-once streams with checkpoints', () => {
     }
     await c.client.kill(ALO_SOURCE);
     // Everything published is counted in the end.
-    let last = -1;
-    await waitFor(() => {
-      const n = out!.records.length;
-      const stable = n === last;
-      last = n;
-      return stable;
-    }, { what: 'output settled', timeoutMs: 20_000, intervalMs: 1_000 });
+    await untilSettled(out!.records, 'output settled', 20_000, 1_000);
 
     const e = exactness(out.records);
     console.log(`at-least-once: ${out.records.length} output records over ${e.keys} keys, ${e.minMax} ticks per key at least; ` +
@@ -94,13 +88,7 @@ describe('at-least-once streams with checkpoints', () => {
       await c.startWorker(n);
     }
     await c.client.kill(ALO_SOURCE);
-    let last = -1;
-    await waitFor(() => {
-      const len = out!.records.length;
-      const stable = len === last;
-      last = len;
-      return stable;
-    }, { what: 'output settled', timeoutMs: 20_000, intervalMs: 1_000 });
+    await untilSettled(out!.records, 'output settled', 20_000, 1_000);
     const e = exactness(out.records);
     console.log(`at-least-once (thread): ${out.records.length} output records, wrong counts ${e.wrong}, missing ticks ${e.missing}, duplicates at the output ${e.duplicates}`);
     expect({ wrong: e.wrong, missing: e.missing, examples: e.examples }).toEqual({ wrong: 0, missing: 0, examples: [] });
@@ -120,13 +108,7 @@ describe('at-least-once streams with checkpoints', () => {
     const before = out.records.length;
     await waitFor(() => out!.records.length > before + 4_000, { what: 'records flowing again after the restart', timeoutMs: 30_000 });
     await c.client.kill(ALO_SOURCE);
-    let last = -1;
-    await waitFor(() => {
-      const len = out!.records.length;
-      const stable = len === last;
-      last = len;
-      return stable;
-    }, { what: 'output settled', timeoutMs: 30_000, intervalMs: 1_000 });
+    await untilSettled(out!.records, 'output settled', 30_000, 1_000);
     const e = exactness(await stored.read());
     console.log(`at-least-once across a nats-server SIGKILL: ${out.records.length} output records tapped, wrong counts ${e.wrong}, missing ticks ${e.missing}, duplicates at the output ${e.duplicates}`);
     expect({ wrong: e.wrong, missing: e.missing, examples: e.examples }).toEqual({ wrong: 0, missing: 0, examples: [] });
@@ -198,13 +180,7 @@ describe('live changes on at-least-once streams', () => {
     steps.push(`scale to ${s2.instances}`);
     await flowing('the scale down');
     await c.client.kill(ALO_SOURCE);
-    let last = -1;
-    await waitFor(() => {
-      const n = out!.records.length;
-      const stable = n === last;
-      last = n;
-      return stable;
-    }, { what: 'output settled', timeoutMs: 20_000, intervalMs: 1_000 });
+    await untilSettled(out!.records, 'output settled', 20_000, 1_000);
     const e = exactness(out.records);
     console.log(`at-least-once live changes: ${steps.join('; ')}; ${out.records.length} output records, ${e.minMax} ticks per key at least; ` +
       `wrong counts ${e.wrong}, missing ticks ${e.missing}, duplicates at the output ${e.duplicates}`);

@@ -9,7 +9,7 @@
  * output (records produced again after a restart) are counted.
  */
 import { ALO_COUNTER, ALO_OUT, ALO_SOURCE, type CountValue } from '../../test/fixtures/alo-lib.js';
-import { exactness, type Out } from '../../test/alo-helpers.js';
+import { exactness, untilSettled, type Out } from '../../test/alo-helpers.js';
 import { startCluster, waitFor } from '../../test/harness.js';
 import { tapStream } from '../../test/swap-helpers.js';
 
@@ -85,13 +85,7 @@ export async function durablePhase(kills: number, log: (s: string) => void): Pro
       instances = (await c.client.computation(ALO_COUNTER))?.instances ?? instances;
     }
     await c.client.kill(ALO_SOURCE);
-    let last = -1;
-    await waitFor(() => {
-      const len = out.records.length;
-      const stable = len === last;
-      last = len;
-      return stable;
-    }, { what: 'output settled', timeoutMs: 60_000, intervalMs: 1_500 });
+    await untilSettled(out.records, 'output settled', 60_000, 1_500);
     const e = exactness(out.records);
     res.records = out.records.length;
     res.lost = e.missing;

@@ -1123,7 +1123,12 @@ export class Instance {
       }
     }
     for (const p of this.producers.values()) p.release();
-    await Promise.all([...this.producers.values()].map((p) => p.settle()));
+    // Bounded: a JetStream that does not store (a server down) must not keep a stop from ending; what is left is logged.
+    const out = Promise.all([...this.producers.values()].map((p) => p.settle()));
+    if (!(await Promise.race([out.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), timeoutMs).unref())]))) {
+      const pending = [...this.producers.values()].reduce((n, p) => n + p.pending, 0);
+      this.log.error({ pending }, `stopped with ${pending} record(s) of output not yet stored after ${timeoutMs} ms: they are lost`);
+    }
     await this.teardown();
   }
 
