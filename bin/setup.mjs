@@ -59,7 +59,7 @@ try {
 const venv = join(root, '.topo', 'python');
 const venvPython = join(venv, 'bin', 'python');
 function pythonReady() {
-  return existsSync(venvPython) && spawnSync(venvPython, ['-c', 'import topo, msgpack, nats'], { cwd: join(root, 'sdk'), stdio: 'ignore' }).status === 0;
+  return existsSync(venvPython) && spawnSync(venvPython, ['-c', 'import topo, msgpack, nats, nkeys'], { cwd: join(root, 'sdk'), stdio: 'ignore' }).status === 0;
 }
 if (!pythonReady() && process.env.TOPO_SKIP_PYTHON !== '1') {
   const python = process.env.TOPO_PYTHON_BOOTSTRAP ?? 'python3';

@@ -39,11 +39,17 @@ def topology():
     try:
         assert code == 0, f"topo up failed: {out}\n{err}"
         with open(os.path.join(d, ".topo", "run.json"), encoding="utf-8") as f:
-            url = json.load(f)["natsUrl"]
-        yield {"dir": d, "url": url}
+            run_info = json.load(f)
+        # `topo up` turns authentication on: a client connects with the admin credentials run.json names.
+        assert run_info.get("credsFile"), f"run.json names no credentials: {run_info}"
+        yield {"dir": d, "url": run_info["natsUrl"], "creds": run_info["credsFile"]}
     finally:
         topo(["down"], cwd=d, timeout=60)
         shutil.rmtree(d, ignore_errors=True)
+
+
+async def connect(topology):
+    return await nats.connect(topology["url"], user_credentials=topology["creds"])
 
 
 def run(coro):
@@ -69,7 +75,7 @@ def test_producer_loses_nothing_through_two_swaps(topology):
     assert code == 0, err
 
     async def main():
-        nc = await nats.connect(topology["url"])
+        nc = await connect(topology)
         try:
             outputs = []
             # The counter's output, read by a registered consumer group (the counter owes it credit).
@@ -147,7 +153,7 @@ def test_producer_loses_nothing_through_two_swaps(topology):
 
 def test_slow_consumer_holds_a_fast_producer_at_its_window(topology):
     async def main():
-        nc = await nats.connect(topology["url"])
+        nc = await connect(topology)
         try:
             window, total = 4096, 20_000
             c = await Consumer.start(nc, "pybridge-fc", group="pyslow", id="py-slow")
@@ -192,7 +198,7 @@ def test_slow_consumer_holds_a_fast_producer_at_its_window(topology):
 
 def test_pause_lease_fences_and_garbage_control(topology):
     async def main():
-        nc = await nats.connect(topology["url"])
+        nc = await connect(topology)
         try:
             c = await Consumer.start(nc, "pybridge-pause", group="pypause", id="py-pause-reader")
             p = await Producer.start(nc, ["pybridge-pause"], id="py-paused")
@@ -267,5 +273,17 @@ def test_pause_lease_fences_and_garbage_control(topology):
             reader.cancel()
         finally:
             await nc.close()
+
+    run(main())
+
+
+def test_a_client_without_credentials_is_refused(topology):
+    """`topo up` runs with authentication on: an anonymous bridge never gets a connection."""
+
+    async def main():
+        with pytest.raises(Exception) as e:
+            await nats.connect(topology["url"], allow_reconnect=False, max_reconnect_attempts=0,
+                               connect_timeout=5)
+        assert "Authorization Violation" in repr(e.value), repr(e.value)
 
     run(main())

@@ -33,7 +33,8 @@ def test_describe_prints_normalized_metadata(write_comp):
     code, out, err = describe(os.path.join(EXAMPLES, "generator.py"))
     assert code == 0, err
     assert out.count("\n") == 1
-    assert json.loads(out) == {"name": "mock-tweets-generator", "istreams": [], "ostreams": ["tweets"]}
+    assert json.loads(out) == {"name": "mock-tweets-generator", "istreams": [], "ostreams": ["tweets"],
+                                "delivery": {"tweets": "at-least-once"}}
     path = write_comp(TWO)
     code, out, _ = describe(path + ":A")
     assert code == 0 and json.loads(out) == {"name": "alpha", "istreams": [{"stream": "x", "grouping": "key"}],

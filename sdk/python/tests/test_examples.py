@@ -98,7 +98,8 @@ def test_sink_keeps_totals_and_logs():
 def test_generator_swap_through_real_operators(operator):
     """v1 runs, its state is snapshotted, v2 is initialised from it (as a hot swap does): no id lost or repeated."""
     op1 = operator(os.path.join(EXAMPLES, "generator.py"), name="mock-tweets-generator")
-    assert op1.read_frame()["metadata"] == {"name": "mock-tweets-generator", "istreams": [], "ostreams": ["tweets"]}
+    assert op1.read_frame()["metadata"] == {"name": "mock-tweets-generator", "istreams": [], "ostreams": ["tweets"],
+                                           "delivery": {"tweets": "at-least-once"}}
     inst = {"index": 1, "count": 2, "id": "mock-tweets-generator-1-abc"}
     c = op1.request("init", instance=inst, state=[], timers=[], runInit=True)
     at = c["nextTimerAt"]
