@@ -18,12 +18,13 @@ import { audit, fixture, NO_PROBLEMS, problems, settle, tapCounter, tapStream, t
 
 /** Latest reported state of every instance, from the workers' heartbeats. */
 function watchHeartbeats(client: TopoClient) {
-  const states = new Map<string, { state: InstanceState; workerId: string }>();
+  // checkpointed: the instance has stored a checkpoint (its metrics carry the size of the last one).
+  const states = new Map<string, { state: InstanceState; workerId: string; checkpointed: boolean }>();
   const sub = client.nc.subscribe(subjects.heartbeatAll, {
     callback: (err, msg) => {
       if (err) return;
       const hb = decodeJson<Heartbeat>(msg.data);
-      for (const i of hb.instances) states.set(i.instanceId, { state: i.state, workerId: hb.workerId });
+      for (const i of hb.instances) states.set(i.instanceId, { state: i.state, workerId: hb.workerId, checkpointed: i.metrics?.checkpointBytes !== undefined });
     },
   });
   return { states, stop: () => sub.unsubscribe() };
@@ -164,6 +165,9 @@ describe('a worker killed in the middle of a swap', () => {
     expect(before.counter.map((i) => i.workerId)).not.toContain(source.workerId);
     const sourceInput = await tapStream(client, SWAP_IN, (key, value, producer) => ({ key, seq: (value as SourceValue).seq, producer }));
     try {
+      // What follows checks that the re-placed source goes on from its checkpoint: one must be stored before the
+      // pause (a held producer does not checkpoint). The source may have run for less than the checkpoint interval.
+      await waitFor(() => heartbeats.states.get(source.instanceId)?.checkpointed, { what: 'a checkpoint of the source', timeoutMs: 10_000, intervalMs: 50 });
       // A new version whose init hangs for longer than the pause lease (5 s): the upstream stays paused that long.
       const swap = client.swap(COUNTER, fixture('counter-init-hangs'), { probation: { callbackTimeoutMs: 7_000 } })
         .then((r) => new Error(`swap succeeded (v${r.version}) with an init that never finishes`), (e: unknown) => e);
