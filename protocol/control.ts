@@ -65,6 +65,8 @@ export interface InstanceMetrics {
   checkpointBytes?: number;
   /** Checkpoints that could not be stored. */
   checkpointFailures?: number;
+  /** Publishes and subscriptions the server refused to this instance's own NATS user (its permissions). */
+  permissionDenied?: number;
   /** At-least-once input: records skipped as duplicates (redelivered, or produced again by a restarted producer). */
   duplicates?: number;
   /** At-least-once output: publishes retried until stored. */
@@ -120,6 +122,12 @@ export interface Heartbeat {
 }
 
 /** What a worker must run: one instance of one computation version. */
+/** A NATS user as text: its JWT and its nkey seed (what a `.creds` file holds). */
+export interface UserCredential {
+  jwt: string;
+  seed: string;
+}
+
 export interface Assignment {
   instanceId: string;
   computation: string;
@@ -152,7 +160,8 @@ export interface Fusion {
 
 /** Controller -> worker, request on `topo.worker.ctl.<workerId>`. */
 export type WorkerControl =
-  | { op: 'assign'; assignment: Assignment }
+  /** `credential`: the instance's own NATS user (PROTOCOL.md, "Identities and permissions"); without it the instance uses the worker's connection. */
+  | { op: 'assign'; assignment: Assignment; credential?: UserCredential }
   | { op: 'unassign'; instanceId: string }
   /**
    * Hold output on `streams` (default: all ostreams): nothing more is published
@@ -201,7 +210,7 @@ export type WorkerControl =
    */
   | {
     op: 'adopt'; swapId: string; assignment: Assignment; from: SnapshotRef[]; filterByPartition: boolean; probation: Probation;
-    leaseMs?: number; upstreams?: UpstreamRef[];
+    credential?: UserCredential; leaseMs?: number; upstreams?: UpstreamRef[];
     /** Snapshots of `from` instances carried in the request (their ReleaseReply.inline): not read from the store. */
     snapshots?: { instanceId: string; data: string }[];
   }

@@ -10,7 +10,7 @@
  * the control-plane buckets and the artifact store through the JetStream API, except
  * `topo_checkpoints`, where its instances keep their state checkpoints.
  */
-import { buckets, subjects } from './subjects.js';
+import { atLeastOnceNames, buckets, subjects } from './subjects.js';
 
 export interface SubjectPermissions {
   publish: string[];
@@ -92,3 +92,50 @@ export function workerPermissions(workerId: string): SubjectPermissions {
 
 /** The whole account, for identities that have no allow list (admin). */
 export const ALL_SUBJECTS: SubjectPermissions = { publish: ['>'], subscribe: ['>'] };
+
+/** Replies to an instance's own requests (at-least-once publishes, pulls) come on `<this>.>` of its own connection. */
+export const instanceInboxPrefix = (instanceId: string): string => `_INBOX.${instanceId}`;
+
+/** What a computation instance's own connection needs to read and write its streams (its Assignment, boiled down). */
+export interface InstanceScope {
+  instanceId: string;
+  computation: string;
+  index: number;
+  istreams: string[];
+  ostreams: string[];
+}
+
+/**
+ * One computation instance's own user (PROTOCOL.md, "Identities and permissions"): subscribe to its
+ * istreams' data subjects and publish on its ostreams', plus its credits, logs and dead letters and,
+ * for at-least-once streams, the JetStream requests on those streams only. Nothing of the control plane:
+ * no KV, no artifacts, no worker or API subjects. A publish to any other stream is refused by the server.
+ */
+export function instancePermissions(s: InstanceScope): SubjectPermissions {
+  const js = (stream: string) => atLeastOnceNames.stream(stream);
+  return {
+    publish: [
+      ...s.ostreams.map((o) => subjects.dataAll(o)),
+      // Credits go to the producers of its istreams, whose ids it learns from their batches.
+      subjects.credit('*'),
+      subjects.log(s.computation, s.index),
+      subjects.deadLetter(s.computation),
+      '$JS.API.INFO',
+      ...s.ostreams.map((o) => `$JS.API.STREAM.INFO.${js(o)}`),
+      ...s.istreams.flatMap((i) => [
+        `$JS.API.STREAM.INFO.${js(i)}`,
+        `$JS.API.CONSUMER.*.${js(i)}`,
+        `$JS.API.CONSUMER.*.${js(i)}.>`,
+        `$JS.API.CONSUMER.DURABLE.CREATE.${js(i)}.*`,
+        `$JS.API.CONSUMER.MSG.NEXT.${js(i)}.*`,
+        `$JS.ACK.${js(i)}.>`,
+      ]),
+    ],
+    subscribe: [
+      ...s.istreams.map((i) => subjects.dataAll(i)),
+      // Its producers' credits: topo.fc.<producer id>, and a restarted instance continues its predecessor's id.
+      subjects.credit('*'),
+      `${instanceInboxPrefix(s.instanceId)}.>`,
+    ],
+  };
+}

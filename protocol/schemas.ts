@@ -170,6 +170,7 @@ const instanceMetrics = z.looseObject({
   sinceCheckpoint: count.optional(),
   checkpointAgeMs: count.optional(),
   checkpointBytes: count.optional(),
+  permissionDenied: count.optional(),
   checkpointFailures: count.optional(),
   // At-least-once input: duplicates skipped (redelivered, or produced again by a restarted producer); publishes retried.
   duplicates: count.optional(),
@@ -239,8 +240,11 @@ const probation = z.looseObject({ records: count, ms: count, callbackTimeoutMs: 
 const partitionSeqs = z.record(z.string().regex(/^\d{1,3}$/), count);
 const producerFence = z.looseObject({ producer: id, stream: name, partitions: partitionSeqs, agesMs: partitionSeqs.optional() });
 
+// An instance's own NATS user (a JWT and its nkey seed), minted by the controller: never stored anywhere.
+const userCredential = z.strictObject({ jwt: z.jwt().max(8_192), seed: z.string().regex(/^SU[A-Z2-7]{56}$/) });
+
 const controlOps = {
-  assign: z.looseObject({ op: z.literal('assign'), assignment }),
+  assign: z.looseObject({ op: z.literal('assign'), assignment, credential: userCredential.optional() }),
   unassign: z.looseObject({ op: z.literal('unassign'), instanceId: id }),
   pause: z.looseObject({ op: z.literal('pause'), instanceId: id, swapId: id.optional(), streams: z.array(name).optional(), leaseMs: positive.optional() }),
   resume: z.looseObject({ op: z.literal('resume'), instanceId: id, swapId: id.optional() }),
@@ -253,7 +257,7 @@ const controlOps = {
   }),
   adopt: z.looseObject({
     op: z.literal('adopt'), swapId: id, assignment, from: z.array(snapshotRef).min(1), filterByPartition: z.boolean(), probation,
-    leaseMs: positive.optional(), upstreams: z.array(upstreamRef).optional(),
+    credential: userCredential.optional(), leaseMs: positive.optional(), upstreams: z.array(upstreamRef).optional(),
     snapshots: z.array(z.looseObject({ instanceId: id, data: z.base64() })).max(1_000).optional(),
   }),
   renew: z.looseObject({ op: z.literal('renew'), swapId: id, leaseMs: positive }),

@@ -63,6 +63,20 @@ export interface Context<O extends string = string> {
   readonly state: KeyedState;
   /** Structured logger bound to the computation and instance; `topo logs` shows it. */
   readonly log: Logger;
+  /**
+   * This instance's own NATS connection, as the NATS user the controller minted for it: the server lets
+   * it publish only on its ostreams' subjects (and its logs, dead letters and credits). Anything else is
+   * refused by the server, and the refusal is logged and counted (`permissionDenied` in `topo status`).
+   * Undefined when the instance has no user of its own (a server whose auth topo does not manage, or
+   * `topo up --no-auth`), and in a thread (`cpu: 'heavy'`). Records go through `produceRecord`; this is
+   * for what the runtime does not model.
+   */
+  readonly nats?: NatsPublisher;
+}
+
+/** Raw publishing on the instance's own NATS connection (see Context.nats). */
+export interface NatsPublisher {
+  publish(subject: string, data?: Uint8Array | string): void;
 }
 
 type MaybePromise = void | Promise<void>;

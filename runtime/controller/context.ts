@@ -8,6 +8,7 @@ import { call } from '../transport/rpc.js';
 import type { SerialQueue } from './serialQueue.js';
 import type { StateStore } from './stateStore.js';
 import type { WorkerTable } from './workerTable.js';
+import type { InstanceCredentials } from './instanceCredentials.js';
 
 export interface ControllerSettings {
   heartbeatMs: number;
@@ -59,6 +60,8 @@ export interface ControllerContext {
   swapping: Set<string>;
   /** When this controller started (workers get one lease to show up after a restart). */
   startedAt: number;
+  /** Mints each new instance its own NATS user, when this controller holds the account key (`topo up`). */
+  credentials?: InstanceCredentials;
 }
 
 /** Sends a WorkerControl request; the worker's error comes back rebuilt (InitFailedError, ...). */
@@ -72,6 +75,8 @@ export async function controlWorker(ctx: ControllerContext, workerId: string, ct
     }, 250);
   });
   leaseLost.catch(() => undefined);
+  // A new instance gets its own NATS user, in this request only.
+  if (ctx.credentials && (ctl.op === 'assign' || ctl.op === 'adopt')) ctl = { ...ctl, credential: await ctx.credentials.mint(ctl.assignment) };
   try {
     return await Promise.race([call<object>(ctx.nc, subjects.workerControl(workerId), ctl, timeout), leaseLost]);
   } catch (err) {

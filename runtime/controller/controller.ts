@@ -8,8 +8,10 @@ import type { Logger } from 'pino';
 import {
   checkMessage, schemas, subjects,
   type DeployRequest, type Heartbeat, type HistoryReply, type HistoryRequest, type KillRequest, type PromoteRequest, type RegisterReply,
-  type InstanceReport, type RegisterRequest, type RollbackRequest, type ScaleReply, type ScaleRequest, type FuseRequest, type FusionReply, type SplitRequest, type StatusReply, type SwapReply, type SwapRequest, type WorkerStatus,
+  type InstanceReport, type RegisterRequest, type RollbackRequest, type ScaleReply, type ScaleRequest, type FuseRequest, type FusionReply, type SplitRequest, type StatusReply, type SwapReply, type SwapRequest, type UserCredential, type WorkerStatus,
 } from '../../protocol/index.js';
+import { dirname } from 'node:path';
+import { AccountRevocations, accountSigner } from '../transport/auth.js';
 import { connectNats, followOutages, type TlsFiles } from '../transport/connect.js';
 import { decodeJson, serve } from '../transport/rpc.js';
 import { processLogger } from '../log.js';
@@ -29,6 +31,7 @@ import { history, promote, rollback, swap } from './swap.js';
 import { membersOf, recoverInterruptedSwaps } from './swapRecovery.js';
 import { WorkerTable, type WorkerChange, type WorkerEntry } from './workerTable.js';
 import { startBridges } from './bridges.js';
+import { InstanceCredentials } from './instanceCredentials.js';
 
 export type { KillReply } from './lifecycle.js';
 
@@ -170,6 +173,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     ctx = {
       nc, natsUrl: opts.natsUrl, log, settings, store, workers: new WorkerTable(settings.leaseMs), artifacts: stores.artifacts, checkpoints: stores.checkpoints,
       queue: new SerialQueue(), inFlight: new Set(), swapping: new Set(), startedAt: Date.now(),
+      ...instanceCredentialsFor(opts, log),
     };
     await seedWorkers(ctx, stores.workers);
     // Swaps the previous controller left half done: reconciliation leaves them alone until recovered.
@@ -182,6 +186,29 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     await nc.close().catch(() => {});
     throw err;
   }
+}
+
+/**
+ * Instance credentials when the account's key sits beside this controller's creds (the auth folder `topo up`
+ * makes); else (a server with other auth, or none) instances use their worker's connection.
+ */
+function instanceCredentialsFor(opts: ControllerOptions, log: Logger): { credentials?: InstanceCredentials } {
+  const creds = opts.creds ?? (process.env.TOPO_NATS_CREDS || undefined);
+  if (!creds || process.env.TOPO_INSTANCE_CREDENTIALS === '0') return {};
+  const dir = dirname(creds);
+  const signer = accountSigner(dir);
+  if (!signer) return {};
+  log.info('each instance gets a NATS user of its own (its streams only), revoked once the instance has ended');
+  const connectSystem = (credential: UserCredential) => connectNats(opts.natsUrl, { name: 'topo-controller revocations', credential, tls: opts.tls, timeoutMs: 15_000 });
+  return { credentials: new InstanceCredentials(signer, AccountRevocations.of(dir), connectSystem, log) };
+}
+
+/** Every instance that still exists: placed in desired state, reported by a live worker, or being assigned. */
+function liveInstances(ctx: ControllerContext): Set<string> {
+  const live = new Set<string>(ctx.inFlight);
+  for (const rec of ctx.store.all()) for (const p of rec.placements) live.add(p.instanceId);
+  for (const w of ctx.workers.alive()) for (const id of w.reported.keys()) live.add(id);
+  return live;
 }
 
 async function seedWorkers(ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openControlPlane>>['workers']): Promise<void> {
@@ -369,6 +396,7 @@ function run(
     }
     reconciler.prune();
     bridges.tick(now);
+    if (ctx.credentials) void ctx.credentials.sweep(liveInstances(ctx), ctx.swapping, now);
     if (reconciler.hasOrphans(now)) reconciler.requestOrphanPlacement();
     void mirrorWorkers();
   };
@@ -407,6 +435,7 @@ function run(
         await queue.idle().catch(() => {});
         if (opts?.stopWorkers) await stopLiveWorkers(ctx);
         await mirrorWorkers();
+        await ctx.credentials?.close();
         if (!nc.isClosed()) await nc.drain().catch(() => {});
         log.info('topo controller stopped');
       })()),

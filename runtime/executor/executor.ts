@@ -13,7 +13,7 @@
  * instance runs.
  */
 import type { Logger } from 'pino';
-import type { Computation, Context, InputRecord } from '../../sdk/index.js';
+import type { Computation, Context, InputRecord, NatsPublisher } from '../../sdk/index.js';
 import { partitionOf } from '../../protocol/index.js';
 import { MemoryState, TimerTable, type StateSnapshot } from './state.js';
 
@@ -29,6 +29,8 @@ export interface ExecutorOptions {
   sink: OutputSink;
   /** Called after setTimer, so the host can arm its clock. */
   onTimerSet?: () => void;
+  /** The instance's own NATS connection (Context.nats), when it has one. */
+  nats?: NatsPublisher;
 }
 
 /** Keyed state and pending timers, as a snapshot hands them over. */
@@ -66,6 +68,7 @@ export class Executor {
       },
       state: this.state,
       log: o.log,
+      ...(o.nats ? { nats: o.nats } : {}),
     }) as Context;
   }
 

@@ -1,6 +1,6 @@
 /** One place that opens NATS connections, so every process names itself, authenticates and retries alike. */
 import { readFileSync } from 'node:fs';
-import { connect, credsAuthenticator, type NatsConnection, type NodeConnectionOptions } from '@nats-io/transport-node';
+import { connect, credsAuthenticator, jwtAuthenticator, type NatsConnection, type NodeConnectionOptions } from '@nats-io/transport-node';
 
 /** Client TLS for a remote server: files in PEM. */
 export interface TlsFiles {
@@ -18,6 +18,8 @@ export interface ConnectOptions {
   timeoutMs?: number;
   /** A NATS `.creds` file (user JWT and seed); default $TOPO_NATS_CREDS; none: connect anonymously. */
   creds?: string | undefined;
+  /** A user held in memory instead (an instance's own, minted by the controller): takes the place of `creds`. */
+  credential?: { jwt: string; seed: string };
   /** Default: $TOPO_NATS_TLS_CA, $TOPO_NATS_TLS_CERT, $TOPO_NATS_TLS_KEY. */
   tls?: TlsFiles | undefined;
   /** Prefix of this connection's reply subjects (default `_INBOX`); a worker's user may only subscribe to its own. */
@@ -68,8 +70,11 @@ export function isAuthorizationError(err: unknown): boolean {
 }
 
 export async function connectNats(url: string, opts: ConnectOptions): Promise<NatsConnection> {
-  const credsFile = opts.creds ?? (process.env.TOPO_NATS_CREDS || undefined);
+  const credsFile = opts.credential ? undefined : opts.creds ?? (process.env.TOPO_NATS_CREDS || undefined);
   const creds = credsFile ? readCredsFile(credsFile) : undefined;
+  const authenticator = opts.credential
+    ? jwtAuthenticator(opts.credential.jwt, new TextEncoder().encode(opts.credential.seed))
+    : creds ? credsAuthenticator(creds) : undefined;
   const tls = tlsOptions(opts.tls ?? tlsFromEnv());
   let nc: NatsConnection;
   try {
@@ -81,13 +86,13 @@ export async function connectNats(url: string, opts: ConnectOptions): Promise<Na
       reconnectTimeWait: 250,
       // Large batches: keep well under the server's default 1 MiB max_payload.
       pingInterval: 10_000,
-      ...(creds ? { authenticator: credsAuthenticator(creds) } : {}),
+      ...(authenticator ? { authenticator } : {}),
       ...(tls ? { tls } : {}),
       ...(opts.inboxPrefix ? { inboxPrefix: opts.inboxPrefix } : {}),
     });
   } catch (err) {
     if (isAuthorizationError(err)) {
-      const what = credsFile ? `the credentials in ${credsFile} were refused` : 'this server needs credentials';
+      const what = opts.credential ? `the user minted for ${opts.name} was refused` : credsFile ? `the credentials in ${credsFile} were refused` : 'this server needs credentials';
       throw new Error(`authorization violation at ${url}: ${what}; pass --creds FILE (or set TOPO_NATS_CREDS) with a topo .creds file, e.g. .topo/auth/admin.creds`, { cause: err });
     }
     throw new Error(`cannot connect to NATS at ${url}: ${(err as Error).message}. Is it running? Start one with \`topo up\` or pass --nats URL.`, { cause: err });

@@ -17,7 +17,7 @@
 import { Received } from '../executor/received.js';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import type { Computation, InputRecord } from '../../sdk/index.js';
+import type { Computation, InputRecord, NatsPublisher } from '../../sdk/index.js';
 import { Executor, isPromise, type ExecutorSnapshot } from '../executor/executor.js';
 import {
   decodeBatch, encodeBatch, partitionsOwnedBy, truncateError, InitFailedError, TimeoutError, TopoError,
@@ -78,7 +78,12 @@ export interface InstanceSnapshot extends ExecutorSnapshot {
 export const DEFAULT_CHECKPOINT_MS = 1_000;
 
 export interface InstanceDeps {
+  /** The instance's data plane: its own connection (ownConnection) or its worker's. */
   nc: NatsConnection;
+  /** The worker's connection, for what is the worker's (stuck reports); default nc. */
+  workerNc?: NatsConnection;
+  /** A connection opened for this instance alone (its own NATS user): Context.nats, closed when the instance ends. */
+  ownConnection?: NatsConnection;
   view: TopologyView;
   log: Logger;
   workerId: string;
@@ -118,6 +123,8 @@ export class Instance {
   lastError: string | undefined;
 
   private readonly nc: NatsConnection;
+  private readonly workerNc: NatsConnection;
+  private readonly ownConnection: NatsConnection | undefined;
   private readonly edges: EdgeFactory;
   private readonly exec: Executor;
   private readonly log: Logger;
@@ -179,6 +186,7 @@ export class Instance {
   private checkpointing = false;
   private lastCheckpointAt = 0;
   private sinceCheckpoint = 0;
+  private refusedLogAt = 0;
   /** What this instance last wrote per checkpoint key (entries of another writer are never taken for its own). */
   private readonly written = new Map<string, Uint8Array>();
   private readonly delivery: DeliveryCounters;
@@ -187,6 +195,8 @@ export class Instance {
     this.assignment = assignment;
     this.id = assignment.instanceId;
     this.nc = deps.nc;
+    this.workerNc = deps.workerNc ?? deps.nc;
+    this.ownConnection = deps.ownConnection;
     this.edges = deps.edges ?? natsEdges(deps.nc, deps.view);
     this.log = deps.log;
     this.stuckAfterMs = deps.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS;
@@ -227,6 +237,7 @@ export class Instance {
         },
       },
       onTimerSet: () => this.armTimer(),
+      ...(deps.ownConnection ? { nats: natsPublisher(deps.ownConnection) } : {}),
     });
     this.inlet = this.edges.inlet(assignment, this.partitions, (item) => {
       this.queue.push(item);
@@ -287,7 +298,7 @@ export class Instance {
   /** What the runner loop (runnerPump.ts) may do to this instance: the inline loop's own steps, as closures. */
   private threadHost(): ThreadHost {
     return {
-      computation: this.assignment.computation, instanceId: this.id, what: this.what, workerId: this.workerId, nc: this.nc, log: this.log,
+      computation: this.assignment.computation, instanceId: this.id, what: this.what, workerId: this.workerId, nc: this.workerNc, log: this.log,
       stuckAfterMs: this.stuckAfterMs,
       probation: () => this.probation,
       discarded: () => this.discarded,
@@ -1142,7 +1153,29 @@ export class Instance {
     this.credit.flush();
     this.credits?.close();
     await this.threaded?.close();
+    // What it published is flushed to the server first; its user is of no use to anyone after this.
+    if (this.ownConnection && !this.ownConnection.isClosed()) await this.ownConnection.drain().catch(() => undefined);
   }
+
+  /** The server refused this instance's own user a publish or subscription (its permissions): logged, at most every 5 s, and counted. */
+  noteRefused(err: Error): void {
+    this.metrics.permissionDenied = (this.metrics.permissionDenied ?? 0) + 1;
+    const now = Date.now();
+    if (now - this.refusedLogAt < 5_000) return;
+    this.refusedLogAt = now;
+    this.log.error({ err: err.message, permissionDenied: this.metrics.permissionDenied }, `NATS refused: ${err.message} (the instance's user may use only its own streams)`);
+  }
+}
+
+/** Context.nats: raw publishes on the instance's own connection; a closed one drops them (the instance is ending). */
+function natsPublisher(nc: NatsConnection): NatsPublisher {
+  return {
+    publish(subject: string, data?: Uint8Array | string): void {
+      if (typeof subject !== 'string') throw new TypeError(`ctx.nats.publish: subject must be a string, got ${typeof subject}`);
+      if (nc.isClosed()) return;
+      nc.publish(subject, data);
+    },
+  };
 }
 
 /** Records in a list of raw batches (the handed-over input of a stuck instance). */

@@ -10,13 +10,15 @@ import { boundLogger } from '../log.js';
 
 const enc = new TextEncoder();
 
-export function instanceLogger(nc: NatsConnection, bindings: { computation: string; index: number; instanceId: string; worker: string; version: number }): Logger {
+/** `nc`: where lines are published (a function: the instance's own connection, then its worker's once that one is closed). */
+export function instanceLogger(nc: NatsConnection | (() => NatsConnection), bindings: { computation: string; index: number; instanceId: string; worker: string; version: number }): Logger {
   const subject = subjects.log(bindings.computation, bindings.index);
+  const connection = typeof nc === 'function' ? nc : () => nc;
   const destination = {
     write(line: string): void {
       process.stderr.write(line);
       try {
-        nc.publish(subject, enc.encode(line.endsWith('\n') ? line.slice(0, -1) : line));
+        connection().publish(subject, enc.encode(line.endsWith('\n') ? line.slice(0, -1) : line));
       } catch {
         /* connection closing: stderr still has it */
       }

@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { parseArgs } from 'node:util';
 import { connectNats } from '../transport/connect.js';
-import { workerInboxPrefix } from '../../protocol/permissions.js';
+import { instanceInboxPrefix, workerInboxPrefix } from '../../protocol/permissions.js';
 import { processLogger } from '../log.js';
 import { Worker } from './worker.js';
 import { startWatchdog, stuckThresholdFromEnv } from './watchdog.js';
@@ -78,6 +78,10 @@ try {
 }
 const worker = new Worker({
   nc,
+  // Each instance on a connection of its own, as the NATS user the controller minted for it.
+  connectInstance: (instanceId, credential, onRefused) => connectNats(url, {
+    name: `topo-instance ${instanceId}`, credential, tls, inboxPrefix: instanceInboxPrefix(instanceId), timeoutMs: 15_000, onAsyncError: onRefused,
+  }),
   workerId,
   dataDir,
   log,

@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import {
   buckets, packr, partitionsOwnedBy, schemas, subjects, ConflictError, NotFoundError, BadRequestError,
   type Assignment, type Heartbeat, type PauseReply, type Probation, type RegisterReply, type RegisterRequest, type ReleaseReply,
-  type AbortReply, type Handback, type ProducerFence, type SnapshotRef, type UpstreamRef, type WorkerControl,
+  type AbortReply, type Handback, type ProducerFence, type SnapshotRef, type UpstreamRef, type UserCredential, type WorkerControl,
 } from '../../protocol/index.js';
 import { call, encodeJson, serve } from '../transport/rpc.js';
 import { ArtifactCache, checkMetadata } from './artifacts.js';
@@ -60,6 +60,11 @@ export interface WorkerOptions {
   host?: string;
   /** How often instances checkpoint (ms; 0: never). Default TOPO_CHECKPOINT_MS, else 1 s. */
   checkpointMs?: number;
+  /**
+   * Opens an instance's own connection with the NATS user the controller minted for it (same server and TLS as
+   * this worker's); `onRefused` hears what the server refuses it. Without it every instance uses this worker's connection.
+   */
+  connectInstance?: (instanceId: string, credential: UserCredential, onRefused: (err: Error) => void) => Promise<NatsConnection>;
 }
 
 export class Worker {
@@ -69,6 +74,7 @@ export class Worker {
   private readonly dataDir: string;
   private readonly window: number | undefined;
   private readonly instances = new Map<string, Instance>();
+  private readonly connectInstance: WorkerOptions['connectInstance'];
   private readonly view = new TopologyView();
   /** Fused instances of this worker find each other here. */
   private readonly fusion = new FusionBus();
@@ -102,6 +108,7 @@ export class Worker {
     this.window = o.window;
     this.host = o.host ?? hostname();
     const envCheckpoint = process.env.TOPO_CHECKPOINT_MS;
+    this.connectInstance = o.connectInstance;
     this.checkpointMs = o.checkpointMs ?? (envCheckpoint !== undefined && envCheckpoint !== '' && Number(envCheckpoint) >= 0 ? Number(envCheckpoint) : DEFAULT_CHECKPOINT_MS);
     const envStuck = Number(process.env.TOPO_STUCK_AFTER_MS);
     this.stuckAfterMs = o.stuckAfterMs ?? (envStuck > 0 ? envStuck : undefined);
@@ -175,7 +182,7 @@ export class Worker {
   private async onControl(req: WorkerControl): Promise<object> {
     switch (req?.op) {
       case 'assign':
-        return this.assign(req.assignment);
+        return this.assign(req.assignment, req.credential);
       case 'unassign': {
         const inst = this.instances.get(req.instanceId);
         if (!inst) return { unassigned: false };
@@ -206,7 +213,7 @@ export class Worker {
       case 'release':
         return this.release(req.instanceId, this.swaps.join(req.swapId, req.leaseMs, req.upstreams), req.export, req.budgetMs ?? DEFAULT_DRAIN_BUDGET_MS, req.fences ?? []);
       case 'adopt':
-        return this.adopt(this.swaps.join(req.swapId, req.leaseMs, req.upstreams), req.assignment, req.from, req.filterByPartition, req.probation, req.snapshots ?? []);
+        return this.adopt(this.swaps.join(req.swapId, req.leaseMs, req.upstreams), req.assignment, req.from, req.filterByPartition, req.probation, req.snapshots ?? [], req.credential);
       case 'renew':
         return { renewed: this.swaps.renew(req.swapId, req.leaseMs) };
       case 'health':
@@ -231,16 +238,23 @@ export class Worker {
     return inst;
   }
 
-  private async assign(a: Assignment): Promise<object> {
+  private async assign(a: Assignment, credential?: UserCredential): Promise<object> {
     if (this.instances.has(a.instanceId)) return { instanceId: a.instanceId, already: true };
-    const log = instanceLogger(this.nc, { computation: a.computation, index: a.index, instanceId: a.instanceId, worker: this.id, version: a.version });
+    const own = await this.ownConnection(a, credential);
+    const log = this.logOf(a, own);
     // Not handed over by a swap: it starts where the last checkpoint of its partitions left off (empty when there is none).
     const t0 = Date.now();
     const loaded = this.checkpointMs > 0 ? await this.loadCheckpoint(a, log) : undefined;
     // Only at-least-once output continues the predecessor's producer id and sequence (its readers recognize what is
     // produced again); at-most-once output starts a fresh sequence under the instance's own id, as a new producer.
     const from = loaded?.meta && !a.metadata.ostreams.some((s) => this.view.isAtLeastOnce(s) || a.metadata.delivery?.[s]) ? withoutMeta(loaded) : loaded;
-    const inst = await this.newInstance(a, log, from);
+    let inst: Instance;
+    try {
+      inst = await this.newInstance(a, log, from, own);
+    } catch (err) {
+      await own?.close().catch(() => undefined);
+      throw err;
+    }
     if (from) inst.restore(from);
     this.instances.set(a.instanceId, inst);
     try {
@@ -275,26 +289,48 @@ export class Worker {
     }
   }
 
-  private async newInstance(a: Assignment, log: PinoLogger, from?: LoadedCheckpoint): Promise<Instance> {
+  /**
+   * The instance's own connection, as the NATS user the controller minted for it (only its streams), or
+   * undefined: no credential (a server whose auth topo does not manage), or this worker cannot open one.
+   */
+  private async ownConnection(a: Assignment, credential: UserCredential | undefined): Promise<NatsConnection | undefined> {
+    if (!credential || !this.connectInstance) return undefined;
+    const onRefused = (err: Error) => {
+      const inst = this.instances.get(a.instanceId);
+      if (inst) inst.noteRefused(err);
+      else this.log.error({ instanceId: a.instanceId, err: err.message }, `NATS refused instance ${a.instanceId}: ${err.message}`);
+    };
+    return this.connectInstance(a.instanceId, credential, onRefused);
+  }
+
+  /** Lines go out on the instance's own connection while it is open, then on this worker's. */
+  private logOf(a: Assignment, own: NatsConnection | undefined): PinoLogger {
+    const bindings = { computation: a.computation, index: a.index, instanceId: a.instanceId, worker: this.id, version: a.version };
+    return instanceLogger(own ? () => (own.isClosed() ? this.nc : own) : this.nc, bindings);
+  }
+
+  private async newInstance(a: Assignment, log: PinoLogger, from?: LoadedCheckpoint, own?: NatsConnection): Promise<Instance> {
     if (a.lang === 'python' || a.lang === 'cmd') {
       const artifact = await this.artifacts.loadHosted(a.sha, a.lang);
       const launch = launchOf(artifact, a.sha, a.computation, join(this.dataDir, 'operators'));
       const progressDir = join(this.dataDir, 'progress');
-      const { artifactFile: _none, ...deps } = this.instanceDeps(log, a);
+      const { artifactFile: _none, ...deps } = this.instanceDeps(log, a, own);
       const warm = this.warmOperators.take(a.sha, a.computation);
       return new Instance(a, hostedComputation(a.metadata), { ...deps, ...(from ? { fromCheckpoint: from } : {}), hosted: (note) => hostedRunner(launch, a, log, progressDir, note, warm) });
     }
     const comp: Computation = await this.artifacts.load(a.sha);
     checkMetadata(comp, a.metadata);
-    return new Instance(a, comp, { ...this.instanceDeps(log, a), ...(from ? { fromCheckpoint: from } : {}) });
+    return new Instance(a, comp, { ...this.instanceDeps(log, a, own), ...(from ? { fromCheckpoint: from } : {}) });
   }
 
-  private instanceDeps(log: Logger, a: Assignment) {
+  /** `own`: the instance's own connection (its data plane, logs and dead letters), closed with it; else this worker's. */
+  private instanceDeps(log: Logger, a: Assignment, own?: NatsConnection) {
+    const nc = own ?? this.nc;
     // At-least-once streams on JetStream, the others on core NATS; fused edges on top of both.
     const delivery: DeliveryCounters = { publishRetries: 0 };
-    const base = deliveryEdges(natsEdges(this.nc, this.view), this.nc, this.view, log, delivery, a.metadata);
+    const base = deliveryEdges(natsEdges(nc, this.view), nc, this.view, log, delivery, a.metadata);
     return {
-      nc: this.nc, view: this.view, log, workerId: this.id, artifactFile: this.artifacts.fileOf(a.sha),
+      nc, workerNc: this.nc, ...(own ? { ownConnection: own } : {}), view: this.view, log, workerId: this.id, artifactFile: this.artifacts.fileOf(a.sha),
       edges: a.fusion ? fusedEdges(base, this.fusion, this.taps, a.fusion, a.index) : base,
       checkpoints: this.checkpoints, checkpointMs: this.checkpointMs, delivery,
       ...(this.window !== undefined ? { window: this.window } : {}),
@@ -385,10 +421,18 @@ export class Worker {
 
   private async adopt(
     s: SwapSession, a: Assignment, from: SnapshotRef[], filterByPartition: boolean, probation: Probation, carried: { instanceId: string; data: string }[],
+    credential?: UserCredential,
   ): Promise<object> {
     if (this.instances.has(a.instanceId)) return { instanceId: a.instanceId, already: true };
-    const log = instanceLogger(this.nc, { computation: a.computation, index: a.index, instanceId: a.instanceId, worker: this.id, version: a.version });
-    const inst = await this.newInstance(a, log);
+    const own = await this.ownConnection(a, credential);
+    const log = this.logOf(a, own);
+    let inst: Instance;
+    try {
+      inst = await this.newInstance(a, log, undefined, own);
+    } catch (err) {
+      await own?.close().catch(() => undefined);
+      throw err;
+    }
     const inline = new Map(carried.map((c) => [c.instanceId, c.data]));
     inst.restore(await this.gatherSnapshot(s.swapId, from, filterByPartition ? new Set(inst.partitions) : undefined, inline));
     this.instances.set(a.instanceId, inst);
