@@ -177,7 +177,11 @@ export type WorkerControl =
   | { op: 'drain'; instanceId: string; timeoutMs?: number }
   /** Fetch and load an artifact ahead of a swap so load time is not pause time. Replies {loadMs}. */
   /** lang: a hosted operator's; count: how many instances of it this worker will adopt (that many operator processes are started now). */
-  | { op: 'preload'; sha: string; metadata: NormalizedMetadata; lang?: Lang; count?: number }
+  /**
+   * `instances`: the adopts to come on this worker, each with its own NATS user, whose connections the
+   * worker opens now (signing in takes tens of ms: not inside the pause); an adopt takes its own.
+   */
+  | { op: 'preload'; sha: string; metadata: NormalizedMetadata; lang?: Lang; count?: number; instances?: { instanceId: string; credential: UserCredential }[] }
   /**
    * Swap step "drain and snapshot": stop taking input, process everything
    * received (after a round trip to the server, so all fenced input is in),
@@ -210,7 +214,7 @@ export type WorkerControl =
    */
   | {
     op: 'adopt'; swapId: string; assignment: Assignment; from: SnapshotRef[]; filterByPartition: boolean; probation: Probation;
-    credential?: UserCredential; leaseMs?: number; upstreams?: UpstreamRef[];
+    leaseMs?: number; upstreams?: UpstreamRef[];
     /** Snapshots of `from` instances carried in the request (their ReleaseReply.inline): not read from the store. */
     snapshots?: { instanceId: string; data: string }[];
   }

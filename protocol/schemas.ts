@@ -249,7 +249,10 @@ const controlOps = {
   pause: z.looseObject({ op: z.literal('pause'), instanceId: id, swapId: id.optional(), streams: z.array(name).optional(), leaseMs: positive.optional() }),
   resume: z.looseObject({ op: z.literal('resume'), instanceId: id, swapId: id.optional() }),
   drain: z.looseObject({ op: z.literal('drain'), instanceId: id, timeoutMs: count.optional() }),
-  preload: z.looseObject({ op: z.literal('preload'), sha, metadata: normalizedMetadata, lang: lang.optional(), count: z.int().min(1).max(MAX_INSTANCES).optional() }),
+  preload: z.looseObject({
+    op: z.literal('preload'), sha, metadata: normalizedMetadata, lang: lang.optional(), count: z.int().min(1).max(MAX_INSTANCES).optional(),
+    instances: z.array(z.strictObject({ instanceId: id, credential: userCredential })).max(MAX_INSTANCES).optional(),
+  }),
   release: z.looseObject({
     op: z.literal('release'), instanceId: id, swapId: id, export: z.enum(['memory', 'store']),
     budgetMs: positive.optional(), leaseMs: positive.optional(), upstreams: z.array(upstreamRef).optional(),
@@ -257,7 +260,7 @@ const controlOps = {
   }),
   adopt: z.looseObject({
     op: z.literal('adopt'), swapId: id, assignment, from: z.array(snapshotRef).min(1), filterByPartition: z.boolean(), probation,
-    credential: userCredential.optional(), leaseMs: positive.optional(), upstreams: z.array(upstreamRef).optional(),
+    leaseMs: positive.optional(), upstreams: z.array(upstreamRef).optional(),
     snapshots: z.array(z.looseObject({ instanceId: id, data: z.base64() })).max(1_000).optional(),
   }),
   renew: z.looseObject({ op: z.literal('renew'), swapId: id, leaseMs: positive }),

@@ -75,8 +75,8 @@ export async function controlWorker(ctx: ControllerContext, workerId: string, ct
     }, 250);
   });
   leaseLost.catch(() => undefined);
-  // A new instance gets its own NATS user, in this request only.
-  if (ctx.credentials && (ctl.op === 'assign' || ctl.op === 'adopt')) ctl = { ...ctl, credential: await ctx.credentials.mint(ctl.assignment) };
+  // A new instance gets its own NATS user, in this request only (an adopt's came with its swap's preload).
+  if (ctx.credentials && ctl.op === 'assign') ctl = { ...ctl, credential: await ctx.credentials.mint(ctl.assignment) };
   try {
     return await Promise.race([call<object>(ctx.nc, subjects.workerControl(workerId), ctl, timeout), leaseLost]);
   } catch (err) {

@@ -243,8 +243,15 @@ class SwapRun {
     const key = (a: AdoptPlan): string => `${a.workerId} ${a.assignment.sha}`;
     const targets = [...new Map(this.plan.adopts.map((a) => [key(a), a])).values()];
     const countOf = (t: AdoptPlan): number => this.plan.adopts.filter((a) => key(a) === key(t)).length;
-    const loaded = await each(targets, (a) =>
-      this.send(a.workerId, { op: 'preload', sha: a.assignment.sha, metadata: a.assignment.metadata, lang: a.assignment.lang, count: countOf(a) }, this.ctx.settings.assignTimeoutMs) as Promise<{ loadMs?: number }>);
+    // Each new instance's own NATS user goes with the preload: its worker signs in now, not inside the pause.
+    const credentials = this.ctx.credentials;
+    const instancesOf = async (t: AdoptPlan) => credentials
+      ? { instances: await Promise.all(this.plan.adopts.filter((a) => key(a) === key(t)).map(async (a) => ({ instanceId: a.assignment.instanceId, credential: await credentials.mint(a.assignment) }))) }
+      : {};
+    const loaded = await each(targets, async (a) =>
+      this.send(a.workerId, {
+        op: 'preload', sha: a.assignment.sha, metadata: a.assignment.metadata, lang: a.assignment.lang, count: countOf(a), ...(await instancesOf(a)),
+      }, this.ctx.settings.assignTimeoutMs) as Promise<{ loadMs?: number }>);
     this.loadMs = Math.round(Math.max(0, ...loaded.map((o) => (typeof o.value?.loadMs === 'number' ? o.value.loadMs : Date.now() - at))));
     const first = failed(loaded)[0];
     if (first) {

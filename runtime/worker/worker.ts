@@ -44,6 +44,8 @@ const INLINE_SNAPSHOT_BYTES = 256 * 1024;
 const DEFAULT_DRAIN_BUDGET_MS = 30_000;
 /** When a worker aborts a swap by itself, its upstreams get a fresh pause of this long, so they resume only after the old instances are back. */
 const SELF_ABORT_PAUSE_MS = 2_000;
+/** A connection opened at preload for an adopt that never came is closed after this long. */
+const PREOPENED_MS = 120_000;
 /** A heartbeat that cannot be sent is logged at most this often. */
 const HEARTBEAT_PROBLEM_LOG_MS = 5_000;
 
@@ -75,6 +77,8 @@ export class Worker {
   private readonly window: number | undefined;
   private readonly instances = new Map<string, Instance>();
   private readonly connectInstance: WorkerOptions['connectInstance'];
+  /** Connections a preload opened for instances a swap is about to adopt here. */
+  private readonly preopened = new Map<string, { nc: Promise<NatsConnection>; timer: NodeJS.Timeout }>();
   private readonly view = new TopologyView();
   /** Fused instances of this worker find each other here. */
   private readonly fusion = new FusionBus();
@@ -203,6 +207,8 @@ export class Worker {
         return this.instance(req.instanceId).drain(req.timeoutMs);
       case 'preload': {
         const t0 = performance.now();
+        // Signed in before the reply: the pause that follows must not share this worker's loop with the sign-ins.
+        await Promise.allSettled((req.instances ?? []).map(({ instanceId, credential }) => this.preopen(instanceId, credential)));
         if (req.lang === 'python' || req.lang === 'cmd') {
           // The operator processes the adopts will take, started now: not inside the pause.
           const artifact = await this.artifacts.loadHosted(req.sha, req.lang);
@@ -213,7 +219,7 @@ export class Worker {
       case 'release':
         return this.release(req.instanceId, this.swaps.join(req.swapId, req.leaseMs, req.upstreams), req.export, req.budgetMs ?? DEFAULT_DRAIN_BUDGET_MS, req.fences ?? []);
       case 'adopt':
-        return this.adopt(this.swaps.join(req.swapId, req.leaseMs, req.upstreams), req.assignment, req.from, req.filterByPartition, req.probation, req.snapshots ?? [], req.credential);
+        return this.adopt(this.swaps.join(req.swapId, req.leaseMs, req.upstreams), req.assignment, req.from, req.filterByPartition, req.probation, req.snapshots ?? []);
       case 'renew':
         return { renewed: this.swaps.renew(req.swapId, req.leaseMs) };
       case 'health':
@@ -301,6 +307,40 @@ export class Worker {
       else this.log.error({ instanceId: a.instanceId, err: err.message }, `NATS refused instance ${a.instanceId}: ${err.message}`);
     };
     return this.connectInstance(a.instanceId, credential, onRefused);
+  }
+
+  /**
+   * Starts signing in, now, as the user of an instance a swap will adopt here (the preload): an adopt runs inside
+   * the upstreams' pause, and a sign-in takes tens of ms. One not taken within PREOPENED_MS is closed.
+   */
+  private preopen(instanceId: string, credential: UserCredential): Promise<unknown> {
+    if (!this.connectInstance) return Promise.resolve();
+    const already = this.preopened.get(instanceId);
+    if (already) return already.nc;
+    const onRefused = (err: Error) => {
+      const inst = this.instances.get(instanceId);
+      if (inst) inst.noteRefused(err);
+      else this.log.error({ instanceId, err: err.message }, `NATS refused instance ${instanceId}: ${err.message}`);
+    };
+    const nc = this.connectInstance(instanceId, credential, onRefused);
+    nc.catch((err: unknown) => this.log.warn({ instanceId, err: (err as Error).message }, `could not sign in as instance ${instanceId}: ${(err as Error).message}; it will use the worker's connection`));
+    const timer = setTimeout(() => {
+      if (this.preopened.get(instanceId)?.nc !== nc) return;
+      this.preopened.delete(instanceId);
+      void nc.then((c) => c.close(), () => undefined);
+    }, PREOPENED_MS);
+    timer.unref();
+    this.preopened.set(instanceId, { nc, timer });
+    return nc;
+  }
+
+  /** The connection preload opened for `instanceId`, or undefined (none, or it could not sign in: the worker's is used). */
+  private async takePreopened(instanceId: string): Promise<NatsConnection | undefined> {
+    const p = this.preopened.get(instanceId);
+    if (!p) return undefined;
+    this.preopened.delete(instanceId);
+    clearTimeout(p.timer);
+    return p.nc.catch(() => undefined);
   }
 
   /** Lines go out on the instance's own connection while it is open, then on this worker's. */
@@ -421,10 +461,9 @@ export class Worker {
 
   private async adopt(
     s: SwapSession, a: Assignment, from: SnapshotRef[], filterByPartition: boolean, probation: Probation, carried: { instanceId: string; data: string }[],
-    credential?: UserCredential,
   ): Promise<object> {
     if (this.instances.has(a.instanceId)) return { instanceId: a.instanceId, already: true };
-    const own = await this.ownConnection(a, credential);
+    const own = await this.takePreopened(a.instanceId);
     const log = this.logOf(a, own);
     let inst: Instance;
     try {
@@ -613,6 +652,7 @@ export class Worker {
         if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
         await Promise.allSettled([...this.instances.values()].map((i) => i.stop()));
         await this.warmOperators?.closeAll();
+        for (const id of [...this.preopened.keys()]) await (await this.takePreopened(id))?.close().catch(() => undefined);
         this.instances.clear();
         this.view.stop();
         this.taps.stop();
