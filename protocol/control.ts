@@ -591,6 +591,8 @@ export interface ComputationStatus {
   atLeastOnce?: string[];
   /** At-least-once input its running instances skipped as duplicates (redelivered, or produced again by a restarted producer). */
   duplicates?: number;
+  /** Publishes and subscriptions the server refused its running instances' own NATS users. */
+  permissionDenied?: number;
   /** Present while the controller does not re-place its instances because they keep failing. */
   coolDown?: ComputationCoolDown;
   /** The fusion group it runs in, if fused. */

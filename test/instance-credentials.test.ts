@@ -17,7 +17,7 @@ import { instanceInboxPrefix } from '../protocol/permissions.js';
 import { InstanceCredentials } from '../runtime/controller/instanceCredentials.js';
 import { AccountRevocations, accountSigner } from '../runtime/transport/auth.js';
 import { connectNats } from '../runtime/transport/connect.js';
-import { startCluster, waitFor, type Cluster } from './harness.js';
+import { runTopo, startCluster, waitFor, type Cluster } from './harness.js';
 import { tapStream, type Tap } from './swap-helpers.js';
 
 const fixture = (name: string): string => join(import.meta.dirname, 'fixtures', name);
@@ -54,6 +54,11 @@ describe('each instance on a NATS user of its own', () => {
       return n >= 10 ? n : undefined;
     }, { what: 'permissionDenied reported in topo status', timeoutMs: 20_000, intervalMs: 250 });
     expect(denied).toBeGreaterThanOrEqual(10);
+    // The computation's total, in `topo status` (and its --json).
+    const text = await runTopo(['status', '--nats', cluster.url]);
+    expect(text.stdout).toMatch(/perm-rogue: \d+ publish\(es\) or subscription\(s\) refused by NATS to its instances' users/);
+    const json = await runTopo(['status', '--json', '--nats', cluster.url]);
+    expect(JSON.parse(json.stdout).computations[0].permissionDenied).toBeGreaterThanOrEqual(10);
     // Records on its ostream reach their readers (produceRecord, on its own connection).
     await waitFor(() => out.records.length > 10, { what: 'records on perm-out' });
     expect(leaked, 'messages the instance had no right to publish').toEqual([]);

@@ -103,6 +103,7 @@ export function renderStatus(status: StatusView, now = Date.now()): string {
     const incidents = status.computations.flatMap((c) => [
       ...(c.coolDown ? [`  ${c.name} COOL-DOWN until ${clock(c.coolDown.until)}: ${c.coolDown.failures} failures within ${Math.round(c.coolDown.windowMs / 1000)} s (last: ${clip(c.coolDown.reason, 160)}); its instances are not re-placed meanwhile`] : []),
       ...(c.lastRecovery ? [`  ${c.name}: last restarted after its worker died at ${new Date(c.lastRecovery.at).toISOString().slice(11, 19)}, running again ${c.lastRecovery.ms} ms after the worker's last heartbeat`] : []),
+      ...(c.permissionDenied ? [`  ${c.name}: ${c.permissionDenied} publish(es) or subscription(s) refused by NATS to its instances' users (outside its declared streams; \`topo logs ${c.name}\` names them)`] : []),
       ...(c.duplicates ? [`  ${c.name}: ${c.duplicates} duplicate record(s) of at-least-once input skipped (delivered again after a restart)`] : []),
       ...(c.lostSinceCheckpoint ? [`  ${c.name}: ${c.lostSinceCheckpoint} record(s) processed since the last checkpoint were lost with worker(s) that died (at-most-once input; declare its istreams at-least-once to replay them)`] : []),
       ...(c.stuckCount ? [`  ${c.name} stuck ${c.stuckCount} time${c.stuckCount === 1 ? '' : 's'} in a synchronous callback: each time its worker was restarted and the keyed state held in memory by that worker's instances was lost`] : []),

@@ -22,19 +22,21 @@ function instanceStatus(ctx: ControllerContext, rec: ComputationRecord, p: Place
 
 export function computationStatus(ctx: ControllerContext, rec: ComputationRecord): ComputationStatus {
   const instances = [...rec.placements].sort((a, b) => a.index - b.index).map((p) => instanceStatus(ctx, rec, p));
-  let inPerSec = 0, outPerSec = 0, errors = 0, deadLetters = 0, duplicates = 0;
+  let inPerSec = 0, outPerSec = 0, errors = 0, deadLetters = 0, duplicates = 0, permissionDenied = 0;
   for (const i of instances) {
     inPerSec += i.inPerSec;
     outPerSec += i.outPerSec;
     errors += i.metrics.errors;
     deadLetters += i.metrics.deadLetters;
     duplicates += i.metrics.duplicates ?? 0;
+    permissionDenied += i.metrics.permissionDenied ?? 0;
   }
   return {
     name: rec.name, version: rec.version, sha: rec.sha, lang: rec.lang,
     istreams: rec.metadata.istreams, ostreams: rec.metadata.ostreams,
     ...(rec.metadata.delivery ? { atLeastOnce: Object.keys(rec.metadata.delivery) } : {}),
     ...(duplicates ? { duplicates } : {}),
+    ...(permissionDenied ? { permissionDenied } : {}),
     instances, inPerSec, outPerSec, errors, deadLetters,
     ...incidentFields(ctx, rec.name),
     ...(rec.fusion ? { group: rec.fusion.group } : {}),
