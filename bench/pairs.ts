@@ -100,7 +100,7 @@ export async function heavyPart(ctx: PairContext, count: number): Promise<PairPa
   };
 }
 
-export const AUTH_NAMES = { on: 'one-hop, NATS auth on (JWT, per-worker permissions)', off: 'one-hop, NATS auth off (anonymous)' } as const;
+export const AUTH_NAMES = { on: 'one-hop, NATS auth on (JWT, per-worker and per-instance users)', off: 'one-hop, NATS auth off (anonymous)' } as const;
 
 export async function authPart(ctx: PairContext, count: number): Promise<PairPart> {
   const mod = await load<TopoModule>(ctx, 'topo.mjs');
@@ -113,12 +113,12 @@ export async function authPart(ctx: PairContext, count: number): Promise<PairPar
     section: 'auth', title: 'NATS auth on vs off (one-hop)', records: count,
     cases: [
       { name: AUTH_NAMES.off, description: 'bench-source -> bench-sink, each on its own worker process; nats-server started without auth', once: run(false), ...skip },
-      { name: AUTH_NAMES.on, description: 'the same on a nats-server in operator mode (topo up\'s default): admin creds for the controller and the bench client, each worker its own user with publish/subscribe allow lists', once: run(true), ...skip },
+      { name: AUTH_NAMES.on, description: 'the same on a nats-server in operator mode (topo up\'s default): admin creds for the controller and the bench client, each worker its own user with publish/subscribe allow lists, and each instance a connection of its own as the user the controller minted for it (its streams only)', once: run(true), ...skip },
     ],
     comparisons: [{ what: 'auth on vs off', of: AUTH_NAMES.on, to: AUTH_NAMES.off, target: 0.98 }],
     method: [
       '- The throughput bench\'s one-hop pipeline (`bench/topo/source.ts` -> `bench/topo/sink-one-hop.ts`, batches of msgpack records over `topo.data.*` with credit flow control), on a fresh local topology per run with `TOPO_AUTOPILOT=0`.',
-      '- Auth on: `startLocalTopology` as `topo up` runs it: nats-server with `-c .topo/auth/nats-server.conf` (operator JWT, MEMORY resolver), every process with its `.creds` file; the server checks each publish and subscription of a worker against its allow lists (protocol/permissions.ts). Auth off: `auth: false`, an anonymous server.',
+      '- Auth on: `startLocalTopology` as `topo up` runs it: nats-server with `-c .topo/auth/nats-server.conf` (operator JWT, MEMORY resolver), every process with its `.creds` file and every instance on its own connection as its own user; the server checks each publish and subscription against the allow lists of that user (protocol/permissions.ts). Auth off: `auth: false`, an anonymous server.',
     ],
   };
 }
