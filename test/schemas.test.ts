@@ -108,6 +108,10 @@ describe('credit', () => {
   });
 });
 
+// A user JWT and seed as the controller mints them (shapes only: nothing here signs in).
+const NATS_JWT = 'eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.eyJzdWIiOiJVQUJDIiwibmF0cyI6eyJ0eXBlIjoidXNlciJ9fQ.c2lnbmF0dXJl';
+const USER_SEED = 'SU' + 'A'.repeat(56);
+
 describe('worker control', () => {
   const valid: Record<WorkerControl['op'], object> = {
     assign: { op: 'assign', assignment: ASSIGNMENT },
@@ -132,6 +136,10 @@ describe('worker control', () => {
       expect(r.ok, `${op}: ${r.ok ? '' : r.message}`).toBe(true);
       if (r.ok) expect((r.value as Record<string, unknown>).future).toBe(1);
     }
+    // With an instance's own NATS user (a JWT and its nkey seed).
+    const credential = { jwt: NATS_JWT, seed: USER_SEED };
+    expect(checkMessage(schemas.workerControl, { ...valid.assign, credential }, 'c').ok).toBe(true);
+    expect(checkMessage(schemas.workerControl, { ...valid.preload, instances: [{ instanceId: 'x', credential }] }, 'c').ok).toBe(true);
     // pause/resume without swapId stay valid (the swap lease's own pauses name it; others may not).
     expect(checkMessage(schemas.workerControl, { op: 'pause', instanceId: 'x' }, 'c').ok).toBe(true);
   });
@@ -147,6 +155,10 @@ describe('worker control', () => {
     [{ op: 'pause', instanceId: 'x', leaseMs: -5 }, 'leaseMs'],
     [{ op: 'assign', assignment: { ...ASSIGNMENT, instanceId: 'x'.repeat(200) } }, 'assignment.instanceId'],
     [{ op: 'assign', assignment: { ...ASSIGNMENT, metadata: { ...META, istreams: ['in'] } } }, 'assignment.metadata.istreams[0]'],
+    [{ op: 'assign', assignment: ASSIGNMENT, credential: { jwt: NATS_JWT, seed: 'SA' + USER_SEED.slice(2) } }, 'credential.seed'],
+    [{ op: 'assign', assignment: ASSIGNMENT, credential: { jwt: 'not a jwt', seed: USER_SEED } }, 'credential.jwt'],
+    [{ op: 'assign', assignment: ASSIGNMENT, credential: { jwt: NATS_JWT, seed: USER_SEED, extra: 1 } }, 'credential'],
+    [{ op: 'preload', sha: SHA, metadata: META, instances: [{ instanceId: 'x' }] }, 'instances[0].credential'],
     [{ op: 'nonsense' }, 'unknown worker control op "nonsense"'],
     [{}, 'unknown worker control op'],
   ])('rejects %j, naming %s', (body, field) => {
