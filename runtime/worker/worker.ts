@@ -254,13 +254,7 @@ export class Worker {
     // Only at-least-once output continues the predecessor's producer id and sequence (its readers recognize what is
     // produced again); at-most-once output starts a fresh sequence under the instance's own id, as a new producer.
     const from = loaded?.meta && !a.metadata.ostreams.some((s) => this.view.isAtLeastOnce(s) || a.metadata.delivery?.[s]) ? withoutMeta(loaded) : loaded;
-    let inst: Instance;
-    try {
-      inst = await this.newInstance(a, log, from, own);
-    } catch (err) {
-      await own?.close().catch(() => undefined);
-      throw err;
-    }
+    const inst = await this.newInstance(a, log, from, own);
     if (from) inst.restore(from);
     this.instances.set(a.instanceId, inst);
     try {
@@ -301,12 +295,7 @@ export class Worker {
    */
   private async ownConnection(a: Assignment, credential: UserCredential | undefined): Promise<NatsConnection | undefined> {
     if (!credential || !this.connectInstance) return undefined;
-    const onRefused = (err: Error) => {
-      const inst = this.instances.get(a.instanceId);
-      if (inst) inst.noteRefused(err);
-      else this.log.error({ instanceId: a.instanceId, err: err.message }, `NATS refused instance ${a.instanceId}: ${err.message}`);
-    };
-    return this.connectInstance(a.instanceId, credential, onRefused);
+    return this.connectInstance(a.instanceId, credential, this.refusalsOf(a.instanceId));
   }
 
   /**
@@ -317,12 +306,7 @@ export class Worker {
     if (!this.connectInstance) return Promise.resolve();
     const already = this.preopened.get(instanceId);
     if (already) return already.nc;
-    const onRefused = (err: Error) => {
-      const inst = this.instances.get(instanceId);
-      if (inst) inst.noteRefused(err);
-      else this.log.error({ instanceId, err: err.message }, `NATS refused instance ${instanceId}: ${err.message}`);
-    };
-    const nc = this.connectInstance(instanceId, credential, onRefused);
+    const nc = this.connectInstance(instanceId, credential, this.refusalsOf(instanceId));
     nc.catch((err: unknown) => this.log.warn({ instanceId, err: (err as Error).message }, `could not sign in as instance ${instanceId}: ${(err as Error).message}; it will use the worker's connection`));
     const timer = setTimeout(() => {
       if (this.preopened.get(instanceId)?.nc !== nc) return;
@@ -343,13 +327,32 @@ export class Worker {
     return p.nc.catch(() => undefined);
   }
 
+  /** What the server refuses an instance's own user goes to that instance (logged and counted), or to this worker's log before it exists. */
+  private refusalsOf(instanceId: string): (err: Error) => void {
+    return (err) => {
+      const inst = this.instances.get(instanceId);
+      if (inst) inst.noteRefused(err);
+      else this.log.error({ instanceId, err: err.message }, `NATS refused instance ${instanceId}: ${err.message}`);
+    };
+  }
+
   /** Lines go out on the instance's own connection while it is open, then on this worker's. */
   private logOf(a: Assignment, own: NatsConnection | undefined): PinoLogger {
     const bindings = { computation: a.computation, index: a.index, instanceId: a.instanceId, worker: this.id, version: a.version };
     return instanceLogger(own ? () => (own.isClosed() ? this.nc : own) : this.nc, bindings);
   }
 
+  /** `own`: the instance's own connection, closed here when the instance cannot be made. */
   private async newInstance(a: Assignment, log: PinoLogger, from?: LoadedCheckpoint, own?: NatsConnection): Promise<Instance> {
+    try {
+      return await this.makeInstance(a, log, from, own);
+    } catch (err) {
+      await own?.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async makeInstance(a: Assignment, log: PinoLogger, from?: LoadedCheckpoint, own?: NatsConnection): Promise<Instance> {
     if (a.lang === 'python' || a.lang === 'cmd') {
       const artifact = await this.artifacts.loadHosted(a.sha, a.lang);
       const launch = launchOf(artifact, a.sha, a.computation, join(this.dataDir, 'operators'));
@@ -465,13 +468,7 @@ export class Worker {
     if (this.instances.has(a.instanceId)) return { instanceId: a.instanceId, already: true };
     const own = await this.takePreopened(a.instanceId);
     const log = this.logOf(a, own);
-    let inst: Instance;
-    try {
-      inst = await this.newInstance(a, log, undefined, own);
-    } catch (err) {
-      await own?.close().catch(() => undefined);
-      throw err;
-    }
+    const inst = await this.newInstance(a, log, undefined, own);
     const inline = new Map(carried.map((c) => [c.instanceId, c.data]));
     inst.restore(await this.gatherSnapshot(s.swapId, from, filterByPartition ? new Set(inst.partitions) : undefined, inline));
     this.instances.set(a.instanceId, inst);
