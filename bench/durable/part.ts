@@ -171,6 +171,8 @@ export async function durablePart(ctx: PairContext, o: { records: number; kills:
   const rRows = recoveryRows(recovery);
   console.log(`\nRecovery after kill -9:\n${textTable(rRows)}\n`);
   console.log(recoveryVerdict(recovery, recoveryError, o.kills));
+  const warnings = spreadWarnings([[delivery, deliveryCases], [checkpoints, checkpointCases]]);
+  if (warnings.length) console.log(warnings.join('\n'));
 
   const runsOf = (cases: CaseSummary[]): number => Math.max(0, ...cases.map((c) => c.runs.length));
   const restartDelays = recovery?.samples.map((s) => s.restartDelayMs) ?? [];
@@ -180,7 +182,7 @@ export async function durablePart(ctx: PairContext, o: { records: number; kills:
 - Command: \`${facts.command}\`
 - Machine: ${facts.machine}
 - ${facts.software}
-- 1-minute load average before the run: ${facts.loadBefore.toFixed(2)}
+- 1-minute load average before the run: ${facts.loadBefore.toFixed(2)}; before the runs of the throughput cases up to ${maxLoad([...deliveryCases, ...checkpointCases]).toFixed(1)} (other work on the machine skews the figures)
 - Runs per case: ${runsOf(deliveryCases)} and ${runsOf(checkpointCases)}, interleaved with the baseline in the same run (median shown); ${int(o.records)} records per run. Recovery: ${o.kills} kills in one topology.
 
 ### ${delivery.title}
@@ -201,7 +203,7 @@ ${markdownTable(rRows)}
 
 ### Targets
 
-${[...pairVerdict(delivery, deliveryCases), ...pairVerdict(checkpoints, checkpointCases), recoveryVerdict(recovery, recoveryError, o.kills)].join('\n')}
+${[...pairVerdict(delivery, deliveryCases), ...pairVerdict(checkpoints, checkpointCases), recoveryVerdict(recovery, recoveryError, o.kills), ...spreadWarnings([[delivery, deliveryCases], [checkpoints, checkpointCases]])].join('\n')}
 
 ### Cases
 
@@ -212,7 +214,7 @@ ${[...pairCaseNotes(deliveryCases), ...pairCaseNotes(checkpointCases)].join('\n'
 
 - Every topo run starts a fresh local topology with \`startLocalTopology\` (nats-server with auth on, as \`topo up\`: operator JWT, admin creds for the controller and the bench's \`TopoClient\`, each worker its own restricted user), \`TOPO_AUTOPILOT=0\`, and deploys with \`TopoClient.deployFile\`, one computation per worker. The harness publishes the start record; the sink (or the counter) times its first and its count-th record with \`performance.now()\` and reports on \`bench-report\` (bench/topo/sink.ts).
 - The hand-written baseline (\`bench/durable/js-publisher.ts\`, \`js-consumer.ts\`) uses @nats-io/jetstream directly, no topo code: the same records (\`bench/records.ts\`), msgpackr with \`useRecords: false\`, batches of 256 records in topo's envelope shape, the same partitioning into 32 subjects, one publish in flight per partition retried with the same \`Nats-Msg-Id\`, and consumers configured as topo's (PROTOCOL.md, "Delivery"). Its nats-server runs with the config and creds \`ensureLocalAuth\` makes for \`topo up\` (publisher and consumer as users \`w-1\` and \`w-2\`, checked against the same allow lists), and its stream is created by \`ensureDataStreams\`, the controller's own function. It measures at the consumer, first to count-th record, as topo's sink does; it has no controller, heartbeats, credits or checkpoints.
-- Checkpoints: the same pipeline and record count, the workers' environment differing only in \`TOPO_CHECKPOINT_MS\`. The source's records spread over the 1,024 keys, so every second all 32 partition chunks of the counter have changed and are written to \`topo_checkpoints\`.
+- Checkpoints: the same pipeline and record count, the workers' environment differing only in \`TOPO_CHECKPOINT_MS\`. The source's records spread over the 1,024 keys, so every second all 32 partition chunks of the counter have changed and are written to \`topo_checkpoints\`. A run of ${int(o.records)} records at the rates above lasts about a second or less, so it holds one or two checkpoints at most, cut at whatever moment the 1 s interval (which starts with the instance) falls in the run: the ratio of one run depends on that phase, and only the median over runs says something.
 - Recovery (\`bench/durable/ticks.ts\` -> \`tick-counter.ts\`): measured from outside. The harness taps \`bdur-out\` (a core subscription on its data subjects); each output record carries the pid of the worker process that counted it (a restarted instance continues its predecessor's producer id and sequence numbers, so the batch's \`src\` does not tell them apart). Each kill waits until the live instance has produced for ${STEADY_S} s (a checkpoint exists), takes the time, sends SIGKILL to the worker running the counter, waits for the process to exit, waits the delay \`topo up\`'s supervisor waits before a process's first restart (\`backoffDelay(1)\` of its default settings: 250 ms ±20%; \`startLocalTopology\` has no supervisor, so the harness restarts the worker itself with \`startWorker\`), and stops the clock at the first tapped record whose pid is not the killed one's. The restarted worker registers again with the same id, the controller assigns the instance at once (it does not wait for the dead worker's 5 s lease), the instance loads its checkpoint and opens its consumers after the acknowledged floor; that first record may be a replayed one (input since the last checkpoint is processed again). The row "restarted worker alive" is when \`startWorker\`'s poll of the controller's status (every 150 ms) first shows the new process alive. The controller's \`lastRecovery.ms\` (\`topo status --json\`) is shown too; it counts from the dead process's last heartbeat (up to a heartbeat interval before the kill) to the assign being answered, so it is not the same interval. p99 over ${o.kills} samples is the nearest-rank one (with 10 kills, the largest).
 - Not measured here: re-placement on another worker when the killed worker does not come back (a machine lost): the controller waits for the worker's lease (5 s by default) to run out first, so that path takes over 5 s by design.
 `);
@@ -221,4 +223,30 @@ ${[...pairCaseNotes(deliveryCases), ...pairCaseNotes(checkpointCases)].join('\n'
 }
 
 const STEADY_S = 2.5;
+
+/**
+ * Comparisons whose run-by-run ratios (each run next to its baseline's) differ by more than 20%
+ * from one another: the median of so few runs is then not conclusive, and the section says so.
+ */
+function spreadWarnings(parts: [PairPart, CaseSummary[]][]): string[] {
+  return parts.flatMap(([part, cases]) => part.comparisons.flatMap((c) => {
+    const a = cases.find((x) => x.name === c.of)?.runs ?? [];
+    const b = cases.find((x) => x.name === c.to)?.runs ?? [];
+    const r = a.slice(0, b.length).map((x, i) => x.rate / b[i]!.rate);
+    if (r.length < 2) return [];
+    const lo = Math.min(...r);
+    const hi = Math.max(...r);
+    return hi / lo > 1.2 ? [`- Not conclusive: ${c.what} ranges from ${lo.toFixed(2)}x to ${hi.toFixed(2)}x run by run; with this spread (and the load noted above) the median of ${r.length} runs is not a settled figure${c.target !== undefined ? ', whichever side of the target it falls on' : ''}.`] : [];
+  }));
+}
+
+/** The highest 1-minute load average noted before any run of these cases. */
+function maxLoad(cases: CaseSummary[]): number {
+  let max = 0;
+  for (const c of cases) for (const r of c.runs) for (const n of r.notes) {
+    const m = /^1-min load (\S+)/.exec(n);
+    if (m) max = Math.max(max, Number(m[1]));
+  }
+  return max;
+}
 const TICKS_DESCRIPTION = 'bdur-ticks (100 keys every 10 ms: 10,000 records/s) -> bdur-tcounter (key grouping, 1 instance, counts per key), both streams at-least-once, 2 workers (one computation each), auth on, default checkpoints (1 s); the worker running the counter is killed with SIGKILL and started again, as described under Method.';
