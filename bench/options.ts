@@ -43,6 +43,12 @@ export interface BenchOptions {
   auth: boolean;
   /** The threads bench (bench/threads/): 2 cpu-heavy instances in threads vs inline. */
   threads: boolean;
+  /** At-least-once streams and checkpoints (bench/durable/): vs a hand-written JetStream pipeline, checkpoints on vs off, recovery after kill -9. */
+  durable: boolean;
+  /** Records per durable bench run (at-least-once one-hop and its baselines, the checkpointed counter). */
+  durableRecords: number;
+  /** kill -9s of the worker running a counter instance in the durable bench's recovery case. */
+  kills: number;
   /** Records per instance in the threads bench. */
   threadsRecords: number;
   /** Write bench/RESULTS.md. */
@@ -65,11 +71,13 @@ const FLAGS: Record<string, { env: string; key: keyof BenchOptions; def: number;
   'polyglot-records': { env: 'BENCH_POLYGLOT_RECORDS', key: 'polyglotRecords', def: 100_000, help: 'records per polyglot run (hosted Python/Go vs hand-written loops)' },
   'scale-cycles': { env: 'BENCH_SCALE_CYCLES', key: 'scaleCycles', def: 5, help: 'live scale cycles, 4 changes each (1->2->4->2->1)' },
   'regroup-cycles': { env: 'BENCH_REGROUP_CYCLES', key: 'regroupCycles', def: 10, help: 'live fuse+split cycles, 2 changes each' },
+  'durable-records': { env: 'BENCH_DURABLE_RECORDS', key: 'durableRecords', def: 500_000, help: 'records per durable run (at-least-once one-hop, JetStream baseline, checkpointed counter)' },
+  kills: { env: 'BENCH_KILLS', key: 'kills', def: 10, help: 'kill -9s of the counter\'s worker in the durable recovery case' },
   'live-keys': { env: 'BENCH_LIVE_KEYS', key: 'liveKeys', def: 500, help: 'scale/regroup source keys, one record each per 10 ms' },
 };
 
 /** The parts `--only` selects from (a comma-separated list). */
-export const PARTS = ['raw', 'topo', 'swap', 'threads', 'fusion', 'heavy', 'scale', 'regroup', 'polyglot', 'auth'] as const;
+export const PARTS = ['raw', 'topo', 'swap', 'threads', 'fusion', 'heavy', 'scale', 'regroup', 'polyglot', 'auth', 'durable'] as const;
 
 export const USAGE = `usage: npm run bench -- [options]
 ${Object.entries(FLAGS)
@@ -79,7 +87,8 @@ ${Object.entries(FLAGS)
                          threads vs inline), fusion (fused chain vs loop vs unfused), heavy (cpu-heavy on 2 worker
                          processes vs 1), scale (live scale under load), regroup (live fuse/split under load),
                          polyglot (hosted Python and Go operators vs nats-py and nats.go loops), auth (one-hop with
-                         NATS auth on vs off)
+                         NATS auth on vs off), durable (at-least-once one-hop vs a hand-written JetStream pipeline,
+                         checkpoints every 1 s vs off, recovery after kill -9)
   --no-write             do not write bench/RESULTS.md`;
 
 function positiveInt(name: string, raw: string, allowZero: boolean): number {
@@ -91,8 +100,8 @@ function positiveInt(name: string, raw: string, allowZero: boolean): number {
 export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptions {
   const opts: BenchOptions = {
     runs: 0, singleRecords: 0, batchedRecords: 0, topoRecords: 0, rawWindow: 0, swaps: 0, swapKeys: 0, swapInstances: 0, threadsRecords: 0,
-    fusionRecords: 0, heavyRecords: 0, polyglotRecords: 0, authRecords: 0, scaleCycles: 0, regroupCycles: 0, liveKeys: 0,
-    raw: true, topo: true, swap: true, threads: true, fusion: true, heavy: true, scale: true, regroup: true, polyglot: true, auth: true, write: true,
+    fusionRecords: 0, heavyRecords: 0, polyglotRecords: 0, authRecords: 0, scaleCycles: 0, regroupCycles: 0, liveKeys: 0, durableRecords: 0, kills: 0,
+    raw: true, topo: true, swap: true, threads: true, fusion: true, heavy: true, scale: true, regroup: true, polyglot: true, auth: true, durable: true, write: true,
   };
   for (const [flag, d] of Object.entries(FLAGS)) {
     const v = env[d.env];

@@ -185,15 +185,25 @@ export interface RunFacts {
   loadBefore: number;
 }
 
-export function pairMarkdownSection(part: PairPart, cases: CaseSummary[], f: RunFacts): string {
+/** The part's table in markdown (ratio against its first comparison's baseline). */
+export function pairMarkdownTable(part: PairPart, cases: CaseSummary[]): string {
   const line = (r: Row): string => `| ${COLS.map((k) => r[k]).join(' | ')} |`;
-  const table = [line(HEAD), `|${COLS.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`, ...rows(part, cases).map(line)].join('\n');
-  const notes = cases.flatMap((c) => {
+  return [line(HEAD), `|${COLS.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`, ...rows(part, cases).map(line)].join('\n');
+}
+
+/** One line per case for the "Cases" list: what it is, its notes and the load before each run. */
+export function pairCaseNotes(cases: CaseSummary[]): string[] {
+  return cases.flatMap((c) => {
     const n = [...new Set(c.runs.flatMap((r) => r.notes.filter((x) => !x.startsWith('1-min load'))))];
     const loads = c.runs.map((r) => r.notes.find((x) => x.startsWith('1-min load'))?.replace(/^1-min load (\S+).*/, '$1') ?? '?');
     if (loads.length) n.push(`1-minute load average before each run: ${loads.join(', ')}`);
     return [`- **${c.name}**: ${c.description}.${n.length ? ` Notes: ${n.join('; ')}.` : ''}${c.error ? ` Failed: ${c.error}.` : ''}${c.skipped ? ` Not run: ${c.skipped}.` : ''}`];
   });
+}
+
+export function pairMarkdownSection(part: PairPart, cases: CaseSummary[], f: RunFacts): string {
+  const table = pairMarkdownTable(part, cases);
+  const notes = pairCaseNotes(cases);
   return wrapSection(part.section, `## ${part.title}
 
 - Date: ${f.date}

@@ -1,5 +1,6 @@
 /**
- * The fusion, CPU-heavy, live scale and live fuse/split parts of the bench,
+ * The fusion, CPU-heavy, polyglot, auth, live scale, live fuse/split and
+ * durable parts of the bench,
  * run by main.ts after the others: each prints its table and verdict and
  * returns its RESULTS.md section.
  */
@@ -10,6 +11,7 @@ import { pathToFileURL } from 'node:url';
 import type { LiveCaseOptions, LiveMode, LiveResult } from './live/harness.js';
 import { LIVE_TITLES, liveMarkdownSection, liveTextTable, liveVerdict } from './live/report.js';
 import type { BenchOptions } from './options.js';
+import { durablePart } from './durable/part.js';
 import { polyglotPart, polyglotSwaps } from './polyglot/part.js';
 import { endMarker } from './sections.js';
 import { authPart, fusionPart, heavyPart, pairMarkdownSection, pairTextTable, pairVerdict, runPart, type PairContext, type RunFacts } from './pairs.js';
@@ -78,6 +80,12 @@ export async function runParts(opts: BenchOptions, ctx: PartsContext): Promise<P
     console.log(liveVerdict(mode, r.result, r.error).join('\n'));
     sections.set(mode, liveMarkdownSection(mode, r.result, facts, r.error));
     if (r.error !== undefined) failed = true;
+  }
+  if (opts.durable) {
+    const facts = factsNow(ctx);
+    const d = await durablePart(ctx, { records: opts.durableRecords, kills: opts.kills }, facts);
+    sections.set('durable', d.section);
+    if (d.failed) failed = true;
   }
   return { sections, failed };
 }

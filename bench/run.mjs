@@ -42,7 +42,10 @@ const firstError = (err) => (err.errors?.[0] ? `${err.errors[0].location?.file ?
 }
 
 try {
-  await bundle({ main: 'bench/main.ts', 'raw-publisher': 'bench/raw/publisher.ts', 'raw-subscriber': 'bench/raw/subscriber.ts' });
+  await bundle({
+    main: 'bench/main.ts', 'raw-publisher': 'bench/raw/publisher.ts', 'raw-subscriber': 'bench/raw/subscriber.ts',
+    'durable-js-publisher': 'bench/durable/js-publisher.ts', 'durable-js-consumer': 'bench/durable/js-consumer.ts',
+  });
 } catch (err) {
   console.error(`bench: cannot build the bench: ${firstError(err)}`);
   process.exit(1);
@@ -52,13 +55,14 @@ try {
 rmSync(join(root, 'dist/bench/topo.mjs'), { force: true });
 rmSync(join(root, 'dist/bench/swap.mjs'), { force: true });
 rmSync(join(root, 'dist/bench/threads.mjs'), { force: true });
-const NEW_PARTS = ['fusion', 'heavy', 'live', 'polyglot'];
+const NEW_PARTS = ['fusion', 'heavy', 'live', 'polyglot', 'durable'];
 for (const p of NEW_PARTS) rmSync(join(root, `dist/bench/${p}.mjs`), { force: true });
 try {
   await buildRuntime({ quiet: true });
   await bundle({
     topo: 'bench/topo/harness.ts', swap: 'bench/swap/harness.ts', threads: 'bench/threads/harness.ts',
     fusion: 'bench/fusion/harness.ts', heavy: 'bench/heavy/harness.ts', live: 'bench/live/harness.ts', polyglot: 'bench/polyglot/harness.ts',
+    durable: 'bench/durable/harness.ts',
   });
 } catch (err) {
   rmSync(join(root, 'dist/bench/topo.mjs'), { force: true });
