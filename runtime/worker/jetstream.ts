@@ -176,7 +176,7 @@ class JetStreamInlet implements Inlet {
         const durable = `${prefix}${incarnation}`;
         // After the group's acknowledged floor: what a checkpoint does not hold yet. A new group starts with what is published from now on.
         const floor = older.length ? Math.max(...older.map((o) => o.floor)) : undefined;
-        await jsm.consumers.add(name, {
+        const info = await jsm.consumers.add(name, {
           durable_name: durable,
           filter_subject: subjects.data(stream, p),
           ack_policy: AckPolicy.All,
@@ -185,7 +185,8 @@ class JetStreamInlet implements Inlet {
           ...(floor !== undefined ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: floor + 1 } : { deliver_policy: DeliverPolicy.New }),
         });
         if (gen !== this.generation) return;
-        const consumer = await this.js.consumers.get(name, durable);
+        // From the add's own reply: no second request per partition (32 of them on a restart's path).
+        const consumer = this.js.consumers.getConsumerFromInfo(info);
         const messages = await consumer.consume({
           max_messages: PULL_BATCH,
           callback: (m) => {

@@ -125,9 +125,13 @@ export class Worker {
     const kvm = new Kvm(this.nc);
     const objm = new Objm(this.nc);
     // The controller creates these; wait for them rather than racing it.
-    const stateKv = await retry(() => kvm.open(buckets.state), 'the topo_state bucket', this.log);
-    const store = await retry(() => objm.open(buckets.artifacts), 'the artifact store', this.log);
-    this.checkpoints = new CheckpointStore(await retry(() => kvm.open(buckets.checkpoints), 'the topo_checkpoints bucket', this.log));
+    // All at once: a restarted worker's instances wait for this (time to recovery after a kill -9).
+    const [stateKv, store, checkpointsKv] = await Promise.all([
+      retry(() => kvm.open(buckets.state), 'the topo_state bucket', this.log),
+      retry(() => objm.open(buckets.artifacts), 'the artifact store', this.log),
+      retry(() => kvm.open(buckets.checkpoints), 'the topo_checkpoints bucket', this.log),
+    ]);
+    this.checkpoints = new CheckpointStore(checkpointsKv);
     this.artifacts = new ArtifactCache(store, join(this.dataDir, 'artifacts'));
     this.warmOperators = new WarmOperators(join(this.dataDir, 'progress'), this.log);
     await this.view.watch(stateKv, this.log);
