@@ -94,7 +94,7 @@ describe('at-least-once streams with checkpoints', () => {
     expect({ wrong: e.wrong, missing: e.missing, examples: e.examples }).toEqual({ wrong: 0, missing: 0, examples: [] });
   }, 120_000);
 
-  it('loses nothing when nats-server is killed and restarted under load (JetStream data on disk)', async () => {
+  it.each(['SIGKILL', 'SIGTERM'] as const)('loses nothing when nats-server is stopped with %s and restarted under load (JetStream data on disk)', async (signal) => {
     const c = (cluster = await startCluster({ workers: 2 }));
     await c.client.deployFile('test/fixtures/alo-counter.ts', { instances: 2 });
     out = await tapStream(c.client, ALO_OUT, (key, value, producer) => ({ key, producer, ...(value as CountValue) }));
@@ -102,7 +102,7 @@ describe('at-least-once streams with checkpoints', () => {
     const stored = await storedReader(c.client.nc, ALO_OUT);
     await c.client.deployFile('test/fixtures/alo-source.ts');
     await waitFor(() => out!.records.length > 4_000, { what: 'counted records flowing', timeoutMs: 20_000 });
-    await c.stopNats('SIGKILL');
+    await c.stopNats(signal);
     await new Promise((r) => setTimeout(r, 2_000));
     await c.startNats();
     const before = out.records.length;
@@ -110,7 +110,7 @@ describe('at-least-once streams with checkpoints', () => {
     await c.client.kill(ALO_SOURCE);
     await untilSettled(out!.records, 'output settled', 30_000, 1_000);
     const e = exactness(await stored.read());
-    console.log(`at-least-once across a nats-server SIGKILL: ${out.records.length} output records tapped, wrong counts ${e.wrong}, missing ticks ${e.missing}, duplicates at the output ${e.duplicates}`);
+    console.log(`at-least-once across a nats-server ${signal}: ${out.records.length} output records tapped, wrong counts ${e.wrong}, missing ticks ${e.missing}, duplicates at the output ${e.duplicates}`);
     expect({ wrong: e.wrong, missing: e.missing, examples: e.examples }).toEqual({ wrong: 0, missing: 0, examples: [] });
   }, 120_000);
 
