@@ -45,13 +45,15 @@ export function exactness(out: readonly Out[]) {
 /**
  * A reader of an at-least-once stream as stored in JetStream (not a tap: a core subscriber misses what is
  * published while its own connection is down, e.g. across a nats-server restart). Its durable consumer
- * keeps the stream's messages (interest retention) until read; duplicates of a (producer, sequence) are dropped.
+ * keeps the stream's messages (interest retention) until read; duplicates of a (producer, sequence) are dropped
+ * and counted in `duplicates` (records stored twice: produced again after a restart, in a batch of another message id).
  */
-export async function storedReader(nc: NatsConnection, stream: string): Promise<{ read(): Promise<Out[]> }> {
+export async function storedReader(nc: NatsConnection, stream: string): Promise<{ read(): Promise<Out[]>; duplicates: number }> {
   const name = atLeastOnceNames.stream(stream);
   const jsm = await jetstreamManager(nc);
   await jsm.consumers.add(name, { durable_name: 'test-audit', ack_policy: AckPolicy.None, deliver_policy: DeliverPolicy.All, filter_subject: subjects.dataAll(stream) });
-  return {
+  const reader = {
+    duplicates: 0,
     async read() {
       const c = await jetstream(nc).consumers.get(name, 'test-audit');
       const out: Out[] = [];
@@ -64,7 +66,10 @@ export async function storedReader(nc: NatsConnection, stream: string): Promise<
           const b = decodeBatch(m.data);
           for (const [key, value, , seq] of b.recs) {
             const id = `${b.src} ${seq}`;
-            if (seen.has(id)) continue;
+            if (seen.has(id)) {
+              reader.duplicates++;
+              continue;
+            }
             seen.add(id);
             out.push({ key, producer: b.src, ...(value as CountValue) });
           }
@@ -73,6 +78,7 @@ export async function storedReader(nc: NatsConnection, stream: string): Promise<
       return out;
     },
   };
+  return reader;
 }
 
 /** Resolves once `records` stopped growing for one `intervalMs` (the source killed, everything published has arrived). */

@@ -21,12 +21,17 @@
  * 5. durable: at 20,000 records/s on at-least-once streams, workers killed
  *    with -9 again and again, idle, mid-swap and mid-scale (bench/chaos/durable.ts):
  *    0 lost, counts exact, duplicates at the output counted.
+ * 6. nats-restart: the same topology, nats-server restarted again and again
+ *    (SIGTERM and SIGKILL, same port and store dir; bench/chaos/nats-restart.ts):
+ *    how long until output flows again; audited as stored in JetStream: 0 lost,
+ *    counts exact, duplicates counted; an at-most-once stream's losses beside it.
  *
  * Writes bench/CHAOS.md (or CHAOS_OUT). Sizes: flags or environment,
  *   --fuzz N (CHAOS_FUZZ, default 1000000)   --rate N (CHAOS_FUZZ_RATE, 5000 msgs/s)
  *   --swaps N (CHAOS_SWAPS, 100)   --worker-kills N (CHAOS_WORKER_KILLS, 1)
- *   --controller-kills N (CHAOS_CONTROLLER_KILLS, 2)   --seed N (CHAOS_SEED, 6)
- *   --phases fuzz,swaps,worker-kills,controller-kills (CHAOS_PHASES)   --out FILE (CHAOS_OUT)
+ *   --controller-kills N (CHAOS_CONTROLLER_KILLS, 2)   --durable-kills N (CHAOS_DURABLE_KILLS, 10)
+ *   --nats-restarts N (CHAOS_NATS_RESTARTS, 3)   --seed N (CHAOS_SEED, 6)
+ *   --phases fuzz,swaps,worker-kills,controller-kills,durable,nats-restart (CHAOS_PHASES)   --out FILE (CHAOS_OUT)
  * Bundled into dist/bench/chaos.mjs by bench/chaos/run.mjs.
  */
 import { type ChildProcess } from 'node:child_process';
@@ -45,6 +50,7 @@ import { audit, fixture, settle, type Audit, type OutRecord, type Tap } from '..
 import { tapCounterOf } from './taps.js';
 import { FUZZ_KINDS, publishFuzz, type FuzzKind, type FuzzRun, type FuzzTargets } from './fuzz.js';
 import { durablePhase } from './durable.js';
+import { natsRestartPhase } from './nats-restart.js';
 import { ensureLocalAuth } from '../../runtime/transport/auth.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -59,12 +65,13 @@ const USAGE = `usage: npm run chaos -- [options]     (each also as an environmen
   --worker-kills N      workers killed with -9 mid-swap (CHAOS_WORKER_KILLS, default 1)
   --controller-kills N  controllers killed with -9 mid-swap, restarted (CHAOS_CONTROLLER_KILLS, default 2)
   --durable-kills N     workers killed with -9 on at-least-once streams (CHAOS_DURABLE_KILLS, default 10)
+  --nats-restarts N     nats-server restarts (SIGTERM, SIGKILL alternately) on at-least-once streams (CHAOS_NATS_RESTARTS, default 3)
   --seed N              fuzz seed (CHAOS_SEED, default 6)
-  --phases LIST         fuzz,swaps,worker-kills,controller-kills,durable (CHAOS_PHASES)
+  --phases LIST         fuzz,swaps,worker-kills,controller-kills,durable,nats-restart (CHAOS_PHASES)
   --kinds LIST          fuzz only these of ${FUZZ_KINDS.join(',')} (CHAOS_FUZZ_KINDS)
   --out FILE            report (CHAOS_OUT, default bench/CHAOS.md)`;
 
-const PHASES = ['fuzz', 'swaps', 'worker-kills', 'controller-kills', 'durable'] as const;
+const PHASES = ['fuzz', 'swaps', 'worker-kills', 'controller-kills', 'durable', 'nats-restart'] as const;
 type Phase = (typeof PHASES)[number];
 
 interface Options {
@@ -74,6 +81,7 @@ interface Options {
   workerKills: number;
   controllerKills: number;
   durableKills: number;
+  natsRestarts: number;
   seed: number;
   phases: Phase[];
   out: string;
@@ -109,6 +117,7 @@ function options(argv: string[]): Options {
     workerKills: num('worker-kills', 'CHAOS_WORKER_KILLS', 1),
     controllerKills: num('controller-kills', 'CHAOS_CONTROLLER_KILLS', 2),
     durableKills: num('durable-kills', 'CHAOS_DURABLE_KILLS', 10),
+    natsRestarts: num('nats-restarts', 'CHAOS_NATS_RESTARTS', 3),
     seed: num('seed', 'CHAOS_SEED', 6),
     phases: phases as Phase[],
     out: flags.get('out') ?? process.env.CHAOS_OUT ?? 'bench/CHAOS.md',
@@ -536,6 +545,20 @@ async function durableKillPhase(o: Options, log: (s: string) => void): Promise<P
   };
 }
 
+async function natsRestartChaosPhase(o: Options, log: (s: string) => void): Promise<PhaseResult> {
+  const r = await natsRestartPhase(o.natsRestarts, log);
+  const sorted = [...r.recoveriesMs].sort((a, b) => a - b);
+  return {
+    phase: 'nats-restart', what: r.what, seconds: r.seconds,
+    audit: { lost: r.lost, duplicated: 0, reordered: 0, badCounts: r.countsOff, records: r.records, keys: 100, examples: [] },
+    notes: [
+      ...r.notes,
+      `output flowing again after a restart: ${r.recoveriesMs.join(', ')} ms (max ${sorted.at(-1) ?? 0} ms)`,
+    ],
+    errors: r.errors,
+  };
+}
+
 // ---- report ----------------------------------------------------------------------
 
 /** Phase results kept beside the report, so a run of some phases keeps the others' latest figures. */
@@ -558,9 +581,9 @@ function report(o: Options, results: PhaseResult[], command: string, startedAt: 
     '',
     `- Date: ${startedAt.toISOString()}`,
     `- Command: \`${command}\``,
-    `- Sizes: fuzz ${int(o.fuzz)} messages at ${int(o.rate)}/s (seed ${o.seed}); swaps ${o.swaps}; worker kills ${o.workerKills}; controller kills ${o.controllerKills}; durable kills ${o.durableKills}; phases ${o.phases.join(', ')}`,
+    `- Sizes: fuzz ${int(o.fuzz)} messages at ${int(o.rate)}/s (seed ${o.seed}); swaps ${o.swaps}; worker kills ${o.workerKills}; controller kills ${o.controllerKills}; durable kills ${o.durableKills}; nats-server restarts ${o.natsRestarts}; phases ${o.phases.join(', ')}`,
     `- Machine: ${cpus().length} CPUs, Node ${process.version}; 1-minute load average before the run: ${load.toFixed(2)}`,
-    '- Full size: `npm run chaos` (10^6 fuzzed messages, 100 swaps, 1 worker kill, 2 controller kills: one restarted by its supervisor, one by `topo up` past the leases). Short run: `npm run chaos -- --fuzz 20000 --swaps 12`.',
+    '- Full size: `npm run chaos` (10^6 fuzzed messages, 100 swaps, 1 worker kill, 2 controller kills: one restarted by its supervisor, one by `topo up` past the leases, 10 durable kills, 3 nats-server restarts). Short run: `npm run chaos -- --fuzz 20000 --swaps 12`.',
     '',
     '- Each phase below names the run it comes from (a run of some phases keeps the latest figures of the others).',
     '',
@@ -591,14 +614,14 @@ async function main(): Promise<void> {
   }
   const startedAt = new Date();
   const load = loadavg()[0] ?? 0;
-  const command = `npm run chaos${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}${['CHAOS_FUZZ', 'CHAOS_FUZZ_RATE', 'CHAOS_SWAPS', 'CHAOS_WORKER_KILLS', 'CHAOS_CONTROLLER_KILLS', 'CHAOS_DURABLE_KILLS', 'CHAOS_SEED', 'CHAOS_PHASES'].filter((k) => process.env[k]).map((k) => ` (${k}=${process.env[k]})`).join('')}`;
+  const command = `npm run chaos${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}${['CHAOS_FUZZ', 'CHAOS_FUZZ_RATE', 'CHAOS_SWAPS', 'CHAOS_WORKER_KILLS', 'CHAOS_CONTROLLER_KILLS', 'CHAOS_DURABLE_KILLS', 'CHAOS_NATS_RESTARTS', 'CHAOS_SEED', 'CHAOS_PHASES'].filter((k) => process.env[k]).map((k) => ` (${k}=${process.env[k]})`).join('')}`;
   const log = (s: string) => console.log(s);
   const results: PhaseResult[] = [];
   const run: Record<Phase, (o: Options, log: (s: string) => void) => Promise<PhaseResult>> = {
-    fuzz: fuzzPhase, swaps: swapsPhase, 'worker-kills': workerKillPhase, 'controller-kills': controllerKillPhase, durable: durableKillPhase,
+    fuzz: fuzzPhase, swaps: swapsPhase, 'worker-kills': workerKillPhase, 'controller-kills': controllerKillPhase, durable: durableKillPhase, 'nats-restart': natsRestartChaosPhase,
   };
   for (const p of o.phases) {
-    if ((p === 'fuzz' && o.fuzz === 0) || (p === 'swaps' && o.swaps === 0) || (p === 'worker-kills' && o.workerKills === 0) || (p === 'controller-kills' && o.controllerKills === 0) || (p === 'durable' && o.durableKills === 0)) continue;
+    if ((p === 'fuzz' && o.fuzz === 0) || (p === 'swaps' && o.swaps === 0) || (p === 'worker-kills' && o.workerKills === 0) || (p === 'controller-kills' && o.controllerKills === 0) || (p === 'durable' && o.durableKills === 0) || (p === 'nats-restart' && o.natsRestarts === 0)) continue;
     log(`chaos: ${p} ...`);
     const r = await run[p](o, log);
     const a = r.audit;
