@@ -7,7 +7,9 @@
  * and what they lose is counted in status.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { ALO_COUNTER, ALO_KEYS, ALO_OUT, ALO_SOURCE, type CountValue } from './fixtures/alo-lib.js';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { atLeastOnceNames } from '../protocol/index.js';
+import { ALO_COUNTER, ALO_IN, ALO_KEYS, ALO_OUT, ALO_SOURCE, type CountValue } from './fixtures/alo-lib.js';
 import { startCluster, waitFor, type Cluster } from './harness.js';
 import { tapStream, type Tap } from './swap-helpers.js';
 import { exactness, untilSettled, storedReader, type Out } from './alo-helpers.js';
@@ -112,6 +114,13 @@ describe('at-least-once streams with checkpoints', () => {
     const e = exactness(await stored.read());
     console.log(`at-least-once across a nats-server ${signal}: ${out.records.length} output records tapped, wrong counts ${e.wrong}, missing ticks ${e.missing}, duplicates at the output ${e.duplicates}`);
     expect({ wrong: e.wrong, missing: e.missing, examples: e.examples }).toEqual({ wrong: 0, missing: 0, examples: [] });
+    // Once the counter has acked its input (at its next checkpoint), the controller trims it from the stream.
+    const jsm = await jetstreamManager(c.client.nc);
+    const held = await waitFor(async () => {
+      const n = (await jsm.streams.info(atLeastOnceNames.stream(ALO_IN))).state.messages;
+      return n === 0 ? 'empty' : undefined;
+    }, { what: `${ALO_IN} trimmed to nothing once every message was acked`, timeoutMs: 15_000, intervalMs: 250 });
+    expect(held).toBe('empty');
   }, 120_000);
 
   it('restarts an at-most-once counter from its checkpoint and reports what it lost', async () => {

@@ -32,6 +32,7 @@ import { membersOf, recoverInterruptedSwaps } from './swapRecovery.js';
 import { WorkerTable, type WorkerChange, type WorkerEntry } from './workerTable.js';
 import { startBridges } from './bridges.js';
 import { InstanceCredentials } from './instanceCredentials.js';
+import { DataStreamTrimmer } from './dataStreamTrimmer.js';
 
 export type { KillReply } from './lifecycle.js';
 
@@ -408,6 +409,9 @@ function run(
 
   // After a restart: once the workers have had a lease and a heartbeat to show up.
   rebalancer.startAfter(settings.leaseMs + 2 * settings.heartbeatMs);
+  // At-least-once streams keep a message until every group reading its partition has acked it.
+  const trimmer = new DataStreamTrimmer(nc, log, () => store.all().flatMap((r) => Object.keys(r.metadata.delivery ?? {})));
+  trimmer.start();
   const autopilot = new Autopilot(ctx, autopilotOn);
   autopilot.start();
 
@@ -426,6 +430,7 @@ function run(
     stop: (opts) =>
       (stopping ??= (async () => {
         clearInterval(timer);
+        trimmer.stop();
         rebalancer.stop();
         autopilot.stop();
         for (const s of api) s.unsubscribe();

@@ -64,11 +64,13 @@ export async function openControlPlane(nc: NatsConnection): Promise<ControlPlane
 }
 
 /**
- * An at-least-once stream's JetStream stream. Interest retention: a message stays until every
- * consumer group reading it has acked it (after a checkpoint), so storage follows the slowest
- * reader, not a clock. Duplicate window of 2 min for retried publishes. Bounded by bytes, refusing
- * new messages when full (producers then wait and retry, and backpressure reaches the sources)
- * rather than dropping old ones nobody has read.
+ * An at-least-once stream's JetStream stream. Limits retention, trimmed by the controller (DataStreamTrimmer):
+ * a message stays until every consumer group reading its partition has acked it (after a checkpoint), so
+ * storage follows the slowest reader, not a clock. Not interest retention: nats-server 2.9 acks publishes
+ * that reach an interest stream while its consumers are being stopped (a SIGTERM of the server) and drops
+ * them, unseen by anyone. Duplicate window of 2 min for retried publishes. Bounded by bytes, refusing new
+ * messages when full (producers then wait and retry, and backpressure reaches the sources) rather than
+ * dropping old ones nobody has read.
  */
 export const DATA_STREAM_LIMITS = { maxBytes: 1024 * MIB, duplicateWindowMs: 120_000, maxMsgSize: 1 * MIB } as const;
 
@@ -79,7 +81,7 @@ export async function ensureDataStreams(nc: NatsConnection, streams: readonly st
     await ensureStream(jsm, {
       name: atLeastOnceNames.stream(stream),
       subjects: [subjects.dataAll(stream)],
-      retention: 'interest' as StreamConfig['retention'],
+      retention: 'limits' as StreamConfig['retention'],
       max_bytes: DATA_STREAM_LIMITS.maxBytes,
       max_msg_size: DATA_STREAM_LIMITS.maxMsgSize,
       duplicate_window: msToNanos(DATA_STREAM_LIMITS.duplicateWindowMs),
@@ -120,7 +122,8 @@ async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig>
     exists = false;
   }
   if (exists) {
-    const { name, storage: _storage, ...limits } = config;
+    // Storage and retention are fixed once a stream exists (one made by an older controller keeps its retention).
+    const { name, storage: _storage, retention: _retention, ...limits } = config;
     await jsm.streams.update(name, limits);
   } else {
     await jsm.streams.add(config);
