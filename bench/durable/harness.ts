@@ -4,6 +4,7 @@
  * baseline, the checkpointed counter, and recovery after kill -9.
  */
 import { fork, type ChildProcess } from 'node:child_process';
+import { nextMessage } from '../raw/run.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -59,30 +60,6 @@ export interface JsBaselineOptions {
   count: number;
   timeoutMs: number;
   log: (line: string) => void;
-}
-
-function nextMessage<T>(child: ChildProcess, what: string, timeoutMs: number): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      cleanup();
-      reject(new Error(`${what}: no answer within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const onMessage = (m: T): void => {
-      cleanup();
-      resolve(m);
-    };
-    const onExit = (code: number | null, sig: string | null): void => {
-      cleanup();
-      reject(new Error(`${what}: process exited with ${sig ?? code}`));
-    };
-    const cleanup = (): void => {
-      clearTimeout(timer);
-      child.off('message', onMessage);
-      child.off('exit', onExit);
-    };
-    child.on('message', onMessage);
-    child.once('exit', onExit);
-  });
 }
 
 /** The stream name of the hand-written baseline (`TOPO_DATA_bench-js`: a worker's user may use its subjects and consumers). */

@@ -6,7 +6,8 @@ import type { PublisherMessage, RawConfig, RunnerMessage, SubscriberMessage } fr
 /** After the publisher is done, how long the subscriber gets before it is asked to report. */
 const END_GRACE_MS = 10_000;
 
-function nextMessage<T>(child: ChildProcess, what: string, timeoutMs: number): Promise<T> {
+/** The next IPC message of a child process, or an error naming `what` when it exits or stays silent for timeoutMs. */
+export function nextMessage<T>(child: ChildProcess, what: string, timeoutMs: number): Promise<T> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       cleanup();
