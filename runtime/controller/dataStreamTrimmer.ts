@@ -51,13 +51,21 @@ export class DataStreamTrimmer {
         // Per partition subject, the lowest ack floor of its consumers; `whole`: of those reading several
         // partitions at once (a wildcard filter, or none: none of topo's own), which hold every partition.
         const floors = new Map<string, number>();
+        const groupFloors = new Map<string, { subject: string; floor: number }>();
         let whole = Infinity;
         let consumers = 0;
         try {
           for await (const ci of jsm.consumers.list(name)) {
             consumers++;
             const subject = ci.config.filter_subject ?? '';
-            const floor = ci.ack_floor.stream_seq;
+            // A group's incarnations of one partition (`<group>_p<p>_<incarnation>`): the group is as far as its
+            // furthest one (a new incarnation starts after it); an older one left behind (its deletion failed
+            // while the server was down) must not hold the partition.
+            const group = ci.name.replace(/_[a-z0-9]+$/, '');
+            const k = `${group} ${subject}`;
+            groupFloors.set(k, { subject, floor: Math.max(groupFloors.get(k)?.floor ?? 0, ci.ack_floor.stream_seq) });
+          }
+          for (const { subject, floor } of groupFloors.values()) {
             if (subject === '' || /[*>]/.test(subject)) whole = Math.min(whole, floor);
             else floors.set(subject, Math.min(floors.get(subject) ?? Infinity, floor));
           }
