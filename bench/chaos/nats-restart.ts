@@ -29,6 +29,7 @@ import { isMalformed } from '../../runtime/client/client.js';
 import { startCluster, waitFor, type Cluster } from '../../test/harness.js';
 import { tapStream } from '../../test/swap-helpers.js';
 import type { StatusReply } from '../../protocol/index.js';
+import type { DurableResult } from './durable.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -37,19 +38,8 @@ const DOWN_MS = { SIGTERM: 3_000, SIGKILL: 6_000 } as const;
 /** Output records made after the restart that must reach the tap for the output to count as flowing again. */
 const FLOWING = 5_000;
 
-export interface NatsRestartResult {
-  what: string;
-  seconds: number;
-  /** Records the source stored (the input stream as stored). */
-  records: number;
-  lost: number;
-  countsOff: number;
-  duplicatesAtOutput: number;
-  /** Per restart: ms from nats-server started again to FLOWING output records made since then at the tap. */
-  recoveriesMs: number[];
-  notes: string[];
-  errors: string[];
-}
+/** What the durable phase reports (recoveriesMs here: ms from nats-server started again to FLOWING output records at the tap). */
+export type NatsRestartResult = DurableResult;
 
 type Sig = keyof typeof DOWN_MS;
 
