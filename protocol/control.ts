@@ -657,6 +657,8 @@ export interface ProcessStatus {
 /** `topo.api.status` */
 export interface StatusReply {
   natsUrl?: string;
+  /** Where the controller serves /metrics and the web UI. */
+  httpUrl?: string;
   workers: WorkerStatus[];
   computations: ComputationStatus[];
   /** Stuck reports seen by the controller, newest last (bounded), and how many in all. */

@@ -63,14 +63,17 @@ const up: Verb = {
       dir,
       ...(args.values.workers !== undefined ? { workers } : {}),
       ...(natsFlag ? { natsUrl: natsFlag } : {}),
-      ...(creds ? { env: { TOPO_NATS_CREDS: creds } } : {}),
+      // A stable address for the UI and /metrics across restarts; a taken port falls back to a free one.
+      env: { TOPO_HTTP: process.env.TOPO_HTTP || DEFAULT_HTTP, ...(creds ? { TOPO_NATS_CREDS: creds } : {}) },
       noAuth,
     });
+    const httpUrl = await controllerHttpUrl(r.run.natsUrl, r.run.credsFile ?? creds);
     const natsUrl = r.run.natsUrl;
     const names = (r.run.processes ?? []).filter((p) => p.kind === 'worker').map((p) => p.name);
     if (r.how === 'running') {
       io.out(`topo is already running in ${shortPath(dir)} (NATS ${natsUrl}, started ${new Date(r.run.startedAt).toLocaleString()}); ${r.started.length ? `started ${r.started.join(', ')}` : 'started nothing'}.`);
       io.out(`found ${r.found.length ? r.found.join(', ') : 'no live process (its supervisor restarts them)'}; supervisor pid ${r.run.supervisorPid}.`);
+      if (httpUrl) io.out(`web UI: ${httpUrl}/   metrics: ${httpUrl}/metrics`);
       if (!demo) {
         io.out('`topo status` shows it; `topo down` stops it.');
         return 0;
@@ -79,6 +82,7 @@ const up: Verb = {
       if (r.how === 'adopted') io.out(`found ${r.found.join(', ')} still running: kept them; started ${r.started.length ? r.started.join(', ') : 'only a new supervisor'}.`);
       io.out(`topo is up: NATS ${natsUrl}, controller and ${names.length} worker${names.length === 1 ? '' : 's'} (${names.join(', ')}), supervised (pid ${r.run.supervisorPid}: restarts what dies).`);
       io.out(`logs: ${shortPath(r.run.logDir)}/ (supervisor.log, controller.log, worker-<n>.log${r.run.ownsNats ? ', nats.log' : ''})`);
+      if (httpUrl) io.out(`web UI: ${httpUrl}/   metrics: ${httpUrl}/metrics`);
       if (!demo) {
         io.out('next:');
         io.out('  topo deploy <file.ts>      deploy a computation (see examples/)');
@@ -91,6 +95,21 @@ const up: Verb = {
     return runDemo(natsUrl, r.run.credsFile ?? creds, io, mixed);
   },
 };
+
+const DEFAULT_HTTP = '127.0.0.1:7390';
+
+/** Where the controller serves the UI and /metrics (its status says), or undefined if it does not answer in time. */
+async function controllerHttpUrl(natsUrl: string, creds: string | undefined): Promise<string | undefined> {
+  const client = await TopoClient.connect(natsUrl, { name: 'topo-cli', creds }).catch(() => undefined);
+  if (!client) return undefined;
+  try {
+    return (await client.status({ timeoutMs: 5_000 })).httpUrl;
+  } catch {
+    return undefined;
+  } finally {
+    await client.close().catch(() => undefined);
+  }
+}
 
 function checkDemoFiles(mixed = false): string[] {
   const files = (mixed ? MIXED_DEMO_FILES : DEMO_FILES).map((f) => join(packageRoot(), f));

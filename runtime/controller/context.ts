@@ -62,6 +62,8 @@ export interface ControllerContext {
   startedAt: number;
   /** Mints each new instance its own NATS user, when this controller holds the account key (`topo up`). */
   credentials?: InstanceCredentials;
+  /** Where /metrics and the web UI are served, if anywhere. */
+  httpUrl?: string | undefined;
 }
 
 /** Sends a WorkerControl request; the worker's error comes back rebuilt (InitFailedError, ...). */

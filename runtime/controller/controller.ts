@@ -33,6 +33,8 @@ import { WorkerTable, type WorkerChange, type WorkerEntry } from './workerTable.
 import { startBridges } from './bridges.js';
 import { InstanceCredentials } from './instanceCredentials.js';
 import { DataStreamTrimmer } from './dataStreamTrimmer.js';
+import { startControllerHttp } from './web.js';
+import { httpListenFrom, type HttpListen, type HttpServer } from '../http/server.js';
 
 export type { KillReply } from './lifecycle.js';
 
@@ -74,11 +76,15 @@ export interface ControllerOptions {
   rebalance?: boolean;
   /** Let the oracle fuse, split and autoscale live (default true; TOPO_AUTOPILOT=0 turns it off): see autopilot.ts. */
   autopilot?: boolean;
+  /** Where to serve /metrics and the web UI (default $TOPO_HTTP, else a free local port); false: nowhere. */
+  http?: HttpListen | false;
 }
 
 export interface RunningController {
   readonly natsUrl: string;
   readonly settings: Readonly<ControllerSettings>;
+  /** http://host:port of /metrics and the web UI, when served. */
+  readonly httpUrl: string | undefined;
   /** Current status, as `topo.api.status` answers it. */
   status(): StatusReply;
   /** Resolves once queued deploy/kill/re-placement work has finished. */
@@ -182,7 +188,10 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     for (const j of journals) for (const m of membersOf(j)) ctx.swapping.add(m.name);
     // Producers and consumers outside the controller: registration, leases, consumer groups in topo_state.
     const bridges = await startBridges(ctx, stores.state);
-    return run(ctx, stores.workers, journals, opts.rebalance ?? process.env.TOPO_REBALANCE !== '0', opts.autopilot ?? process.env.TOPO_AUTOPILOT !== '0', bridges);
+    const listen = opts.http === false ? undefined : opts.http ?? httpListenFrom(process.env.TOPO_HTTP);
+    const http = listen ? await startControllerHttp(ctx, listen) : undefined;
+    ctx.httpUrl = http?.url;
+    return run(ctx, stores.workers, journals, opts.rebalance ?? process.env.TOPO_REBALANCE !== '0', opts.autopilot ?? process.env.TOPO_AUTOPILOT !== '0', bridges, http);
   } catch (err) {
     await nc.close().catch(() => {});
     throw err;
@@ -237,7 +246,7 @@ const apiSchema = (verb: keyof typeof schemas.api) => ({ schema: schemas.api[ver
 
 function run(
   ctx: ControllerContext, workersKv: Awaited<ReturnType<typeof openControlPlane>>['workers'], journals: SwapJournal[], rebalance: boolean, autopilotOn: boolean,
-  bridges: Awaited<ReturnType<typeof startBridges>>,
+  bridges: Awaited<ReturnType<typeof startBridges>>, http: HttpServer | undefined,
 ): RunningController {
   const { nc, log, settings, workers, store, queue } = ctx;
   const reconciler = new Reconciler(ctx);
@@ -418,18 +427,20 @@ function run(
   const timer = setInterval(tick, Math.max(25, Math.min(settings.heartbeatMs, settings.leaseMs / 5)));
   timer.unref();
 
-  log.info({ natsUrl: ctx.natsUrl, computations: store.all().length, heartbeatMs: settings.heartbeatMs, leaseMs: settings.leaseMs },
+  log.info({ natsUrl: ctx.natsUrl, httpUrl: http?.url, computations: store.all().length, heartbeatMs: settings.heartbeatMs, leaseMs: settings.leaseMs },
     `topo controller serving on ${ctx.natsUrl} (${store.all().length} computation(s) in desired state)`);
 
   let stopping: Promise<void> | undefined;
   return {
     natsUrl: ctx.natsUrl,
     settings,
+    httpUrl: http?.url,
     status: () => status(ctx),
     idle: () => queue.idle(),
     stop: (opts) =>
       (stopping ??= (async () => {
         clearInterval(timer);
+        await http?.close();
         trimmer.stop();
         rebalancer.stop();
         autopilot.stop();

@@ -63,6 +63,7 @@ export function workerStatuses(ctx: ControllerContext): WorkerStatus[] {
 export function status(ctx: ControllerContext): StatusReply {
   return {
     natsUrl: ctx.natsUrl,
+    ...(ctx.httpUrl ? { httpUrl: ctx.httpUrl } : {}),
     workers: workerStatuses(ctx),
     computations: ctx.store.all().sort((a, b) => a.name.localeCompare(b.name)).map((rec) => computationStatus(ctx, rec)),
     ...(fusionGroups(ctx).length ? { fusion: fusionGroups(ctx) } : {}),

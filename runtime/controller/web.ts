@@ -1,0 +1,15 @@
+/** What the controller serves over HTTP (runtime/http/server.ts): /metrics for Prometheus. */
+import type { ControllerContext } from './context.js';
+import { startHttpServer, type HttpListen, type HttpServer } from '../http/server.js';
+import { topologyMetrics } from '../metrics/controllerMetrics.js';
+
+export async function startControllerHttp(ctx: ControllerContext, listen: HttpListen): Promise<HttpServer> {
+  const http = await startHttpServer(listen, ctx.log);
+  const metrics = topologyMetrics(ctx);
+  http.route('/metrics', async (_req, res) => {
+    const { contentType, body } = await metrics.render();
+    res.writeHead(200, { 'content-type': contentType });
+    res.end(body);
+  });
+  return http;
+}
