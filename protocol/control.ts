@@ -57,6 +57,19 @@ export interface InstanceMetrics {
   queueDepth?: number;
   /** Processing latency per record (a batch's callback time over its records), µs: percentiles since the instance started. */
   latencyUs?: LatencySummary;
+  /**
+   * The same latencies as a histogram: element i counts batches whose per-record latency fell in
+   * [2^(i-1), 2^i) µs (element 0: under 1 µs; the last of 28 is open); trailing empty buckets left out.
+   */
+  latencyBuckets?: number[];
+  /** Sum of those latencies (µs). */
+  latencySumUs?: number;
+  /** Since the instance started (ms): busy in callbacks, idle, and backpressured (input held back while output was blocked). */
+  busyTotalMs?: number;
+  idleTotalMs?: number;
+  backpressuredTotalMs?: number;
+  /** Per output stream: records produced and how long output waited for credit (ms), since the instance started. */
+  outlets?: OutletMetrics[];
   /** Records processed since the last checkpoint: what its state loses if the worker dies now (on at-most-once input). */
   sinceCheckpoint?: number;
   /** How long ago the last checkpoint was stored (ms). */
@@ -71,6 +84,12 @@ export interface InstanceMetrics {
   duplicates?: number;
   /** At-least-once output: publishes retried until stored. */
   publishRetries?: number;
+}
+
+export interface OutletMetrics {
+  stream: string;
+  records: number;
+  creditStallMs: number;
 }
 
 /** Percentiles of a latency histogram (upper bounds of log-spaced buckets). */
@@ -119,6 +138,20 @@ export interface Heartbeat {
   hosts?: Lang[];
   at: number;
   instances: InstanceReport[];
+  /** The worker process itself. */
+  process?: ProcessMetrics;
+}
+
+/** A worker process's figures at heartbeat time. */
+export interface ProcessMetrics {
+  /** Resident set size and V8 heap in use (bytes). */
+  rssBytes: number;
+  heapUsedBytes: number;
+  /** CPU time since the process started (µs). */
+  cpuUserMicros: number;
+  cpuSystemMicros: number;
+  /** Event-loop delay since the previous heartbeat (ms): mean, p99, max. */
+  eventLoopLagMs: { mean: number; p99: number; max: number };
 }
 
 /** What a worker must run: one instance of one computation version. */
@@ -560,7 +593,7 @@ export interface WorkerStatus {
 
 export interface InstanceStatus extends InstanceReport {
   workerId: string;
-  /** Per-second rates computed by the controller from successive heartbeats. */
+  /** Records/s computed by the controller from its heartbeats' counters over the last 10 s. */
   inPerSec: number;
   outPerSec: number;
 }
@@ -573,9 +606,11 @@ export interface ComputationStatus {
   istreams: NormalizedMetadata['istreams'];
   ostreams: string[];
   instances: InstanceStatus[];
-  /** Sums over instances. */
+  /** Sums over instances (records/s over the last 10 s of heartbeats). */
   inPerSec: number;
   outPerSec: number;
+  /** Records/s produced onto each output stream, summed over instances, same window. */
+  streamsOutPerSec?: Record<string, number>;
   errors: number;
   deadLetters: number;
   /** Times an instance of it was reported stuck (a synchronous hang that cost its worker process). */

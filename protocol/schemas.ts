@@ -175,6 +175,12 @@ const instanceMetrics = z.looseObject({
   // At-least-once input: duplicates skipped (redelivered, or produced again by a restarted producer); publishes retried.
   duplicates: count.optional(),
   publishRetries: count.optional(),
+  latencyBuckets: z.array(count).max(64).optional(),
+  latencySumUs: time.optional(),
+  busyTotalMs: time.optional(),
+  idleTotalMs: time.optional(),
+  backpressuredTotalMs: time.optional(),
+  outlets: z.array(z.looseObject({ stream: name, records: count, creditStallMs: time })).max(256).optional(),
 });
 
 const stuckCallback = z.looseObject({ callback: z.string().max(64), forMs: time, count });
@@ -200,6 +206,10 @@ const heartbeat = z.looseObject({
   hosts,
   at: time,
   instances: z.array(instanceReport),
+  process: z.looseObject({
+    rssBytes: count, heapUsedBytes: count, cpuUserMicros: count, cpuSystemMicros: count,
+    eventLoopLagMs: z.looseObject({ mean: time, p99: time, max: time }),
+  }).optional(),
 });
 
 const stuckReport = z.looseObject({

@@ -71,7 +71,7 @@ export function streamEdges(status: StatusReply): string[] {
 
 export function renderStatus(status: StatusView, now = Date.now()): string {
   const out: string[] = [];
-  if (status.natsUrl) out.push(`NATS ${status.natsUrl}`, '');
+  if (status.natsUrl) out.push(`NATS ${status.natsUrl}${status.httpUrl ? `   web UI ${status.httpUrl}/   metrics ${status.httpUrl}/metrics` : ''}`, '');
   out.push('COMPUTATIONS');
   if (status.computations.length === 0) {
     out.push('  (none deployed: `topo deploy <file>`)');

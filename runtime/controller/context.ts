@@ -3,7 +3,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import type { ObjectStore } from '@nats-io/obj';
 import type { KV } from '@nats-io/kv';
 import type { Logger } from 'pino';
-import { subjects, TimeoutError, type WorkerControl } from '../../protocol/index.js';
+import { subjects, TimeoutError, type HistoryEntry, type WorkerControl } from '../../protocol/index.js';
 import { call } from '../transport/rpc.js';
 import type { SerialQueue } from './serialQueue.js';
 import type { StateStore } from './stateStore.js';
@@ -64,6 +64,8 @@ export interface ControllerContext {
   credentials?: InstanceCredentials;
   /** Where /metrics and the web UI are served, if anywhere. */
   httpUrl?: string | undefined;
+  /** Told of every history entry recorded (the metrics' pause histograms). */
+  observeHistory?: (entry: HistoryEntry) => void;
 }
 
 /** Sends a WorkerControl request; the worker's error comes back rebuilt (InitFailedError, ...). */

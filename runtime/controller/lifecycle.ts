@@ -33,6 +33,7 @@ export function capHistory(entry: HistoryEntry): HistoryEntry {
 
 export async function recordHistorySafely(ctx: ControllerContext, entry: HistoryEntry): Promise<void> {
   try {
+    ctx.observeHistory?.(entry);
     await ctx.store.recordHistory(capHistory(entry));
   } catch (err) {
     ctx.log.warn({ err, computation: entry.name, version: entry.version }, `could not write history entry ${entry.name}.${entry.version}: ${errorMessage(err)}`);

@@ -23,7 +23,9 @@ function instanceStatus(ctx: ControllerContext, rec: ComputationRecord, p: Place
 export function computationStatus(ctx: ControllerContext, rec: ComputationRecord): ComputationStatus {
   const instances = [...rec.placements].sort((a, b) => a.index - b.index).map((p) => instanceStatus(ctx, rec, p));
   let inPerSec = 0, outPerSec = 0, errors = 0, deadLetters = 0, duplicates = 0, permissionDenied = 0;
+  const streamsOutPerSec: Record<string, number> = {};
   for (const i of instances) {
+    for (const [stream, r] of Object.entries(ctx.workers.streamRates(i.workerId, i.instanceId))) streamsOutPerSec[stream] = (streamsOutPerSec[stream] ?? 0) + r;
     inPerSec += i.inPerSec;
     outPerSec += i.outPerSec;
     errors += i.metrics.errors;
@@ -38,6 +40,7 @@ export function computationStatus(ctx: ControllerContext, rec: ComputationRecord
     ...(duplicates ? { duplicates } : {}),
     ...(permissionDenied ? { permissionDenied } : {}),
     instances, inPerSec, outPerSec, errors, deadLetters,
+    ...(Object.keys(streamsOutPerSec).length ? { streamsOutPerSec } : {}),
     ...incidentFields(ctx, rec.name),
     ...(rec.fusion ? { group: rec.fusion.group } : {}),
     ...(rec.noFuse ? { noFuse: true } : {}),

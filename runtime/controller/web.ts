@@ -6,6 +6,7 @@ import { topologyMetrics } from '../metrics/controllerMetrics.js';
 export async function startControllerHttp(ctx: ControllerContext, listen: HttpListen): Promise<HttpServer> {
   const http = await startHttpServer(listen, ctx.log);
   const metrics = topologyMetrics(ctx);
+  ctx.observeHistory = (entry) => metrics.observeHistory(entry);
   http.route('/metrics', async (_req, res) => {
     const { contentType, body } = await metrics.render();
     res.writeHead(200, { 'content-type': contentType });

@@ -1,6 +1,6 @@
 /**
  * The lease table: which workers exist, whether their lease is current, what
- * they last reported, and two metric samples per instance for rate computation.
+ * they last reported, and a window of metric samples per instance for rates.
  * Pure bookkeeping; the controller decides what to do about changes.
  *
  * Bounded under floods: an id is *pending* until it has been seen twice
@@ -13,13 +13,11 @@
  * an unknown id leaves nothing behind. Dead workers are dropped after
  * forgetDead's bound, including ones remembered from KV.
  */
-import type { Heartbeat, InstanceReport, Lang, RegisterRequest, WorkerStatus } from '../../protocol/index.js';
+import type { Heartbeat, InstanceReport, Lang, ProcessMetrics, RegisterRequest, WorkerStatus } from '../../protocol/index.js';
+import { RateWindow } from './rateWindow.js';
 
-interface RateSample {
-  at: number;
-  recordsIn: number;
-  recordsOut: number;
-}
+/** Counter name prefix of one output stream's records in a rate window. */
+const STREAM_OUT = 'out:';
 
 export interface WorkerEntry {
   workerId: string;
@@ -38,8 +36,10 @@ export interface WorkerEntry {
   reported: Map<string, InstanceReport>;
   /** What it last reported before its lease ran out (what its instances lost is counted from it). */
   reportedAtDeath?: Map<string, InstanceReport>;
-  /** Latest and previous metric sample per instanceId. */
-  samples: Map<string, { last: RateSample; prev?: RateSample }>;
+  /** Counter samples per instanceId, for rates. */
+  samples: Map<string, RateWindow>;
+  /** The process's own figures, from its latest heartbeat. */
+  process?: ProcessMetrics;
   /** Seen only once so far (see the file comment); `announced` says whether a 'new' was returned already. */
   pending?: { announced: boolean };
 }
@@ -144,15 +144,16 @@ export class WorkerTable {
     e.leaseFrom = now;
     const at = Number.isFinite(hb.at) ? hb.at : now;
     const reported = new Map<string, InstanceReport>();
-    const samples = new Map<string, { last: RateSample; prev?: RateSample }>();
+    const samples = new Map<string, RateWindow>();
     for (const inst of hb.instances) {
       reported.set(inst.instanceId, inst);
-      const before = e.samples.get(inst.instanceId);
-      const last = { at, recordsIn: inst.metrics.recordsIn, recordsOut: inst.metrics.recordsOut };
-      // A repeated timestamp would give a zero interval: then keep the older previous sample.
-      const prev = before && before.last.at < at ? before.last : before?.prev;
-      samples.set(inst.instanceId, prev ? { last, prev } : { last });
+      const window = e.samples.get(inst.instanceId) ?? new RateWindow();
+      const counters: Record<string, number> = { recordsIn: inst.metrics.recordsIn, recordsOut: inst.metrics.recordsOut };
+      for (const o of inst.metrics.outlets ?? []) counters[STREAM_OUT + o.stream] = o.records;
+      window.add(at, counters);
+      samples.set(inst.instanceId, window);
     }
+    e.process = hb.process;
     if (change !== 'seen' || reported.size !== e.reported.size || now - (this.mirroredAt.get(e.workerId) ?? 0) > Math.max(this.leaseMs, 5_000)) {
       this.touch(e.workerId);
     }
@@ -249,13 +250,16 @@ export class WorkerTable {
     return { workerId: e.workerId, host: e.host, pid: e.pid, lang: e.lang, ...(e.hosts?.length ? { hosts: e.hosts } : {}), alive: e.alive, lastSeen: e.lastSeen, instances: e.reported.size };
   }
 
-  /** Records/s in and out of one instance, from its two latest heartbeats (0 until there are two). */
+  /** Records/s in and out of one instance over the rate window of its heartbeats (0 until there are two). */
   rates(workerId: string, instanceId: string): { inPerSec: number; outPerSec: number } {
     const s = this.entries.get(workerId)?.samples.get(instanceId);
-    if (!s?.prev) return { inPerSec: 0, outPerSec: 0 };
-    const secs = (s.last.at - s.prev.at) / 1000;
-    const rate = (a: number, b: number) => (secs > 0 && a >= b ? (a - b) / secs : 0);
-    return { inPerSec: rate(s.last.recordsIn, s.prev.recordsIn), outPerSec: rate(s.last.recordsOut, s.prev.recordsOut) };
+    if (!s) return { inPerSec: 0, outPerSec: 0 };
+    return { inPerSec: s.rate('recordsIn'), outPerSec: s.rate('recordsOut') };
+  }
+
+  /** Records/s one instance produced onto each of its output streams, over the same window. */
+  streamRates(workerId: string, instanceId: string): Record<string, number> {
+    return this.entries.get(workerId)?.samples.get(instanceId)?.ratesOf(STREAM_OUT) ?? {};
   }
 
   /** Takes the workers whose KV mirror must be rewritten or deleted since the last call. */

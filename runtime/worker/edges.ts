@@ -63,6 +63,10 @@ export interface Outlet {
   checkStall(now: number): void;
   /** The sequence of the last record produced (a checkpoint keeps it). */
   readonly producedSeq: number;
+  /** Records produced onto this outlet since it opened (metrics). */
+  readonly produced: number;
+  /** How long (ms, since it opened) output waited for a consumer's credit: the edge's credit stall. */
+  readonly creditStallMs: number;
   /** Continues a predecessor's sequence (a restart from a checkpoint). */
   restoreSeq(seq: number): void;
   /** Resolves once every record up to `seq` is stored (at once on at-most-once streams). */

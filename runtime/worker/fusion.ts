@@ -71,6 +71,10 @@ export class FusedOutlet implements Outlet {
   private held = false;
   private wasBlocked = false;
   private flushQueued = false;
+  produced = 0;
+  /** In-process stall so far (ms; the NATS copy's is its producer's), and since when the current one lasts. */
+  private stallMs = 0;
+  private stallSince: number | undefined;
   private readonly key: string;
 
   constructor(
@@ -91,6 +95,7 @@ export class FusedOutlet implements Outlet {
   produce(key: string, value: unknown, traceId?: string): void {
     const rec: WireRecord = traceId === undefined ? [key, value, Date.now(), ++this.seq] : [key, value, Date.now(), ++this.seq, traceId];
     this.buffer.push(rec);
+    this.produced++;
     if (this.taps.has(this.stream) || this.nats.hasConsumers()) this.nats.produce(key, value, traceId);
     if (this.buffer.length >= MAX_BATCH_RECORDS) this.flush();
     else if (!this.flushQueued) {
@@ -126,6 +131,8 @@ export class FusedOutlet implements Outlet {
   private checkUnblocked(): void {
     if (this.wasBlocked && !this.isBlocked()) {
       this.wasBlocked = false;
+      if (this.stallSince !== undefined) this.stallMs += performance.now() - this.stallSince;
+      this.stallSince = undefined;
       this.flush();
       this.onUnblocked();
     }
@@ -143,7 +150,10 @@ export class FusedOutlet implements Outlet {
     let blocked: boolean;
     if (this.held) blocked = this.buffer.length >= HOLD_LIMIT;
     else if (!this.bus.consumer(this.key)) blocked = this.buffer.length > 0;
-    else blocked = this.outstanding > LOCAL_WINDOW;
+    else {
+      blocked = this.outstanding > LOCAL_WINDOW;
+      if (blocked) this.stallSince ??= performance.now();
+    }
     blocked ||= this.nats.isBlocked();
     if (blocked) this.wasBlocked = true;
     return blocked;
@@ -197,6 +207,10 @@ export class FusedOutlet implements Outlet {
 
   get producedSeq(): number {
     return this.seq;
+  }
+
+  get creditStallMs(): number {
+    return this.stallMs + (this.stallSince === undefined ? 0 : performance.now() - this.stallSince) + this.nats.creditStallMs;
   }
 
   restoreSeq(seq: number): void {

@@ -1100,6 +1100,9 @@ export class Instance {
       m.checkpointAgeMs = Math.max(0, Date.now() - this.lastCheckpointAt);
     }
     if (this.delivery.publishRetries) m.publishRetries = this.delivery.publishRetries;
+    if (this.producers.size && this.observed.on) {
+      m.outlets = [...this.producers.values()].map((o) => ({ stream: o.stream, records: o.produced, creditStallMs: Math.round(o.creditStallMs) }));
+    }
     return m;
   }
 

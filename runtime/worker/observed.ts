@@ -5,12 +5,14 @@
  * callbacks, idle, or backpressured: input waiting while output was blocked).
  * The oracle plans from these (busy ratio, CPU per record, queue depth).
  *
- * Cost: two performance.now() calls per batch, not per record.
+ * Cost: two performance.now() calls per batch, not per record. TOPO_METRICS=0
+ * turns it off (then the oracle sees every instance idle).
  */
 import type { InstanceMetrics, LatencySummary } from '../../protocol/index.js';
 
 /** Log-2 buckets of µs: bucket i counts latencies in [2^(i-1), 2^i) µs; the last one is open. */
-const BUCKETS = 28;
+export const LATENCY_BUCKETS = 28;
+const BUCKETS = LATENCY_BUCKETS;
 const WINDOW_MS = 1_000;
 
 export class Observed {
@@ -18,6 +20,13 @@ export class Observed {
   private readonly histogram = new Float64Array(BUCKETS);
   private samples = 0;
   private maxUs = 0;
+  private sumUs = 0;
+  private readonly startedAt = performance.now();
+  /** Busy and backpressured time of the windows already closed (ms). */
+  private busyTotal = 0;
+  private backpressuredTotal = 0;
+
+  constructor(readonly on = process.env.TOPO_METRICS !== '0') {}
   private windowStart = performance.now();
   private busy = 0;
   private backpressured = 0;
@@ -27,6 +36,7 @@ export class Observed {
 
   /** A batch (or timer round) of `records` took `ms` of callback time. */
   ran(ms: number, records: number): void {
+    if (!this.on) return;
     const now = performance.now();
     this.roll(now);
     this.busy += ms;
@@ -34,12 +44,14 @@ export class Observed {
       const us = (ms * 1_000) / records;
       this.histogram[bucketOf(us)]!++;
       this.samples++;
+      this.sumUs += us;
       if (us > this.maxUs) this.maxUs = us;
     }
   }
 
   /** The loop gave the event loop a turn with work still queued: until it resumes, that time is busy. */
   yielded(): void {
+    if (!this.on) return;
     this.yieldedAt = performance.now();
   }
 
@@ -53,6 +65,7 @@ export class Observed {
 
   /** Input is waiting and output is blocked (credit window or a full pause buffer): starts or ends backpressured time. */
   blocked(on: boolean): void {
+    if (!this.on) return;
     const now = performance.now();
     if (on) {
       this.blockedSince ??= now;
@@ -73,8 +86,24 @@ export class Observed {
       idleMs: Math.round(this.last.idleMs),
       backpressuredMs: Math.round(this.last.backpressuredMs),
       queueDepth,
-      ...(this.samples > 0 ? { latencyUs: this.latency() } : {}),
+      ...(this.samples > 0 ? { latencyUs: this.latency(), latencyBuckets: this.buckets(), latencySumUs: Math.round(this.sumUs) } : {}),
+      ...this.totals(performance.now()),
     };
+  }
+
+  /** Time since the instance started, split as the windows split it (ms, the open window's busy time included). */
+  private totals(now: number): Partial<Pick<InstanceMetrics, 'busyTotalMs' | 'idleTotalMs' | 'backpressuredTotalMs'>> {
+    if (!this.on) return {};
+    const busy = this.busyTotal + this.busy;
+    const bp = this.backpressuredTotal + this.backpressured;
+    return { busyTotalMs: Math.round(busy), backpressuredTotalMs: Math.round(bp), idleTotalMs: Math.max(0, Math.round(now - this.startedAt - busy - bp)) };
+  }
+
+  /** The latency histogram's counts, bucket by bucket, trailing empty buckets left out. */
+  private buckets(): number[] {
+    let last = BUCKETS - 1;
+    while (last > 0 && this.histogram[last] === 0) last--;
+    return Array.from(this.histogram.subarray(0, last + 1));
   }
 
   /** Busy share of the last full second (0..1). */
@@ -107,15 +136,18 @@ export class Observed {
     const end = this.windowStart + WINDOW_MS;
     let bp = this.backpressured;
     if (this.blockedSince !== undefined) bp += Math.max(0, end - Math.max(this.blockedSince, this.windowStart));
+    const blockedAll = this.blockedSince !== undefined;
     if (elapsedWindows === 1) {
       const busyMs = Math.min(WINDOW_MS, this.busy);
       const backpressuredMs = Math.min(WINDOW_MS - busyMs, bp);
       this.last = { busyMs, backpressuredMs, idleMs: WINDOW_MS - busyMs - backpressuredMs };
     } else {
       // A whole second passed without a sample: it was spent waiting (or blocked throughout).
-      const blockedAll = this.blockedSince !== undefined;
       this.last = { busyMs: 0, backpressuredMs: blockedAll ? WINDOW_MS : 0, idleMs: blockedAll ? 0 : WINDOW_MS };
     }
+    // Totals keep a callback longer than a window whole (the per-second figures cap it).
+    this.busyTotal += this.busy;
+    this.backpressuredTotal += Math.min(Math.max(0, WINDOW_MS - this.busy), bp) + (blockedAll ? (elapsedWindows - 1) * WINDOW_MS : 0);
     this.windowStart += elapsedWindows * WINDOW_MS;
     this.busy = 0;
     this.backpressured = 0;

@@ -86,6 +86,10 @@ export class StreamProducer implements Outlet {
   /** Held by a pause (hot swap): nothing is published until release(). */
   private held = false;
   private blockedNow = false;
+  /** Credit stall so far (ms), and since when the current one lasts. */
+  private stallMs = 0;
+  private stallSince: number | undefined;
+  produced = 0;
   /** Producer sequence of the last record published (the fence reported by a pause). */
   private publishedSeq = 0;
   private readonly seqByPartition: number[] = new Array<number>(PARTITIONS).fill(0);
@@ -175,6 +179,7 @@ export class StreamProducer implements Outlet {
     const buf = this.buffers[idx]!;
     buf.push(rec);
     this.pendingCount++;
+    this.produced++;
     if (buf.length >= MAX_BATCH_RECORDS && this.canPublish()) this.publishBuffer(idx);
     else if (this.linger === undefined) this.linger = setTimeout(this.onLinger, LINGER_MS);
   }
@@ -186,8 +191,28 @@ export class StreamProducer implements Outlet {
 
   /** True while some consumer group owes more credit than the window. */
   private creditBlocked(): boolean {
-    for (const n of this.owed.values()) if (n > this.window) return (this.blockedNow = true);
-    return (this.blockedNow = false);
+    let blocked = false;
+    for (const n of this.owed.values()) {
+      if (n > this.window) {
+        blocked = true;
+        break;
+      }
+    }
+    if (blocked !== this.blockedNow) this.stallChanged(blocked);
+    return (this.blockedNow = blocked);
+  }
+
+  private stallChanged(blocked: boolean): void {
+    const now = performance.now();
+    if (blocked) this.stallSince = now;
+    else if (this.stallSince !== undefined) {
+      this.stallMs += now - this.stallSince;
+      this.stallSince = undefined;
+    }
+  }
+
+  get creditStallMs(): number {
+    return this.stallMs + (this.stallSince === undefined ? 0 : performance.now() - this.stallSince);
   }
 
   private canPublish(): boolean {

@@ -28,6 +28,7 @@ import { hostedComputation, hostedRunner, launchOf, WarmOperators } from './host
 import { deliveryEdges, type DeliveryCounters } from './jetstream.js';
 import { CheckpointStore, type LoadedCheckpoint } from '../state/checkpointStore.js';
 import { DEFAULT_CHECKPOINT_MS } from './instance.js';
+import { ProcessSampler } from './processMetrics.js';
 import type { Computation } from '../../sdk/index.js';
 import type { Logger as PinoLogger } from 'pino';
 
@@ -88,6 +89,7 @@ export class Worker {
   private heartbeatMs = 1_000;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private heartbeatProblemAt = -Infinity;
+  private readonly processSampler = process.env.TOPO_METRICS === '0' ? undefined : new ProcessSampler();
   private control: { unsubscribe(): void } | undefined;
   private stopping: Promise<void> | undefined;
   /** Snapshots of released (standby) instances, by instance id, until their swap ends. */
@@ -161,6 +163,7 @@ export class Worker {
       hosts: HOSTS,
       at: Date.now(),
       instances: [...this.instances.values()].map((i) => i.report()),
+      ...(this.processSampler ? { process: this.processSampler.sample() } : {}),
     };
     let bytes = encodeJson(hb);
     const max = this.nc.info?.max_payload;
@@ -651,6 +654,7 @@ export class Worker {
         this.log.info({ worker: this.id }, 'worker stopping');
         this.control?.unsubscribe();
         if (this.heartbeatTimer) clearInterval(this.heartbeatTimer);
+        this.processSampler?.close();
         await Promise.allSettled([...this.instances.values()].map((i) => i.stop()));
         await this.warmOperators?.closeAll();
         for (const id of [...this.preopened.keys()]) await (await this.takePreopened(id))?.close().catch(() => undefined);
