@@ -169,6 +169,12 @@ describe('worker control', () => {
 describe('heartbeat', () => {
   it('accepts what a worker sends', () => {
     expect(checkMessage(schemas.heartbeat, heartbeat(), 'heartbeat').ok).toBe(true);
+    const observed = {
+      ...report().metrics, latencyBuckets: [0, 3, 9], latencySumUs: 40, busyTotalMs: 10, idleTotalMs: 990, backpressuredTotalMs: 0,
+      outlets: [{ stream: 'out', records: 5, creditStallMs: 1.5 }],
+    };
+    const process = { rssBytes: 5e7, heapUsedBytes: 1e7, cpuUserMicros: 1e6, cpuSystemMicros: 1e5, eventLoopLagMs: { mean: 10.2, p99: 12, max: 30 } };
+    expect(checkMessage(schemas.heartbeat, heartbeat({ instances: [report({ metrics: observed })], process }), 'heartbeat').ok).toBe(true);
     expect(checkMessage(schemas.heartbeat, heartbeat({ instances: [report({ state: 'stuck', stuck: { callback: 'processRecord', forMs: 10, count: 1 }, queued: 3, lastError: 'boom' })] }), 'heartbeat').ok).toBe(true);
   });
   it('caps lastError, and truncateError keeps a capped error valid', () => {
@@ -194,6 +200,13 @@ describe('heartbeat', () => {
       [heartbeat({ instances: {} }), 'instances'],
       [heartbeat({ instances: [report({ metrics: null })] }), 'instances[0].metrics'],
       [heartbeat({ instances: [report({ state: 'dancing' })] }), 'instances[0].state'],
+      // Metrics for Prometheus: bounded arrays, stream names, non-negative figures.
+      [heartbeat({ instances: [report({ metrics: { ...report().metrics, latencyBuckets: new Array(65).fill(1) } })] }), 'instances[0].metrics.latencyBuckets'],
+      [heartbeat({ instances: [report({ metrics: { ...report().metrics, latencyBuckets: [1, -1] } })] }), 'instances[0].metrics.latencyBuckets[1]'],
+      [heartbeat({ instances: [report({ metrics: { ...report().metrics, outlets: [{ stream: 'a b', records: 1, creditStallMs: 0 }] } })] }), 'instances[0].metrics.outlets[0].stream'],
+      [heartbeat({ instances: [report({ metrics: { ...report().metrics, busyTotalMs: -5 } })] }), 'instances[0].metrics.busyTotalMs'],
+      [heartbeat({ process: { rssBytes: 1, heapUsedBytes: 1, cpuUserMicros: 1, cpuSystemMicros: 1 } }), 'process.eventLoopLagMs'],
+      [heartbeat({ process: { rssBytes: 'lots', heapUsedBytes: 1, cpuUserMicros: 1, cpuSystemMicros: 1, eventLoopLagMs: { mean: 0, p99: 0, max: 0 } } }), 'process.rssBytes'],
     ] as const) {
       const r = checkMessage(schemas.heartbeat, hb, 'heartbeat');
       expect(r.ok ? '' : r.message).toContain(field);
