@@ -25,6 +25,10 @@ export interface TopoCaseOptions {
   log: (line: string) => void;
   /** NATS auth on the topology's server (default true, as `topo up`); false: anonymous, no permissions checked. */
   auth?: boolean;
+  /** More environment for the controller and workers (e.g. TOPO_METRICS=0). */
+  env?: NodeJS.ProcessEnv;
+  /** Fetch the controller's /metrics this often while records flow, as Prometheus would. */
+  scrapeMetricsMs?: number;
 }
 
 const PIPELINES: Record<TopoKind, string[]> = {
@@ -44,7 +48,8 @@ export async function runTopoCase(o: TopoCaseOptions): Promise<CaseResult> {
   return runPipeline({
     label: o.kind, workers: files.length, count: o.count, timeoutMs: o.timeoutMs, log: o.log, ...(o.auth !== undefined ? { auth: o.auth } : {}),
     // The autopilot would fuse source and pass ~3 s after deploy, mid-run: these cases measure NATS hops.
-    env: { TOPO_AUTOPILOT: '0' },
+    env: { ...o.env, TOPO_AUTOPILOT: '0' },
+    ...(o.scrapeMetricsMs ? { scrapeMetricsMs: o.scrapeMetricsMs } : {}),
     async setup(client) {
       for (const f of files) await client.deployFile(f);
       return checkPlacement(client);
@@ -66,6 +71,8 @@ export interface PipelineOptions {
   auth?: boolean;
   /** Deploys (and fuses, scales...) the pipeline; returns placement notes. */
   setup(client: TopoClient): Promise<string[]>;
+  /** Fetch the controller's /metrics this often while records flow. */
+  scrapeMetricsMs?: number;
 }
 
 /**
@@ -82,7 +89,9 @@ export async function runPipeline(o: PipelineOptions): Promise<CaseResult> {
     client = await TopoClient.connect(topo.natsUrl, { name: 'topo-bench', creds: topo.credsFile });
     const notes = await o.setup(client);
     await sleep(SETTLE_MS);
-    const report = await measure(client, o);
+    const scraper = o.scrapeMetricsMs ? await scrapeMetrics(client, o.scrapeMetricsMs) : undefined;
+    const report = await measure(client, o).finally(() => scraper?.stop());
+    if (scraper) notes.push(`/metrics scraped ${scraper.scrapes} times, ${Math.round(scraper.bytes / Math.max(1, scraper.scrapes)).toLocaleString('en-US')} bytes each`);
     const seconds = (report.lastMs - report.firstMs) / 1000;
     return { records: report.count, expected: o.count, lost: 0, seconds, rate: seconds > 0 ? report.count / seconds : 0, notes };
   } catch (err) {
@@ -95,6 +104,28 @@ export async function runPipeline(o: PipelineOptions): Promise<CaseResult> {
     // Keep the logs of a failed run; a passing run leaves nothing behind.
     if (!failed) rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Fetches /metrics every `everyMs` until stopped (a failed scrape fails the run: metrics on must work). */
+async function scrapeMetrics(client: TopoClient, everyMs: number): Promise<{ stop(): void; scrapes: number; bytes: number }> {
+  const url = (await client.status()).httpUrl;
+  if (!url) throw new Error('the controller serves no /metrics (TOPO_HTTP=off?)');
+  const state = { scrapes: 0, bytes: 0, error: undefined as Error | undefined };
+  const timer = setInterval(() => {
+    fetch(`${url}/metrics`).then(async (res) => {
+      if (!res.ok) throw new Error(`/metrics answered ${res.status}`);
+      state.bytes += (await res.text()).length;
+      state.scrapes++;
+    }).catch((err: Error) => (state.error ??= err));
+  }, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      if (state.error) throw state.error;
+    },
+    get scrapes() { return state.scrapes; },
+    get bytes() { return state.bytes; },
+  };
 }
 
 /** Every bench computation should run on a worker of its own; says so when not. */
