@@ -161,6 +161,15 @@ export interface UserCredential {
   seed: string;
 }
 
+/** KV topo_state `user.<instanceId>`: a minted instance user not yet revoked (its public key only, never its seed). */
+export interface InstanceUserRecord {
+  instanceId: string;
+  /** The user's nkey public key (U...). */
+  userKey: string;
+  computation: string;
+  mintedAt: number;
+}
+
 export interface Assignment {
   instanceId: string;
   computation: string;

@@ -12,7 +12,7 @@ export {
 export type { WireError } from './errors.js';
 export {
   schemas, CONTROL_OPS, ID_PATTERN, MAX_ID_LENGTH, MAX_INSTANCES, MAX_ERROR_LENGTH, GROUP_PATTERN, SHA256_PATTERN, isId, truncateError,
-  checkMessage, checkComputationEntry, parseRequest, describeIssues, jsonSchemas,
+  checkMessage, checkComputationEntry, checkInstanceUserEntry, parseRequest, describeIssues, jsonSchemas,
 } from './schemas.js';
 export type { ParseResult } from './schemas.js';
 export type * from './control.js';

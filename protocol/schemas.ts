@@ -517,6 +517,23 @@ export function checkBridgeConsumerEntry(key: string, value: unknown): { ok: tru
 
 // ---- end of bridges ----
 
+/** topo_state `user.<instanceId>`. */
+const instanceUserRecord = z.looseObject({
+  instanceId: id,
+  userKey: z.string().regex(/^U[A-Z2-7]{55}$/, { error: 'must be a user nkey public key (U and 55 base32 characters)' }),
+  computation: name,
+  mintedAt: time,
+});
+
+/** Checks one KV `topo_state` value stored under `user.<instanceId>`: a valid InstanceUserRecord of that instance. */
+export function checkInstanceUserEntry(key: string, value: unknown): { ok: true; instanceId: string; record: C.InstanceUserRecord } | { ok: false; problem: string } {
+  const r = checkMessage(instanceUserRecord, value, 'InstanceUserRecord');
+  if (!r.ok) return { ok: false, problem: r.message };
+  const instanceId = kvKeys.instanceUserOf(key) ?? key;
+  if (r.value.instanceId !== instanceId) return { ok: false, problem: `its instanceId is ${JSON.stringify(r.value.instanceId)}, not "${instanceId}"` };
+  return { ok: true, instanceId, record: r.value };
+}
+
 /** Every schema, by message. */
 export const schemas = {
   batch,
@@ -537,6 +554,7 @@ export const schemas = {
   historyEntry,
   swapJournal,
   workerStatus,
+  instanceUserRecord,
   normalizedMetadata,
   /** Bridges (producers and consumers outside the controller). */
   bridge: bridgeSchemas,
@@ -634,6 +652,7 @@ export function jsonSchemas(): Record<string, unknown> {
     heartbeat, 'stuck-report': stuckReport,
     'worker-control': workerControl, 'error-reply': errorReply,
     'computation-record': computationRecord, 'history-entry': historyEntry, 'swap-journal': swapJournal, 'worker-status': workerStatus,
+    'instance-user-record': instanceUserRecord,
   };
   for (const [op, s] of Object.entries(controlReplies)) flat[`control-reply-${op}`] = s;
   // The operator protocol's frames (PROTOCOL.md, "Hosted operators").
@@ -670,6 +689,7 @@ export type SchemaChecks = [
   Assert<Fits<typeof computationRecord, C.ComputationRecord>>,
   Assert<Fits<typeof historyEntry, C.HistoryEntry>>,
   Assert<Fits<typeof workerStatus, C.WorkerStatus>>,
+  Assert<Fits<typeof instanceUserRecord, C.InstanceUserRecord>>,
   Assert<Fits<typeof rollbackRequest, C.RollbackRequest>>,
   Assert<Fits<typeof scaleRequest, C.ScaleRequest>>,
   Assert<Fits<typeof nameRequest, C.KillRequest>>,

@@ -88,6 +88,10 @@ export const kvKeys = {
   historyOf: (name: string) => `${name}.>`,
   /** Name of a computation from its topo_state key, or undefined for another kind of key. */
   computationOf: (key: string): string | undefined => (key.startsWith('comp.') ? key.slice('comp.'.length) : undefined),
+  /** topo_state: the NATS user minted for one instance (InstanceUserRecord), until revoked. */
+  instanceUser: (instanceId: string) => `user.${instanceId}`,
+  instanceUserList: 'user.*',
+  instanceUserOf: (key: string): string | undefined => (key.startsWith('user.') ? key.slice('user.'.length) : undefined),
   // ---- bridges ----
   /** topo_state: a consumer group registered by bridges (BridgeConsumerRecord); producers count it in flow control. */
   bridgeConsumer: (group: string) => `consumer.${group}`,

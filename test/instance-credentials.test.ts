@@ -14,7 +14,7 @@ import type { Subscription } from '@nats-io/transport-node';
 import { buckets } from '../protocol/index.js';
 import type { InstanceStatus } from '../protocol/control.js';
 import { instanceInboxPrefix } from '../protocol/permissions.js';
-import { InstanceCredentials } from '../runtime/controller/instanceCredentials.js';
+import { InstanceCredentials, IssuedLedger } from '../runtime/controller/instanceCredentials.js';
 import { AccountRevocations, accountSigner } from '../runtime/transport/auth.js';
 import { connectNats } from '../runtime/transport/connect.js';
 import { runTopo, startCluster, waitFor, type Cluster } from './harness.js';
@@ -146,5 +146,59 @@ describe('revoking an ended instance\'s user (the controller\'s InstanceCredenti
       await probe.close().catch(() => undefined);
       await creds.close();
     }
+  });
+
+  it('a restarted controller revokes the users its predecessor minted, from their public keys in KV', async () => {
+    const revocations = AccountRevocations.of(dir)!;
+    const log = pino({ level: 'silent' });
+    // A bucket of its own, shaped as topo_state: the cluster's controller keeps its users in the real one.
+    const kv = await new Kvm(cluster.client.nc).create('ledger_test');
+    const connectSystem = (u: Parameters<typeof connectNats>[1]['credential']) => connectNats(cluster.url, { name: 'ledger-test system', credential: u });
+    const meta = (n: string) => ({
+      instanceId: `${n}-0-abc123`, computation: n, version: 1, sha: 'a'.repeat(64), lang: 'ts' as const, index: 0, count: 1,
+      metadata: { name: n, istreams: [], ostreams: [`${n}-out`] },
+    });
+    const ended = meta('ledger-ended');
+    const kept = meta('ledger-kept');
+    const first = new InstanceCredentials(accountSigner(dir)!, revocations, connectSystem, log, new IssuedLedger(kv, log));
+    await first.load();
+    const credential = await first.mint(ended);
+    await first.mint(kept);
+    const endedKey = first.userOf(ended.instanceId)!;
+    const keptKey = first.userOf(kept.instanceId)!;
+    await first.close();
+    // Public keys only: never the seed.
+    const stored = JSON.stringify((await kv.get(`user.${ended.instanceId}`))?.json());
+    expect(stored).toContain(endedKey);
+    expect(stored).not.toContain(credential.seed);
+
+    // The next controller knows them (no mint of its own) and revokes the one whose instance is gone.
+    const second = new InstanceCredentials(accountSigner(dir)!, AccountRevocations.of(dir)!, connectSystem, log, new IssuedLedger(kv, log));
+    try {
+      await second.load();
+      expect(second.userOf(ended.instanceId)).toBe(endedKey);
+      const later = Date.now() + 60_000;
+      await second.sweep(new Set([kept.instanceId]), new Set(), later);
+      await second.sweep(new Set([kept.instanceId]), new Set(), later + 10_000);
+      expect(AccountRevocations.of(dir)!.has(endedKey)).toBe(true);
+      expect(AccountRevocations.of(dir)!.has(keptKey)).toBe(false);
+      await expect(connectNats(cluster.url, { name: 'ledger-ended again', credential, timeoutMs: 5_000 })).rejects.toThrow(/authorization violation|revoked/i);
+      // Revoked: gone from KV; the other stays.
+      expect((await kv.get(`user.${ended.instanceId}`))?.operation ?? 'none').not.toBe('PUT');
+      expect((await kv.get(`user.${kept.instanceId}`))?.operation).toBe('PUT');
+    } finally {
+      await second.close();
+    }
+
+    // Entries that do not match their schema are skipped, each with an error; good ones kept.
+    await kv.put('user.bad-0-x', JSON.stringify({ instanceId: 'other-0-x', userKey: keptKey, computation: 'x', mintedAt: 1 }));
+    await kv.put('user.bad-1-x', JSON.stringify({ instanceId: 'bad-1-x', userKey: 'not-a-key', computation: 'x', mintedAt: 1 }));
+    await kv.put('user.bad-2-x', '{not json');
+    const lines: string[] = [];
+    const noisy = pino({ level: 'error' }, { write: (l: string) => void lines.push(l) });
+    const loaded = await new IssuedLedger(kv, noisy).load();
+    expect([...loaded.keys()]).toEqual([kept.instanceId]);
+    expect(lines.filter((l) => l.includes('is not a valid instance user entry'))).toHaveLength(3);
+    expect(lines.map((l) => (JSON.parse(l) as { msg: string }).msg).join('\n')).toMatch(/its instanceId is "other-0-x", not "bad-0-x"/);
   });
 });

@@ -5,6 +5,7 @@
  */
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
+import type { KV } from '@nats-io/kv';
 import {
   checkMessage, schemas, subjects,
   type DeployRequest, type Heartbeat, type HistoryReply, type HistoryRequest, type KillRequest, type PromoteRequest, type RegisterReply,
@@ -31,7 +32,7 @@ import { history, promote, rollback, swap } from './swap.js';
 import { membersOf, recoverInterruptedSwaps } from './swapRecovery.js';
 import { WorkerTable, type WorkerChange, type WorkerEntry } from './workerTable.js';
 import { startBridges } from './bridges.js';
-import { InstanceCredentials } from './instanceCredentials.js';
+import { InstanceCredentials, IssuedLedger } from './instanceCredentials.js';
 import { DataStreamTrimmer } from './dataStreamTrimmer.js';
 import { startControllerHttp } from './web.js';
 import { httpListenFrom, type HttpListen, type HttpServer } from '../http/server.js';
@@ -180,8 +181,9 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
     ctx = {
       nc, natsUrl: opts.natsUrl, log, settings, store, workers: new WorkerTable(settings.leaseMs), artifacts: stores.artifacts, checkpoints: stores.checkpoints,
       queue: new SerialQueue(), inFlight: new Set(), swapping: new Set(), startedAt: Date.now(),
-      ...instanceCredentialsFor(opts, log),
+      ...instanceCredentialsFor(opts, log, stores.state),
     };
+    await ctx.credentials?.load();
     await seedWorkers(ctx, stores.workers);
     // Swaps the previous controller left half done: reconciliation leaves them alone until recovered.
     const journals = await store.swapJournals();
@@ -202,7 +204,7 @@ export async function startController(opts: ControllerOptions): Promise<RunningC
  * Instance credentials when the account's key sits beside this controller's creds (the auth folder `topo up`
  * makes); else (a server with other auth, or none) instances use their worker's connection.
  */
-function instanceCredentialsFor(opts: ControllerOptions, log: Logger): { credentials?: InstanceCredentials } {
+function instanceCredentialsFor(opts: ControllerOptions, log: Logger, stateKv: KV): { credentials?: InstanceCredentials } {
   const creds = opts.creds ?? (process.env.TOPO_NATS_CREDS || undefined);
   if (!creds || process.env.TOPO_INSTANCE_CREDENTIALS === '0') return {};
   const dir = dirname(creds);
@@ -210,7 +212,7 @@ function instanceCredentialsFor(opts: ControllerOptions, log: Logger): { credent
   if (!signer) return {};
   log.info('each instance gets a NATS user of its own (its streams only), revoked once the instance has ended');
   const connectSystem = (credential: UserCredential) => connectNats(opts.natsUrl, { name: 'topo-controller revocations', credential, tls: opts.tls, timeoutMs: 15_000 });
-  return { credentials: new InstanceCredentials(signer, AccountRevocations.of(dir), connectSystem, log) };
+  return { credentials: new InstanceCredentials(signer, AccountRevocations.of(dir), connectSystem, log, new IssuedLedger(stateKv, log)) };
 }
 
 /** Every instance that still exists: placed in desired state, reported by a live worker, or being assigned. */

@@ -10,11 +10,16 @@
  * minted with the instances that still exist and revokes the others in the
  * account JWT (runtime/transport/auth.ts AccountRevocations), which the
  * server gets as a claims update and a restarted server reads from its config.
+ *
+ * The users' public keys (never their seeds) are kept in KV, so a restarted
+ * controller still revokes the users its predecessor minted once their
+ * instances end.
  */
 import type { KeyPair } from '@nats-io/jwt';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Logger } from 'pino';
-import type { Assignment, UserCredential } from '../../protocol/index.js';
+import type { KV } from '@nats-io/kv';
+import { checkInstanceUserEntry, kvKeys, type Assignment, type InstanceUserRecord, type UserCredential } from '../../protocol/index.js';
 import { instancePermissions } from '../../protocol/permissions.js';
 import { mintUser, type AccountRevocations } from '../transport/auth.js';
 
@@ -31,8 +36,50 @@ interface Issued {
   missingSince?: number;
 }
 
+/** Ledger entries read at most at start (as many revocations are kept: runtime/transport/auth.ts). */
+const MAX_LEDGER = 10_000;
+
+/**
+ * The users minted and not yet revoked, in KV topo_state `user.<instanceId>` (InstanceUserRecord:
+ * public key, computation, when minted). KV, not a file: the ledger belongs to the server whose
+ * account JWT revokes them. An entry that does not match its schema is skipped with an error in the log.
+ */
+export class IssuedLedger {
+  constructor(private readonly kv: KV, private readonly log: Logger) {}
+
+  async load(): Promise<Map<string, Issued>> {
+    const out = new Map<string, Issued>();
+    const keys: string[] = [];
+    for await (const k of await this.kv.keys(kvKeys.instanceUserList)) if (keys.length < MAX_LEDGER) keys.push(k);
+    for (const key of keys) {
+      const e = await this.kv.get(key).catch(() => null);
+      if (!e || e.operation !== 'PUT') continue;
+      let value: unknown;
+      try {
+        value = e.json();
+      } catch {
+        value = undefined;
+      }
+      const r = checkInstanceUserEntry(key, value);
+      if (r.ok) out.set(r.instanceId, { userKey: r.record.userKey, computation: r.record.computation, mintedAt: r.record.mintedAt });
+      else this.log.error({ key: key.slice(0, 200) }, `KV ${key.slice(0, 200)} is not a valid instance user entry (${r.problem.slice(0, 300)}); skipping it`);
+    }
+    return out;
+  }
+
+  async put(instanceId: string, i: Issued): Promise<void> {
+    const record: InstanceUserRecord = { instanceId, userKey: i.userKey, computation: i.computation, mintedAt: i.mintedAt };
+    await this.kv.put(kvKeys.instanceUser(instanceId), JSON.stringify(record)).catch((err: Error) =>
+      this.log.error({ instanceId }, `could not record the NATS user of ${instanceId} in KV (a restarted controller will not revoke it): ${err.message}`));
+  }
+
+  async remove(instanceIds: string[]): Promise<void> {
+    await Promise.all(instanceIds.map((id) => this.kv.purge(kvKeys.instanceUser(id)).catch(() => undefined)));
+  }
+}
+
 export class InstanceCredentials {
-  private readonly issued = new Map<string, Issued>();
+  private issued = new Map<string, Issued>();
   private sweeping = false;
   private system: Promise<NatsConnection> | undefined;
   /** Users revoked by this controller. */
@@ -44,8 +91,17 @@ export class InstanceCredentials {
     /** Opens a connection as this system-account user (same server as the controller). */
     private readonly connectSystem: (user: UserCredential) => Promise<NatsConnection>,
     private readonly log: Logger,
+    private readonly ledger?: IssuedLedger,
     private readonly mintGraceMs = MINT_GRACE_MS,
   ) {}
+
+  /** Reads the users earlier controllers minted and did not revoke (before the first mint or sweep). */
+  async load(): Promise<void> {
+    if (!this.ledger) return;
+    const earlier = await this.ledger.load();
+    for (const [id, i] of earlier) if (!this.issued.has(id)) this.issued.set(id, i);
+    if (earlier.size) this.log.info({ users: earlier.size }, `${earlier.size} instance user(s) minted by an earlier controller: revoked once their instances are gone`);
+  }
 
   async mint(a: Assignment): Promise<UserCredential> {
     const m = a.metadata;
@@ -56,7 +112,9 @@ export class InstanceCredentials {
     // A second assign of the same instance (a retry) gets a new user; the one before is revoked with it.
     const before = this.issued.get(a.instanceId);
     if (before) void this.revoke([before.userKey], [a.instanceId]);
-    this.issued.set(a.instanceId, { userKey: publicKey, computation: a.computation, mintedAt: Date.now() });
+    const issued = { userKey: publicKey, computation: a.computation, mintedAt: Date.now() };
+    this.issued.set(a.instanceId, issued);
+    await this.ledger?.put(a.instanceId, issued);
     return { jwt, seed };
   }
 
@@ -84,15 +142,21 @@ export class InstanceCredentials {
       }
       if (gone.length === 0) return;
       const keys = gone.map((id) => this.issued.get(id)!.userKey);
-      for (const id of gone) this.issued.delete(id);
-      await this.revoke(keys, gone);
+      if (await this.revoke(keys, gone)) {
+        for (const id of gone) this.issued.delete(id);
+        await this.ledger?.remove(gone);
+      } else {
+        // Tried again after another REVOKE_AFTER_MS (not every tick: the failure is logged each time).
+        for (const id of gone) this.issued.get(id)!.missingSince = now;
+      }
     } finally {
       this.sweeping = false;
     }
   }
 
-  private async revoke(userKeys: string[], instanceIds: string[]): Promise<void> {
-    if (!this.revocations) return;
+  /** True once revoked (or when there is nothing to revoke them in). */
+  private async revoke(userKeys: string[], instanceIds: string[]): Promise<boolean> {
+    if (!this.revocations) return true;
     try {
       const jwt = await this.revocations.revoke(userKeys);
       const nc = await (this.system ??= this.revocations.systemUser().then((u) => this.connectSystem(u)));
@@ -101,9 +165,11 @@ export class InstanceCredentials {
       this.revokedCount += userKeys.length;
       this.log.info({ instances: instanceIds.slice(0, 20), users: userKeys.length, revoked: this.revocations.size },
         `revoked the NATS user(s) of ${instanceIds.length} instance(s) that ended`);
+      return true;
     } catch (err) {
       this.system = undefined;
       this.log.error({ err: (err as Error).message, instances: instanceIds.slice(0, 20) }, `could not revoke the NATS users of ${instanceIds.length} ended instance(s): ${(err as Error).message}`);
+      return false;
     }
   }
 
