@@ -35,6 +35,7 @@ const remember = (): void => {
 };
 
 let client: TopoClient;
+let upOutput = '';
 const ticks: number[] = [];
 const tapAbort = new AbortController();
 
@@ -43,6 +44,7 @@ beforeAll(async () => {
   expect(up.stderr).toBe('');
   expect(up.code).toBe(0);
   expect(up.stdout).toContain('topo is up');
+  upOutput = up.stdout;
   remember();
   client = await TopoClient.connect(run().natsUrl, { name: 'topo-sup-test', creds: run().credsFile });
   void (async () => {
@@ -63,6 +65,21 @@ afterAll(async () => {
 });
 
 describe('topo up under a supervisor', () => {
+  it('serves nats-server monitoring and the controller\'s /metrics at the addresses it printed', async () => {
+    const monitor = run().natsMonitorUrl;
+    expect(monitor).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect(upOutput).toContain(`nats-server monitoring: ${monitor}/`);
+    const varz = (await (await fetch(`${monitor}/varz`)).json()) as { port: number; jetstream?: unknown };
+    expect(varz.port).toBe(Number(new URL(run().natsUrl).port));
+    expect(varz.jetstream).toBeDefined();
+    const connz = (await (await fetch(`${monitor}/connz`)).json()) as { num_connections: number };
+    // Controller and two workers at least (and this test's client).
+    expect(connz.num_connections).toBeGreaterThanOrEqual(4);
+    const web = /web UI: (http:\/\/127\.0\.0\.1:\d+)\//.exec(upOutput)?.[1];
+    expect(web).toBe((await client.status()).httpUrl);
+    expect(await (await fetch(`${web}/metrics`)).text()).toMatch(/^topo_worker_up\{worker="w-1"\} 1$/m);
+  });
+
   it('a second `topo up` starts nothing, kills nothing and resets nothing', async () => {
     const before = run();
     const highest = Math.max(...ticks);
@@ -93,6 +110,7 @@ describe('topo up under a supervisor', () => {
     const after = run();
     expect(after.supervisorPid).not.toBe(before.supervisorPid);
     expect(after.pids).toEqual(before.pids);
+    expect(after.natsMonitorUrl).toBe(before.natsMonitorUrl);
     remember();
     const seen = ticks.length;
     await waitFor(() => ticks.length > seen + 10, { what: 'more ticks after adoption' });

@@ -83,6 +83,7 @@ const up: Verb = {
       io.out(`topo is up: NATS ${natsUrl}, controller and ${names.length} worker${names.length === 1 ? '' : 's'} (${names.join(', ')}), supervised (pid ${r.run.supervisorPid}: restarts what dies).`);
       io.out(`logs: ${shortPath(r.run.logDir)}/ (supervisor.log, controller.log, worker-<n>.log${r.run.ownsNats ? ', nats.log' : ''})`);
       if (httpUrl) io.out(`web UI: ${httpUrl}/   metrics: ${httpUrl}/metrics`);
+      if (r.run.natsMonitorUrl) io.out(`nats-server monitoring: ${r.run.natsMonitorUrl}/ (/varz, /connz, /jsz)`);
       if (!demo) {
         io.out('next:');
         io.out('  topo deploy <file.ts>      deploy a computation (see examples/)');

@@ -218,6 +218,7 @@ export async function startLocalTopology(opts: LocalTopologyOptions = {}): Promi
         workers: Array.from({ length: workers }, (_, i) => managed.get(workerId(i + 1))?.child.pid ?? -1),
       },
       ownsNats: nats !== undefined,
+      ...(nats ? { natsMonitorUrl: nats.monitorUrl } : {}),
       dir,
       logDir,
       ...(auth ? { credsFile: auth.adminCreds } : {}),
@@ -278,7 +279,10 @@ export async function startLocalTopology(opts: LocalTopologyOptions = {}): Promi
           throw new ConflictError(`nats-server is already running (pid ${server.pid})`);
         }
         // With the same authentication as before: the accounts (and so the JetStream data) are the account's.
-        nats = await startNatsServer({ storeDir: join(dir, 'nats'), port: server.port, logFile: logFile('nats'), detached, ...(auth ? { configFile: auth.serverConfig } : {}) });
+        nats = await startNatsServer({
+          storeDir: join(dir, 'nats'), port: server.port, monitorPort: Number(new URL(server.monitorUrl).port), logFile: logFile('nats'), detached,
+          ...(auth ? { configFile: auth.serverConfig } : {}),
+        });
         run.pids.nats = nats.pid;
         writeRunInfo(dir, run);
       },

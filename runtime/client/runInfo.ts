@@ -14,6 +14,8 @@ export interface RunInfo {
   pids: { nats?: number; controller: number; workers: number[] };
   /** True when `topo up` started nats-server itself (and `topo down` stops it). */
   ownsNats: boolean;
+  /** HTTP monitoring of the nats-server `topo up` started (/varz, /connz, /jsz), on 127.0.0.1. */
+  natsMonitorUrl?: string;
   /** Absolute topology dir and log dir, for messages. */
   dir: string;
   logDir: string;

@@ -64,7 +64,11 @@ export async function upSupervised(opts: { dir: string; workers?: number; natsUr
   const external = adopt ? (previous.ownsNats ? undefined : previous.natsUrl) : opts.natsUrl;
   // An adopted server keeps how it ran: with auth when its run.json has admin creds.
   const noAuth = adopt ? previous.credsFile === undefined : opts.noAuth === true;
-  const natsArgs = external ? ['--nats', external] : ['--nats-port', adopt ? new URL(previous.natsUrl).port : String(await freePort()), ...(noAuth ? ['--no-auth'] : [])];
+  // An adopted server keeps its monitoring port too (one that ran without it gets none).
+  const monitorPort = adopt ? (previous.natsMonitorUrl ? new URL(previous.natsMonitorUrl).port : undefined) : String(await freePort());
+  const natsArgs = external ? ['--nats', external] : [
+    '--nats-port', adopt ? new URL(previous.natsUrl).port : String(await freePort()), ...(monitorPort ? ['--nats-monitor-port', monitorPort] : []), ...(noAuth ? ['--no-auth'] : []),
+  ];
   const logDir = join(dir, 'logs');
   mkdirSync(logDir, { recursive: true });
   const out = openSync(join(logDir, 'supervisor.log'), 'a');

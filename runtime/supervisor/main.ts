@@ -1,5 +1,5 @@
 /**
- * `node dist/supervisor.mjs --dir DIR --workers N (--nats-port P [--no-auth] | --nats URL)`:
+ * `node dist/supervisor.mjs --dir DIR --workers N (--nats-port P [--nats-monitor-port M] [--no-auth] | --nats URL)`:
  * started detached by `topo up`; see supervisor.ts. Logs to DIR/logs/supervisor.log
  * (its stdout). SIGTERM/SIGINT stop the topology and this process; SIGUSR2 starts
  * at once what waits in backoff or cool-down (`topo up` sends it).
@@ -11,7 +11,7 @@ import { Supervisor, settingsFromEnv } from './supervisor.js';
 import { authDirOf, ensureLocalAuth } from '../transport/auth.js';
 
 const { values } = parseArgs({
-  options: { dir: { type: 'string' }, workers: { type: 'string' }, nats: { type: 'string' }, 'nats-port': { type: 'string' }, 'no-auth': { type: 'boolean' } },
+  options: { dir: { type: 'string' }, workers: { type: 'string' }, nats: { type: 'string' }, 'nats-port': { type: 'string' }, 'nats-monitor-port': { type: 'string' }, 'no-auth': { type: 'boolean' } },
 });
 const log = (msg: string): void => void process.stdout.write(`${new Date().toISOString()} topo-supervisor: ${msg}\n`);
 const workers = Number(values.workers ?? '2');
@@ -32,6 +32,7 @@ const sup = new Supervisor({
   workers,
   ...(auth ? { auth } : {}),
   ...(values.nats ? { natsUrl: values.nats } : { natsPort: Number(values['nats-port']) }),
+  ...(values['nats-monitor-port'] && !values.nats ? { natsMonitorPort: Number(values['nats-monitor-port']) } : {}),
   distDir: dirname(fileURLToPath(import.meta.url)),
   settings: settingsFromEnv(),
   log,

@@ -14,7 +14,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ProcessStatus, StuckReport } from '../../protocol/index.js';
-import { findNatsServer, natsServerArgs } from '../transport/natsServer.js';
+import { findNatsServer, monitorUrlOf, natsServerArgs } from '../transport/natsServer.js';
 import { isAlive, looksLike, runtimeNodeArgs, terminatePid } from '../client/processes.js';
 import { runFilePath, type RunInfo } from '../client/runInfo.js';
 
@@ -57,6 +57,8 @@ export interface SupervisorOptions {
   /** Use this server; otherwise run nats-server on natsPort with data in <dir>/nats. */
   natsUrl?: string;
   natsPort?: number;
+  /** Port of the HTTP monitoring of the nats-server it runs. */
+  natsMonitorPort?: number;
   /**
    * Auth of the nats-server it runs (runtime/transport/auth.ts): its config file, the admin creds
    * (controller, run.json) and each worker's creds by name. Absent: no auth (`topo up --no-auth`).
@@ -93,6 +95,7 @@ export class Supervisor {
     const previous = readRun(o.dir);
     this.run = {
       natsUrl, startedAt: previous?.startedAt ?? Date.now(), ownsNats, dir: o.dir, logDir,
+      ...(ownsNats && o.natsMonitorPort ? { natsMonitorUrl: monitorUrlOf(o.natsMonitorPort) } : {}),
       ...(o.auth ? { credsFile: o.auth.adminCreds } : {}),
       pids: { controller: -1, workers: Array.from({ length: o.workers }, () => -1) },
     };
@@ -131,7 +134,7 @@ export class Supervisor {
       const port = new URL(this.run.natsUrl).port;
       const store = join(this.o.dir, 'nats');
       mkdirSync(store, { recursive: true });
-      return { cmd: findNatsServer(), args: natsServerArgs(Number(port), store, this.o.auth?.serverConfig) };
+      return { cmd: findNatsServer(), args: natsServerArgs(Number(port), store, this.o.auth?.serverConfig, this.o.natsMonitorPort) };
     }
     if (p.status.kind === 'controller') return { cmd: process.execPath, args: runtimeNodeArgs('controller', join(this.o.distDir, 'controller.mjs'), ['--nats', this.run.natsUrl]) };
     const n = p.status.name.slice(2);

@@ -52,6 +52,8 @@ function portOpen(port: number): Promise<boolean> {
 export interface StartedNats {
   url: string;
   port: number;
+  /** nats-server's HTTP monitoring (/varz, /connz, /jsz ...), on 127.0.0.1. */
+  monitorUrl: string;
   pid: number;
   process: ChildProcess;
   stop(): Promise<void>;
@@ -67,18 +69,26 @@ export interface StartNatsOptions {
   detached?: boolean;
   /** A server config file (auth: operator, resolver), read with `-c`; the flags here override its host, port and store. */
   configFile?: string;
+  /** Port of its HTTP monitoring (default: a free one). */
+  monitorPort?: number;
 }
 
-/** nats-server's command line: listen on 127.0.0.1:port, JetStream in storeDir, auth from configFile when given. */
-export function natsServerArgs(port: number, storeDir: string, configFile?: string): string[] {
-  return [...(configFile ? ['-c', configFile] : []), '-a', '127.0.0.1', '-p', String(port), '-js', '-sd', storeDir];
+/**
+ * nats-server's command line: listen on 127.0.0.1:port, JetStream in storeDir, auth from configFile when given,
+ * and HTTP monitoring on 127.0.0.1:monitorPort when given (-m binds to the -a host).
+ */
+export function natsServerArgs(port: number, storeDir: string, configFile?: string, monitorPort?: number): string[] {
+  return [...(configFile ? ['-c', configFile] : []), '-a', '127.0.0.1', '-p', String(port), ...(monitorPort ? ['-m', String(monitorPort)] : []), '-js', '-sd', storeDir];
 }
+
+export const monitorUrlOf = (port: number): string => `http://127.0.0.1:${port}`;
 
 export async function startNatsServer(opts: StartNatsOptions): Promise<StartedNats> {
   const bin = findNatsServer();
   const port = opts.port ?? (await freePort());
+  const monitorPort = opts.monitorPort ?? (await freePort());
   mkdirSync(opts.storeDir, { recursive: true });
-  const args = natsServerArgs(port, opts.storeDir, opts.configFile);
+  const args = natsServerArgs(port, opts.storeDir, opts.configFile, monitorPort);
   let out: number | 'ignore' = 'ignore';
   if (opts.logFile) out = openSync(opts.logFile, 'a');
   const child = spawn(bin, args, { stdio: ['ignore', out, out], detached: opts.detached ?? false });
@@ -99,6 +109,7 @@ export async function startNatsServer(opts: StartNatsOptions): Promise<StartedNa
   return {
     url,
     port,
+    monitorUrl: monitorUrlOf(monitorPort),
     pid: child.pid ?? -1,
     process: child,
     stop: () =>
