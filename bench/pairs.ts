@@ -102,13 +102,19 @@ export async function heavyPart(ctx: PairContext, count: number): Promise<PairPa
 
 export const AUTH_NAMES = { on: 'one-hop, NATS auth on (JWT, per-worker and per-instance users)', off: 'one-hop, NATS auth off (anonymous)' } as const;
 
-export async function authPart(ctx: PairContext, count: number): Promise<PairPart> {
+/** The throughput bench's one-hop pipeline with some options: a case's `once` and, when not built, its `skipped`. */
+async function oneHopRunner(ctx: PairContext, count: number): Promise<{ run: (o: Partial<TopoCaseOptions>) => () => Promise<CaseResult>; skip: { skipped?: string } }> {
   const mod = await load<TopoModule>(ctx, 'topo.mjs');
-  const run = (auth: boolean) => () => {
+  const run = (o: Partial<TopoCaseOptions>) => () => {
     if (!mod) throw new Error(NOT_BUILT);
-    return mod.runTopoCase({ root: ctx.root, kind: 'one-hop', count, timeoutMs: timeoutFor(count), log: ctx.log, auth });
+    return mod.runTopoCase({ root: ctx.root, kind: 'one-hop', count, timeoutMs: timeoutFor(count), log: ctx.log, ...o });
   };
-  const skip = mod ? {} : { skipped: NOT_BUILT };
+  return { run, skip: mod ? {} : { skipped: NOT_BUILT } };
+}
+
+export async function authPart(ctx: PairContext, count: number): Promise<PairPart> {
+  const { run: runWith, skip } = await oneHopRunner(ctx, count);
+  const run = (auth: boolean) => runWith({ auth });
   return {
     section: 'auth', title: 'NATS auth on vs off (one-hop)', records: count,
     cases: [
@@ -126,15 +132,8 @@ export async function authPart(ctx: PairContext, count: number): Promise<PairPar
 export const METRICS_NAMES = { on: 'one-hop, metrics on (scraped every second)', off: 'one-hop, metrics off (TOPO_METRICS=0)' } as const;
 
 export async function metricsPart(ctx: PairContext, count: number): Promise<PairPart> {
-  const mod = await load<TopoModule>(ctx, 'topo.mjs');
-  const run = (on: boolean) => () => {
-    if (!mod) throw new Error(NOT_BUILT);
-    return mod.runTopoCase({
-      root: ctx.root, kind: 'one-hop', count, timeoutMs: timeoutFor(count), log: ctx.log,
-      ...(on ? { scrapeMetricsMs: 1_000 } : { env: { TOPO_METRICS: '0' } }),
-    });
-  };
-  const skip = mod ? {} : { skipped: NOT_BUILT };
+  const { run: runWith, skip } = await oneHopRunner(ctx, count);
+  const run = (on: boolean) => runWith(on ? { scrapeMetricsMs: 1_000 } : { env: { TOPO_METRICS: '0' } });
   return {
     section: 'metrics', title: 'Metrics on vs off (one-hop)', records: count,
     cases: [
