@@ -39,6 +39,8 @@ function newestMtime(dir) {
 }
 
 export async function buildRuntime({ force = false, quiet = false } = {}) {
+  // An installed package ships dist/ without the sources (package.json "files"): dist/ is what there is.
+  if (!existsSync(join(root, 'runtime'))) return false;
   const outs = Object.keys(entries).map((k) => join(root, 'dist', `${k}.mjs`));
   const srcNewest = Math.max(newestMtime(join(root, 'runtime')), newestMtime(join(root, 'sdk')), statSync(join(root, 'package.json')).mtimeMs);
   const fresh = outs.every((o) => existsSync(o) && statSync(o).mtimeMs >= srcNewest);

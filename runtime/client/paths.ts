@@ -8,6 +8,9 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 let cachedRoot: string | undefined;
 
+/** The npm name of this package (package.json): what users install and import. */
+export const PACKAGE_NAME = 'topo-runtime';
+
 /** The directory holding topo's package.json. */
 export function packageRoot(): string {
   if (cachedRoot) return cachedRoot;
@@ -16,7 +19,7 @@ export function packageRoot(): string {
     const pkg = join(dir, 'package.json');
     if (existsSync(pkg)) {
       try {
-        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: unknown }).name === 'topo') return (cachedRoot = dir);
+        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: unknown }).name === PACKAGE_NAME) return (cachedRoot = dir);
       } catch {
         // not ours: keep walking up
       }
