@@ -462,6 +462,8 @@ export interface DeployRequest {
   metadata: NormalizedMetadata;
   instances?: number;
   source?: string;
+  /** Publish each step as it ends on `topo.progress.<progress>` (a ProgressEvent each); the caller subscribes first. */
+  progress?: string;
 }
 export interface DeployReply {
   computation: ComputationRecord;
@@ -486,6 +488,19 @@ export interface SwapRequest {
   probation?: Partial<Probation>;
   /** How long each old instance may drain before the swap is rolled back (default: the controller's, 30 s). */
   drainBudgetMs?: number;
+  /** Publish each step as it ends on `topo.progress.<progress>` (a ProgressEvent each); the caller subscribes first. */
+  progress?: string;
+}
+
+/**
+ * `topo.progress.<id>`: one step of the deploy or swap whose request named `progress: <id>`, published
+ * by the controller as the step ends, before the reply (which still carries every step of a swap).
+ */
+export interface ProgressEvent {
+  request: 'deploy' | 'swap';
+  /** The computation deployed or swapped. */
+  name: string;
+  step: HistoryStep;
 }
 
 export interface MetadataDiff {

@@ -410,6 +410,7 @@ const deployRequest = z.looseObject({
   instances: z.int({ error: `must be an integer from 1 to ${MAX_INSTANCES}` })
     .min(1, { error: `must be an integer from 1 to ${MAX_INSTANCES}` }).max(MAX_INSTANCES, { error: `must be an integer from 1 to ${MAX_INSTANCES}` }).optional(),
   source: z.string().optional(),
+  progress: id.optional(),
 });
 
 const probationOverride = z.object({
@@ -429,7 +430,11 @@ const swapRequest = z.looseObject({
   dryRun: z.boolean().optional(),
   probation: probationOverride.optional(),
   drainBudgetMs: positive.optional(),
+  progress: id.optional(),
 });
+
+/** `topo.progress.<id>`: a step of a deploy or swap as it ends (controller -> the requesting client). */
+const progressEvent = z.looseObject({ request: z.enum(['deploy', 'swap']), name, step: historyStep });
 
 const rollbackRequest = z.looseObject({ name, to: version.optional() });
 
@@ -552,6 +557,7 @@ export const schemas = {
   errorReply,
   computationRecord,
   historyEntry,
+  progressEvent,
   swapJournal,
   workerStatus,
   instanceUserRecord,
@@ -651,7 +657,7 @@ export function jsonSchemas(): Record<string, unknown> {
     'register-request': registerRequest, 'register-reply': registerReply,
     heartbeat, 'stuck-report': stuckReport,
     'worker-control': workerControl, 'error-reply': errorReply,
-    'computation-record': computationRecord, 'history-entry': historyEntry, 'swap-journal': swapJournal, 'worker-status': workerStatus,
+    'computation-record': computationRecord, 'history-entry': historyEntry, 'progress-event': progressEvent, 'swap-journal': swapJournal, 'worker-status': workerStatus,
     'instance-user-record': instanceUserRecord,
   };
   for (const [op, s] of Object.entries(controlReplies)) flat[`control-reply-${op}`] = s;

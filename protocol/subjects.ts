@@ -26,6 +26,8 @@ export const subjects = {
   logEverything: 'topo.log.>',
   /** CLI -> controller requests. */
   api: (verb: string) => `topo.api.${verb}`,
+  /** Controller -> the client that sent a deploy or swap naming `progressId`: each step as it ends (JSON ProgressEvent, publish). */
+  progress: (progressId: string) => `topo.progress.${progressId}`,
   /** Worker -> controller registration request. */
   register: 'topo.worker.register',
   /** Worker -> controller heartbeat (publish). */

@@ -252,7 +252,9 @@ describe('topo swap against a running cluster', () => {
     const r = await topo(['swap', 'cliswap-count', fixture('cliswap-count-throws.ts'), ...nats()]);
     expect(r.code, r.stdout + r.stderr).toBe(1);
     expect(r.stderr).toMatch(/^swap of cliswap-count to v\d+ ROLLED BACK: .*cliswap-count-throws refuses k\d/m);
-    expect(r.stderr).toMatch(/^  abort\s+\d+(\.\d)?\s+yes/m);
+    // The steps were printed on stdout as they happened (progress events); stderr says why and what runs.
+    expect(r.stdout).toMatch(/^  abort\s+\d+(\.\d)?\s+yes/m);
+    expect(r.stderr).toMatch(/^v\d+ is running again$/m);
     expect(await versionOf()).toBe(running);
     const later = await nextCount((c) => c.version === 2 && c.key === 'k1', 'k1 counted by v2 after the rollback');
     expect(later.count).toBeGreaterThan(seen.count);

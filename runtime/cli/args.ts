@@ -182,7 +182,7 @@ export function mainHelp(verbs: VerbSpec[]): string {
   return [
     'topo - run a streaming topology and change it one computation at a time',
     '',
-    'Usage: topo <command> [options]',
+    'Usage: topo [--json] [--nats URL] [--creds FILE] <command> [options]',
     '',
     'Commands:',
     ...verbs.map((v) => `  ${v.name.padEnd(width)}  ${v.summary}`),
@@ -196,8 +196,82 @@ export function mainHelp(verbs: VerbSpec[]): string {
     '                          replace the demo\'s counter live (`topo rollback counter` undoes it)',
     '  topo down               stop everything `topo up` started',
     '',
+    'Shell completion (bash): source <(topo completion bash)',
+    '',
     'Environment: TOPO_NATS_URL (NATS server to use), TOPO_NATS_CREDS (its credentials),',
     '  TOPO_NATS_TLS_CA / TOPO_NATS_TLS_CERT / TOPO_NATS_TLS_KEY (TLS files), TOPO_DEBUG=1 (print stack traces).',
     '',
   ].join('\n');
+}
+
+/** Options that may come before the command (`topo --json status`, `topo --nats URL status`): they are moved after it. */
+export const globalOptions: OptionSpec[] = [...connectionOptions, jsonOption];
+
+/**
+ * Splits `topo [global options] <command> [...]` into the command and its arguments, the global
+ * options that came before it put after it, so the command's own parser (and its errors: a
+ * command that does not take --json says so) handles them. Returns command undefined when
+ * nothing but options was given.
+ */
+export function hoistGlobalOptions(argv: string[]): { command: string | undefined; rest: string[] } {
+  const hoisted: string[] = [];
+  let i = 0;
+  for (; i < argv.length; i++) {
+    const token = argv[i] ?? '';
+    if (!token.startsWith('-') || token === '-') break;
+    const [flag, inline] = token.split(/=(.*)/s, 2) as [string, string | undefined];
+    const o = globalOptions.find((g) => flag === `--${g.name}`);
+    if (!o) {
+      throw new UsageError(`unknown option ${flag} before the command; the options that may come first are ${globalOptions.map((g) => `--${g.name}`).join(', ')} (others go after it, e.g. \`topo status --json\`)`);
+    }
+    if (o.type === 'boolean') {
+      if (inline !== undefined) throw new UsageError(`--${o.name} takes no value: ${o.description} (write \`--${o.name}\` alone)`);
+      hoisted.push(token);
+      continue;
+    }
+    if (inline !== undefined) {
+      hoisted.push(`--${o.name}=${inline}`);
+      continue;
+    }
+    const value = argv[i + 1];
+    if (value === undefined || value.startsWith('--')) throw new UsageError(`--${o.name} needs a value${o.value ? ` (${o.value})` : ''}: ${o.description}`);
+    hoisted.push(`--${o.name}=${value}`);
+    i++;
+  }
+  const command = argv[i];
+  if (command === undefined) return { command: undefined, rest: hoisted };
+  return { command, rest: [...hoisted, ...argv.slice(i + 1)] };
+}
+
+/**
+ * The name in `names` closest to a mistyped `word` (edit distance, a swap of two neighbouring
+ * letters counting as one edit), if it is close enough to be what was meant: at most 1 edit for
+ * short words, 2 from 5 letters; a word that begins a single name suggests it too (`stat`).
+ * Hand-written: a dozen lines against a dependency for one message.
+ */
+export function closestName(word: string, names: readonly string[]): string | undefined {
+  const w = word.toLowerCase();
+  const prefixed = names.filter((n) => w.length >= 2 && n.startsWith(w));
+  if (prefixed.length === 1) return prefixed[0];
+  let best: { name: string; d: number } | undefined;
+  for (const name of names) {
+    const d = editDistance(w, name);
+    if (!best || d < best.d) best = { name, d };
+  }
+  const allowed = w.length >= 5 ? 2 : 1;
+  return best && best.d <= allowed ? best.name : undefined;
+}
+
+/** Optimal string alignment distance: insertions, deletions, substitutions and adjacent transpositions. */
+function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
+      d[i]![j] = v;
+    }
+  }
+  return d[a.length]![b.length]!;
 }

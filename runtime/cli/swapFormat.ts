@@ -42,8 +42,26 @@ export function renderSteps(steps: HistoryStep[], indent = '  '): string[] {
   return table(rows).split('\n').map((l) => indent + l);
 }
 
-/** The first line of a successful swap, canary, rollback or promote, then its steps. */
-export function renderSwapOutcome(kind: SwapKind, o: SwapOutcome, canary?: CanarySummary): string {
+/**
+ * Prints the steps of a deploy or swap one line each as the controller reports them (progress
+ * events), under a header printed with the first, in the columns of renderSteps' table.
+ * `count` says how many were printed: the outcome then leaves its step table out.
+ */
+export class StepPrinter {
+  count = 0;
+  constructor(private readonly out: (line: string) => void, private readonly indent = '  ') {}
+
+  readonly print = (s: HistoryStep): void => {
+    if (this.count++ === 0) this.out(`${this.indent}${'STEP'.padEnd(STEP_WIDTH)}  ${'MS'.padStart(6)}  OK   DETAIL`);
+    const msText = typeof s.ms === 'number' ? figure(s.ms) : '-';
+    this.out(`${this.indent}${s.step.padEnd(STEP_WIDTH)}  ${msText.padStart(6)}  ${(s.ok ? 'yes' : 'NO').padEnd(3)}  ${clip(s.detail ?? '', 100)}`.trimEnd());
+  };
+}
+/** The longest step name (lease-expired) fits. */
+const STEP_WIDTH = 13;
+
+/** The first line of a successful swap, canary, rollback or promote, then its steps (unless `stepsShown`: printed as they happened). */
+export function renderSwapOutcome(kind: SwapKind, o: SwapOutcome, canary?: CanarySummary, stepsShown = false): string {
   const head = `${o.name} v${o.fromVersion} -> v${o.version} (sha ${sha12(o.sha)}) in ${ms(o.elapsedMs)}${timings(o)}`;
   const lines: string[] = [];
   if (kind === 'rollback') lines.push(`rolled back ${head}`);
@@ -52,7 +70,7 @@ export function renderSwapOutcome(kind: SwapKind, o: SwapOutcome, canary?: Canar
     lines.push(`canary started: ${head}`);
     lines.push(`v${canary.version} runs on ${canary.percent}% of the keys: partitions ${partitionList(canary.partitions)}; v${o.fromVersion} keeps the rest`);
   } else lines.push(`swapped ${head}`);
-  lines.push(...renderSteps(o.steps));
+  if (!stepsShown) lines.push(...renderSteps(o.steps));
   if (canary) lines.push(`next: \`topo promote ${o.name}\` (all keys to v${canary.version}) or \`topo rollback ${o.name}\` (drop the canary)`);
   return lines.join('\n');
 }
@@ -84,12 +102,12 @@ export function renderDryRun(r: SwapReply, canaryPercent?: number): string {
   ].join('\n');
 }
 
-/** What a rolled-back swap prints (on stderr): why, what runs now, the steps. */
-export function renderRolledBack(kind: SwapKind, r: SwapReply): string {
+/** What a rolled-back swap prints (on stderr): why, what runs now, the steps (unless `stepsShown`: printed as they happened). */
+export function renderRolledBack(kind: SwapKind, r: SwapReply, stepsShown = false): string {
   return [
     `${kind} of ${r.name} to v${r.version} ROLLED BACK: ${r.error ?? 'the new version failed its health gate'}`,
     `v${r.fromVersion} is running again`,
-    ...renderSteps(r.steps),
+    ...(stepsShown ? [] : renderSteps(r.steps)),
   ].join('\n');
 }
 

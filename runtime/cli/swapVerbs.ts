@@ -5,7 +5,7 @@ import { InvalidMetadataError, ModuleLoadError, TopoError, type Probation } from
 import { UsageError, intOption, jsonOption, nameArg, connectionOptions, stringOption, type ParsedArgs } from './args.js';
 import { namingDeployed, shortPath, withClient, type Io, type Verb } from './common.js';
 import { toJson } from './format.js';
-import { renderDryRun, renderHistory, renderRolledBack, renderSwapOutcome, type SwapKind } from './swapFormat.js';
+import { StepPrinter, renderDryRun, renderHistory, renderRolledBack, renderSwapOutcome, type SwapKind } from './swapFormat.js';
 
 /** --canary 25 or --canary 25%: an integer percentage 1..99. */
 function canaryOption(args: ParsedArgs): number | undefined {
@@ -27,8 +27,11 @@ function probationOption(args: ParsedArgs): Partial<Probation> | undefined {
 /**
  * Runs a swap, rollback or promote and prints the outcome. A rolled-back one
  * prints why and its steps on stderr (the SwapReply on stdout with --json) and exits 1.
+ * With `steps`, the steps were printed on stdout as they happened (a swap): the outcome leaves them out.
  */
-async function reportSwap(kind: SwapKind, io: Io, json: boolean, run: () => Promise<SwapOutcome>, canaryOf?: (o: SwapOutcome) => Promise<CanarySummary | undefined>): Promise<number> {
+async function reportSwap(
+  kind: SwapKind, io: Io, json: boolean, run: () => Promise<SwapOutcome>, canaryOf?: (o: SwapOutcome) => Promise<CanarySummary | undefined>, steps?: StepPrinter,
+): Promise<number> {
   let outcome: SwapOutcome;
   try {
     outcome = await run();
@@ -36,7 +39,7 @@ async function reportSwap(kind: SwapKind, io: Io, json: boolean, run: () => Prom
     const rolledBack = swapReplyOf(err);
     if (!rolledBack) throw err;
     if (json) io.out(toJson({ ...rolledBack, result: 'rolled-back' }));
-    io.err(renderRolledBack(kind, rolledBack));
+    io.err(renderRolledBack(kind, rolledBack, (steps?.count ?? 0) > 0));
     return 1;
   }
   if (json) {
@@ -44,7 +47,7 @@ async function reportSwap(kind: SwapKind, io: Io, json: boolean, run: () => Prom
     return 0;
   }
   const canary = canaryOf ? await canaryOf(outcome) : undefined;
-  io.out(renderSwapOutcome(kind, outcome, canary));
+  io.out(renderSwapOutcome(kind, outcome, canary, (steps?.count ?? 0) > 0));
   return 0;
 }
 
@@ -122,10 +125,13 @@ export const swap: Verb = {
         io.out(json ? toJson(reply) : renderDryRun(reply, canary));
         return 0;
       }
+      // Steps as they happen (progress events), unless --json: stdout then carries only the reply.
+      const steps = json ? undefined : new StepPrinter(io.out);
       return reportSwap(
         'swap', io, json,
-        () => namingDeployed(client, () => remoteSwap(name, source, () => client.swapBundle(name, bundle, { ...opts, source }))),
+        () => namingDeployed(client, () => remoteSwap(name, source, () => client.swapBundle(name, bundle, { ...opts, source, ...(steps ? { onProgress: steps.print } : {}) }))),
         canary !== undefined ? (o) => startedCanary(client, o) : undefined,
+        steps,
       );
     });
   },

@@ -11,6 +11,7 @@ import { renderDeadLetter, renderDeployed, renderProcesses, renderLogEntry, rend
 import { scale, worker } from './scaleVerbs.js';
 import { fuse, split } from './fusionVerbs.js';
 import { history, promote, rollback, swap } from './swapVerbs.js';
+import { StepPrinter } from './swapFormat.js';
 
 export type { Io, Verb } from './common.js';
 
@@ -171,7 +172,7 @@ const down: Verb = {
 const deploy: Verb = {
   name: 'deploy',
   summary: 'bundle a computation (TypeScript, Python, or any command) and deploy it into the running topology',
-  usage: ['topo deploy <file> [--instances N] [--python PATH] [--nats URL]', "topo deploy --cmd '<command>' --name <name> [--instances N] [--nats URL]"],
+  usage: ['topo deploy <file> [--instances N] [--python PATH] [--json] [--nats URL]', "topo deploy --cmd '<command>' --name <name> [--instances N] [--json] [--nats URL]"],
   details:
     'A .ts or .js file must default-export a defineComputation(...). It is bundled into one\n' +
     'artifact (the SDK and npm dependencies inlined) and its metadata is checked before anything\n' +
@@ -186,12 +187,16 @@ const deploy: Verb = {
     "--cmd '<command>' runs any program that speaks the operator protocol (PROTOCOL.md, Hosted\n" +
     'operators) with /bin/sh -c, in the current folder; it is started once here to read the\n' +
     'metadata it declares, which must name the computation --name. The command must exist on\n' +
-    'every machine that runs a worker.',
+    'every machine that runs a worker.\n' +
+    '\n' +
+    'The steps (placement, the start of each instance, saving desired state) are printed as the\n' +
+    'controller ends them. --json prints only the deployed ComputationRecord, as one JSON object.',
   options: [
     { name: 'instances', type: 'string', value: 'N', description: 'number of parallel instances (default: chosen by the controller)' },
     { name: 'python', type: 'string', value: 'PATH', description: 'the Python interpreter that runs a .py computation' },
     { name: 'cmd', type: 'string', value: 'COMMAND', description: 'run a program in any language that speaks the operator protocol' },
     { name: 'name', type: 'string', value: 'NAME', description: 'with --cmd: the computation it declares' },
+    jsonOption,
     ...connectionOptions,
   ],
   positionals: { min: 0, max: 1, names: 'a computation file, e.g. `topo deploy examples/tweets/hashtags.ts`' },
@@ -218,10 +223,13 @@ const deploy: Verb = {
       ? await bundleCommand(cmd, { name: nameArg(name, 'computation', 'deploy') })
       : await bundleSource(file!, python !== undefined ? { python } : {});
     const source = cmd !== undefined ? `cmd: ${cmd}` : shortPath(resolve(file!));
+    const json = args.values.json === true;
+    // Steps as they happen (progress events), unless --json: stdout then carries only the record.
+    const steps = json ? undefined : new StepPrinter(io.out);
     const record = await withClient(args, (c) =>
-      c.deployBundle(bundle, { source, ...(instances !== undefined ? { instances } : {}) }),
+      c.deployBundle(bundle, { source, ...(instances !== undefined ? { instances } : {}), ...(steps ? { onProgress: steps.print } : {}) }),
     );
-    io.out(renderDeployed(record));
+    io.out(json ? toJson(record) : renderDeployed(record));
     return 0;
   },
 };
@@ -229,14 +237,15 @@ const deploy: Verb = {
 const kill: Verb = {
   name: 'kill',
   summary: 'stop a computation and remove it from the topology',
-  usage: ['topo kill <name> [--nats URL]'],
-  options: [...connectionOptions],
+  usage: ['topo kill <name> [--json] [--nats URL]'],
+  details: '--json prints {"name", "version", "result": "killed"}: the version that was running.',
+  options: [jsonOption, ...connectionOptions],
   positionals: { min: 1, max: 1, names: 'the name of a computation (see `topo status`)' },
-  examples: ['topo kill hashtags'],
+  examples: ['topo kill hashtags', 'topo kill hashtags --json'],
   async run(args, io) {
     const name = nameArg(args.positionals[0], 'computation', 'kill');
-    await withClient(args, (c) => namingDeployed(c, () => c.kill(name)));
-    io.out(`killed ${name}`);
+    const killed = await withClient(args, (c) => namingDeployed(c, () => c.kill(name)));
+    io.out(args.values.json === true ? toJson({ ...killed, result: 'killed' }) : `killed ${name}`);
     return 0;
   },
 };

@@ -40,6 +40,7 @@ import {
 } from '../../protocol/index.js';
 import type { BundledComputation } from './bundle.js';
 import { bundleSource } from './hostedBundle.js';
+import { withProgress, type OnProgress } from './progress.js';
 import { StreamType } from '../../protocol/types.js';
 import { BridgeConsumer, BridgeProducer, type BridgeConsumerOptions, type BridgeProducerOptions } from './bridge.js';
 import {
@@ -100,6 +101,8 @@ export interface DeployOptions {
   instances?: number;
   /** Reply timeout of the deploy request (ms); deploy waits for every instance's init. */
   timeoutMs?: number;
+  /** Gets each step (place, start of each instance, save) as the controller ends it, before the reply. */
+  onProgress?: OnProgress;
 }
 
 export interface StreamReadOptions {
@@ -155,14 +158,17 @@ export class TopoClient {
       throw new BadRequestError(`instances must be a positive integer, got ${opts.instances}`);
     }
     await this.uploadArtifact(bundle, opts.source);
-    const req: DeployRequest = {
-      sha: bundle.sha,
-      lang: bundle.lang,
-      metadata: bundle.metadata,
-      ...(opts.instances !== undefined ? { instances: opts.instances } : {}),
-      ...(opts.source !== undefined ? { source: opts.source } : {}),
-    };
-    const reply = await call<DeployReply>(this.nc, subjects.api('deploy'), req, opts.timeoutMs ?? 30_000);
+    const reply = await withProgress(this.nc, 'deploy', opts.onProgress, (progress) => {
+      const req: DeployRequest = {
+        sha: bundle.sha,
+        lang: bundle.lang,
+        metadata: bundle.metadata,
+        ...(opts.instances !== undefined ? { instances: opts.instances } : {}),
+        ...(opts.source !== undefined ? { source: opts.source } : {}),
+        ...(progress !== undefined ? { progress } : {}),
+      };
+      return call<DeployReply>(this.nc, subjects.api('deploy'), req, opts.timeoutMs ?? 30_000);
+    });
     return reply.computation;
   }
 
@@ -175,11 +181,12 @@ export class TopoClient {
     return this.deployBundle(bundle, { ...opts, source: basename(file) });
   }
 
-  /** Stops and removes a computation. */
-  async kill(name: string, opts: { timeoutMs?: number } = {}): Promise<void> {
+  /** Stops and removes a computation; resolves with the name and the version that was running. */
+  async kill(name: string, opts: { timeoutMs?: number } = {}): Promise<{ name: string; version: number }> {
     checkName('computation', name);
     const req: KillRequest = { name };
-    await call<object>(this.nc, subjects.api('kill'), req, opts.timeoutMs ?? 30_000);
+    const reply = await call<{ name?: unknown; version?: unknown }>(this.nc, subjects.api('kill'), req, opts.timeoutMs ?? 30_000);
+    return { name, version: typeof reply.version === 'number' ? reply.version : 0 };
   }
 
   /** Computations (each with its running canary, if any), the workers and the NATS URL. */
@@ -249,7 +256,8 @@ export class TopoClient {
     checkSwapTarget(name, bundle.metadata, opts.source ?? 'the bundle');
     // Uploaded even for a dry run: the controller may check the artifact exists; it is content-addressed, so harmless.
     await this.uploadArtifact(bundle, opts.source);
-    return this.swapCall('swap', swapRequest(name, bundle, opts), swapTimeoutMs(opts));
+    return withProgress(this.nc, 'swap', opts.onProgress, (progress) =>
+      this.swapCall('swap', { ...swapRequest(name, bundle, opts), ...(progress !== undefined ? { progress } : {}) }, swapTimeoutMs(opts)));
   }
 
   /**

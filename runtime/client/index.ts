@@ -8,6 +8,7 @@ export type { ScaleOutcome, SwapOptions, SwapOutcome, CanarySummary, Computation
 export { bundleComputation, bundleFile, importBundle } from './bundle.js';
 export { bundleCommand, bundlePython, bundleSource, isPythonSpec } from './hostedBundle.js';
 export type { BundledComputation } from './bundle.js';
+export type { OnProgress } from './progress.js';
 export { BridgeProducer, BridgeConsumer } from './bridge.js';
 export type { BridgeProducerOptions, BridgeProducerStats, BridgeConsumerOptions, BridgeRecord, BridgeConsumerStats } from './bridge.js';
 export { resolveNatsUrl, resolveNatsCreds, findTopologyDir, readRunInfo, writeRunInfo, removeRunInfo, runFilePath, DEFAULT_DIR, NO_TOPOLOGY_MESSAGE } from './runInfo.js';

@@ -18,6 +18,7 @@ import {
   type SwapRequest,
 } from '../../protocol/index.js';
 import type { BundledComputation } from './bundle.js';
+import type { OnProgress } from './progress.js';
 
 export interface SwapOptions {
   /** Route this share of key partitions (an integer 1..99) to the new version, as a canary, instead of all of them. */
@@ -34,6 +35,8 @@ export interface SwapOptions {
    * and probation.ms + 30 s.
    */
   timeoutMs?: number;
+  /** Gets each step (preload, pause, release, adopt, resume, health, commit; abort on a rollback) as the controller ends it. */
+  onProgress?: OnProgress;
 }
 
 /** A SwapReply plus how long the controller took to answer, as seen by the client. */

@@ -11,6 +11,7 @@ import { bridgesOf } from './bridges.js';
 import { checkTypeConflicts } from './diff.js';
 import { chooseWorkers, newInstanceId } from './placement.js';
 import { placementsOf } from './records.js';
+import { progressSink } from './progress.js';
 
 export const MAX_INSTANCES = MAX;
 
@@ -41,6 +42,7 @@ export async function recordHistorySafely(ctx: ControllerContext, entry: History
 }
 
 export async function deploy(ctx: ControllerContext, input: DeployRequest): Promise<DeployReply> {
+  const startedAt = Date.now();
   const req = parseRequest(schemas.api.deploy, input, 'deploy request');
   const instances = req.instances ?? 1;
   const metadata = validateMetadata(req.metadata);
@@ -75,6 +77,10 @@ export async function deploy(ctx: ControllerContext, input: DeployRequest): Prom
   }
   const chosen = chooseWorkers({ candidates, load: ctx.store.loadByWorker(), count: instances, hostOf: (w) => ctx.workers.get(w)?.host ?? '' });
   const placements: Placement[] = chosen.map((workerId, index) => ({ index, instanceId: newInstanceId(name, index), workerId }));
+  // The steps go to the client as they end (progress.ts); a deploy's history entry has none.
+  const progress = progressSink(ctx, ctx.log, req.progress, 'deploy', name);
+  const step = (s: string, at: number, ok: boolean, detail: string): void => progress?.({ step: s, at, ms: Date.now() - at, ok, detail });
+  step('place', startedAt, true, `v${version}: ${instances} instance(s) on ${placements.map((p) => `${p.index}@${p.workerId}`).join(', ')}`);
   const assignmentOf = (p: Placement): Assignment => ({
     instanceId: p.instanceId, computation: name, version, sha: req.sha, lang: req.lang,
     index: p.index, count: instances, metadata,
@@ -82,7 +88,14 @@ export async function deploy(ctx: ControllerContext, input: DeployRequest): Prom
 
   for (const p of placements) ctx.inFlight.add(p.instanceId);
   try {
-    const results = await Promise.allSettled(placements.map((p) => controlWorker(ctx, p.workerId, { op: 'assign', assignment: assignmentOf(p) })));
+    const assignAt = Date.now();
+    const results = await Promise.allSettled(placements.map((p) => controlWorker(ctx, p.workerId, { op: 'assign', assignment: assignmentOf(p) }).then(
+      (r) => (step('start', assignAt, true, `instance ${p.index} on ${p.workerId}: init done, running`), r),
+      (err: unknown) => {
+        step('start', assignAt, false, `instance ${p.index} on ${p.workerId}: ${errorMessage(err)}`);
+        throw err;
+      },
+    )));
     const failedAt = results.findIndex((r) => r.status === 'rejected');
     if (failedAt >= 0) {
       const failure = (results[failedAt] as PromiseRejectedResult).reason as unknown;
@@ -90,11 +103,10 @@ export async function deploy(ctx: ControllerContext, input: DeployRequest): Prom
       ctx.log.error({ computation: name, version, workerId: culprit.workerId, instanceId: culprit.instanceId, err: failure },
         `deploy of "${name}" v${version} failed: worker ${culprit.workerId} could not start instance ${culprit.index}: ${errorMessage(failure)}; undoing the other assigns`);
       // Undo what started; a timed-out assign may still finish on the worker, so it is undone too.
-      await Promise.allSettled(
-        placements
-          .filter((_, i) => results[i]!.status === 'fulfilled' || (results[i] as PromiseRejectedResult).reason instanceof TimeoutError)
-          .map((p) => controlWorker(ctx, p.workerId, { op: 'unassign', instanceId: p.instanceId })),
-      );
+      const undoAt = Date.now();
+      const undone = placements.filter((_, i) => results[i]!.status === 'fulfilled' || (results[i] as PromiseRejectedResult).reason instanceof TimeoutError);
+      await Promise.allSettled(undone.map((p) => controlWorker(ctx, p.workerId, { op: 'unassign', instanceId: p.instanceId })));
+      step('undo', undoAt, true, `stopped ${undone.length} started instance(s): nothing is deployed`);
       await recordHistorySafely(ctx, history('failed', errorMessage(failure)));
       throw failure;
     }
@@ -103,9 +115,12 @@ export async function deploy(ctx: ControllerContext, input: DeployRequest): Prom
       name, version, sha: req.sha, lang: req.lang, metadata, instances, placements,
       ...(req.source !== undefined ? { source: req.source } : {}), deployedAt: Date.now(),
     };
+    const saveAt = Date.now();
     try {
       await ctx.store.save(record);
+      step('save', saveAt, true, 'desired state written');
     } catch (err) {
+      step('save', saveAt, false, `could not write desired state: ${errorMessage(err)}`);
       await Promise.allSettled(placements.map((p) => controlWorker(ctx, p.workerId, { op: 'unassign', instanceId: p.instanceId })));
       await recordHistorySafely(ctx, history('failed', `could not write desired state: ${errorMessage(err)}`));
       throw new Error(`deploy of "${name}" failed: could not write desired state to KV: ${errorMessage(err)}`, { cause: err });

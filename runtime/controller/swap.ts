@@ -15,6 +15,7 @@ import { checkTypeConflicts, metadataDiff } from './diff.js';
 import { checkTypeDecls } from '../../protocol/types.js';
 import { leaveGroup } from './fusion.js';
 import { newInstanceId } from './placement.js';
+import { progressSink } from './progress.js';
 import { DEFAULT_PROBATION, namesOf, runSwap, type AdoptPlan, type SwapPlan, type SwapTarget } from './swapRunner.js';
 import { isLang } from './workerTable.js';
 
@@ -124,6 +125,8 @@ export async function swap(ctx: ControllerContext, input: SwapRequest): Promise<
     ? await canaryPlan(ctx, rec, target, req.canary, probation)
     : await fullSwapPlan(ctx, rec, target, probation);
   if (req.drainBudgetMs !== undefined) plan.drainBudgetMs = req.drainBudgetMs;
+  const progress = progressSink(ctx, ctx.log, req.progress, 'swap', rec.name);
+  if (progress) plan.progress = progress;
   if (req.dryRun) {
     return { name: rec.name, result: 'dry-run', fromVersion: rec.version, version: plan.version, sha: target.sha, steps: [], diff: plan.diff };
   }

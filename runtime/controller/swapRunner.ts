@@ -20,6 +20,7 @@ import {
 } from '../../protocol/index.js';
 import { controlWorker, type ControllerContext } from './context.js';
 import { errorMessage, recordHistorySafely } from './lifecycle.js';
+import type { ProgressSink } from './progress.js';
 import type { SwapJournal } from './stateStore.js';
 import { findUpstreams, UpstreamPause, type Upstream, type UpstreamFailure } from './upstreams.js';
 
@@ -80,6 +81,8 @@ export interface SwapPlan {
   alsoChanged?: { rec: ComputationRecord; committed: () => ComputationRecord }[];
   /** Computations not paused as upstreams: they are released (in stages) by this run. */
   notUpstreams?: ReadonlySet<string>;
+  /** Gets each step as it ends (the client that asked for the change prints them: progress.ts). */
+  progress?: ProgressSink;
 }
 
 /** Every computation a plan changes: `rec` first. */
@@ -218,6 +221,7 @@ class SwapRun {
     const { plan } = this;
     this.log.info({ action: plan.action, fromVersion: plan.fromVersion, version: plan.version, releases: plan.releases.length, adopts: plan.adopts.length },
       `${plan.what}: starting (swap ${this.swapId})`);
+    for (const step of this.steps) plan.progress?.(step); // recorded while planning
     await this.journal('started');
     try {
       await this.preload();
@@ -416,7 +420,7 @@ class SwapRun {
         (lost ? `; ${lost} input batch(es) could not be handed back: lost` : '') +
         (dead.length ? `; not alive (their instances are re-placed from desired state): ${dead.join(', ')}` : ''));
     const replayed = await replayHandbacks(ctx, this.swapId, outcomes.flatMap((o) => o.value?.handbacks ?? []), this.log, plan.what);
-    if (replayed) this.steps.push(replayed);
+    if (replayed) this.record(replayed);
     at = Date.now();
     const resumeFailed = await pause.resume();
     this.pauseMs = pause.pausedMs;
@@ -512,16 +516,22 @@ class SwapRun {
   }
 
   private time(step: string, at: number, ok: boolean, detail?: string): void {
-    this.steps.push({ step, at, ms: Date.now() - at, ok, ...(detail !== undefined ? { detail } : {}) });
+    this.record({ step, at, ms: Date.now() - at, ok, ...(detail !== undefined ? { detail } : {}) });
     // The steps so far go to the journal (not waited for): a restarted controller records how far the swap got.
     if (this.journalPhase === 'started') void this.journal('started');
+  }
+
+  /** A step for the reply and history, and for the client watching (plan.progress) now. */
+  private record(step: HistoryStep): void {
+    this.steps.push(step);
+    this.plan.progress?.(step);
   }
 
   /** A lease not renewed in time may have let an upstream resume while the swap still held it: recorded, not fatal. */
   private noteExpiredLeases(): void {
     const expired = this.pause?.expired() ?? [];
     if (expired.length === 0) return;
-    this.steps.push({
+    this.record({
       step: 'lease-expired', at: Date.now(), ms: 0, ok: false,
       detail: `pause not renewed for ${this.ctx.settings.pauseLeaseMs} ms: ${describeUpstreams(expired)}`,
     });
