@@ -292,7 +292,7 @@ describe('topo swap against a running cluster', () => {
   it('a canary runs v2 on part of the keys beside v1, shows in status, and promote moves all keys to it', async () => {
     const r = await topo(['swap', 'cliswap-count', fixture('cliswap-count-v2.ts'), '--canary', '50', ...nats()]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/^canary started: cliswap-count v\d+ -> v\d+/);
+    expect(r.stdout).toMatch(/^canary started: cliswap-count v\d+ -> v\d+/m);
     expect(r.stdout).toMatch(/runs on 50% of the keys: partitions [\d, ]+ \(16 of 32 partitions\)/);
 
     const st = await topo(['status', ...nats()]);
