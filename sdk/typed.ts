@@ -3,7 +3,7 @@
  * stream in the spec's `types`, from the text of a .proto file:
  *
  *   import tweetProto from './tweet.proto';          // `topo deploy` bundles .proto files as text
- *   import { protoType } from 'topo/typed';          // inside this repo: '../../sdk/typed.js'
+ *   import { protoType } from 'topo-runtime/typed';  // inside this repo: '../../sdk/typed.js'
  *   defineComputation({ ..., types: { tweets: protoType(tweetProto, 'demo.Tweet') } });
  *
  * or from a FileDescriptorSet (`protoc --descriptor_set_out=x.binpb --include_imports`)

@@ -2,7 +2,7 @@
  * The topo test kit: unit-test a computation in-process, without NATS, a
  * controller or a worker (in the spirit of Temporal's MockActivityEnvironment).
  *
- *   import { createTestContext } from 'topo/testing';
+ *   import { createTestContext } from 'topo-runtime/testing';
  *
  *   const t = createTestContext(counter, { now: 0 });
  *   await t.send('events', 'user-1', { n: 1 });
