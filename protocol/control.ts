@@ -493,11 +493,11 @@ export interface SwapRequest {
 }
 
 /**
- * `topo.progress.<id>`: one step of the deploy or swap whose request named `progress: <id>`, published
+ * `topo.progress.<id>`: one step of the deploy, swap, rollback or promote whose request named `progress: <id>`, published
  * by the controller as the step ends, before the reply (which still carries every step of a swap).
  */
 export interface ProgressEvent {
-  request: 'deploy' | 'swap';
+  request: 'deploy' | 'swap' | 'rollback' | 'promote';
   /** The computation deployed or swapped. */
   name: string;
   step: HistoryStep;
@@ -544,11 +544,15 @@ export interface SwapReply {
 export interface RollbackRequest {
   name: string;
   to?: number;
+  /** As in SwapRequest: each step published on `topo.progress.<progress>` as it ends. */
+  progress?: string;
 }
 
 /** `topo.api.promote`: the canary becomes the version on all keys. */
 export interface PromoteRequest {
   name: string;
+  /** As in SwapRequest: each step published on `topo.progress.<progress>` as it ends. */
+  progress?: string;
 }
 
 /**

@@ -433,10 +433,11 @@ const swapRequest = z.looseObject({
   progress: id.optional(),
 });
 
-/** `topo.progress.<id>`: a step of a deploy or swap as it ends (controller -> the requesting client). */
-const progressEvent = z.looseObject({ request: z.enum(['deploy', 'swap']), name, step: historyStep });
+/** `topo.progress.<id>`: a step of a deploy, swap, rollback or promote as it ends (controller -> the requesting client). */
+const progressEvent = z.looseObject({ request: z.enum(['deploy', 'swap', 'rollback', 'promote']), name, step: historyStep });
 
-const rollbackRequest = z.looseObject({ name, to: version.optional() });
+const rollbackRequest = z.looseObject({ name, to: version.optional(), progress: id.optional() });
+const promoteRequest = z.looseObject({ name, progress: id.optional() });
 
 const scaleRequest = z.looseObject({
   name,
@@ -569,7 +570,7 @@ export const schemas = {
     kill: nameRequest,
     swap: swapRequest,
     rollback: rollbackRequest,
-    promote: nameRequest,
+    promote: promoteRequest,
     scale: scaleRequest,
     fuse: fuseRequest,
     split: nameRequest,

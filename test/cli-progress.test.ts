@@ -76,8 +76,19 @@ describe('topo deploy, swap and kill against a running cluster', () => {
     expect(texts.filter((t) => /^  preload\s/.test(t))).toHaveLength(1);
   });
 
+  it('rollback prints its steps as they end too: the target first, adopt (1.5 s of init) well before the outcome', async () => {
+    const r = await timedTopo(['rollback', 'progress-slow', ...nats()], env());
+    expect(r.code, r.stderr).toBe(0);
+    const texts = r.lines.map((l) => l.text);
+    const target = r.lines.findIndex((l) => /^  target\s+\d+\s+yes\s+back to the code of v1/.test(l.text));
+    const preload = r.lines.find((l) => /^  preload\s/.test(l.text));
+    const done = r.lines.find((l) => /^rolled back progress-slow v2 -> v3 /.test(l.text));
+    expect({ target, preload: !!preload, done: !!done }, texts.join('\n')).toEqual({ target: 1, preload: true, done: true });
+    expect(done!.at - preload!.at, texts.join('\n')).toBeGreaterThan(1_000);
+  });
+
   it('the client hands each step to onProgress before the swap resolves', async () => {
-    const bundle = await bundleComputation(fixture('progress-slow-init-v1.ts'));
+    const bundle = await bundleComputation(fixture('progress-slow-init-v2.ts')); // the running code is v1's again (rolled back)
     const steps: { step: HistoryStep; at: number }[] = [];
     const outcome = await cluster.client.swapBundle('progress-slow', bundle, { probation: { ms: 1_500 }, onProgress: (step) => steps.push({ step, at: Date.now() }) });
     const resolvedAt = Date.now();

@@ -284,7 +284,7 @@ describe('topo swap against a running cluster', () => {
     const seen = await nextCount((c) => c.version === 2 && c.key === 'k2', 'k2 counted by v2');
     const r = await topo(['rollback', 'cliswap-count', ...nats()]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/^rolled back cliswap-count v\d+ -> v\d+ \(sha [0-9a-f]{12}\) in /);
+    expect(r.stdout).toMatch(/^rolled back cliswap-count v\d+ -> v\d+ \(sha [0-9a-f]{12}\) in /m);
     const v1 = await nextCount((c) => c.version === 1 && c.key === 'k2', 'k2 counted by v1 again');
     expect(v1.count).toBeGreaterThan(seen.count);
   });
@@ -306,7 +306,7 @@ describe('topo swap against a running cluster', () => {
 
     const p = await topo(['promote', 'cliswap-count', ...nats()]);
     expect(p.code, p.stderr).toBe(0);
-    expect(p.stdout).toMatch(/^promoted cliswap-count v\d+ -> v\d+ .*now runs on all keys/);
+    expect(p.stdout).toMatch(/^promoted cliswap-count v\d+ -> v\d+ .*now runs on all keys/m);
     await waitFor(async () => !(await topo(['status', ...nats()])).stdout.includes('CANARY'), { what: 'the canary gone from status' });
     for (const key of ['k0', 'k3', 'k5']) await nextCount((c) => c.version === 2 && c.key === key, `${key} counted by v2 after promote`);
   });

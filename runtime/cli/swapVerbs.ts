@@ -164,8 +164,10 @@ export const rollback: Verb = {
   async run(args, io) {
     const name = nameArg(args.positionals[0], 'computation', 'rollback');
     const to = intOption(args.values, 'to', 1, 'rollback');
+    const json = args.values.json === true;
+    const steps = json ? undefined : new StepPrinter(io.out);
     return withClient(args, (client) =>
-      reportSwap('rollback', io, args.values.json === true, () => namingDeployed(client, () => client.rollback(name, to !== undefined ? { to } : {}))),
+      reportSwap('rollback', io, json, () => namingDeployed(client, () => client.rollback(name, { ...(to !== undefined ? { to } : {}), ...(steps ? { onProgress: steps.print } : {}) })), undefined, steps),
     );
   },
 };
@@ -180,7 +182,10 @@ export const promote: Verb = {
   examples: ['topo promote counter'],
   async run(args, io) {
     const name = nameArg(args.positionals[0], 'computation', 'promote');
-    return withClient(args, (client) => reportSwap('promote', io, args.values.json === true, () => namingDeployed(client, () => client.promote(name))));
+    const json = args.values.json === true;
+    const steps = json ? undefined : new StepPrinter(io.out);
+    return withClient(args, (client) =>
+      reportSwap('promote', io, json, () => namingDeployed(client, () => client.promote(name, steps ? { onProgress: steps.print } : {})), undefined, steps));
   },
 };
 

@@ -264,18 +264,22 @@ export class TopoClient {
    * Back to the previous version (or version `to`) through the same swap
    * steps; with a canary running, drops the canary instead.
    */
-  async rollback(name: string, opts: { to?: number; timeoutMs?: number } = {}): Promise<SwapOutcome> {
+  async rollback(name: string, opts: { to?: number; timeoutMs?: number; onProgress?: OnProgress } = {}): Promise<SwapOutcome> {
     checkName('computation', name);
     if (opts.to !== undefined && (!Number.isInteger(opts.to) || opts.to < 1)) throw new BadRequestError(`to must be a version number >= 1, got ${opts.to}`);
-    const req: RollbackRequest = { name, ...(opts.to !== undefined ? { to: opts.to } : {}) };
-    return this.swapCall('rollback', req, opts.timeoutMs ?? SWAP_API_TIMEOUT_MS);
+    return withProgress(this.nc, 'rollback', opts.onProgress, (progress) => {
+      const req: RollbackRequest = { name, ...(opts.to !== undefined ? { to: opts.to } : {}), ...(progress !== undefined ? { progress } : {}) };
+      return this.swapCall('rollback', req, opts.timeoutMs ?? SWAP_API_TIMEOUT_MS);
+    });
   }
 
   /** Makes the running canary of `name` the version on all keys. */
-  async promote(name: string, opts: { timeoutMs?: number } = {}): Promise<SwapOutcome> {
+  async promote(name: string, opts: { timeoutMs?: number; onProgress?: OnProgress } = {}): Promise<SwapOutcome> {
     checkName('computation', name);
-    const req: PromoteRequest = { name };
-    return this.swapCall('promote', req, opts.timeoutMs ?? SWAP_API_TIMEOUT_MS);
+    return withProgress(this.nc, 'promote', opts.onProgress, (progress) => {
+      const req: PromoteRequest = { name, ...(progress !== undefined ? { progress } : {}) };
+      return this.swapCall('promote', req, opts.timeoutMs ?? SWAP_API_TIMEOUT_MS);
+    });
   }
 
   /**

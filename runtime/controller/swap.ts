@@ -125,8 +125,7 @@ export async function swap(ctx: ControllerContext, input: SwapRequest): Promise<
     ? await canaryPlan(ctx, rec, target, req.canary, probation)
     : await fullSwapPlan(ctx, rec, target, probation);
   if (req.drainBudgetMs !== undefined) plan.drainBudgetMs = req.drainBudgetMs;
-  const progress = progressSink(ctx, ctx.log, req.progress, 'swap', rec.name);
-  if (progress) plan.progress = progress;
+  reporting(ctx, plan, req.progress, 'swap');
   if (req.dryRun) {
     return { name: rec.name, result: 'dry-run', fromVersion: rec.version, version: plan.version, sha: target.sha, steps: [], diff: plan.diff };
   }
@@ -135,9 +134,10 @@ export async function swap(ctx: ControllerContext, input: SwapRequest): Promise<
 
 /** `topo.api.promote`: the canary's version takes every key. */
 export async function promote(ctx: ControllerContext, input: PromoteRequest): Promise<SwapReply> {
-  const rec = deployed(ctx, parseRequest(schemas.api.promote, input, 'promote request').name);
+  const req = parseRequest(schemas.api.promote, input, 'promote request');
+  const rec = deployed(ctx, req.name);
   if (!rec.canary) throw new BadRequestError(`no canary running for "${rec.name}" (start one with \`topo swap ${rec.name} <file> --canary <percent>\`)`);
-  return execute(ctx, promotePlan(ctx, rec, probationOf(undefined)));
+  return execute(ctx, reporting(ctx, promotePlan(ctx, rec, probationOf(undefined)), req.progress, 'promote'));
 }
 
 const PLACEMENT_ACTIONS: ReadonlySet<HistoryEntry['action']> = new Set(['scale', 'move', 'fuse', 'split']);
@@ -164,7 +164,7 @@ export async function rollback(ctx: ControllerContext, input: RollbackRequest): 
         `a canary of "${name}" is running: rollback drops it and keeps v${rec.version} on all keys; roll back without --to first`,
       );
     }
-    return execute(ctx, canaryRollbackPlan(ctx, rec, probationOf(undefined)));
+    return execute(ctx, reporting(ctx, canaryRollbackPlan(ctx, rec, probationOf(undefined)), req.progress, 'rollback'));
   }
   const entries = await ctx.store.history(name);
   const to = req.to ?? previousVersion(rec, entries);
@@ -189,7 +189,14 @@ export async function rollback(ctx: ControllerContext, input: RollbackRequest): 
     what: (version) => `rollback of "${name}" from v${rec.version} to the code of v${to} (as v${version})`,
     steps: [{ step: 'target', at: Date.now(), ms: 0, ok: true, detail: `back to the code of v${to} (sha ${entry.sha.slice(0, 12)})` }],
   });
-  return execute(ctx, plan);
+  return execute(ctx, reporting(ctx, plan, req.progress, 'rollback'));
+}
+
+/** `plan` with its steps published to the client as they end, when the request named a progress id (progress.ts). */
+function reporting(ctx: ControllerContext, plan: SwapPlan, progressId: string | undefined, request: 'swap' | 'rollback' | 'promote'): SwapPlan {
+  const progress = progressSink(ctx, ctx.log, progressId, request, plan.rec.name);
+  if (progress) plan.progress = progress;
+  return plan;
 }
 
 /** `topo.api.history`: every entry of a name, every revision, oldest first. */
