@@ -41,6 +41,7 @@ function newestMtime(dir) {
 export async function buildRuntime({ force = false, quiet = false } = {}) {
   // An installed package ships dist/ without the sources (package.json "files"): dist/ is what there is.
   if (!existsSync(join(root, 'runtime'))) return false;
+  await (await import('./build-ui.mjs')).buildUi({ force, quiet }); // the web UI, for the browser: dist/ui/
   const outs = Object.keys(entries).map((k) => join(root, 'dist', `${k}.mjs`));
   const srcNewest = Math.max(newestMtime(join(root, 'runtime')), newestMtime(join(root, 'sdk')), statSync(join(root, 'package.json')).mtimeMs);
   const fresh = outs.every((o) => existsSync(o) && statSync(o).mtimeMs >= srcNewest);

@@ -12,6 +12,7 @@ import { scale, worker } from './scaleVerbs.js';
 import { fuse, split } from './fusionVerbs.js';
 import { history, promote, rollback, swap } from './swapVerbs.js';
 import { StepPrinter } from './swapFormat.js';
+import { ui } from './uiVerbs.js';
 
 export type { Io, Verb } from './common.js';
 
@@ -419,4 +420,4 @@ async function* prepend<T>(first: Promise<IteratorResult<T>>, rest: AsyncGenerat
   }
 }
 
-export const verbs: Verb[] = [up, down, deploy, kill, swap, rollback, promote, scale, fuse, split, history, status, tap, logs, worker];
+export const verbs: Verb[] = [up, down, deploy, kill, swap, rollback, promote, scale, fuse, split, history, status, tap, logs, ui, worker];

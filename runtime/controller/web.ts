@@ -1,7 +1,12 @@
-/** What the controller serves over HTTP (runtime/http/server.ts): /metrics for Prometheus. */
+/**
+ * What the controller serves over HTTP (runtime/http/server.ts): /metrics for
+ * Prometheus, the web UI (uiAssets.ts) and its read-only API (uiApi.ts).
+ */
 import type { ControllerContext } from './context.js';
 import { startHttpServer, type HttpListen, type HttpServer } from '../http/server.js';
 import { topologyMetrics } from '../metrics/controllerMetrics.js';
+import { mountUiApi } from './uiApi.js';
+import { mountUiAssets } from './uiAssets.js';
 
 export async function startControllerHttp(ctx: ControllerContext, listen: HttpListen): Promise<HttpServer> {
   const http = await startHttpServer(listen, ctx.log);
@@ -12,5 +17,7 @@ export async function startControllerHttp(ctx: ControllerContext, listen: HttpLi
     res.writeHead(200, { 'content-type': contentType });
     res.end(body);
   });
-  return http;
+  mountUiAssets(http);
+  const api = mountUiApi(http, ctx);
+  return { ...http, close: async () => { api.close(); await http.close(); } };
 }

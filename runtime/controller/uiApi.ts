@@ -1,0 +1,182 @@
+/**
+ * The web UI's read-only API on the controller's HTTP server (web.ts):
+ *
+ *   GET /api/status          the status reply (what `topo status --json` shows)
+ *   GET /api/history/<name>  a computation's history, newest last (what `topo history` shows)
+ *   GET /api/events          Server-Sent Events: `status` every second
+ *   GET /api/logs/<name>     Server-Sent Events: its last stored log lines, then new ones as they come
+ *
+ * Nothing here changes the topology. Every stream is bounded: the number of
+ * event clients is capped, and a client that does not keep up is skipped
+ * (status) or loses lines, counted and told (logs), rather than buffered for.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { jetstream, DeliverPolicy, type Consumer } from '@nats-io/jetstream';
+import { NAME_PATTERN, jsStreams, subjects, type HistoryEntry } from '../../protocol/index.js';
+import type { ControllerContext } from './context.js';
+import { status } from './status.js';
+import { answer, type HttpServer } from '../http/server.js';
+
+export const UI_LIMITS = {
+  /** Browsers subscribed to /api/events at once. */
+  statusClients: 32,
+  /** Log tails open at once (each holds a JetStream consumer). */
+  logClients: 8,
+  /** Stored log lines sent first when a tail opens. */
+  logBacklog: 100,
+  /** History entries answered (the newest). */
+  historyEntries: 200,
+  statusEveryMs: 1_000,
+} as const;
+
+const textDecoder = new TextDecoder();
+
+export function mountUiApi(http: HttpServer, ctx: ControllerContext): { close(): void } {
+  const feed = new StatusFeed(ctx);
+  const logTails = new Set<ServerResponse>();
+
+  http.route('/api/status', (_req, res) => json(res, 200, status(ctx)));
+  http.route('/api/events', (req, res) => feed.join(req, res));
+  http.route('/api/history/', async (_req, res, url) => {
+    const name = nameIn(url.pathname, '/api/history/');
+    if (name === undefined) return answer(res, 404, 'no such computation name (names are letters, digits, "_" and "-")');
+    const entries = await ctx.store.history(name);
+    if (entries.length === 0) return answer(res, 404, `no history for ${name}: it was never deployed`);
+    json(res, 200, { name, entries: entries.slice(-UI_LIMITS.historyEntries).map(forUi) });
+  });
+  http.route('/api/logs/', async (req, res, url) => {
+    const name = nameIn(url.pathname, '/api/logs/');
+    if (name === undefined) return answer(res, 404, 'no such computation name (names are letters, digits, "_" and "-")');
+    if (!ctx.store.get(name) && (await ctx.store.history(name)).length === 0) return answer(res, 404, `${name} was never deployed`);
+    if (logTails.size >= UI_LIMITS.logClients) return answer(res, 503, `too many log tails open (${UI_LIMITS.logClients}); close one`);
+    logTails.add(res);
+    try {
+      await tailLogs(ctx, name, req, res);
+    } finally {
+      logTails.delete(res);
+    }
+  });
+  return { close: () => feed.close() };
+}
+
+/** The name after `prefix`, when it is one path segment that can be a computation name. */
+function nameIn(path: string, prefix: string): string | undefined {
+  let name: string;
+  try {
+    name = decodeURIComponent(path.slice(prefix.length));
+  } catch {
+    return undefined;
+  }
+  return NAME_PATTERN.test(name) ? name : undefined;
+}
+
+/** A history entry without the metadata a rollback needs and the UI does not. */
+function forUi(e: HistoryEntry): Omit<HistoryEntry, 'metadata'> {
+  const { metadata: _metadata, ...rest } = e;
+  return rest;
+}
+
+function json(res: ServerResponse, code: number, body: unknown): void {
+  res.writeHead(code, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-store' });
+  res.end(JSON.stringify(body));
+}
+
+function startEvents(res: ServerResponse): void {
+  res.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-store',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+  });
+  res.write('retry: 2000\n\n');
+}
+
+function event(type: string, data: string): string {
+  return `event: ${type}\ndata: ${data}\n\n`;
+}
+
+/** One status every second for every subscribed browser, computed once per tick, and only while someone listens. */
+class StatusFeed {
+  private readonly clients = new Set<ServerResponse>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly ctx: ControllerContext) {}
+
+  join(req: IncomingMessage, res: ServerResponse): void {
+    if (this.clients.size >= UI_LIMITS.statusClients) return answer(res, 503, `too many UI clients (${UI_LIMITS.statusClients})`);
+    startEvents(res);
+    res.write(event('status', JSON.stringify(status(this.ctx))));
+    this.clients.add(res);
+    this.timer ??= setInterval(() => this.tick(), UI_LIMITS.statusEveryMs);
+    req.once('close', () => {
+      this.clients.delete(res);
+      if (this.clients.size === 0) this.stop();
+    });
+  }
+
+  private tick(): void {
+    const data = event('status', JSON.stringify(status(this.ctx)));
+    // A client whose socket buffer is still full gets the next status instead: only the latest matters.
+    for (const res of this.clients) if (!res.writableNeedDrain) res.write(data);
+  }
+
+  private stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  close(): void {
+    this.stop();
+    for (const res of this.clients) res.end();
+    this.clients.clear();
+  }
+}
+
+/**
+ * Streams a computation's log lines from TOPO_LOGS (every instance's subject) to one browser: the last
+ * UI_LIMITS.logBacklog stored ones, then new ones until the browser goes away. Lines the browser cannot
+ * take yet are dropped and counted, not queued.
+ */
+async function tailLogs(ctx: ControllerContext, name: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const gone = new Promise<void>((resolve) => req.once('close', resolve));
+  const consumer: Consumer = await jetstream(ctx.nc).consumers.get(jsStreams.logs, {
+    filter_subjects: subjects.logAll(name), deliver_policy: DeliverPolicy.All,
+  });
+  try {
+    let skip = Math.max(0, (await consumer.info(true)).num_pending - UI_LIMITS.logBacklog);
+    startEvents(res);
+    const messages = await consumer.consume({ max_messages: 256 });
+    void gone.then(() => messages.stop());
+    let dropped = 0;
+    for await (const m of messages) {
+      if (skip > 0) {
+        skip--;
+        continue;
+      }
+      if (res.writableNeedDrain) {
+        dropped++;
+        continue;
+      }
+      if (dropped) {
+        res.write(event('dropped', String(dropped)));
+        dropped = 0;
+      }
+      res.write(event('log', JSON.stringify({ index: Number(m.subject.slice(m.subject.lastIndexOf('.') + 1)), line: logLine(m.data) })));
+    }
+  } finally {
+    await consumer.delete().catch(() => undefined); // an ordered consumer also expires on its own
+    res.end();
+  }
+}
+
+/** The pino JSON object of a log line; a line that is not a JSON object comes as `{ msg: <text> }`. */
+function logLine(data: Uint8Array): Record<string, unknown> {
+  const text = textDecoder.decode(data);
+  try {
+    const v: unknown = JSON.parse(text);
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch {
+    // not JSON: shown as text
+  }
+  return { msg: text };
+}

@@ -1,0 +1,46 @@
+/**
+ * What the UI reads from the controller (runtime/controller/uiApi.ts): the
+ * status every second over Server-Sent Events, a computation's history, and a
+ * live tail of its logs. Read-only: nothing here changes the topology.
+ */
+import type { ComputationStatus, HistoryEntry, StatusReply } from '../../../protocol/control.js';
+
+export type { ComputationStatus, HistoryEntry, InstanceStatus, StatusReply, WorkerStatus } from '../../../protocol/control.js';
+
+/** Per-stream output rates, when the controller reports them (newer controllers); else a producer's outPerSec stands for each of its streams. */
+export type ComputationView = ComputationStatus & { streamsOutPerSec?: Record<string, number> };
+export type StatusView = Omit<StatusReply, 'computations'> & { computations: ComputationView[] };
+
+export type Connection = 'connecting' | 'live' | 'lost';
+
+/** Calls `onStatus` with each status the controller sends (every second), `onConnection` as the feed comes and goes; returns a stop function. */
+export function followStatus(onStatus: (s: StatusView) => void, onConnection: (c: Connection) => void): () => void {
+  const source = new EventSource('api/events');
+  source.addEventListener('open', () => onConnection('live'));
+  source.addEventListener('error', () => onConnection(source.readyState === EventSource.CLOSED ? 'lost' : 'connecting'));
+  source.addEventListener('status', (e) => onStatus(JSON.parse((e as MessageEvent<string>).data) as StatusView));
+  return () => source.close();
+}
+
+export type TimelineEntry = Omit<HistoryEntry, 'metadata'>;
+
+export async function fetchHistory(name: string, signal?: AbortSignal): Promise<TimelineEntry[]> {
+  const res = await fetch(`api/history/${encodeURIComponent(name)}`, signal ? { signal } : {});
+  if (res.status === 404) return [];
+  if (!res.ok) throw new Error(`history of ${name}: HTTP ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { entries: TimelineEntry[] }).entries;
+}
+
+export interface LogLine {
+  /** Instance index. */
+  index: number;
+  line: Record<string, unknown>;
+}
+
+/** A live tail of a computation's logs (its last stored lines first); `onDropped` counts lines the browser was too slow for. */
+export function followLogs(name: string, onLine: (l: LogLine) => void, onDropped: (n: number) => void): () => void {
+  const source = new EventSource(`api/logs/${encodeURIComponent(name)}`);
+  source.addEventListener('log', (e) => onLine(JSON.parse((e as MessageEvent<string>).data) as LogLine));
+  source.addEventListener('dropped', (e) => onDropped(Number((e as MessageEvent<string>).data)));
+  return () => source.close();
+}

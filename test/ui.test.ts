@@ -1,0 +1,301 @@
+/**
+ * The web UI in a real browser (Debian's chromium, headless, driven by
+ * playwright-core) against a real topology running the tweets demo: the graph
+ * renders the demo's computations and streams, rates update, a swap made with
+ * the CLI appears in the timeline, a worker killed with SIGKILL shows as dead,
+ * and topology data (log lines with markup) is shown as text. Then the
+ * controller's UI routes over plain HTTP: bad paths are 404s, names are
+ * validated, the event streams are capped.
+ *
+ * TOPO_UI_SCREENSHOT=docs/ui.png saves a screenshot of the demo with the
+ * counter's panel open after the swap (the README's).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, mkdirSync } from 'node:fs';
+import { get, request, type IncomingMessage } from 'node:http';
+import { dirname, join, resolve } from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { runTopo, startCluster, waitFor, type Cluster } from './harness.js';
+import { UI_LIMITS } from '../runtime/controller/uiApi.js';
+import { MARKUP } from './fixtures/ui-markup-logger.js';
+
+const CHROMIUM = process.env.TOPO_CHROMIUM ?? '/usr/bin/chromium';
+const root = join(import.meta.dirname, '..');
+const demo = (name: string): string => join(root, 'examples', 'tweets', `${name}.ts`);
+const DEMO = ['mock-tweets-generator', 'hashtags', 'counter', 'sink'];
+
+let cluster: Cluster;
+let browser: Browser;
+let page: Page;
+/** The UI's address as `topo ui` prints it. */
+let uiUrl: string;
+
+beforeAll(async () => {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`the web UI tests need Chromium at ${CHROMIUM} (Debian: apt-get update && apt-get install -y chromium; or set TOPO_CHROMIUM)`);
+  }
+  cluster = await startCluster({ workers: 2 });
+  for (const f of ['generator', 'hashtags', 'counter', 'sink']) await cluster.client.deployFile(demo(f));
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+  page = await browser.newPage({ viewport: { width: 1600, height: 900 } });
+}, 90_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await cluster?.stop();
+});
+
+function httpGet(url: string, opts: { method?: string; headers?: Record<string, string> } = {}): Promise<{ code: number; type: string; body: string; headers: IncomingMessage['headers'] }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: opts.method ?? 'GET', headers: opts.headers ?? {} }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ code: res.statusCode ?? 0, type: String(res.headers['content-type'] ?? ''), body, headers: res.headers }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Opens an event stream and collects its events until `until` says stop (or the timeout), then closes it. */
+function readEvents(url: string, until: (events: { type: string; data: string }[]) => boolean, timeoutMs = 15_000): Promise<{ code: number; events: { type: string; data: string }[] }> {
+  return new Promise((resolve, reject) => {
+    const events: { type: string; data: string }[] = [];
+    const req = get(url, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        return resolve({ code: res.statusCode ?? 0, events });
+      }
+      let buf = '';
+      const timer = setTimeout(() => { req.destroy(); resolve({ code: 200, events }); }, timeoutMs);
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => {
+        buf += d;
+        let end: number;
+        while ((end = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, end);
+          buf = buf.slice(end + 2);
+          const type = /^event: (.*)$/m.exec(block)?.[1];
+          const data = /^data: (.*)$/m.exec(block)?.[1];
+          if (type && data !== undefined) events.push({ type, data });
+        }
+        if (until(events)) {
+          clearTimeout(timer);
+          req.destroy();
+          resolve({ code: 200, events });
+        }
+      });
+    });
+    req.on('error', (err) => (events.length ? undefined : reject(err)));
+  });
+}
+
+describe('topo ui', () => {
+  it('prints the address the controller serves the UI on, and --json', async () => {
+    const r = await runTopo(['ui', '--nats', cluster.url]);
+    expect(r.code, r.stderr).toBe(0);
+    const m = /^web UI: (http:\/\/127\.0\.0\.1:\d+\/) {3}metrics: http:\/\/127\.0\.0\.1:\d+\/metrics$/.exec(r.stdout.trim());
+    expect(m, r.stdout).not.toBeNull();
+    uiUrl = m![1]!;
+    expect(uiUrl).toBe(`${(await cluster.client.status()).httpUrl}/`);
+    const j = await runTopo(['ui', '--json', '--nats', cluster.url]);
+    expect(j.code, j.stderr).toBe(0);
+    expect(JSON.parse(j.stdout)).toMatchObject({ url: uiUrl, metrics: `${uiUrl}metrics`, natsUrl: cluster.url });
+  });
+});
+
+describe('the web UI in Chromium', () => {
+  it('renders the demo graph: its computations, streams with their groupings, instances with worker and host', async () => {
+    await page.goto(uiUrl);
+    await page.locator('[data-computation]').nth(3).waitFor({ timeout: 20_000 });
+    const names = await page.locator('[data-computation]').evaluateAll((els) => els.map((e) => e.getAttribute('data-computation')));
+    expect(names.sort()).toEqual([...DEMO].sort());
+    const edges = await page.locator('[data-edge]').evaluateAll((els) => els.map((e) => ({
+      stream: e.getAttribute('data-edge'), from: e.getAttribute('data-from'), to: e.getAttribute('data-to'), label: e.querySelector('.stream-name')?.textContent,
+      path: e.querySelector('path')?.getAttribute('d') ?? '',
+    })));
+    expect(edges.map(({ path: _p, ...e }) => e).sort((a, b) => a.stream!.localeCompare(b.stream!))).toEqual([
+      { stream: 'hashtags', from: 'c:hashtags', to: 'c:counter', label: 'hashtags · key' },
+      { stream: 'top-hashtags', from: 'c:counter', to: 'c:sink', label: 'top-hashtags · shuffle' },
+      { stream: 'tweets', from: 'c:mock-tweets-generator', to: 'c:hashtags', label: 'tweets · shuffle' },
+    ]);
+    // Laid out: every edge is drawn, and no two computations sit on top of each other.
+    for (const e of edges) expect(e.path).toMatch(/^M[\d.]+,[\d.]+( L[\d.]+,[\d.]+)+$/);
+    const boxes = await page.locator('[data-computation]').evaluateAll((els) => els.map((e) => { const r = e.getBoundingClientRect(); return { left: r.left, right: r.right, top: r.top, bottom: r.bottom }; }));
+    for (let a = 0; a < boxes.length; a++) {
+      for (let b = a + 1; b < boxes.length; b++) {
+        const [p, q] = [boxes[a]!, boxes[b]!];
+        expect(p.right <= q.left || q.right <= p.left || p.bottom <= q.top || q.bottom <= p.top, `boxes ${a} and ${b} overlap`).toBe(true);
+      }
+    }
+    const status = await cluster.client.status();
+    const hosts = new Map(status.workers.map((w) => [w.workerId, w.host]));
+    for (const c of status.computations) {
+      for (const i of c.instances) {
+        const chip = page.locator(`[data-instance="${i.instanceId}"]`).first();
+        expect(await chip.getAttribute('data-worker')).toBe(i.workerId);
+        expect(await chip.textContent()).toContain(`#${i.index} ${i.workerId} @ ${hosts.get(i.workerId)}`);
+      }
+    }
+    expect(await page.locator('[data-worker="w-1"][data-alive="true"]').count()).toBe(1);
+    expect(await page.locator('[data-connection="live"]').count()).toBe(1);
+  });
+
+  it('updates the rates shown as the records flow', async () => {
+    const edge = page.locator('[data-edge="hashtags"]');
+    const seen = new Set<string>();
+    await waitFor(async () => {
+      seen.add((await edge.getAttribute('data-rate')) ?? '');
+      return seen.size >= 3 && [...seen].some((r) => Number(r) > 0);
+    }, { what: () => `the hashtags edge's rate to change (seen ${[...seen].join(', ')})`, timeoutMs: 20_000, intervalMs: 300 });
+    // The label shows the rate the attribute carries, as the status reports it.
+    const [rate, label] = await Promise.all([edge.getAttribute('data-rate'), edge.locator('.edge-rate').textContent()]);
+    expect(label).toMatch(/^[\d.]+k?\/s/);
+    expect(Number(rate)).toBeGreaterThanOrEqual(0);
+  });
+
+  it('shows a computation panel; a swap made with the CLI appears in its timeline with its measured pause', async () => {
+    await page.locator('[data-computation="counter"]').click();
+    const panel = page.locator('[data-panel="counter"]');
+    await panel.locator('li[data-action="deploy"]').waitFor({ timeout: 10_000 });
+    const samples = Number(await panel.locator('.rate-chart').getAttribute('data-samples'));
+    expect(await panel.locator('[data-instance]').count()).toBe(1);
+
+    const swap = await runTopo(['swap', 'counter', demo('counter_v2'), '--nats', cluster.url], { timeoutMs: 60_000 });
+    expect(swap.code, `${swap.stdout}\n${swap.stderr}`).toBe(0);
+    const entry = panel.locator('li[data-action="swap"][data-version="2"]');
+    await entry.waitFor({ timeout: 10_000 });
+    const recorded = (await cluster.client.history('counter')).find((e) => e.action === 'swap' && e.version === 2)!;
+    expect(recorded.pauseMs).toBeDefined();
+    expect(await entry.getAttribute('data-result')).toBe(recorded.result);
+    expect(await entry.locator('.versions').textContent()).toBe('v1 → v2');
+    expect(Number(await entry.locator('.pause').getAttribute('data-pause-ms'))).toBe(recorded.pauseMs);
+    await page.locator('[data-computation="counter"] .version').filter({ hasText: 'v2' }).waitFor({ timeout: 5_000 });
+    expect(await panel.locator('[data-version]').first().getAttribute('data-version')).toBe('2');
+    // The chart kept sampling meanwhile.
+    expect(Number(await panel.locator('.rate-chart').getAttribute('data-samples'))).toBeGreaterThan(samples);
+    // The live log tail shows the new version's lines.
+    await panel.locator('.log', { hasText: 'v2' }).first().waitFor({ timeout: 15_000 });
+
+    const shot = process.env.TOPO_UI_SCREENSHOT;
+    if (shot) {
+      mkdirSync(dirname(resolve(root, shot)), { recursive: true });
+      await page.screenshot({ path: resolve(root, shot) });
+    }
+  });
+
+  it('shows a worker killed with SIGKILL as dead, and its instances placed elsewhere', async () => {
+    // The busier worker, so its instances have to move.
+    const busiest = (await cluster.client.status()).workers.sort((a, b) => b.instances - a.instances)[0]!;
+    expect(busiest.instances).toBeGreaterThan(0);
+    const [victim, survivor] = busiest.workerId === 'w-1' ? [1, 'w-2'] : [2, 'w-1'];
+    await cluster.killWorker(victim, 'SIGKILL');
+    const dead = page.locator(`[data-worker="w-${victim}"][data-alive="false"]`);
+    await dead.waitFor({ timeout: 30_000 });
+    expect(await dead.textContent()).toContain('DEAD');
+    // Re-placed on the live worker: every instance chip ends up on w-2, running.
+    await waitFor(async () => {
+      const chips = await page.locator('[data-computation] [data-instance]').evaluateAll((els) => els.map((e) => `${e.getAttribute('data-worker')}:${e.getAttribute('data-state')}`));
+      return chips.length >= DEMO.length && chips.every((c) => c === `${survivor}:running`) ? chips : undefined;
+    }, { what: `every instance running on ${survivor}`, timeoutMs: 30_000, intervalMs: 300 });
+  });
+
+  it('shows topology data as text: markup in log lines is not rendered', async () => {
+    await cluster.client.deployFile(join(root, 'test', 'fixtures', 'ui-markup-logger.ts'));
+    await page.goto(`${uiUrl}#c=ui-markup-logger`);
+    const panel = page.locator('[data-panel="ui-markup-logger"]');
+    const line = panel.locator('.log', { hasText: 'markup <img' }).first();
+    await line.waitFor({ timeout: 20_000 });
+    expect(await line.textContent()).toContain(`markup ${MARKUP}`);
+    expect(await page.locator('.logs img, .logs b').count()).toBe(0);
+    expect(await page.locator('body').getAttribute('data-injected')).toBeNull();
+    // The stream with no reader is drawn as a stream node, named as text.
+    expect(await page.locator('[data-stream="ui-markup"]').textContent()).toBe('ui-markup');
+  });
+});
+
+describe("the controller's UI routes", () => {
+  const at = (path: string): string => new URL(path, uiUrl).href;
+
+  it('serves the page with a CSP allowing nothing from elsewhere, the bundle, and the status as JSON', async () => {
+    const page = await httpGet(uiUrl);
+    expect(page.code).toBe(200);
+    expect(page.type).toBe('text/html; charset=utf-8');
+    expect(page.headers['content-security-policy']).toContain("default-src 'self'");
+    expect(page.body).toContain('<script type="module" src="app.js"></script>');
+    for (const f of ['app.js', 'app.css']) {
+      const r = await httpGet(at(f), { method: 'HEAD' });
+      expect(r.code, f).toBe(200);
+      expect(Number(r.headers['content-length'])).toBeGreaterThan(1000);
+    }
+    const s = await httpGet(at('api/status'));
+    expect(s.code).toBe(200);
+    const names = (JSON.parse(s.body) as { computations: { name: string }[] }).computations.map((c) => c.name);
+    expect(names).toEqual(expect.arrayContaining(DEMO));
+  });
+
+  it('answers 404 for what is not there, names that cannot be names, and paths that walk out of the UI folder', async () => {
+    const cases: [string, RegExp][] = [
+      ['nope.js', /nothing at \/nope\.js/],
+      ['../package.json', /nothing at \/package\.json/], // the URL parser already drops the ..
+      ['%2e%2e/package.json', /nothing at/],
+      ['..%2fpackage.json', /nothing at/],
+      ['dist/ui/app.js', /nothing at/],
+      ['api/nope', /nothing at/],
+      ['api/history/never-deployed', /no history for never-deployed: it was never deployed/],
+      ['api/history/..%2F..%2Fetc', /no such computation name/],
+      ['api/history/%3Cscript%3E', /no such computation name/],
+      ['api/history/a/b', /no such computation name/],
+      ['api/history/%E0%A4%A', /no such computation name/],
+      ['api/logs/never-deployed', /never-deployed was never deployed/],
+      ['api/logs/%3Cimg%3E', /no such computation name/],
+    ];
+    for (const [path, message] of cases) {
+      const r = await httpGet(at(path));
+      expect(r.code, path).toBe(404);
+      expect(r.type, path).toBe('text/plain; charset=utf-8');
+      expect(r.body, path).toMatch(message);
+    }
+    const post = await httpGet(at('api/status'), { method: 'POST' });
+    expect(post.code).toBe(405);
+  });
+
+  it('answers a history without the metadata, newest last', async () => {
+    const r = await httpGet(at('api/history/counter'));
+    expect(r.code).toBe(200);
+    const { entries } = JSON.parse(r.body) as { entries: { action: string; version: number; metadata?: unknown }[] };
+    const recorded = await cluster.client.history('counter');
+    expect(entries.map((e) => [e.action, e.version])).toEqual(recorded.map((e) => [e.action, e.version]));
+    expect(entries.some((e) => e.metadata !== undefined)).toBe(false);
+  });
+
+  it('streams the status every second and a log tail, and caps the event clients', async () => {
+    const started = Date.now();
+    const status = await readEvents(at('api/events'), (ev) => ev.length >= 3);
+    expect(status.events.map((e) => e.type)).toEqual(['status', 'status', 'status']);
+    // The first at once, then one a second (on the feed's shared clock, so the second may come sooner).
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900);
+    expect((JSON.parse(status.events[2]!.data) as { computations: unknown[] }).computations.length).toBeGreaterThanOrEqual(DEMO.length);
+
+    const logs = await readEvents(at('api/logs/ui-markup-logger'), (ev) => ev.some((e) => e.type === 'log'));
+    const line = JSON.parse(logs.events.find((e) => e.type === 'log')!.data) as { index: number; line: { msg: string } };
+    expect(line.index).toBe(0);
+    expect(line.line.msg).toContain('markup');
+
+    // Every status slot taken (the browser page holds one): the next client is refused, not queued.
+    const held: IncomingMessage[] = [];
+    try {
+      for (let k = 0; k < UI_LIMITS.statusClients; k++) {
+        const res = await new Promise<IncomingMessage>((resolve, reject) => get(at('api/events'), resolve).on('error', reject));
+        held.push(res);
+      }
+      expect(held.filter((r) => r.statusCode === 503).length).toBeGreaterThanOrEqual(1);
+      const refused = held.find((r) => r.statusCode === 503)!;
+      const body = await new Promise<string>((resolve) => { let b = ''; refused.setEncoding('utf8').on('data', (d: string) => (b += d)).on('end', () => resolve(b)); });
+      expect(body).toContain(`too many UI clients (${UI_LIMITS.statusClients})`);
+    } finally {
+      for (const r of held) r.destroy();
+    }
+  });
+});
