@@ -22,6 +22,7 @@ import { MARKUP } from './fixtures/ui-markup-logger.js';
 const CHROMIUM = process.env.TOPO_CHROMIUM ?? '/usr/bin/chromium';
 const root = join(import.meta.dirname, '..');
 const demo = (name: string): string => join(root, 'examples', 'tweets', `${name}.ts`);
+const fixture = (name: string): string => join(root, 'test', 'fixtures', `${name}.ts`);
 const DEMO = ['mock-tweets-generator', 'hashtags', 'counter', 'sink'];
 
 let cluster: Cluster;
@@ -185,6 +186,63 @@ describe('the web UI in Chromium', () => {
     }
   });
 
+  it('shows topology data as text: markup in log lines is not rendered', async () => {
+    await cluster.client.deployFile(fixture('ui-markup-logger'));
+    await page.goto(`${uiUrl}#c=ui-markup-logger`);
+    const panel = page.locator('[data-panel="ui-markup-logger"]');
+    const line = panel.locator('.log', { hasText: 'markup <img' }).first();
+    await line.waitFor({ timeout: 20_000 });
+    expect(await line.textContent()).toContain(`markup ${MARKUP}`);
+    expect(await page.locator('.logs img, .logs b').count()).toBe(0);
+    expect(await page.locator('body').getAttribute('data-injected')).toBeNull();
+    // The stream with no reader is drawn as a stream node, named as text.
+    expect(await page.locator('[data-stream="ui-markup"]').textContent()).toBe('ui-markup');
+  });
+  it('draws a fusion group around computations fused with the CLI', async () => {
+    await cluster.client.deployFile(fixture('ui-markup-relay'));
+    const fuse = await runTopo(['fuse', 'ui-markup-logger', 'ui-markup-relay', '--nats', cluster.url], { timeoutMs: 60_000 });
+    expect(fuse.code, `${fuse.stdout}\n${fuse.stderr}`).toBe(0);
+    const group = (await cluster.client.status()).computations.find((c) => c.name === 'ui-markup-relay')?.group;
+    expect(group).toBeDefined();
+    const box = page.locator(`[data-group="${group}"]`);
+    await box.waitFor({ timeout: 10_000 });
+    expect(await box.locator('text').textContent()).toBe(`fused: ${group}`);
+    const outer = (await box.locator('rect').boundingBox())!;
+    for (const name of ['ui-markup-logger', 'ui-markup-relay']) {
+      const inner = (await page.locator(`[data-computation="${name}"] rect.box`).boundingBox())!;
+      expect(inner.x >= outer.x && inner.y >= outer.y && inner.x + inner.width <= outer.x + outer.width && inner.y + inner.height <= outer.y + outer.height, `${name} inside ${group}`).toBe(true);
+    }
+    // Computations outside the group are drawn outside it.
+    const counter = (await page.locator('[data-computation="counter"] rect.box').boundingBox())!;
+    expect(counter.x >= outer.x + outer.width || counter.y >= outer.y + outer.height || counter.x + counter.width <= outer.x || counter.y + counter.height <= outer.y).toBe(true);
+  });
+
+  it("colours an edge by how much of each second its producer is held back by the consumer's credit", async () => {
+    const chain = ['ui-slow-sink', 'ui-flood-relay', 'ui-flood'];
+    for (const f of chain) await cluster.client.deployFile(fixture(f));
+    try {
+      const edge = page.locator('[data-edge="ui-flood-out"]');
+      // Read in one go: the class, the colour drawn and the share it stands for change every second.
+      const held = await waitFor(async () => {
+        const seen = await edge.evaluate((e) => ({
+          cls: e.getAttribute('class') as string,
+          bp: Number(e.getAttribute('data-backpressure')),
+          stroke: e.ownerDocument.defaultView.getComputedStyle(e.querySelector('path')).stroke as string,
+        }));
+        return seen.cls.includes('pressure-high') ? seen : undefined;
+      }, { what: 'the ui-flood-out edge drawn as held back', timeoutMs: 40_000, intervalMs: 200 });
+      expect(held.bp).toBeGreaterThanOrEqual(0.25);
+      const legend = await page.locator('.legend i.pressure-high').evaluate((e) => e.ownerDocument.defaultView.getComputedStyle(e).backgroundColor as string);
+      expect(held.stroke).toBe(legend);
+      const flowing = await page.locator('[data-edge="tweets"]').evaluate((e) => ({
+        cls: e.getAttribute('class') as string, stroke: e.ownerDocument.defaultView.getComputedStyle(e.querySelector('path')).stroke as string,
+      }));
+      if (flowing.cls.includes('pressure-none')) expect(flowing.stroke).not.toBe(held.stroke);
+    } finally {
+      for (const name of [...chain].reverse()) await cluster.client.kill(name).catch(() => undefined);
+    }
+  });
+
   it('shows a worker killed with SIGKILL as dead, and its instances placed elsewhere', async () => {
     // The busier worker, so its instances have to move.
     const busiest = (await cluster.client.status()).workers.sort((a, b) => b.instances - a.instances)[0]!;
@@ -199,19 +257,6 @@ describe('the web UI in Chromium', () => {
       const chips = await page.locator('[data-computation] [data-instance]').evaluateAll((els) => els.map((e) => `${e.getAttribute('data-worker')}:${e.getAttribute('data-state')}`));
       return chips.length >= DEMO.length && chips.every((c) => c === `${survivor}:running`) ? chips : undefined;
     }, { what: `every instance running on ${survivor}`, timeoutMs: 30_000, intervalMs: 300 });
-  });
-
-  it('shows topology data as text: markup in log lines is not rendered', async () => {
-    await cluster.client.deployFile(join(root, 'test', 'fixtures', 'ui-markup-logger.ts'));
-    await page.goto(`${uiUrl}#c=ui-markup-logger`);
-    const panel = page.locator('[data-panel="ui-markup-logger"]');
-    const line = panel.locator('.log', { hasText: 'markup <img' }).first();
-    await line.waitFor({ timeout: 20_000 });
-    expect(await line.textContent()).toContain(`markup ${MARKUP}`);
-    expect(await page.locator('.logs img, .logs b').count()).toBe(0);
-    expect(await page.locator('body').getAttribute('data-injected')).toBeNull();
-    // The stream with no reader is drawn as a stream node, named as text.
-    expect(await page.locator('[data-stream="ui-markup"]').textContent()).toBe('ui-markup');
   });
 });
 
