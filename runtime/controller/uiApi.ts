@@ -3,6 +3,7 @@
  *
  *   GET /api/status          the status reply (what `topo status --json` shows)
  *   GET /api/history/<name>  a computation's history, newest last (what `topo history` shows)
+ *   GET /api/dead-letters/<name>  its latest dead letters, newest last, values cut short
  *   GET /api/events          Server-Sent Events: `status` every second
  *   GET /api/logs/<name>     Server-Sent Events: its last stored log lines, then new ones as they come
  *
@@ -11,8 +12,8 @@
  * (status) or loses lines, counted and told (logs), rather than buffered for.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { jetstream, DeliverPolicy, type Consumer } from '@nats-io/jetstream';
-import { NAME_PATTERN, jsStreams, subjects, type HistoryEntry } from '../../protocol/index.js';
+import { jetstream, jetstreamManager, DeliverPolicy, type Consumer } from '@nats-io/jetstream';
+import { NAME_PATTERN, jsStreams, packr, subjects, type DeadLetter, type HistoryEntry } from '../../protocol/index.js';
 import type { ControllerContext } from './context.js';
 import { status } from './status.js';
 import { answer, type HttpServer } from '../http/server.js';
@@ -26,6 +27,11 @@ export const UI_LIMITS = {
   logBacklog: 100,
   /** History entries answered (the newest). */
   historyEntries: 200,
+  /** Dead letters answered (the newest), found among the last deadLetterScan messages of TOPO_DLQ before the newest of the computation. */
+  deadLetters: 20,
+  deadLetterScan: 5_000,
+  /** Characters of a dead letter's value and error shown. */
+  deadLetterText: 500,
   statusEveryMs: 1_000,
 } as const;
 
@@ -43,6 +49,12 @@ export function mountUiApi(http: HttpServer, ctx: ControllerContext): { close():
     const entries = await ctx.store.history(name);
     if (entries.length === 0) return answer(res, 404, `no history for ${name}: it was never deployed`);
     json(res, 200, { name, entries: entries.slice(-UI_LIMITS.historyEntries).map(forUi) });
+  });
+  http.route('/api/dead-letters/', async (_req, res, url) => {
+    const name = nameIn(url.pathname, '/api/dead-letters/');
+    if (name === undefined) return answer(res, 404, 'no such computation name (names are letters, digits, "_" and "-")');
+    if (!ctx.store.get(name) && (await ctx.store.history(name)).length === 0) return answer(res, 404, `${name} was never deployed`);
+    json(res, 200, { name, deadLetters: await latestDeadLetters(ctx, name) });
   });
   http.route('/api/logs/', async (req, res, url) => {
     const name = nameIn(url.pathname, '/api/logs/');
@@ -179,4 +191,76 @@ function logLine(data: Uint8Array): Record<string, unknown> {
     // not JSON: shown as text
   }
   return { msg: text };
+}
+
+/** A dead letter as the UI shows it: the value as cut-short JSON text, raw bytes only counted. */
+export interface DeadLetterView {
+  seq: number;
+  instanceId: string;
+  stream: string;
+  reason: string;
+  error: string;
+  at: number;
+  key?: string;
+  value?: string;
+  rawBytes?: number;
+}
+
+/**
+ * The newest UI_LIMITS.deadLetters dead letters of `name`, oldest first. They are looked for among the
+ * UI_LIMITS.deadLetterScan messages of TOPO_DLQ up to its newest one, so the work is bounded however many
+ * the stream holds (older ones: `topo tap --dead-letters`).
+ */
+async function latestDeadLetters(ctx: ControllerContext, name: string): Promise<DeadLetterView[]> {
+  const subject = subjects.deadLetter(name);
+  const jsm = await jetstreamManager(ctx.nc);
+  const newest = await jsm.streams.getMessage(jsStreams.deadLetters, { last_by_subj: subject }).catch(() => null);
+  if (!newest) return [];
+  const consumer = await jetstream(ctx.nc).consumers.get(jsStreams.deadLetters, {
+    filter_subjects: subject, opt_start_seq: Math.max(1, newest.seq - UI_LIMITS.deadLetterScan),
+  });
+  const found: DeadLetterView[] = [];
+  try {
+    let pending = (await consumer.info(true)).num_pending;
+    if (pending === 0) return [];
+    const messages = await consumer.consume({ max_messages: 256 });
+    for await (const m of messages) {
+      const view = deadLetterView(m.seq, m.data);
+      if (view) found.push(view);
+      if (found.length > UI_LIMITS.deadLetters) found.shift();
+      if (--pending <= 0 || m.seq >= newest.seq) break;
+    }
+    messages.stop();
+  } finally {
+    await consumer.delete().catch(() => undefined);
+  }
+  return found;
+}
+
+function cut(text: string): string {
+  return text.length > UI_LIMITS.deadLetterText ? `${text.slice(0, UI_LIMITS.deadLetterText)}…` : text;
+}
+
+function deadLetterView(seq: number, data: Uint8Array): DeadLetterView | undefined {
+  let d: Partial<DeadLetter>;
+  try {
+    d = packr.unpack(data) as Partial<DeadLetter>;
+  } catch {
+    return undefined;
+  }
+  if (d === null || typeof d !== 'object' || typeof d.reason !== 'string') return undefined;
+  let value: string | undefined;
+  if (d.record) {
+    try {
+      value = cut(JSON.stringify(d.record.value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)) ?? 'undefined');
+    } catch (err) {
+      value = `(not shown: ${(err as Error).message})`;
+    }
+  }
+  return {
+    seq, instanceId: String(d.instanceId ?? ''), stream: String(d.stream ?? ''), reason: cut(d.reason), error: cut(String(d.error ?? '')),
+    at: typeof d.at === 'number' ? d.at : 0,
+    ...(d.record ? { key: cut(String(d.record.key)), ...(value !== undefined ? { value } : {}) } : {}),
+    ...(d.raw instanceof Uint8Array ? { rawBytes: d.raw.length } : {}),
+  };
 }

@@ -44,3 +44,22 @@ export function followLogs(name: string, onLine: (l: LogLine) => void, onDropped
   source.addEventListener('dropped', (e) => onDropped(Number((e as MessageEvent<string>).data)));
   return () => source.close();
 }
+
+/** A dead letter as /api/dead-letters answers it (runtime/controller/uiApi.ts): value as cut-short JSON text. */
+export interface DeadLetterView {
+  seq: number;
+  instanceId: string;
+  stream: string;
+  reason: string;
+  error: string;
+  at: number;
+  key?: string;
+  value?: string;
+  rawBytes?: number;
+}
+
+export async function fetchDeadLetters(name: string, signal?: AbortSignal): Promise<DeadLetterView[]> {
+  const res = await fetch(`api/dead-letters/${encodeURIComponent(name)}`, signal ? { signal } : {});
+  if (!res.ok) throw new Error(`dead letters of ${name}: HTTP ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { deadLetters: DeadLetterView[] }).deadLetters;
+}

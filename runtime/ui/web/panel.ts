@@ -6,7 +6,7 @@
  */
 import { html } from 'htm/preact';
 import { useEffect, useState } from 'preact/hooks';
-import { fetchHistory, followLogs, type ComputationView, type LogLine, type StatusView, type TimelineEntry } from './api.js';
+import { fetchDeadLetters, fetchHistory, followLogs, type ComputationView, type DeadLetterView, type LogLine, type StatusView, type TimelineEntry } from './api.js';
 import { RateChart, type RateSeries } from './chart.js';
 import { clock, dayAndClock, ms, rate } from './format.js';
 
@@ -27,6 +27,7 @@ export function Panel(props: { name: string; status: StatusView; series: RateSer
       ${c && props.series && html`<section><h3>records per second</h3><${RateChart} series=${props.series} width=${440} /></section>`}
       ${c && html`<${Instances} c=${c} status=${status} />`}
       <${Timeline} name=${name} version=${c?.version} />
+      ${c && c.deadLetters > 0 && html`<${DeadLetters} name=${name} count=${c.deadLetters} />`}
       <${Logs} name=${name} />
     </aside>`;
 }
@@ -119,6 +120,33 @@ function Timeline(props: { name: string; version: number | undefined }) {
               ${e.pauseMs !== undefined && html`<span class="pause" data-pause-ms=${e.pauseMs}>paused ${ms(e.pauseMs)}</span>`}
               ${e.loadMs !== undefined && html`<span class="load">load ${ms(e.loadMs)}</span>`}
               ${e.error && html`<div class="entry-error">${e.error}</div>`}
+            </li>`)}
+        </ol>`}
+    </section>`;
+}
+
+/** The latest dead letters, read again whenever the count in the status changes. */
+function DeadLetters(props: { name: string; count: number }) {
+  const [letters, setLetters] = useState<DeadLetterView[] | undefined>(undefined);
+  const [error, setError] = useState<string | undefined>(undefined);
+  useEffect(() => {
+    const abort = new AbortController();
+    fetchDeadLetters(props.name, abort.signal).then((d) => { setLetters(d); setError(undefined); })
+      .catch((err: Error) => { if (!abort.signal.aborted) setError(err.message); });
+    return () => abort.abort();
+  }, [props.name, props.count]);
+  return html`
+    <section>
+      <h3>dead letters <span class="muted">(latest; all: topo tap --dead-letters ${props.name})</span></h3>
+      ${error && html`<p class="bad">${error}</p>`}
+      ${letters === undefined ? html`<p class="muted">loading…</p>` : html`
+        <ol class="dead-letters">
+          ${[...letters].reverse().map((d) => html`
+            <li data-seq=${d.seq}>
+              <span class="when">${clock(d.at)}</span> <b>${d.reason}</b> <span class="muted">on ${d.stream} · ${d.instanceId}</span>
+              <div class="dl-error">${d.error}</div>
+              ${d.key !== undefined && html`<div class="dl-record"><span class="muted">key</span> ${d.key} <span class="muted">value</span> ${d.value ?? ''}</div>`}
+              ${d.rawBytes !== undefined && html`<div class="muted">${d.rawBytes} raw byte(s)</div>`}
             </li>`)}
         </ol>`}
     </section>`;
