@@ -39,7 +39,7 @@ beforeAll(async () => {
   cluster = await startCluster({ workers: 2 });
   for (const f of ['generator', 'hashtags', 'counter', 'sink']) await cluster.client.deployFile(demo(f));
   browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
-  page = await browser.newPage({ viewport: { width: 1600, height: 900 } });
+  page = await browser.newPage({ viewport: { width: 1500, height: 1000 } });
 }, 90_000);
 
 afterAll(async () => {

@@ -9,7 +9,8 @@
  *
  * Nothing here changes the topology. Every stream is bounded: the number of
  * event clients is capped, and a client that does not keep up is skipped
- * (status) or loses lines, counted and told (logs), rather than buffered for.
+ * (status: the next one will do) or waited for (logs: they stay in the
+ * stream), rather than buffered for.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { jetstream, jetstreamManager, DeliverPolicy, type Consumer } from '@nats-io/jetstream';
@@ -146,11 +147,13 @@ class StatusFeed {
 
 /**
  * Streams a computation's log lines from TOPO_LOGS (every instance's subject) to one browser: the last
- * UI_LIMITS.logBacklog stored ones, then new ones until the browser goes away. Lines the browser cannot
- * take yet are dropped and counted, not queued.
+ * UI_LIMITS.logBacklog stored ones, then new ones until the browser goes away. A browser that reads slowly
+ * makes the tail wait (the consumer's own buffer is bounded, the rest stays in the stream), not the
+ * controller buffer for it.
  */
 async function tailLogs(ctx: ControllerContext, name: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const gone = new Promise<void>((resolve) => req.once('close', resolve));
+  let closed = false;
+  const gone = new Promise<void>((resolve) => req.once('close', () => { closed = true; resolve(); }));
   const consumer: Consumer = await jetstream(ctx.nc).consumers.get(jsStreams.logs, {
     filter_subjects: subjects.logAll(name), deliver_policy: DeliverPolicy.All,
   });
@@ -159,21 +162,16 @@ async function tailLogs(ctx: ControllerContext, name: string, req: IncomingMessa
     startEvents(res);
     const messages = await consumer.consume({ max_messages: 256 });
     void gone.then(() => messages.stop());
-    let dropped = 0;
     for await (const m of messages) {
+      if (closed) break;
       if (skip > 0) {
         skip--;
         continue;
       }
-      if (res.writableNeedDrain) {
-        dropped++;
-        continue;
+      const index = Number(m.subject.slice(m.subject.lastIndexOf('.') + 1));
+      if (!res.write(event('log', JSON.stringify({ index, line: logLine(m.data) })))) {
+        await Promise.race([new Promise((resolve) => res.once('drain', resolve)), gone]);
       }
-      if (dropped) {
-        res.write(event('dropped', String(dropped)));
-        dropped = 0;
-      }
-      res.write(event('log', JSON.stringify({ index: Number(m.subject.slice(m.subject.lastIndexOf('.') + 1)), line: logLine(m.data) })));
     }
   } finally {
     await consumer.delete().catch(() => undefined); // an ordered consumer also expires on its own

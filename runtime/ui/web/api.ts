@@ -37,11 +37,11 @@ export interface LogLine {
   line: Record<string, unknown>;
 }
 
-/** A live tail of a computation's logs (its last stored lines first); `onDropped` counts lines the browser was too slow for. */
-export function followLogs(name: string, onLine: (l: LogLine) => void, onDropped: (n: number) => void): () => void {
+/** A live tail of a computation's logs, its last stored lines first; `onOpen` on each (re)connection, which sends them again. */
+export function followLogs(name: string, onLine: (l: LogLine) => void, onOpen: () => void): () => void {
   const source = new EventSource(`api/logs/${encodeURIComponent(name)}`);
+  source.addEventListener('open', onOpen);
   source.addEventListener('log', (e) => onLine(JSON.parse((e as MessageEvent<string>).data) as LogLine));
-  source.addEventListener('dropped', (e) => onDropped(Number((e as MessageEvent<string>).data)));
   return () => source.close();
 }
 

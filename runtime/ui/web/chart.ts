@@ -30,6 +30,7 @@ export function RateChart(props: { series: RateSeries; width: number }) {
     plot.current = new uPlot({
       width: props.width,
       height: 150,
+      legend: { live: false },
       scales: { y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
       axes: [{ stroke: '#8b949e', grid: { stroke: '#30363d' } }, { stroke: '#8b949e', grid: { stroke: '#30363d' }, size: 56 }],
       series: [

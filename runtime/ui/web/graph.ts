@@ -90,13 +90,13 @@ function structureOf(s: StatusView): Structure {
     id: 'root',
     layoutOptions: {
       'elk.algorithm': 'layered',
-      'elk.direction': 'RIGHT',
+      'elk.direction': 'DOWN', // a pipeline reads top to bottom, leaving the width to the panel beside it
       'elk.hierarchyHandling': 'INCLUDE_CHILDREN',
       'elk.edgeRouting': 'ORTHOGONAL',
       'elk.edgeLabels.placement': 'CENTER',
       'elk.spacing.nodeNode': '36',
       'elk.spacing.edgeLabel': '4',
-      'elk.layered.spacing.nodeNodeBetweenLayers': '50',
+      'elk.layered.spacing.nodeNodeBetweenLayers': '40',
       'elk.layered.spacing.edgeNodeBetweenLayers': '24',
       'elk.padding': '[top=16,left=16,bottom=16,right=16]',
       // Absolute coordinates for everything, nested or not.

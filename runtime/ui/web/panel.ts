@@ -5,7 +5,7 @@
  * tail of its logs.
  */
 import { html } from 'htm/preact';
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { fetchDeadLetters, fetchHistory, followLogs, type ComputationView, type DeadLetterView, type LogLine, type StatusView, type TimelineEntry } from './api.js';
 import { RateChart, type RateSeries } from './chart.js';
 import { clock, dayAndClock, ms, rate } from './format.js';
@@ -167,17 +167,25 @@ function logText(l: LogLine): { at: string; level: string; version: string; msg:
 
 function Logs(props: { name: string }) {
   const [lines, setLines] = useState<LogLine[]>([]);
-  const [dropped, setDropped] = useState(0);
+  const box = useRef<HTMLDivElement>(null);
+  const following = useRef(true);
   useEffect(() => {
-    setLines([]);
-    setDropped(0);
-    return followLogs(props.name, (l) => setLines((prev) => [...prev.slice(-(LOG_LINES - 1)), l]), (n) => setDropped((d) => d + n));
+    // An EventSource reconnects by itself and is sent the backlog again: start over then.
+    return followLogs(props.name, (l) => setLines((prev) => [...prev.slice(-(LOG_LINES - 1)), l]), () => setLines([]));
   }, [props.name]);
+  // Newest at the bottom, kept in view unless the reader scrolled up.
+  useEffect(() => {
+    const el = box.current;
+    if (el && following.current) el.scrollTop = el.scrollHeight;
+  }, [lines]);
+  const onScroll = (): void => {
+    const el = box.current;
+    if (el) following.current = el.scrollHeight - el.scrollTop - el.clientHeight < 30;
+  };
   return html`
     <section>
       <h3>logs <span class="muted">(live)</span></h3>
-      ${dropped > 0 && html`<p class="muted">${dropped} line(s) skipped: the browser fell behind</p>`}
-      <div class="logs">
+      <div class="logs" ref=${box} onScroll=${onScroll}>
         ${lines.length === 0 ? html`<p class="muted">no log lines yet</p>` : lines.map((l) => {
           const t = logText(l);
           return html`<div class=${`log level-${t.level}`}><span class="when">${t.at}</span> <span class="level">${t.level}</span> <span class="inst">[${l.index}]</span> <span class="muted">${t.version}</span> ${t.msg} <span class="muted">${t.rest}</span></div>`;
