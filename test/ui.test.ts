@@ -94,6 +94,18 @@ function readEvents(url: string, until: (events: { type: string; data: string }[
 }
 
 describe('topo ui', () => {
+  it('is listed by topo --help and has help of its own; an argument is a usage error', async () => {
+    const help = await runTopo(['--help']);
+    expect(help.stdout).toMatch(/^  ui\s+print the address of the running topology's web UI/m);
+    const own = await runTopo(['ui', '--help']);
+    expect(own.code).toBe(0);
+    expect(own.stdout).toContain('Usage: topo ui [--json] [--nats URL]');
+    expect(own.stdout).toMatch(/Examples:\n  topo ui/);
+    const extra = await runTopo(['ui', 'counter']);
+    expect(extra.code).toBe(2);
+    expect(extra.stderr).toContain('unexpected argument for `topo ui`: counter');
+  });
+
   it('prints the address the controller serves the UI on, and --json', async () => {
     const r = await runTopo(['ui', '--nats', cluster.url]);
     expect(r.code, r.stderr).toBe(0);
@@ -328,6 +340,16 @@ describe("the controller's UI routes", () => {
     }
     const post = await httpGet(at('api/status'), { method: 'POST' });
     expect(post.code).toBe(405);
+  });
+
+  it('answers only requests for a loopback host (a page elsewhere rebinding its name to 127.0.0.1 gets nothing)', async () => {
+    const port = new URL(uiUrl).port;
+    for (const host of [`localhost:${port}`, `127.0.0.1:${port}`]) expect((await httpGet(at('api/status'), { headers: { host } })).code, host).toBe(200);
+    for (const path of ['', 'app.js', 'api/status', 'api/history/counter', 'api/events', 'api/logs/counter']) {
+      const r = await httpGet(at(path), { headers: { host: `rebound.example:${port}` } });
+      expect(r.code, path).toBe(403);
+      expect(r.body).toContain(`this UI answers requests for 127.0.0.1:${port} only`);
+    }
   });
 
   it('answers a history without the metadata, newest last', async () => {

@@ -128,7 +128,13 @@ class StatusFeed {
   }
 
   private tick(): void {
-    const data = event('status', JSON.stringify(status(this.ctx)));
+    let data: string;
+    try {
+      data = event('status', JSON.stringify(status(this.ctx)));
+    } catch (err) {
+      this.ctx.log.warn({ err }, `UI status feed: ${(err as Error).message}`);
+      return;
+    }
     // A client whose socket buffer is still full gets the next status instead: only the latest matters.
     for (const res of this.clients) if (!res.writableNeedDrain) res.write(data);
   }

@@ -7,6 +7,7 @@ import { startHttpServer, type HttpListen, type HttpServer } from '../http/serve
 import { topologyMetrics } from '../metrics/controllerMetrics.js';
 import { mountUiApi } from './uiApi.js';
 import { mountUiAssets } from './uiAssets.js';
+import { loopbackOnly } from './uiHost.js';
 
 export async function startControllerHttp(ctx: ControllerContext, listen: HttpListen): Promise<HttpServer> {
   const http = await startHttpServer(listen, ctx.log);
@@ -17,7 +18,9 @@ export async function startControllerHttp(ctx: ControllerContext, listen: HttpLi
     res.writeHead(200, { 'content-type': contentType });
     res.end(body);
   });
-  mountUiAssets(http);
-  const api = mountUiApi(http, ctx);
+  // The UI's routes answer only requests naming this host (DNS rebinding, uiHost.ts).
+  const ui: HttpServer = { ...http, route: (path, handler) => http.route(path, loopbackOnly(http.url, handler)) };
+  mountUiAssets(ui);
+  const api = mountUiApi(ui, ctx);
   return { ...http, close: async () => { api.close(); await http.close(); } };
 }
