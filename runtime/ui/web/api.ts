@@ -7,9 +7,9 @@ import type { ComputationStatus, HistoryEntry, StatusReply } from '../../../prot
 
 export type { ComputationStatus, HistoryEntry, InstanceStatus, StatusReply, WorkerStatus } from '../../../protocol/control.js';
 
-/** Per-stream output rates, when the controller reports them (newer controllers); else a producer's outPerSec stands for each of its streams. */
-export type ComputationView = ComputationStatus & { streamsOutPerSec?: Record<string, number> };
-export type StatusView = Omit<StatusReply, 'computations'> & { computations: ComputationView[] };
+/** `streamsOutPerSec` may be missing (an older controller, nothing produced yet): a producer's outPerSec then stands for each of its streams. */
+export type ComputationView = ComputationStatus;
+export type StatusView = StatusReply;
 
 export type Connection = 'connecting' | 'live' | 'lost';
 
