@@ -16,6 +16,7 @@ import type { Logger } from 'pino';
 import type { Computation, Context, InputRecord, NatsPublisher } from '../../sdk/index.js';
 import { partitionOf } from '../../protocol/index.js';
 import { MemoryState, TimerTable, type StateSnapshot } from './state.js';
+import { otelEnabled, withSpan } from './otel.js';
 
 /** Where produced records go, with the trace of the record being processed (undefined outside a traced processRecord). */
 export interface OutputSink {
@@ -94,7 +95,9 @@ export class Executor {
     const trace = (this.trace = rec.traceId);
     let r: MaybePromise;
     try {
-      r = this.comp.processRecord(this.ctx, rec);
+      // TOPO_OTEL=1: a traced record's callback runs in an OpenTelemetry span of its trace (./otel.ts).
+      if (trace !== undefined && otelEnabled) r = withSpan(this.comp.name, rec, trace, () => this.comp.processRecord!(this.ctx, rec));
+      else r = this.comp.processRecord(this.ctx, rec);
     } catch (err) {
       this.trace = undefined;
       throw err;
