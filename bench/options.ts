@@ -24,6 +24,8 @@ export interface BenchOptions {
   authRecords: number;
   /** Records per metrics bench run (one-hop with metrics on vs off). */
   metricsRecords: number;
+  /** Records per trace bench run (one-hop from a source, traces sampled vs off). */
+  traceRecords: number;
   /** Records per polyglot bench run (hosted Python and Go operators vs hand-written loops). */
   polyglotRecords: number;
   /** Cycles of the live scale bench (4 scales each: 1 -> 2 -> 4 -> 2 -> 1). */
@@ -45,6 +47,8 @@ export interface BenchOptions {
   auth: boolean;
   /** One-hop with metrics on (and /metrics scraped) vs TOPO_METRICS=0. */
   metrics: boolean;
+  /** One-hop from a source with traces sampled at 1% and 100% vs off. */
+  trace: boolean;
   /** The threads bench (bench/threads/): 2 cpu-heavy instances in threads vs inline. */
   threads: boolean;
   /** At-least-once streams and checkpoints (bench/durable/): vs a hand-written JetStream pipeline, checkpoints on vs off, recovery after kill -9. */
@@ -73,6 +77,7 @@ const FLAGS: Record<string, { env: string; key: keyof BenchOptions; def: number;
   'heavy-records': { env: 'BENCH_HEAVY_RECORDS', key: 'heavyRecords', def: 200_000, help: 'records per CPU-heavy (1 vs 2 workers) run' },
   'auth-records': { env: 'BENCH_AUTH_RECORDS', key: 'authRecords', def: 1_000_000, help: 'records per auth bench run (one-hop, auth on vs off)' },
   'metrics-records': { env: 'BENCH_METRICS_RECORDS', key: 'metricsRecords', def: 1_000_000, help: 'records per metrics bench run (one-hop, metrics on vs off)' },
+  'trace-records': { env: 'BENCH_TRACE_RECORDS', key: 'traceRecords', def: 1_000_000, help: 'records per trace bench run (one-hop from a source, traced vs not)' },
   'polyglot-records': { env: 'BENCH_POLYGLOT_RECORDS', key: 'polyglotRecords', def: 100_000, help: 'records per polyglot run (hosted Python/Go vs hand-written loops)' },
   'scale-cycles': { env: 'BENCH_SCALE_CYCLES', key: 'scaleCycles', def: 5, help: 'live scale cycles, 4 changes each (1->2->4->2->1)' },
   'regroup-cycles': { env: 'BENCH_REGROUP_CYCLES', key: 'regroupCycles', def: 10, help: 'live fuse+split cycles, 2 changes each' },
@@ -82,7 +87,7 @@ const FLAGS: Record<string, { env: string; key: keyof BenchOptions; def: number;
 };
 
 /** The parts `--only` selects from (a comma-separated list). */
-export const PARTS = ['raw', 'topo', 'swap', 'threads', 'fusion', 'heavy', 'scale', 'regroup', 'polyglot', 'auth', 'metrics', 'durable'] as const;
+export const PARTS = ['raw', 'topo', 'swap', 'threads', 'fusion', 'heavy', 'scale', 'regroup', 'polyglot', 'auth', 'metrics', 'trace', 'durable'] as const;
 
 export const USAGE = `usage: npm run bench -- [options]
 ${Object.entries(FLAGS)
@@ -92,7 +97,8 @@ ${Object.entries(FLAGS)
                          threads vs inline), fusion (fused chain vs loop vs unfused), heavy (cpu-heavy on 2 worker
                          processes vs 1), scale (live scale under load), regroup (live fuse/split under load),
                          polyglot (hosted Python and Go operators vs nats-py and nats.go loops), auth (one-hop with
-                         NATS auth on vs off), metrics (one-hop with metrics on and scraped vs off), durable (at-least-once one-hop vs a hand-written JetStream pipeline,
+                         NATS auth on vs off), metrics (one-hop with metrics on and scraped vs off), trace (one-hop from a
+                         source, 1% and all records traced vs off), durable (at-least-once one-hop vs a hand-written JetStream pipeline,
                          checkpoints every 1 s vs off, recovery after kill -9)
   --no-write             do not write bench/RESULTS.md`;
 
@@ -105,8 +111,8 @@ function positiveInt(name: string, raw: string, allowZero: boolean): number {
 export function parseOptions(argv: string[], env: NodeJS.ProcessEnv): BenchOptions {
   const opts: BenchOptions = {
     runs: 0, singleRecords: 0, batchedRecords: 0, topoRecords: 0, rawWindow: 0, swaps: 0, swapKeys: 0, swapInstances: 0, threadsRecords: 0,
-    fusionRecords: 0, heavyRecords: 0, polyglotRecords: 0, authRecords: 0, metricsRecords: 0, scaleCycles: 0, regroupCycles: 0, liveKeys: 0, durableRecords: 0, kills: 0,
-    raw: true, topo: true, swap: true, threads: true, fusion: true, heavy: true, scale: true, regroup: true, polyglot: true, auth: true, metrics: true, durable: true, write: true,
+    fusionRecords: 0, heavyRecords: 0, polyglotRecords: 0, authRecords: 0, metricsRecords: 0, traceRecords: 0, scaleCycles: 0, regroupCycles: 0, liveKeys: 0, durableRecords: 0, kills: 0,
+    raw: true, topo: true, swap: true, threads: true, fusion: true, heavy: true, scale: true, regroup: true, polyglot: true, auth: true, metrics: true, trace: true, durable: true, write: true,
   };
   for (const [flag, d] of Object.entries(FLAGS)) {
     const v = env[d.env];

@@ -148,6 +148,34 @@ export async function metricsPart(ctx: PairContext, count: number): Promise<Pair
   };
 }
 
+export const TRACE_NAMES = {
+  off: 'one-hop from a source, tracing off (TOPO_TRACE_SAMPLE=0, the default)',
+  small: 'one-hop from a source, 1% of records traced (TOPO_TRACE_SAMPLE=0.01)',
+  all: 'one-hop from a source, every record traced (TOPO_TRACE_SAMPLE=1)',
+} as const;
+
+export async function tracePart(ctx: PairContext, count: number): Promise<PairPart> {
+  const { run: runWith, skip } = await oneHopRunner(ctx, count);
+  const run = (traceSample: number) => runWith({ traceSample });
+  const description = (what: string) => `bench-trace-source (no istreams) -> bench-sink, each on its own worker process; ${what}`;
+  return {
+    section: 'trace', title: 'Traces: sampled at the source vs off (one-hop)', records: count,
+    cases: [
+      { name: TRACE_NAMES.off, description: description('no record carries a trace'), once: run(0), ...skip },
+      { name: TRACE_NAMES.small, description: description('1 record in 100 starts a trace (a new 16-byte id) that the sink validates'), once: run(0.01), ...skip },
+      { name: TRACE_NAMES.all, description: description('every record starts a trace: 34 more bytes on the wire per record (about a third more), an id made per record at the source and checked per record at the sink'), once: run(1), ...skip },
+    ],
+    comparisons: [
+      { what: '1% traced vs off', of: TRACE_NAMES.small, to: TRACE_NAMES.off, target: 0.98 },
+      { what: 'all traced vs off', of: TRACE_NAMES.all, to: TRACE_NAMES.off },
+    ],
+    method: [
+      '- The throughput bench\'s one-hop (`bench/topo/sink-one-hop.ts`, the same records and batches), fed by `bench/topo/trace-source.ts`: the bench source\'s chunks from a computation with no istreams (a source, so TOPO_TRACE_SAMPLE applies), on a fresh local topology per run with `TOPO_AUTOPILOT=0` and the workers\' `TOPO_TRACE_SAMPLE` set per case.',
+      '- A traced record carries its 32-hex-digit trace id as the 5th item of the wire record (PROTOCOL.md, Traces); the source draws ids from a pool of random bytes, the sink checks each id\'s length and characters before handing the record over.',
+    ],
+  };
+}
+
 const int = (n: number): string => Math.round(n).toLocaleString('en-US');
 
 function ratioOf(cases: CaseSummary[], c: Comparison): number | undefined {

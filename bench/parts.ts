@@ -14,7 +14,7 @@ import type { BenchOptions } from './options.js';
 import { durablePart } from './durable/part.js';
 import { polyglotPart, polyglotSwaps } from './polyglot/part.js';
 import { endMarker } from './sections.js';
-import { authPart, metricsPart, fusionPart, heavyPart, pairMarkdownSection, pairTextTable, pairVerdict, runPart, type PairContext, type RunFacts } from './pairs.js';
+import { authPart, metricsPart, tracePart, fusionPart, heavyPart, pairMarkdownSection, pairTextTable, pairVerdict, runPart, type PairContext, type RunFacts } from './pairs.js';
 import type { SectionName } from './sections.js';
 
 export interface PartsContext extends PairContext {
@@ -52,6 +52,7 @@ export async function runParts(opts: BenchOptions, ctx: PartsContext): Promise<P
     ...(opts.polyglot ? [() => polyglotPart(ctx, opts.polyglotRecords)] : []),
     ...(opts.auth ? [() => authPart(ctx, opts.authRecords)] : []),
     ...(opts.metrics ? [() => metricsPart(ctx, opts.metricsRecords)] : []),
+    ...(opts.trace ? [() => tracePart(ctx, opts.traceRecords)] : []),
   ];
   for (const make of pairs) {
     const facts = factsNow(ctx);

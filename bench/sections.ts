@@ -1,11 +1,11 @@
 /**
  * The sections of RESULTS.md written by the fusion, heavy, scale, regroup,
- * polyglot, typed, auth, metrics and durable parts, each between `<!-- NAME bench: begin -->` and `<!-- NAME bench: end -->`,
+ * polyglot, typed, auth, metrics, trace and durable parts, each between `<!-- NAME bench: begin -->` and `<!-- NAME bench: end -->`,
  * after the throughput, swap and threads parts. A part run alone rewrites its
  * section and keeps the others.
  */
 /** 'findings' is written by hand (defects the parts exposed) and only ever kept, never generated. */
-export const SECTION_ORDER = ['fusion', 'heavy', 'scale', 'regroup', 'polyglot', 'typed', 'auth', 'metrics', 'durable', 'findings'] as const;
+export const SECTION_ORDER = ['fusion', 'heavy', 'scale', 'regroup', 'polyglot', 'typed', 'auth', 'metrics', 'trace', 'durable', 'findings'] as const;
 export type SectionName = (typeof SECTION_ORDER)[number];
 
 export const beginMarker = (name: string): string => `<!-- ${name} bench: begin -->`;

@@ -49,6 +49,8 @@ export interface InstanceMetrics {
   malformed: number;
   /** Messages on the instance's credit subject that were not valid Credits (ignored). */
   malformedCredits?: number;
+  /** Input records whose trace item was not a well-formed trace id (PROTOCOL.md, Traces): processed untraced. */
+  badTraces?: number;
   /** The last full second, in ms: running callbacks, waiting for input, and holding input back because output was blocked (credit or pause). */
   busyMs?: number;
   idleMs?: number;

@@ -41,7 +41,9 @@ const istream = z.unknown().transform((v, ctx) => {
  * Advice to the runtime, optional: `cpu: 'heavy'` runs each instance in its
  * own thread (runtime/runners/thread.ts), `fuse: false` never fuses it with
  * another computation, `autoscale` lets the planner change its parallelism
- * between min and max instances. Hints do not change how it is wired.
+ * between min and max instances, `traceSample` (a source: the share of the
+ * records it produces that start a trace, 0 to 1) overrides the worker's
+ * TOPO_TRACE_SAMPLE. Hints do not change how it is wired.
  */
 export const hintsSchema = z
   .object({
@@ -52,6 +54,7 @@ export const hintsSchema = z
       .strict()
       .refine((a) => a.min <= a.max, { message: 'min must be at most max' })
       .optional(),
+    traceSample: z.number().min(0).max(1).optional(),
   })
   .strict();
 
@@ -186,5 +189,6 @@ function normalizeHints(h: Hints): Hints {
     ...(h.cpu !== undefined ? { cpu: h.cpu } : {}),
     ...(h.fuse !== undefined ? { fuse: h.fuse } : {}),
     ...(h.autoscale !== undefined ? { autoscale: { min: h.autoscale.min, max: h.autoscale.max } } : {}),
+    ...(h.traceSample !== undefined ? { traceSample: h.traceSample } : {}),
   };
 }

@@ -86,7 +86,8 @@ const logLine = z.tuple([z.enum(['debug', 'info', 'warn', 'error']), z.string()]
 export const completionFrame = z.looseObject({
   op: z.literal('completion'),
   id: uint,
-  outputs: z.array(z.tuple([z.string(), key, z.unknown()])),
+  // [stream, key, value] or [stream, key, value, trace]: the trace of the record being processed (PROTOCOL.md, Traces).
+  outputs: z.array(z.union([z.tuple([z.string(), key, z.unknown()]), z.tuple([z.string(), key, z.unknown(), z.string().nullable()])])),
   records: uint,
   batches: z.array(z.union([z.tuple([z.string(), uint]), z.null()])),
   failures: z.array(failure),
@@ -96,6 +97,7 @@ export const completionFrame = z.looseObject({
   busyMs: z.number().nonnegative(),
   logs: z.array(logLine).optional(),
   stopped: z.boolean().optional(),
+  badTraces: uint.optional(),
 });
 
 export const snapshotReplyFrame = z.looseObject({
@@ -238,9 +240,10 @@ export function completionProblem(f: Record<string, unknown>): string | undefine
   if (!Array.isArray(outputs)) return 'outputs: must be an array';
   for (let i = 0; i < outputs.length; i++) {
     const o = outputs[i] as unknown;
-    if (!Array.isArray(o) || o.length !== 3) return `outputs.${i}: must be [stream, key, value]`;
+    if (!Array.isArray(o) || o.length < 3 || o.length > 4) return `outputs.${i}: must be [stream, key, value] or [stream, key, value, trace]`;
     if (typeof o[0] !== 'string') return `outputs.${i}.0: must be a str`;
     if (typeof o[1] !== 'string') return `outputs.${i}.1: must be a str`;
+    if (o.length === 4 && o[3] !== null && typeof o[3] !== 'string') return `outputs.${i}.3: must be a str or nil`;
   }
   if (!isUint(f.records)) return 'records: must be an unsigned integer';
   const batches = f.batches;
@@ -275,5 +278,6 @@ export function completionProblem(f: Record<string, unknown>): string | undefine
     }
   }
   if (f.stopped !== undefined && typeof f.stopped !== 'boolean') return 'stopped: must be a bool';
+  if (f.badTraces !== undefined && !isUint(f.badTraces)) return 'badTraces: must be an unsigned integer';
   return undefined;
 }

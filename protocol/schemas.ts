@@ -161,6 +161,7 @@ const instanceMetrics = z.looseObject({
   deadLetters: count,
   malformed: count,
   malformedCredits: count.optional(),
+  badTraces: count.optional(),
   busyMs: count.optional(),
   idleMs: count.optional(),
   backpressuredMs: count.optional(),

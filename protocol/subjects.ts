@@ -15,6 +15,8 @@ export const subjects = {
   data: (stream: string, partition: number) => `topo.data.${stream}.${partition}`,
   /** All partitions of a stream (shuffle and broadcast consumers, tap). */
   dataAll: (stream: string) => `topo.data.${stream}.*`,
+  /** Every partition of every stream (`topo tap --trace`). */
+  dataEveryStream: 'topo.data.*.*',
   /** Flow-control credits returned to one producer instance. */
   credit: (producerId: string) => `topo.fc.${producerId}`,
   /** Dead letters of one computation. */

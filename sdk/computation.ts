@@ -24,6 +24,12 @@ export interface InputRecord<S extends string = string> {
   readonly seq: number;
   /** The producer instance, as a subject-safe id. */
   readonly producer: string;
+  /**
+   * The trace this record belongs to (32 lowercase hex digits, a W3C trace-id), when its source
+   * sampled it (hints.traceSample, TOPO_TRACE_SAMPLE). Every record produced while processing it
+   * carries the same id, so `topo tap --trace <id>` follows it across streams. Records produced
+   * from a timer, init or destroy carry none.
+   */
   readonly traceId?: string;
 }
 
@@ -100,11 +106,14 @@ export interface ComputationSpec<I extends string, O extends string> {
    *   written by the worker after each batch.
    * - `fuse: false`: never fused with another computation.
    * - `autoscale: { min, max }`: the planner may change the instance count within these bounds.
+   * - `traceSample`: a source (no istreams) starts a trace for this share (0 to 1) of the
+   *   records it produces, instead of the worker's TOPO_TRACE_SAMPLE (default 0). See InputRecord.traceId.
    */
   readonly hints?: {
     readonly cpu?: 'heavy' | 'light';
     readonly fuse?: boolean;
     readonly autoscale?: { readonly min: number; readonly max: number };
+    readonly traceSample?: number;
   };
   /**
    * Typed streams: a protobuf message type per stream (an istream or an

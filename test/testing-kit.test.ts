@@ -335,3 +335,38 @@ describe('logs', () => {
     expect(t.logs.map((l) => l.msg)).toEqual(['bad']);
   });
 });
+
+describe('traces (PROTOCOL.md, Traces)', () => {
+  const A = '4bf92f3577b34da6a3ce929d0e0e4736';
+  const B = '0af7651916cd43dd8448eb211c80319c';
+  /** Relays each record at once and again after an await; sets a timer whose output must be untraced; throws on "boom". */
+  const relay = defineComputation({
+    name: 'trace-relay',
+    istreams: ['in'],
+    ostreams: ['out'],
+    async processRecord(ctx, record) {
+      if (record.key === 'boom') throw new Error('boom');
+      ctx.produceRecord('out', `${record.key}-now`, null);
+      ctx.setTimer(record.key, 10);
+      await new Promise((r) => setTimeout(r, 1));
+      ctx.produceRecord('out', `${record.key}-later`, null);
+    },
+    processTimer(ctx, key) {
+      ctx.produceRecord('out', `${key}-timer`, null);
+    },
+  });
+
+  it('gives what processRecord produces the trace of its record, across an await; timers, untraced records and a throw leave none behind', async () => {
+    const t = createTestContext(relay, { now: 0 });
+    await t.send('in', 'a', 1, { traceId: A });
+    await t.send('in', 'u', 2);
+    await expect(t.send('in', 'boom', 3, { traceId: B })).rejects.toThrow('boom');
+    await t.send('in', 'b', 4, { traceId: B });
+    await t.advanceTo(20);
+    const traceOf = new Map(t.takeOutputs().map((o) => [o.key, o.traceId]));
+    expect(Object.fromEntries(traceOf)).toEqual({
+      'a-now': A, 'a-later': A, 'u-now': undefined, 'u-later': undefined, 'b-now': B, 'b-later': B,
+      'a-timer': undefined, 'u-timer': undefined, 'b-timer': undefined,
+    });
+  });
+});

@@ -29,6 +29,11 @@ export interface TopoCaseOptions {
   env?: NodeJS.ProcessEnv;
   /** Fetch the controller's /metrics this often while records flow, as Prometheus would. */
   scrapeMetricsMs?: number;
+  /**
+   * One-hop from a source with no istreams (bench/topo/trace-source.ts) on workers with this TOPO_TRACE_SAMPLE:
+   * the share of its records that start a trace (the trace bench; 0 is tracing off).
+   */
+  traceSample?: number;
 }
 
 const PIPELINES: Record<TopoKind, string[]> = {
@@ -44,13 +49,17 @@ const SETTLE_MS = 500;
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export async function runTopoCase(o: TopoCaseOptions): Promise<CaseResult> {
-  const files = PIPELINES[o.kind].map((f) => join(o.root, 'bench', 'topo', f));
+  const traced = o.traceSample !== undefined;
+  const names = traced ? ['sink-one-hop.ts', 'trace-source.ts'] : PIPELINES[o.kind];
+  const files = names.map((f) => join(o.root, 'bench', 'topo', f));
   return runPipeline({
-    label: o.kind, workers: files.length, count: o.count, timeoutMs: o.timeoutMs, log: o.log, ...(o.auth !== undefined ? { auth: o.auth } : {}),
+    label: traced ? `${o.kind}-trace-${o.traceSample}` : o.kind, workers: files.length, count: o.count, timeoutMs: o.timeoutMs, log: o.log,
+    ...(o.auth !== undefined ? { auth: o.auth } : {}),
     // The autopilot would fuse source and pass ~3 s after deploy, mid-run: these cases measure NATS hops.
-    env: { ...o.env, TOPO_AUTOPILOT: '0' },
+    env: { ...o.env, TOPO_AUTOPILOT: '0', ...(traced ? { TOPO_TRACE_SAMPLE: String(o.traceSample), TOPO_BENCH_TRACE_COUNT: String(o.count) } : {}) },
     ...(o.scrapeMetricsMs ? { scrapeMetricsMs: o.scrapeMetricsMs } : {}),
     async setup(client) {
+      // The trace source starts by itself: its sink is deployed first.
       for (const f of files) await client.deployFile(f);
       return checkPlacement(client);
     },

@@ -1,5 +1,6 @@
 /** Human-readable rendering of status, records, dead letters and log lines (swaps: swapFormat.ts). */
 import { PARTITIONS, type ComputationRecord, type ProcessStatus, type StatusReply } from '../../protocol/index.js';
+import { isTraceId } from '../../protocol/trace.js';
 import type { CanarySummary, ComputationStatusView, DeadLetterEntry, LogEntry, StatusView, TapRecord } from '../client/index.js';
 
 /** JSON.stringify that survives what msgpack can carry: bytes, bigints, maps. */
@@ -177,7 +178,9 @@ export function renderDeployed(c: ComputationRecord): string {
 
 export function renderTapRecord(r: TapRecord): string {
   const bad = r.typeError ? `  TYPE MISMATCH: ${clip(r.typeError, 160)}` : '';
-  return `${clock(r.timestamp)}  ${r.stream}/${r.partition}  ${r.key}  ${clip(toJson(r.value) ?? 'undefined')}  (${r.producer} #${r.seq})${bad}`;
+  // Only a well-formed trace id is shown: anything else on the wire is a producer's garbage.
+  const trace = isTraceId(r.trace) ? `  trace=${r.trace}` : '';
+  return `${clock(r.timestamp)}  ${r.stream}/${r.partition}  ${r.key}  ${clip(toJson(r.value) ?? 'undefined')}  (${r.producer} #${r.seq})${trace}${bad}`;
 }
 
 export function renderDeadLetter(d: DeadLetterEntry): string {

@@ -5,6 +5,7 @@ import {
   DEFAULT_DIR, TopoClient, bundleCommand, bundleSource, downSupervised, findTopologyDir, isMalformed, packageRoot, readSupervisedRun,
   upSupervised, type StatusView,
 } from '../client/index.js';
+import { badTraceId, isTraceId } from '../../protocol/trace.js';
 import { UsageError, intOption, jsonOption, nameArg, connectionOptions, stringOption } from './args.js';
 import { checkKnownComputation, clockTime, namingDeployed, shortPath, sleep, unproducedStream, withClient, type Io, type Verb } from './common.js';
 import { renderDeadLetter, renderDeployed, renderProcesses, renderLogEntry, renderStatus, renderTapRecord, toJson } from './format.js';
@@ -316,27 +317,40 @@ const status: Verb = {
 
 const tap: Verb = {
   name: 'tap',
-  summary: 'print the records flowing on a stream, or the dead letters',
-  usage: ['topo tap <stream> [--json] [--limit N] [--nats URL]', 'topo tap --dead-letters [computation] [--follow] [--json] [--limit N]'],
+  summary: 'print the records flowing on a stream, one trace across all streams, or the dead letters',
+  usage: [
+    'topo tap <stream> [--json] [--limit N] [--nats URL]', 'topo tap --trace <id> [--json] [--limit N] [--nats URL]',
+    'topo tap --dead-letters [computation] [--follow] [--json] [--limit N]',
+  ],
   details:
     'A tap sees records produced from now on, without slowing producers. Messages that are not\n' +
-    'valid batches are reported on stderr. --dead-letters prints the last stored dead letters (records\n' +
-    'a computation failed on) of one computation or all, then exits unless --follow is given.',
+    'valid batches are reported on stderr. --trace follows one trace (PROTOCOL.md, Traces) across\n' +
+    'every stream: the records carrying that trace id, with their stream names, in arrival order.\n' +
+    'Sources start traces for a sampled share of their records (TOPO_TRACE_SAMPLE on the workers,\n' +
+    'or hints.traceSample); `topo tap <stream> --json` shows the trace of each traced record.\n' +
+    '--dead-letters prints the last stored dead letters (records a computation failed on) of one\n' +
+    'computation or all, then exits unless --follow is given.',
   options: [
     jsonOption,
     { name: 'limit', short: 'n', type: 'string', value: 'N', description: 'stop after N records' },
+    { name: 'trace', type: 'string', value: 'ID', description: 'follow the records of one trace (32 lowercase hex digits) on every stream' },
     { name: 'dead-letters', type: 'boolean', description: 'show dead letters instead of a stream' },
     { name: 'last', type: 'string', value: 'N', description: 'with --dead-letters: how many stored ones to show first (default 50)' },
     { name: 'follow', short: 'f', type: 'boolean', description: 'with --dead-letters: keep printing new ones until Ctrl-C' },
     ...connectionOptions,
   ],
   positionals: { min: 0, max: 1, names: 'a stream name, e.g. `topo tap hashtags`' },
-  examples: ['topo tap hashtags', 'topo tap top-hashtags --limit 10 --json', 'topo tap --dead-letters', 'topo tap --dead-letters counter --last 5 -f'],
+  examples: [
+    'topo tap hashtags', 'topo tap top-hashtags --limit 10 --json', 'topo tap --trace 4bf92f3577b34da6a3ce929d0e0e4736',
+    'topo tap --dead-letters', 'topo tap --dead-letters counter --last 5 -f',
+  ],
   async run(args, io) {
     const json = args.values.json === true;
     const limit = intOption(args.values, 'limit', 1, 'tap') ?? Infinity;
     const deadLetters = args.values['dead-letters'] === true;
     const raw = args.positionals[0];
+    const trace = stringOption(args.values, 'trace');
+    if (trace !== undefined) return tapTrace(args, io, trace, { json, limit, deadLetters, stream: raw });
     if (!deadLetters && raw === undefined) throw new UsageError('`topo tap` needs a stream name (or --dead-letters)', 'tap');
     const target = raw === undefined ? undefined : nameArg(raw, deadLetters ? 'computation' : 'stream', 'tap');
     if (!deadLetters && args.values.follow) throw new UsageError('--follow only applies to --dead-letters (a stream tap always follows)', 'tap');
@@ -377,6 +391,28 @@ const tap: Verb = {
     });
   },
 };
+
+/** `topo tap --trace <id>`: the records of one trace, on every stream. */
+async function tapTrace(args: Parameters<Verb['run']>[0], io: Io, trace: string, o: { json: boolean; limit: number; deadLetters: boolean; stream: string | undefined }): Promise<number> {
+  if (o.deadLetters) throw new UsageError('--trace and --dead-letters do not go together', 'tap');
+  if (o.stream !== undefined) throw new UsageError(`--trace follows a trace on every stream: leave out the stream name (${JSON.stringify(o.stream)})`, 'tap');
+  for (const flag of ['follow', 'last'] as const) if (args.values[flag] !== undefined) throw new UsageError(`--${flag} only applies to --dead-letters`, 'tap');
+  if (!isTraceId(trace)) throw new UsageError(badTraceId(trace), 'tap');
+  return withClient(args, async (c) => {
+    let count = 0;
+    const records = c.tapTrace(trace, { signal: io.signal });
+    if (!o.json) io.err(`following trace ${trace} on every stream (Ctrl-C to stop)`);
+    for await (const item of records) {
+      if (isMalformed(item)) {
+        io.err(`malformed message on ${item.subject}: ${item.malformed}`);
+        continue;
+      }
+      io.out(o.json ? toJson(item) : renderTapRecord(item));
+      if (++count >= o.limit) break;
+    }
+    return 0;
+  });
+}
 
 const logs: Verb = {
   name: 'logs',

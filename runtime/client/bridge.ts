@@ -18,6 +18,7 @@
  * the next one (the record has been handled).
  */
 import { randomBytes } from 'node:crypto';
+import { badTraceId, isTraceId } from '../../protocol/trace.js';
 import { hostname } from 'node:os';
 import type { StreamType } from '../../protocol/types.js';
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
@@ -267,6 +268,8 @@ export class BridgeProducer {
   async produce(stream: string, key: string, value: unknown, traceId?: string): Promise<void> {
     if (this.closed) throw new TopoError(`bridge producer ${this.id} is closed`);
     if (typeof key !== 'string') throw new BadRequestError(`key must be a string, got ${typeof key}`);
+    // Consumers drop a trace that is not a well-formed id (PROTOCOL.md, Traces): refused here, where it is a caller's mistake.
+    if (traceId !== undefined && !isTraceId(traceId)) throw new BadRequestError(`produce("${stream}"): ${badTraceId(traceId)}`);
     const p = this.producerOf(stream);
     const t = this.types?.get(stream);
     p.produce(key, t ? t.encode(value, `produce("${stream}")`) : value, traceId);

@@ -9,6 +9,7 @@ import { Kvm, type KV } from '@nats-io/kv';
 import { Objm } from '@nats-io/obj';
 import { connectNats, type TlsFiles } from '../transport/connect.js';
 import { call } from '../transport/rpc.js';
+import { badTraceId, isTraceId } from '../../protocol/trace.js';
 import {
   BadRequestError,
   NAME_PATTERN,
@@ -459,6 +460,89 @@ export class TopoClient {
       signal?.removeEventListener('abort', onAbort);
       sub.unsubscribe();
     }
+  }
+
+  /**
+   * Every record carrying trace `traceId` from now on, on any stream, in arrival order (PROTOCOL.md,
+   * Traces): one subscription to every data subject, announcing a tap on each stream that a deployed
+   * computation produces (so fused streams are published too). Only batches whose bytes hold the id are
+   * decoded; one of those that is not a valid batch is yielded as TapMalformed. Ends when `signal`
+   * aborts or the caller breaks.
+   */
+  async *tapTrace(traceId: string, opts: { signal?: AbortSignal } = {}): AsyncGenerator<TapItem> {
+    if (!isTraceId(traceId)) throw new BadRequestError(badTraceId(traceId));
+    const { signal } = opts;
+    if (signal?.aborted) return;
+    const sub = this.nc.subscribe(subjects.dataEveryStream);
+    const needle = Buffer.from(traceId, 'latin1');
+    let streams = await this.producedStreams();
+    let announced = 0;
+    const announce = (): void => {
+      try {
+        for (const stream of streams.keys()) this.nc.publish(subjects.tapInterest(stream));
+      } catch {
+        /* closed: the tap ends with the connection */
+      }
+      // A deploy or swap may add streams or change a type: looked up again now and then.
+      if (++announced % 5 === 0) void this.producedStreams().then((s) => (streams = s));
+    };
+    announce();
+    const announcer = setInterval(announce, TAP_ANNOUNCE_MS);
+    const onAbort = (): void => sub.unsubscribe();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for await (const msg of sub) {
+        const data = msg.data;
+        if (Buffer.from(data.buffer, data.byteOffset, data.byteLength).indexOf(needle) < 0) continue;
+        const stream = msg.subject.slice('topo.data.'.length, msg.subject.lastIndexOf('.'));
+        const partition = Number(lastToken(msg.subject));
+        let batch;
+        try {
+          batch = decodeBatch(data);
+        } catch (err) {
+          yield { malformed: (err as Error).message, subject: msg.subject, partition };
+          continue;
+        }
+        const type = streams.get(stream);
+        for (const r of batch.recs) {
+          if (r[4] !== traceId) continue;
+          const rec: TapRecord = { stream, partition, producer: batch.src, key: r[0], value: r[1], timestamp: r[2], seq: r[3], trace: traceId };
+          if (type) {
+            try {
+              rec.value = type.decode(r[1]);
+            } catch (err) {
+              rec.typeError = (err as Error).message;
+            }
+          }
+          yield rec;
+        }
+      }
+    } finally {
+      clearInterval(announcer);
+      signal?.removeEventListener('abort', onAbort);
+      sub.unsubscribe();
+    }
+  }
+
+  /** The streams deployed computations (and their canaries) produce, each with its type if it is typed; empty when desired state cannot be read. */
+  private async producedStreams(): Promise<Map<string, StreamType | undefined>> {
+    const out = new Map<string, StreamType | undefined>();
+    try {
+      this.stateKv ??= new Kvm(this.nc).open(buckets.state);
+      const kv = await this.stateKv;
+      for await (const key of await kv.keys(kvKeys.computationAll)) {
+        const rec = (await kv.get(key))?.json<ComputationRecord>();
+        for (const m of [rec?.metadata, rec?.canary?.metadata]) {
+          for (const stream of m?.ostreams ?? []) {
+            const decl = m?.types?.[stream];
+            if (!out.get(stream)) out.set(stream, decl ? new StreamType(stream, decl) : undefined);
+          }
+        }
+      }
+    } catch {
+      this.stateKv = undefined;
+    }
+    return out;
   }
 
   /** Dead letters of one computation (or all), oldest first, from TOPO_DLQ. */

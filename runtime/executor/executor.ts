@@ -16,10 +16,11 @@ import type { Logger } from 'pino';
 import type { Computation, Context, InputRecord, NatsPublisher } from '../../sdk/index.js';
 import { partitionOf } from '../../protocol/index.js';
 import { MemoryState, TimerTable, type StateSnapshot } from './state.js';
+import { otelEnabled, withSpan } from './otel.js';
 
-/** Where produced records go. */
+/** Where produced records go, with the trace of the record being processed (undefined outside a traced processRecord). */
 export interface OutputSink {
-  produce(stream: string, key: string, value: unknown): void;
+  produce(stream: string, key: string, value: unknown, traceId: string | undefined): void;
 }
 
 export interface ExecutorOptions {
@@ -46,6 +47,13 @@ export class Executor {
   readonly ctx: Context;
   readonly state = new MemoryState();
   readonly timers = new TimerTable();
+  /**
+   * The trace of the record processRecord is handling (PROTOCOL.md, Traces): what it produces carries it.
+   * Timers, init and destroy run untraced. An async processRecord keeps it until its promise settles.
+   */
+  private trace: string | undefined;
+  /** Bumped per processRecord: a late-settling (abandoned) callback must not clear a later record's trace. */
+  private call = 0;
 
   constructor(o: ExecutorOptions) {
     this.comp = o.comp;
@@ -54,13 +62,14 @@ export class Executor {
     const sink = o.sink;
     const onTimerSet = o.onTimerSet;
     const timers = this.timers;
+    const self = this;
     this.ctx = Object.freeze({
       name,
       instance: Object.freeze({ ...o.instance }),
       produceRecord(stream: string, key: string, value: unknown): void {
         if (!ostreams.has(stream)) throw new Error(`produceRecord: "${stream}" is not an ostream of "${name}" (declared: ${[...ostreams].join(', ') || 'none'})`);
         if (typeof key !== 'string') throw new TypeError(`produceRecord("${stream}"): key must be a string, got ${typeof key}`);
-        sink.produce(stream, key, value);
+        sink.produce(stream, key, value, self.trace);
       },
       setTimer(key: string, atMs: number): void {
         timers.set(key, atMs);
@@ -82,7 +91,27 @@ export class Executor {
 
   /** A source may have no processRecord: it gets no records, and a stray one is dropped. */
   processRecord(rec: InputRecord): MaybePromise {
-    return this.comp.processRecord?.(this.ctx, rec);
+    if (this.comp.processRecord === undefined) return undefined;
+    const trace = (this.trace = rec.traceId);
+    let r: MaybePromise;
+    try {
+      // TOPO_OTEL=1: a traced record's callback runs in an OpenTelemetry span of its trace (./otel.ts).
+      if (trace !== undefined && otelEnabled) r = withSpan(this.comp.name, rec, trace, () => this.comp.processRecord!(this.ctx, rec));
+      else r = this.comp.processRecord(this.ctx, rec);
+    } catch (err) {
+      this.trace = undefined;
+      throw err;
+    }
+    if (trace === undefined || !isPromise(r)) {
+      this.trace = undefined;
+      return r;
+    }
+    const call = ++this.call;
+    const clear = (): void => {
+      if (this.call === call) this.trace = undefined;
+    };
+    r.then(clear, clear);
+    return r;
   }
 
   /** Removes and returns the timers due at `now`, earliest first. */

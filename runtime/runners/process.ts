@@ -27,6 +27,7 @@ import {
   type CompletionFrame, type OperatorRequest,
 } from '../../protocol/operator.js';
 import { decodeBatch, isId, truncateError, validateMetadata, type NormalizedMetadata } from '../../protocol/index.js';
+import { isTraceId } from '../../protocol/trace.js';
 import { PHASES, TerminatedError, type Activation, type Completion, type Failure, type Progress, type WatchedRunner } from './runner.js';
 
 /** What to start: a command and its arguments (no shell unless the command is one). */
@@ -492,6 +493,14 @@ export class ProcessRunner implements WatchedRunner {
       }
       return out;
     });
+    // An operator passes on the traces it was given: one that is not a well-formed trace id is dropped and counted.
+    let badTraces = c.badTraces ?? 0;
+    for (const o of c.outputs) {
+      if (o.length === 4 && o[3] !== null && !isTraceId(o[3])) {
+        o[3] = null;
+        badTraces++;
+      }
+    }
     return {
       outputs: c.outputs as Completion['outputs'],
       records: c.records,
@@ -503,6 +512,7 @@ export class ProcessRunner implements WatchedRunner {
       timers: c.timers,
       ...(c.logs?.length ? { logs: c.logs.map(([level, msg, fields]) => JSON.stringify({ ...(isPlainObject(fields) ? fields : {}), level: LEVEL[level], msg })) } : {}),
       ...(c.stopped ? { stopped: true } : {}),
+      ...(badTraces ? { badTraces } : {}),
     };
   }
 

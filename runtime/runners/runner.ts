@@ -40,8 +40,8 @@ export interface Failure {
 }
 
 export interface Completion {
-  /** Records produced, in produce order. */
-  outputs: [stream: string, key: string, value: unknown][];
+  /** Records produced, in produce order, each with the trace of the record being processed when it was produced (PROTOCOL.md, Traces). */
+  outputs: [stream: string, key: string, value: unknown, trace?: string | null][];
   /** Records handed to processRecord. */
   records: number;
   /** Per batch of the Activation, in order: its producer and how many records it held (credit is owed per producer). Absent for a batch that did not decode. */
@@ -58,6 +58,8 @@ export interface Completion {
   logs?: string[];
   /** With stopOnFailure: the activation stopped early at its first failure. */
   stopped?: boolean;
+  /** Input records whose trace item was not a well-formed trace id: handed over untraced. */
+  badTraces?: number;
 }
 
 export interface Runner {

@@ -34,7 +34,9 @@ export type ThreadTask =
 let exec: Executor | undefined;
 /** Typed streams of the computation (protocol/types.ts): decoded before processRecord, encoded at produceRecord, as inline. */
 let types: StreamTypes | undefined;
-let outputs: [string, string, unknown][] = [];
+let outputs: [string, string, unknown, string?][] = [];
+/** Input records with a malformed trace item in this activation (their trace was dropped). */
+const counts: { badTraces?: number } = {};
 let logs: string[] = [];
 let ctl: Int32Array | undefined;
 
@@ -74,8 +76,10 @@ function completion(failures: Failure[], records: number, batches: Completion['b
     ...(next !== undefined ? { nextTimerAt: next } : {}),
     ...(logs.length ? { logs } : {}),
     ...(stopped ? { stopped } : {}),
+    ...(counts.badTraces ? { badTraces: counts.badTraces } : {}),
   };
   outputs = [];
+  counts.badTraces = 0;
   logs = [];
   return c;
 }
@@ -97,7 +101,12 @@ async function init(t: Extract<ThreadTask, { op: 'init' }>): Promise<PackedCompl
     instance: t.instance,
     log,
     // A value that does not fit its stream's type throws here, inside produceRecord.
-    sink: { produce: (stream, key, value) => void outputs.push([stream, key, typed ? typed.encode(stream, value) : value]) },
+    sink: {
+      produce: (stream, key, value, trace) => {
+        const v = typed ? typed.encode(stream, value) : value;
+        outputs.push(trace === undefined ? [stream, key, v] : [stream, key, v, trace]);
+      },
+    },
   });
   if (t.from) exec.restore(t.from);
   const failures: Failure[] = [];
@@ -148,7 +157,7 @@ async function activate(a: Activation): Promise<PackedCompletion> {
     batches.push({ src: batch.src, records: recs.length });
     const typed = types?.get(stream);
     for (let i = 0; i < recs.length; i++) {
-      const rec = new Received(stream, recs[i]!, batch.src);
+      const rec = new Received(stream, recs[i]!, batch.src, counts);
       records++;
       if (typed !== undefined) {
         try {

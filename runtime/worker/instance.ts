@@ -39,6 +39,7 @@ import { HEAVY_CPU_MICROS } from '../oracle/limits.js';
 import { StreamTypes, TYPE_MISMATCH, type StreamType } from '../../protocol/types.js';
 import type { CheckpointStore, LoadedCheckpoint } from '../state/checkpointStore.js';
 import type { DeliveryCounters } from './jetstream.js';
+import { sampleTrace, sourceTraceSample } from './tracing.js';
 
 export type { Inbound } from './edges.js';
 
@@ -106,6 +107,8 @@ export interface InstanceDeps {
   fromCheckpoint?: LoadedCheckpoint;
   /** Counters of the at-least-once edges (runtime/worker/jetstream.ts), shared with the edge factory. */
   delivery?: DeliveryCounters;
+  /** The worker's TOPO_TRACE_SAMPLE: a source's share of records that start a trace, unless its hints.traceSample says otherwise. */
+  traceSample?: number;
 }
 
 /** Runs in a thread: hints.cpu 'heavy' in the assigned metadata, else in the artifact's own (TOPO_THREADS=0 turns threads off). */
@@ -190,6 +193,8 @@ export class Instance {
   /** What this instance last wrote per checkpoint key (entries of another writer are never taken for its own). */
   private readonly written = new Map<string, Uint8Array>();
   private readonly delivery: DeliveryCounters;
+  /** A source's share of produced records that start a trace (0 for any other computation). */
+  private readonly traceSample: number;
 
   constructor(assignment: Assignment, comp: Computation, deps: InstanceDeps) {
     this.assignment = assignment;
@@ -225,14 +230,15 @@ export class Instance {
     const producers = this.producers;
     const observed = this.observed;
     const types = (this.types = StreamTypes.of(assignment.metadata));
+    const sample = (this.traceSample = sourceTraceSample(assignment.metadata, deps.traceSample));
     this.exec = new Executor({
       comp,
       instance: { index: assignment.index, count: assignment.count, id: assignment.instanceId },
       log: this.log,
       sink: {
-        produce(stream, key, value) {
+        produce(stream, key, value, traceId) {
           // A typed value that does not fit throws here, inside produceRecord.
-          producers.get(stream)!.produce(key, types === undefined ? value : types.encode(stream, value));
+          producers.get(stream)!.produce(key, types === undefined ? value : types.encode(stream, value), traceId ?? (sample > 0 ? sampleTrace(sample) : undefined));
           observed.metrics.recordsOut++;
         },
       },
@@ -314,7 +320,7 @@ export class Instance {
         }
       },
       hasQueued: () => !this.queue.empty,
-      produce: (stream, key, value) => {
+      produce: (stream, key, value, traceId) => {
         let v = value;
         // A hosted operator's output is checked (its SDK should have encoded it: the bytes must decode); a thread's was encoded by our own code.
         if (this.types !== undefined && this.threaded?.runner.encodesTypes !== true) {
@@ -327,8 +333,11 @@ export class Instance {
             return;
           }
         }
-        this.producers.get(stream)!.produce(key, v);
+        this.producers.get(stream)!.produce(key, v, traceId ?? (this.traceSample > 0 ? sampleTrace(this.traceSample) : undefined));
         this.metrics.recordsOut++;
+      },
+      badTraces: (n) => {
+        this.metrics.badTraces = (this.metrics.badTraces ?? 0) + n;
       },
       failed: (where, err, rec) => this.onCallbackError(where, err, rec),
       passed: () => this.recordPassed(),
@@ -573,7 +582,7 @@ export class Instance {
       }
       // At-least-once input is replayed from the checkpoint; at-most-once input processed since then would be lost with the worker.
       if (!item.js) this.sinceCheckpoint++;
-      const rec = new Received(item.stream, recs[i]!, batch.src);
+      const rec = new Received(item.stream, recs[i]!, batch.src, this.metrics);
       this.metrics.recordsIn++;
       if (typed !== undefined && !this.decodeTyped(typed, rec)) continue;
       let res: unknown;

@@ -11,6 +11,7 @@ import { instanceInboxPrefix, workerInboxPrefix } from '../../protocol/permissio
 import { processLogger } from '../log.js';
 import { Worker } from './worker.js';
 import { startWatchdog, stuckThresholdFromEnv } from './watchdog.js';
+import { parseTraceSample } from '../../protocol/trace.js';
 
 const { values } = parseArgs({
   options: {
@@ -44,6 +45,13 @@ try {
   stuckMs = values['stuck-ms'] !== undefined ? stuckThresholdFromEnv({ TOPO_STUCK_MS: values['stuck-ms'] }) : stuckThresholdFromEnv();
 } catch (err) {
   console.error(`topo worker: ${(err as Error).message.replace('TOPO_STUCK_MS', values['stuck-ms'] !== undefined ? '--stuck-ms' : 'TOPO_STUCK_MS')}`);
+  process.exit(2);
+}
+let traceSample: number;
+try {
+  traceSample = parseTraceSample(process.env.TOPO_TRACE_SAMPLE);
+} catch (err) {
+  console.error(`topo worker: ${(err as Error).message}`);
   process.exit(2);
 }
 mkdirSync(dataDir, { recursive: true });
@@ -87,6 +95,7 @@ const worker = new Worker({
   log,
   host: values.host ?? process.env.TOPO_HOST ?? hostname(),
   ...(values.window ? { window: Number(values.window) } : {}),
+  traceSample,
 });
 
 let exiting = false;

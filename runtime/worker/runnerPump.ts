@@ -56,7 +56,10 @@ export interface ThreadHost {
   take(): Inbound | undefined;
   /** True when another item is queued. */
   hasQueued(): boolean;
-  produce(stream: string, key: string, value: unknown): void;
+  /** `traceId`: the trace of the input it was produced for (undefined: a source may start one). */
+  produce(stream: string, key: string, value: unknown, traceId: string | undefined): void;
+  /** Input records the runner handed over untraced, their trace item not a well-formed id. */
+  badTraces(n: number): void;
   /** A callback threw: dead letter / probation, as the inline path does. */
   failed(where: 'processRecord' | 'processTimer', err: Error, rec?: InputRecord): void;
   /** One record handled without error (probation counts it). */
@@ -219,7 +222,8 @@ export class RunnerPump {
   private apply(c: Completion, items: Inbound[]): void {
     const h = this.host;
     for (const line of c.logs ?? []) relog(h.log, line);
-    for (const [stream, key, value] of c.outputs) h.produce(stream, key, value);
+    for (const [stream, key, value, trace] of c.outputs) h.produce(stream, key, value, trace ?? undefined);
+    if (c.badTraces) h.badTraces(c.badTraces);
     h.countIn(c.records);
     const gate = h.probation();
     let fi = 0;

@@ -68,6 +68,8 @@ export interface WorkerOptions {
    * this worker's); `onRefused` hears what the server refuses it. Without it every instance uses this worker's connection.
    */
   connectInstance?: (instanceId: string, credential: UserCredential, onRefused: (err: Error) => void) => Promise<NatsConnection>;
+  /** TOPO_TRACE_SAMPLE: the share of a source's records that start a trace (PROTOCOL.md, Traces), unless its hints say; default 0. */
+  traceSample?: number;
 }
 
 export class Worker {
@@ -100,6 +102,7 @@ export class Worker {
   private snapshotStore: ObjectStore | undefined;
   private checkpoints!: CheckpointStore;
   private readonly checkpointMs: number;
+  private readonly traceSample: number;
   private readonly startedAt = Date.now();
   private readonly host: string;
   /** Resolves when a stop was requested (control 'stop' or a signal). */
@@ -113,6 +116,7 @@ export class Worker {
     this.dataDir = o.dataDir;
     this.window = o.window;
     this.host = o.host ?? hostname();
+    this.traceSample = o.traceSample ?? 0;
     const envCheckpoint = process.env.TOPO_CHECKPOINT_MS;
     this.connectInstance = o.connectInstance;
     this.checkpointMs = o.checkpointMs ?? (envCheckpoint !== undefined && envCheckpoint !== '' && Number(envCheckpoint) >= 0 ? Number(envCheckpoint) : DEFAULT_CHECKPOINT_MS);
@@ -382,7 +386,7 @@ export class Worker {
     return {
       nc, workerNc: this.nc, ...(own ? { ownConnection: own } : {}), view: this.view, log, workerId: this.id, artifactFile: this.artifacts.fileOf(a.sha),
       edges: a.fusion ? fusedEdges(base, this.fusion, this.taps, a.fusion, a.index) : base,
-      checkpoints: this.checkpoints, checkpointMs: this.checkpointMs, delivery,
+      checkpoints: this.checkpoints, checkpointMs: this.checkpointMs, delivery, traceSample: this.traceSample,
       ...(this.window !== undefined ? { window: this.window } : {}),
       ...(this.stuckAfterMs !== undefined ? { stuckAfterMs: this.stuckAfterMs } : {}),
     };

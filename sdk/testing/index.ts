@@ -57,6 +57,8 @@ export interface OutputRecord<O extends string = string> {
   stream: O;
   key: string;
   value: unknown;
+  /** The trace of the record being processed when it was produced (send's `traceId`), as the runtime passes it on. */
+  traceId?: string;
 }
 
 export interface PendingTimer {
@@ -171,10 +173,12 @@ export function createTestContext<I extends string, O extends string>(
     instance: { index, count, id: instanceId },
     log,
     sink: {
-      produce(stream, key, value) {
+      produce(stream, key, value, traceId) {
         const t = types?.get(stream);
         // A typed value that does not fit throws here, inside produceRecord, as in production.
-        outputs.push({ stream: stream as O, key, value: t ? t.decode(t.encode(value)) : overTheWire(value, `produceRecord("${stream}", "${key}")`) });
+        const out: OutputRecord<O> = { stream: stream as O, key, value: t ? t.decode(t.encode(value)) : overTheWire(value, `produceRecord("${stream}", "${key}")`) };
+        if (traceId !== undefined) out.traceId = traceId;
+        outputs.push(out);
       },
     },
   });

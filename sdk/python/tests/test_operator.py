@@ -11,6 +11,8 @@ from topo.protocol import partition_of
 
 COMPLETION_KEYS = {"op", "id", "outputs", "records", "batches", "failures", "nextTimerAt", "stateKeys", "timers", "busyMs"}
 
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
 ECHO = '''
 import asyncio
 from topo import Computation, Metadata, Stream, now_ms
@@ -153,7 +155,7 @@ class Bad(Computation):
 def test_activate_hands_records_in_order(operator, write_comp):
     op, _ = start(operator, write_comp)
     op.request("init", **INIT)
-    b1 = batch("p1", "in", 1, [rec("k", "hello"), rec("k2", {"n": 1}, ts=1700000000001, seq=2, trace="tr-1")])
+    b1 = batch("p1", "in", 1, [rec("k", "hello"), rec("k2", {"n": 1}, ts=1700000000001, seq=2, trace=TRACE)])
     b2 = batch("thermo-0", "keyed", 9, [rec("z", b"\x00\xff", seq=3.0, trace=None), ["n", None, 5, 6, None]])
     c = op.request("activate", now=1, timers=True, batches=[{"stream": "in", "data": b1}, {"stream": "keyed", "data": b2}],
                    unknownField="ignored")
@@ -162,12 +164,28 @@ def test_activate_hands_records_in_order(operator, write_comp):
     assert c["batches"] == [["p1", 2], ["thermo-0", 2]]
     assert c["outputs"] == [
         ["out", "k", ["in", "k", "hello", 1700000000000, 1, "p1", None]],
-        ["out", "k2", ["in", "k2", {"n": 1}, 1700000000001, 2, "p1", "tr-1"]],
+        # Produced while handling a traced record: the output carries its trace (PROTOCOL.md, Traces).
+        ["out", "k2", ["in", "k2", {"n": 1}, 1700000000001, 2, "p1", TRACE], TRACE],
         ["out", "z", ["keyed", "z", b"\x00\xff", 1700000000000, 3, "thermo-0", None]],
         ["out", "n", ["keyed", "n", None, 5, 6, "thermo-0", None]],
     ]
     assert c["stateKeys"] == 5  # inits + 4 keys
     assert "stopped" not in c
+    assert "badTraces" not in c
+
+
+def test_a_malformed_trace_is_dropped_and_counted(operator, write_comp):
+    op, _ = start(operator, write_comp)
+    op.request("init", **INIT)
+    bad = ["tr-1", TRACE.upper(), "0" * 32, "x" * 5000, TRACE + "0"]
+    b = batch("p1", "in", 1, [rec(f"k{i}", i, seq=i + 1, trace=t) for i, t in enumerate(bad)] + [rec("ok", 9, seq=9, trace=TRACE)])
+    c = op.request("activate", now=1, timers=False, batches=[{"stream": "in", "data": b}])
+    assert c["failures"] == []
+    assert c["records"] == len(bad) + 1
+    # Handed over untraced, and what they caused carries no trace; the well-formed one keeps its own.
+    assert [o[2][6] for o in c["outputs"]] == [None] * len(bad) + [TRACE]
+    assert [len(o) for o in c["outputs"]] == [3] * len(bad) + [4]
+    assert c["badTraces"] == len(bad)
 
 
 def test_a_throwing_record_is_a_failure_and_the_rest_goes_on(operator, write_comp):

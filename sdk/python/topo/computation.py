@@ -327,7 +327,7 @@ class Context:
     """What a computation can do: ``produce_record``, ``set_timer``, ``state``, ``log``,
     and who it is: ``name``, ``instance`` (index, count, id)."""
 
-    __slots__ = ("name", "instance", "state", "log", "_ostreams", "_out", "_timers", "_declared", "_types")
+    __slots__ = ("name", "instance", "state", "log", "_ostreams", "_out", "_timers", "_declared", "_types", "_trace")
 
     def __init__(self, name: str, instance: Instance, ostreams: list, out: list, timers: TimerTable, log: logging.Logger,
                  types: Any = None):
@@ -340,6 +340,9 @@ class Context:
         self._out = out
         self._timers = timers
         self._types = types  # topo.typed.StreamTypes when some stream is typed
+        # The trace of the record process_record is handling (PROTOCOL.md, Traces), set by the operator:
+        # what it produces carries it. None in timers, init and destroy.
+        self._trace: Optional[str] = None
 
     def produce_record(self, stream: str, key: str, value: Any) -> None:
         """Emits a record on one of the declared ostreams. Never blocks."""
@@ -352,7 +355,8 @@ class Context:
             if t is not None:  # a typed stream: its protobuf encoding travels as bin (TypeError when it does not fit)
                 value = t.encode(value, f'produce_record("{stream}", "{key}")')
         try:
-            self._out.append(_pack([stream, key, value]))
+            trace = self._trace
+            self._out.append(_pack([stream, key, value] if trace is None else [stream, key, value, trace]))
         except Exception as err:
             raise TypeError(f'produce_record("{stream}", "{key}"): value is not msgpack-encodable: {type(err).__name__}: {err}') from None
 

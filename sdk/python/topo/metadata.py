@@ -59,7 +59,7 @@ def _check_hints(h: Any, issues: list) -> Optional[dict]:
         return None
     out = {}
     for k in h:
-        if k not in ("cpu", "fuse", "autoscale"):
+        if k not in ("cpu", "fuse", "autoscale", "traceSample"):
             issues.append(("hints", f'unknown field "{k}"'))
     if h.get("cpu") is not None:
         if h["cpu"] not in ("heavy", "light"):
@@ -90,6 +90,13 @@ def _check_hints(h: Any, issues: list) -> Optional[dict]:
                 bad = True
             if not bad:
                 out["autoscale"] = {"min": a["min"], "max": a["max"]}
+    t = h.get("traceSample")
+    if t is not None:
+        # A source's share of records that start a trace (PROTOCOL.md, Traces); the worker hosting it samples.
+        if type(t) not in (int, float) or not (0 <= t <= 1):
+            issues.append(("hints.traceSample", "must be a number from 0 to 1"))
+        else:
+            out["traceSample"] = t
     return out
 
 

@@ -22,8 +22,8 @@ import msgpack
 
 from . import __version__
 from .computation import Computation, Executor, Instance, cut, error_text
-from .protocol import (MAX_FRAME, MalformedBatch, ProtocolError, check_batch, decode_frame, partition_of,
-                       unpack_plain, write_all)
+from .protocol import (MAX_FRAME, MalformedBatch, ProtocolError, check_batch, decode_frame, is_trace_id,
+                       partition_of, unpack_plain, write_all)
 
 __all__ = ["Operator", "serve"]
 
@@ -114,7 +114,8 @@ class Operator:
     def hello(self) -> None:
         self.send({"op": "hello", "protocol": 1, "metadata": self.metadata, "sdk": f"topo-python {__version__}"})
 
-    def completion(self, rid: int, records: int, batches: list, failures: list, busy_ms: float, stopped: bool = False) -> None:
+    def completion(self, rid: int, records: int, batches: list, failures: list, busy_ms: float, stopped: bool = False,
+                   bad_traces: int = 0) -> None:
         e = self.exec
         p = self.packer
         outs = e.outputs
@@ -122,7 +123,7 @@ class Operator:
         nxt = e.timers.next()
         if nxt is not None and type(nxt) is not int:
             nxt = math.ceil(nxt)  # nextTimerAt is an int: a timer at 100.5 is due at 101
-        n = 10 + (1 if logs else 0) + (1 if stopped else 0)
+        n = 10 + (1 if logs else 0) + (1 if stopped else 0) + (1 if bad_traces else 0)
         parts = [p.pack_map_header(n), p.pack("op"), p.pack("completion"), p.pack("id"), p.pack(rid),
                  p.pack("outputs"), p.pack_array_header(len(outs))]
         parts += outs
@@ -134,6 +135,8 @@ class Operator:
             parts += [p.pack("logs"), p.pack(logs)]
         if stopped:
             parts += [p.pack("stopped"), p.pack(True)]
+        if bad_traces:
+            parts += [p.pack("badTraces"), p.pack(bad_traces)]
         body = b"".join(parts)
         del outs[:]
         del logs[:]
@@ -204,6 +207,7 @@ class Operator:
         failures: list = []
         items: list = []
         records = 0
+        bad_traces = 0
         busy = 0.0
         t0 = _perf()
         if msg.get("timers") is True:
@@ -226,7 +230,7 @@ class Operator:
                     except Exception as err:
                         failures.append({"where": "processTimer", "error": error_text(err), "timer": key})
                         if stop:
-                            return self._done(rid, records, items, failures, t0, True)
+                            return self._done(rid, records, items, failures, t0, True, bad_traces)
         batches = msg.get("batches") or []
         types = e.types
         pr = comp.process_record
@@ -267,7 +271,12 @@ class Operator:
                 if prog is not None:
                     tick = (tick + 1) & 0x7FFFFFFF
                     pack_into(mm, 0, 3, b, i, tick)
-                rec = Rec(stream, r[0], r[1], _int(r[2]), _int(r[3]), src, r[4] if len(r) == 5 else None)
+                trace = r[4] if len(r) == 5 else None
+                if trace is not None and not is_trace_id(trace):
+                    trace = None  # not a well-formed trace id: dropped and counted (PROTOCOL.md, Traces)
+                    bad_traces += 1
+                rec = Rec(stream, r[0], r[1], _int(r[2]), _int(r[3]), src, trace)
+                ctx._trace = trace  # what process_record produces carries the record's trace
                 try:
                     res = pr(ctx, rec)
                     if res is not None and _isawaitable(res):
@@ -275,16 +284,18 @@ class Operator:
                 except Exception as err:
                     failures.append({"where": "processRecord", "batch": b, "index": i, "error": error_text(err)})
                     if stop:
+                        ctx._trace = None
                         items.append([src, i + 1])
                         if prog is not None:
                             prog.tick = tick
-                        return self._done(rid, records + i + 1, items, failures, t0, True)
+                        return self._done(rid, records + i + 1, items, failures, t0, True, bad_traces)
+                ctx._trace = None
                 i += 1
             if prog is not None:
                 prog.tick = tick
             records += i
             items.append([src, i])
-        self._done(rid, records, items, failures, t0, False)
+        self._done(rid, records, items, failures, t0, False, bad_traces)
 
     @staticmethod
     def _decode_typed(typed, recs: list) -> list:
@@ -299,10 +310,10 @@ class Operator:
             out.append(r)
         return out
 
-    def _done(self, rid, records, items, failures, t0, stopped) -> None:
+    def _done(self, rid, records, items, failures, t0, stopped, bad_traces=0) -> None:
         if self.progress:
             self.progress.note(PHASE_IDLE)
-        self.completion(rid, records, items, failures, (_perf() - t0) * 1000, stopped)
+        self.completion(rid, records, items, failures, (_perf() - t0) * 1000, stopped, bad_traces)
 
     def snapshot(self, rid: int, msg: dict) -> None:
         e = self.exec

@@ -21,7 +21,7 @@ import msgpack
 __all__ = [
     "PARTITIONS", "PROTOCOL_VERSION", "MAX_FRAME", "MalformedBatch", "ProtocolError",
     "fnv1a32", "partition_of", "partitions_owned_by", "decode_batch", "check_batch", "encode_batch",
-    "encode_frame", "decode_frame", "read_frame", "write_frame", "unpack_plain",
+    "encode_frame", "decode_frame", "read_frame", "write_frame", "unpack_plain", "is_trace_id",
 ]
 
 PARTITIONS = 32
@@ -42,6 +42,15 @@ class ProtocolError(Exception):
 
 
 # --- partitioning -------------------------------------------------------------------------------
+
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+_NO_TRACE = "0" * 32
+
+
+def is_trace_id(v: Any) -> bool:
+    """A well-formed trace id (PROTOCOL.md, Traces): 32 lowercase hex digits, not all zero (a W3C trace-id)."""
+    return type(v) is str and len(v) == 32 and _TRACE_ID.fullmatch(v) is not None and v != _NO_TRACE
+
 
 def fnv1a32(key: str) -> int:
     """FNV-1a 32-bit over the UTF-8 bytes of ``key`` (unsigned)."""

@@ -125,7 +125,7 @@ class TestContext:
     def _collect(self) -> None:
         types = self._exec.types
         for packed in self._exec.take_outputs():
-            s, k, v = unpack_plain(packed)
+            s, k, v = unpack_plain(packed)[:3]
             t = types.get(s) if types is not None else None
             self._outputs.append(Output(s, k, t.decode(v) if t is not None else v))  # a typed value as a consumer decodes it
         del self._exec.logs[:]
