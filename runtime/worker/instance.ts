@@ -37,7 +37,7 @@ import { ThreadRunner } from '../runners/thread.js';
 import type { WatchedRunner } from '../runners/runner.js';
 import { HEAVY_CPU_MICROS } from '../oracle/limits.js';
 import { StreamTypes, TYPE_MISMATCH, type StreamType } from '../../protocol/types.js';
-import type { CheckpointStore, LoadedCheckpoint } from '../state/checkpointStore.js';
+import type { CheckpointStore } from '../state/checkpointStore.js';
 import type { DeliveryCounters } from './jetstream.js';
 
 export type { Inbound } from './edges.js';
@@ -72,6 +72,19 @@ export interface InstanceSnapshot extends ExecutorSnapshot {
    * `${stream} ${partition}`. What the next owner's consumer delivers again up to it is skipped.
    */
   pos?: [string, number][];
+  /**
+   * Its output position: an adopter that replaces it one for one (a move, a swap of the same instance count)
+   * continues it. Restarted from a checkpoint, an instance makes again, under the same producer id and
+   * numbers, what its dead predecessor published after that checkpoint; a successor under another id would
+   * make the rest of it again as new records, and consumers would count them twice.
+   */
+  output?: OutputPosition;
+}
+
+/** The output an instance continues: the producer id it publishes under, and the sequence of the last record produced per ostream. */
+export interface OutputPosition {
+  producer: string;
+  seqs: [string, number][];
 }
 
 /** How often an instance checkpoints by default (TOPO_CHECKPOINT_MS on the worker; 0 turns checkpoints off). */
@@ -102,8 +115,11 @@ export interface InstanceDeps {
   /** Where checkpoints go (runtime/state/checkpointStore.ts); without it the instance keeps none. */
   checkpoints?: CheckpointStore;
   checkpointMs?: number;
-  /** The checkpoint this instance starts from, its predecessor having died: it continues that one's output sequence. */
-  fromCheckpoint?: LoadedCheckpoint;
+  /**
+   * The output this instance continues (same producer id, next sequence): its dead predecessor's, from the
+   * checkpoint it starts from, or that of the instance it replaces one for one in a swap (InstanceSnapshot.output).
+   */
+  continues?: OutputPosition;
   /** Counters of the at-least-once edges (runtime/worker/jetstream.ts), shared with the edge factory. */
   delivery?: DeliveryCounters;
 }
@@ -201,10 +217,10 @@ export class Instance {
     this.log = deps.log;
     this.stuckAfterMs = deps.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS;
     this.watch = new CallbackWatch(this.stuckAfterMs, deps.log, `"${assignment.computation}" v${assignment.version}`);
-    // Subject-safe and unique per incarnation: credits come back on topo.fc.<producerId>. An instance in the
-    // place of a dead one continues its output (same id, next sequence), so what it produces again while it
-    // replays is recognized downstream as what it is.
-    this.producerId = deps.fromCheckpoint?.meta?.producer ?? assignment.instanceId;
+    // Subject-safe: credits come back on topo.fc.<producerId>. An instance that continues another's output (in the
+    // place of a dead one, from its checkpoint; or replacing one one for one in a swap) publishes under that one's
+    // id with the next sequence, so what it produces again while a replay lasts is recognized downstream as what it is.
+    this.producerId = deps.continues?.producer ?? assignment.instanceId;
     this.checkpoints = deps.checkpoints;
     this.checkpointMs = deps.checkpointMs ?? DEFAULT_CHECKPOINT_MS;
     this.delivery = deps.delivery ?? { publishRetries: 0 };
@@ -221,7 +237,7 @@ export class Instance {
       this.groupOf.set(stream, groupIdOf(assignment.computation, grouping, assignment.index));
     }
     this.credit = new CreditBook((stream) => this.groupOf.get(stream) ?? assignment.computation, (producer, group, n) => this.edges.sendCredit(producer, group, n));
-    for (const [stream, seq] of deps.fromCheckpoint?.meta?.seqs ?? []) this.producers.get(stream)?.restoreSeq(seq);
+    for (const [stream, seq] of deps.continues?.seqs ?? []) this.producers.get(stream)?.restoreSeq(seq);
     const producers = this.producers;
     const observed = this.observed;
     const types = (this.types = StreamTypes.of(assignment.metadata));
@@ -691,7 +707,7 @@ export class Instance {
       return;
     }
     const a = this.assignment;
-    const seqs: [string, number][] = [...this.producers.values()].map((p) => [p.stream, p.producedSeq]);
+    const { seqs } = this.outputPosition();
     const acks = [...this.unacked];
     this.unacked.clear();
     const since = this.sinceCheckpoint;
@@ -966,6 +982,7 @@ export class Instance {
     const snapshot: InstanceSnapshot = this.threaded ? await this.threaded.snapshot() : this.snapshot();
     if (this.seen.size) snapshot.seen = [...this.seen];
     if (this.pos.size) snapshot.pos = [...this.pos];
+    snapshot.output = this.outputPosition();
     if (pending.length) snapshot.pending = pending.map(portable);
     const outputFences: ProducerFence[] = [];
     for (const p of this.producers.values()) {
@@ -1032,6 +1049,11 @@ export class Instance {
 
   snapshot(): InstanceSnapshot {
     return this.exec.snapshot();
+  }
+
+  /** The producer id and the last sequence produced per ostream (what a checkpoint and a release hand on). */
+  private outputPosition(): OutputPosition {
+    return { producer: this.producerId, seqs: [...this.producers.values()].map((p) => [p.stream, p.producedSeq]) };
   }
 
   // ---- probation (the new version in a swap) -----------------------------------
