@@ -1051,6 +1051,23 @@ export class Instance {
     return this.exec.snapshot();
   }
 
+  /**
+   * Stores this instance's output position before it produces anything (a fresh at-least-once producer, see
+   * worker.ts assign): should it die before its first checkpoint, its successor continues its producer id from
+   * the start and makes again what it had published under the same numbers, instead of making it all again as new.
+   * Not stored (the store unreachable): the instance starts all the same, as before there was this step.
+   */
+  async claimOutput(): Promise<void> {
+    const store = this.checkpoints;
+    if (!store || this.checkpointMs <= 0) return;
+    const a = this.assignment;
+    try {
+      await store.writeOutputPosition({ computation: a.computation, index: a.index, count: a.count, version: a.version, at: Date.now(), ...this.outputPosition() }, this.written);
+    } catch (err) {
+      this.noteCheckpointFailure(err);
+    }
+  }
+
   /** The producer id and the last sequence produced per ostream (what a checkpoint and a release hand on). */
   private outputPosition(): OutputPosition {
     return { producer: this.producerId, seqs: [...this.producers.values()].map((p) => [p.stream, p.producedSeq]) };

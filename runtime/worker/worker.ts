@@ -260,6 +260,8 @@ export class Worker {
     const from = loaded?.meta && !this.continuesOutput(a) ? withoutMeta(loaded) : loaded;
     const inst = await this.newInstance(a, log, from?.meta, own);
     if (from) inst.restore(from);
+    // A fresh at-least-once producer (no output position to continue) claims its producer id before it publishes.
+    if (!from?.meta && this.continuesOutput(a)) await inst.claimOutput();
     this.instances.set(a.instanceId, inst);
     try {
       await inst.start();
