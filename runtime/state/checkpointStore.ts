@@ -72,20 +72,8 @@ export class CheckpointStore {
    * never numbers already used by other records (which consumers would skip).
    */
   async write(c: CheckpointCut, written: WrittenCache): Promise<{ bytes: number; chunks: number }> {
-    const meta: CheckpointMeta = {
-      v: CHECKPOINT_VERSION, computation: c.computation, index: c.index, count: c.count, version: c.version, at: c.at, producer: c.producer, seqs: c.seqs,
-    };
-    const metaKey = checkpointKeys.meta(c.computation, c.index);
-    const metaBody = packr.pack({ ...meta, at: 0 });
-    const lastMeta = written.get(metaKey);
-    let bytes = 0;
+    let bytes = await this.writeOutputPosition(c, written);
     let chunks = 0;
-    if (!lastMeta || Buffer.compare(lastMeta, metaBody) !== 0) {
-      const value = packr.pack(meta);
-      await this.kv.put(metaKey, value);
-      written.set(metaKey, metaBody);
-      bytes += value.length;
-    }
     await Promise.all(cutChunks(c).map(async (chunk) => {
       const key = checkpointKeys.chunk(c.computation, chunk.partition);
       // `at` changes every time: compared without it.
@@ -99,6 +87,24 @@ export class CheckpointStore {
       chunks++;
     }));
     return { bytes, chunks };
+  }
+
+  /**
+   * Stores an instance's output position alone (unless it is what this writer last stored): a checkpoint's first
+   * step, and what a fresh at-least-once producer writes before it publishes anything. Returns the bytes written.
+   */
+  async writeOutputPosition(c: Omit<CheckpointMeta, 'v'>, written: WrittenCache): Promise<number> {
+    const meta: CheckpointMeta = {
+      v: CHECKPOINT_VERSION, computation: c.computation, index: c.index, count: c.count, version: c.version, at: c.at, producer: c.producer, seqs: c.seqs,
+    };
+    const metaKey = checkpointKeys.meta(c.computation, c.index);
+    const metaBody = packr.pack({ ...meta, at: 0 });
+    const lastMeta = written.get(metaKey);
+    if (lastMeta && Buffer.compare(lastMeta, metaBody) === 0) return 0;
+    const value = packr.pack(meta);
+    await this.kv.put(metaKey, value);
+    written.set(metaKey, metaBody);
+    return value.length;
   }
 
   /** The chunks of `partitions` and the output position of instance `index` of `count` (when it was cut with the same count). */

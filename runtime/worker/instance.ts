@@ -37,7 +37,7 @@ import { ThreadRunner } from '../runners/thread.js';
 import type { WatchedRunner } from '../runners/runner.js';
 import { HEAVY_CPU_MICROS } from '../oracle/limits.js';
 import { StreamTypes, TYPE_MISMATCH, type StreamType } from '../../protocol/types.js';
-import type { CheckpointStore, LoadedCheckpoint } from '../state/checkpointStore.js';
+import type { CheckpointStore } from '../state/checkpointStore.js';
 import type { DeliveryCounters } from './jetstream.js';
 import { sampleTrace, sourceTraceSample } from './tracing.js';
 
@@ -73,6 +73,19 @@ export interface InstanceSnapshot extends ExecutorSnapshot {
    * `${stream} ${partition}`. What the next owner's consumer delivers again up to it is skipped.
    */
   pos?: [string, number][];
+  /**
+   * Its output position: an adopter that replaces it one for one (a move, a swap of the same instance count)
+   * continues it. Restarted from a checkpoint, an instance makes again, under the same producer id and
+   * numbers, what its dead predecessor published after that checkpoint; a successor under another id would
+   * make the rest of it again as new records, and consumers would count them twice.
+   */
+  output?: OutputPosition;
+}
+
+/** The output an instance continues: the producer id it publishes under, and the sequence of the last record produced per ostream. */
+export interface OutputPosition {
+  producer: string;
+  seqs: [string, number][];
 }
 
 /** How often an instance checkpoints by default (TOPO_CHECKPOINT_MS on the worker; 0 turns checkpoints off). */
@@ -103,8 +116,11 @@ export interface InstanceDeps {
   /** Where checkpoints go (runtime/state/checkpointStore.ts); without it the instance keeps none. */
   checkpoints?: CheckpointStore;
   checkpointMs?: number;
-  /** The checkpoint this instance starts from, its predecessor having died: it continues that one's output sequence. */
-  fromCheckpoint?: LoadedCheckpoint;
+  /**
+   * The output this instance continues (same producer id, next sequence): its dead predecessor's, from the
+   * checkpoint it starts from, or that of the instance it replaces one for one in a swap (InstanceSnapshot.output).
+   */
+  continues?: OutputPosition;
   /** Counters of the at-least-once edges (runtime/worker/jetstream.ts), shared with the edge factory. */
   delivery?: DeliveryCounters;
   /** The worker's TOPO_TRACE_SAMPLE: a source's share of records that start a trace, unless its hints.traceSample says otherwise. */
@@ -206,10 +222,10 @@ export class Instance {
     this.log = deps.log;
     this.stuckAfterMs = deps.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS;
     this.watch = new CallbackWatch(this.stuckAfterMs, deps.log, `"${assignment.computation}" v${assignment.version}`);
-    // Subject-safe and unique per incarnation: credits come back on topo.fc.<producerId>. An instance in the
-    // place of a dead one continues its output (same id, next sequence), so what it produces again while it
-    // replays is recognized downstream as what it is.
-    this.producerId = deps.fromCheckpoint?.meta?.producer ?? assignment.instanceId;
+    // Subject-safe: credits come back on topo.fc.<producerId>. An instance that continues another's output (in the
+    // place of a dead one, from its checkpoint; or replacing one one for one in a swap) publishes under that one's
+    // id with the next sequence, so what it produces again while a replay lasts is recognized downstream as what it is.
+    this.producerId = deps.continues?.producer ?? assignment.instanceId;
     this.checkpoints = deps.checkpoints;
     this.checkpointMs = deps.checkpointMs ?? DEFAULT_CHECKPOINT_MS;
     this.delivery = deps.delivery ?? { publishRetries: 0 };
@@ -226,7 +242,7 @@ export class Instance {
       this.groupOf.set(stream, groupIdOf(assignment.computation, grouping, assignment.index));
     }
     this.credit = new CreditBook((stream) => this.groupOf.get(stream) ?? assignment.computation, (producer, group, n) => this.edges.sendCredit(producer, group, n));
-    for (const [stream, seq] of deps.fromCheckpoint?.meta?.seqs ?? []) this.producers.get(stream)?.restoreSeq(seq);
+    for (const [stream, seq] of deps.continues?.seqs ?? []) this.producers.get(stream)?.restoreSeq(seq);
     const producers = this.producers;
     const observed = this.observed;
     const types = (this.types = StreamTypes.of(assignment.metadata));
@@ -700,7 +716,7 @@ export class Instance {
       return;
     }
     const a = this.assignment;
-    const seqs: [string, number][] = [...this.producers.values()].map((p) => [p.stream, p.producedSeq]);
+    const { seqs } = this.outputPosition();
     const acks = [...this.unacked];
     this.unacked.clear();
     const since = this.sinceCheckpoint;
@@ -975,6 +991,7 @@ export class Instance {
     const snapshot: InstanceSnapshot = this.threaded ? await this.threaded.snapshot() : this.snapshot();
     if (this.seen.size) snapshot.seen = [...this.seen];
     if (this.pos.size) snapshot.pos = [...this.pos];
+    snapshot.output = this.outputPosition();
     if (pending.length) snapshot.pending = pending.map(portable);
     const outputFences: ProducerFence[] = [];
     for (const p of this.producers.values()) {
@@ -1041,6 +1058,28 @@ export class Instance {
 
   snapshot(): InstanceSnapshot {
     return this.exec.snapshot();
+  }
+
+  /**
+   * Stores this instance's output position before it produces anything (a fresh at-least-once producer, see
+   * worker.ts assign): should it die before its first checkpoint, its successor continues its producer id from
+   * the start and makes again what it had published under the same numbers, instead of making it all again as new.
+   * Not stored (the store unreachable): the instance starts all the same, as before there was this step.
+   */
+  async claimOutput(): Promise<void> {
+    const store = this.checkpoints;
+    if (!store || this.checkpointMs <= 0) return;
+    const a = this.assignment;
+    try {
+      await store.writeOutputPosition({ computation: a.computation, index: a.index, count: a.count, version: a.version, at: Date.now(), ...this.outputPosition() }, this.written);
+    } catch (err) {
+      this.noteCheckpointFailure(err);
+    }
+  }
+
+  /** The producer id and the last sequence produced per ostream (what a checkpoint and a release hand on). */
+  private outputPosition(): OutputPosition {
+    return { producer: this.producerId, seqs: [...this.producers.values()].map((p) => [p.stream, p.producedSeq]) };
   }
 
   // ---- probation (the new version in a swap) -----------------------------------

@@ -16,7 +16,7 @@ import {
 } from '../../protocol/index.js';
 import { call, encodeJson, serve } from '../transport/rpc.js';
 import { ArtifactCache, checkMetadata } from './artifacts.js';
-import { Instance, type Inbound, type InstanceSnapshot } from './instance.js';
+import { Instance, type Inbound, type InstanceSnapshot, type OutputPosition } from './instance.js';
 import { SwapSessions, type SwapSession } from './swapSessions.js';
 import { instanceLogger } from './logs.js';
 import { TopologyView } from './topology.js';
@@ -264,9 +264,11 @@ export class Worker {
     const loaded = this.checkpointMs > 0 ? await this.loadCheckpoint(a, log) : undefined;
     // Only at-least-once output continues the predecessor's producer id and sequence (its readers recognize what is
     // produced again); at-most-once output starts a fresh sequence under the instance's own id, as a new producer.
-    const from = loaded?.meta && !a.metadata.ostreams.some((s) => this.view.isAtLeastOnce(s) || a.metadata.delivery?.[s]) ? withoutMeta(loaded) : loaded;
-    const inst = await this.newInstance(a, log, from, own);
+    const from = loaded?.meta && !this.continuesOutput(a) ? withoutMeta(loaded) : loaded;
+    const inst = await this.newInstance(a, log, from?.meta, own);
     if (from) inst.restore(from);
+    // A fresh at-least-once producer (no output position to continue) claims its producer id before it publishes.
+    if (!from?.meta && this.continuesOutput(a)) await inst.claimOutput();
     this.instances.set(a.instanceId, inst);
     try {
       await inst.start();
@@ -353,28 +355,33 @@ export class Worker {
     return instanceLogger(own ? () => (own.isClosed() ? this.nc : own) : this.nc, bindings);
   }
 
-  /** `own`: the instance's own connection, closed here when the instance cannot be made. */
-  private async newInstance(a: Assignment, log: PinoLogger, from?: LoadedCheckpoint, own?: NatsConnection): Promise<Instance> {
+  /** True when an instance of `a` continues its predecessor's output position: some ostream is at-least-once. */
+  private continuesOutput(a: Assignment): boolean {
+    return a.metadata.ostreams.some((s) => this.view.isAtLeastOnce(s) || a.metadata.delivery?.[s] !== undefined);
+  }
+
+  /** `own`: the instance's own connection, closed here when the instance cannot be made; `continues`: the output position it takes on. */
+  private async newInstance(a: Assignment, log: PinoLogger, continues?: OutputPosition, own?: NatsConnection): Promise<Instance> {
     try {
-      return await this.makeInstance(a, log, from, own);
+      return await this.makeInstance(a, log, continues, own);
     } catch (err) {
       await own?.close().catch(() => undefined);
       throw err;
     }
   }
 
-  private async makeInstance(a: Assignment, log: PinoLogger, from?: LoadedCheckpoint, own?: NatsConnection): Promise<Instance> {
+  private async makeInstance(a: Assignment, log: PinoLogger, continues?: OutputPosition, own?: NatsConnection): Promise<Instance> {
     if (a.lang === 'python' || a.lang === 'cmd') {
       const artifact = await this.artifacts.loadHosted(a.sha, a.lang);
       const launch = launchOf(artifact, a.sha, a.computation, join(this.dataDir, 'operators'));
       const progressDir = join(this.dataDir, 'progress');
       const { artifactFile: _none, ...deps } = this.instanceDeps(log, a, own);
       const warm = this.warmOperators.take(a.sha, a.computation);
-      return new Instance(a, hostedComputation(a.metadata), { ...deps, ...(from ? { fromCheckpoint: from } : {}), hosted: (note) => hostedRunner(launch, a, log, progressDir, note, warm) });
+      return new Instance(a, hostedComputation(a.metadata), { ...deps, ...(continues ? { continues } : {}), hosted: (note) => hostedRunner(launch, a, log, progressDir, note, warm) });
     }
     const comp: Computation = await this.artifacts.load(a.sha);
     checkMetadata(comp, a.metadata);
-    return new Instance(a, comp, { ...this.instanceDeps(log, a, own), ...(from ? { fromCheckpoint: from } : {}) });
+    return new Instance(a, comp, { ...this.instanceDeps(log, a, own), ...(continues ? { continues } : {}) });
   }
 
   /** `own`: the instance's own connection (its data plane, logs and dead letters), closed with it; else this worker's. */
@@ -468,8 +475,11 @@ export class Worker {
         pos.set(k, Math.max(seq, pos.get(k) ?? 0));
       }
     }
+    // One for one (a move, a swap of the same instance count): the adopter continues the output of the instance it replaces.
+    const output = snaps.length === 1 && !keep ? snaps[0]!.output : undefined;
     return {
       state: { entries }, timers: [...timers], ...(pending.length ? { pending } : {}), ...(seen.size ? { seen: [...seen] } : {}), ...(pos.size ? { pos: [...pos] } : {}),
+      ...(output ? { output } : {}),
     };
   }
 
@@ -479,9 +489,16 @@ export class Worker {
     if (this.instances.has(a.instanceId)) return { instanceId: a.instanceId, already: true };
     const own = await this.takePreopened(a.instanceId);
     const log = this.logOf(a, own);
-    const inst = await this.newInstance(a, log, undefined, own);
     const inline = new Map(carried.map((c) => [c.instanceId, c.data]));
-    inst.restore(await this.gatherSnapshot(s.swapId, from, filterByPartition ? new Set(inst.partitions) : undefined, inline));
+    let snapshot: InstanceSnapshot;
+    try {
+      snapshot = await this.gatherSnapshot(s.swapId, from, filterByPartition ? new Set(a.partitions ?? partitionsOwnedBy(a.index, a.count)) : undefined, inline);
+    } catch (err) {
+      await own?.close().catch(() => undefined);
+      throw err;
+    }
+    const inst = await this.newInstance(a, log, this.continuesOutput(a) ? snapshot.output : undefined, own);
+    inst.restore(snapshot);
     this.instances.set(a.instanceId, inst);
     s.adopted.set(a.instanceId, from);
     try {
