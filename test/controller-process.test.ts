@@ -77,7 +77,13 @@ describe('controller process', () => {
 
   it('creates buckets and bounded streams, restarts idempotently and exits 0 on SIGTERM and SIGINT', async () => {
     const first = runController(['--nats', nats.url]);
-    expect((await waitForStatus()).natsUrl).toBe(nats.url);
+    const status = await waitForStatus();
+    expect(status.natsUrl).toBe(nats.url);
+    // Bundled away from the package, it still serves metrics; its web UI page says why it is missing.
+    expect((await fetch(`${status.httpUrl}/metrics`)).status).toBe(200);
+    const page = await fetch(`${status.httpUrl}/`);
+    expect(page.status).toBe(404);
+    expect(await page.text()).toContain('the web UI is not available: cannot find the topo package root');
 
     const jsm = await jetstreamManager(client);
     const logs = await jsm.streams.info(jsStreams.logs);

@@ -23,8 +23,23 @@ export function uiDir(): string {
   return join(packageRoot(), 'dist', 'ui');
 }
 
-export function mountUiAssets(http: HttpServer, dir = uiDir()): void {
+/**
+ * The folder is looked up on the first request, not at start: a controller bundled on its own, away from
+ * the package, still runs; only its web UI is missing, and the page says why.
+ */
+export function mountUiAssets(http: HttpServer, dir?: string): void {
+  let folder: { dir?: string; error?: string } | undefined = dir === undefined ? undefined : { dir };
+  const locate = () => {
+    try {
+      return { dir: uiDir() };
+    } catch (err) {
+      return { error: (err as Error).message };
+    }
+  };
   http.route('/', async (_req, res, url) => {
+    folder ??= locate();
+    if (folder.error !== undefined) return answer(res, 404, `the web UI is not available: ${folder.error}`);
+    const dir = folder.dir!;
     const name = url.pathname === '/' ? 'index.html' : url.pathname.slice(1);
     const type = CONTENT_TYPES[extname(name)];
     // One plain file name, listed in the folder: no path walks up or sideways.
