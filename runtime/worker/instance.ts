@@ -472,8 +472,11 @@ export class Instance {
     this.inletOpen = true;
     this.subscribedAt = Date.now();
     this.inlet.open();
-    // Once the server has the subscriptions, everything published from then on reaches us.
-    this.nc.flush().then(() => {
+    // Once the server has the subscriptions, everything published from then on reaches us; on at-least-once
+    // input, once its JetStream consumers exist (a new group's start with what is published after they do:
+    // a fence published before then is not ours to wait for, or a swap's drain waits for it in vain).
+    const ready = (this.inlet as { ready?: Promise<void> }).ready;
+    Promise.all([this.nc.flush(), ready]).then(() => {
       if (this.inletOpen) this.subscribedAt = Date.now();
     }, () => undefined);
   }
