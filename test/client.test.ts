@@ -152,6 +152,17 @@ describe('reading streams with a real nats-server', () => {
     expect(bad[0]).toMatchObject({ subject: 'topo.data.words.7', partition: 7 });
   });
 
+  it('tap ends when its signal aborts while it is still starting (Ctrl-C right after `topo tap` printed its notice)', async () => {
+    // CI saw `topo tap nosuch` ignore SIGINT: the abort came while the tap looked up its stream's type, before it listened for it.
+    for (const start of [(s: AbortSignal) => client.tap('words', { signal: s }), (s: AbortSignal) => client.tapTrace('4bf92f3577b34da6a3ce929d0e0e4736', { signal: s })]) {
+      const ac = new AbortController();
+      const first = start(ac.signal).next();
+      ac.abort();
+      const ended = await Promise.race([first, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 3_000))]);
+      expect(ended).toEqual({ done: true, value: undefined });
+    }
+  });
+
   it('tap rejects a stream name that is not subject-safe', async () => {
     const it = client.tap('bad.name')[Symbol.asyncIterator]();
     await expect(it.next()).rejects.toThrow(/invalid stream name/);

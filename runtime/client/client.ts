@@ -416,6 +416,9 @@ export class TopoClient {
     const { signal } = opts;
     if (signal?.aborted) return;
     const sub = this.nc.subscribe(subjects.dataAll(stream));
+    // Listened for before the first await: an abort while the stream's type is looked up must end the tap too.
+    const onAbort = (): void => sub.unsubscribe();
+    signal?.addEventListener('abort', onAbort, { once: true });
     // Producers of a fused stream hand records over in-process and publish them only while someone listens: say so, once a second.
     // A typed stream's values are decoded as its type (PROTOCOL.md, Typed streams), looked up again now and then (a swap may change it).
     let type = await this.streamType(stream);
@@ -430,8 +433,6 @@ export class TopoClient {
     };
     announce();
     const announcer = setInterval(announce, TAP_ANNOUNCE_MS);
-    const onAbort = (): void => sub.unsubscribe();
-    signal?.addEventListener('abort', onAbort, { once: true });
     try {
       for await (const msg of sub) {
         const partition = Number(lastToken(msg.subject));
@@ -474,6 +475,9 @@ export class TopoClient {
     const { signal } = opts;
     if (signal?.aborted) return;
     const sub = this.nc.subscribe(subjects.dataEveryStream);
+    // Listened for before the first await (as in tap).
+    const onAbort = (): void => sub.unsubscribe();
+    signal?.addEventListener('abort', onAbort, { once: true });
     const needle = Buffer.from(traceId, 'latin1');
     let streams = await this.producedStreams();
     let announced = 0;
@@ -488,8 +492,6 @@ export class TopoClient {
     };
     announce();
     const announcer = setInterval(announce, TAP_ANNOUNCE_MS);
-    const onAbort = (): void => sub.unsubscribe();
-    signal?.addEventListener('abort', onAbort, { once: true });
     try {
       for await (const msg of sub) {
         const data = msg.data;
@@ -628,6 +630,8 @@ export class TopoClient {
       const messages = await consumer.consume({ max_messages: 256 });
       const stop = (): void => void messages.stop();
       signal?.addEventListener('abort', stop, { once: true });
+      // An abort during the awaits above came before the listener.
+      if (signal?.aborted) stop();
       try {
         for await (const m of messages) {
           yield m;
