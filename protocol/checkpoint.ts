@@ -14,6 +14,8 @@
  * holds its output position: the producer id and sequence per ostream, so
  * an instance that restarts in its place continues them, and records it
  * produces again while replaying carry the ids they had the first time.
+ * It is written after the chunks and names their revisions, so state,
+ * positions and output sequences are read back from one and the same cut.
  *
  * Values are msgpack. They cross processes (and a restart), so they are
  * validated on the way in like every message.
@@ -22,6 +24,12 @@ import { z } from 'zod';
 import { NAME_PATTERN, PARTITIONS } from './subjects.js';
 
 export const CHECKPOINT_VERSION = 1;
+
+/**
+ * KV revisions the bucket keeps per key: a chunk's revision committed by the last output position
+ * must outlive the one a writer that died midway wrote after it (and one whose position failed to store).
+ */
+export const CHECKPOINT_REVISIONS = 3;
 
 const name = z.string().regex(NAME_PATTERN);
 const partition = z.int().min(0).max(PARTITIONS - 1);
@@ -54,6 +62,12 @@ export const checkpointMetaSchema = z.object({
   producer: z.string().regex(/^[A-Za-z0-9_-]{1,128}$/),
   /** ostream -> producer sequence of the last record produced before the cut. */
   seqs: z.array(z.tuple([name, seq])),
+  /**
+   * partition -> KV revision of its chunk as of this cut: the chunks are written first and this entry
+   * last, so it commits them. A reader takes those revisions, not newer ones a writer that died
+   * midway left behind. Absent (an output position stored alone, before any checkpoint): the latest chunks.
+   */
+  chunks: z.array(z.tuple([partition, z.number().int().positive()])).max(PARTITIONS).optional(),
 });
 export type CheckpointMeta = z.output<typeof checkpointMetaSchema>;
 

@@ -16,7 +16,7 @@ export {
 } from './schemas.js';
 export type { ParseResult } from './schemas.js';
 export type * from './control.js';
-export { CHECKPOINT_VERSION, checkpointChunkSchema, checkpointMetaSchema, checkpointKeys } from './checkpoint.js';
+export { CHECKPOINT_REVISIONS, CHECKPOINT_VERSION, checkpointChunkSchema, checkpointMetaSchema, checkpointKeys } from './checkpoint.js';
 export type { CheckpointChunk, CheckpointMeta } from './checkpoint.js';
 export { DELIVERIES } from './metadata.js';
 export type { Delivery } from './metadata.js';

@@ -6,7 +6,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
 import { Objm, type ObjectStore } from '@nats-io/obj';
-import { atLeastOnceNames, buckets, jsStreams, subjects } from '../../protocol/index.js';
+import { atLeastOnceNames, buckets, CHECKPOINT_REVISIONS, jsStreams, subjects } from '../../protocol/index.js';
 
 export interface ControlPlaneStores {
   state: KV;
@@ -37,8 +37,14 @@ export async function openControlPlane(nc: NatsConnection): Promise<ControlPlane
   const workers = await kvm.create(buckets.workers, { history: 1, description: 'topo worker leases as seen by the controller' });
   const history = await kvm.create(buckets.history, { history: HISTORY_REVISIONS, description: 'topo deploy/kill history: <name>.<version>' });
   const artifacts = await new Objm(nc).create(buckets.artifacts, { description: 'topo computation bundles by sha256' });
-  const checkpoints = await kvm.create(buckets.checkpoints, { history: 1, description: 'topo state checkpoints: <computation>.p<partition>, <computation>.m<index>' });
+  const checkpoints = await kvm.create(buckets.checkpoints, { history: CHECKPOINT_REVISIONS, description: 'topo state checkpoints: <computation>.p<partition>, <computation>.m<index>' });
   const jsm = await jetstreamManager(nc);
+  // A bucket made by an older controller kept one revision per key: a chunk's committed revision would not outlive a newer one.
+  const checkpointStream = `KV_${buckets.checkpoints}`;
+  const checkpointConfig = (await jsm.streams.info(checkpointStream)).config;
+  if (checkpointConfig.max_msgs_per_subject < CHECKPOINT_REVISIONS) {
+    await jsm.streams.update(checkpointStream, { max_msgs_per_subject: CHECKPOINT_REVISIONS });
+  }
   await ensureStream(jsm, {
     name: jsStreams.logs,
     subjects: [subjects.logEverything],

@@ -36,6 +36,8 @@ export interface LoadedCheckpoint extends ExecutorSnapshot {
   chunks: number;
   /** Chunks that were there but not valid (counted and skipped). */
   invalid: number;
+  /** Chunks whose committed revision was gone, read at their latest (newer than the output position), or newer ones the position does not name. */
+  unpinned: number;
 }
 
 /** The last token of a `... <partition>` key (seen and pos keys). */
@@ -59,59 +61,92 @@ export function cutChunks(c: CheckpointCut): CheckpointChunk[] {
   return [...chunks.values()];
 }
 
-/** Per writer (one instance): the bytes it last wrote per key, so that an unchanged entry is not written again. */
-export type WrittenCache = Map<string, Uint8Array>;
+/** Per writer (one instance): what it last wrote per key and that entry's KV revision, so that an unchanged entry is not written again. */
+export type WrittenCache = Map<string, { body: Uint8Array; revision: number }>;
 
 export class CheckpointStore {
   constructor(private readonly kv: KV) {}
 
   /**
-   * Stores a checkpoint: the instance's output position first, then the chunks that changed.
-   * That order errs on the safe side when the writer dies in between: a newer output position
-   * than the chunks makes the records replayed from the chunks new ones (duplicates at worst),
-   * never numbers already used by other records (which consumers would skip).
+   * Stores a checkpoint: the chunks that changed, then the instance's output position naming the
+   * revision of every chunk of the cut. The position commits the cut: a writer that dies before it
+   * leaves newer chunks that a reader passes over for the revisions the last position names
+   * (state, positions and output sequences come back from one cut, whichever step the writer died in).
    */
   async write(c: CheckpointCut, written: WrittenCache): Promise<{ bytes: number; chunks: number }> {
-    let bytes = await this.writeOutputPosition(c, written);
+    let bytes = 0;
     let chunks = 0;
+    const revisions: [number, number][] = [];
     await Promise.all(cutChunks(c).map(async (chunk) => {
       const key = checkpointKeys.chunk(c.computation, chunk.partition);
       // `at` changes every time: compared without it.
       const body = packr.pack({ ...chunk, at: 0 });
       const last = written.get(key);
-      if (last && Buffer.compare(last, body) === 0) return;
+      if (last && Buffer.compare(last.body, body) === 0) {
+        revisions.push([chunk.partition, last.revision]);
+        return;
+      }
       const value = packr.pack(chunk);
-      await this.kv.put(key, value);
-      written.set(key, body);
+      const revision = await this.kv.put(key, value);
+      written.set(key, { body, revision });
+      revisions.push([chunk.partition, revision]);
       bytes += value.length;
       chunks++;
     }));
+    revisions.sort((a, b) => a[0] - b[0]);
+    bytes += await this.writeOutputPosition({ ...c, chunks: revisions }, written);
     return { bytes, chunks };
   }
 
   /**
-   * Stores an instance's output position alone (unless it is what this writer last stored): a checkpoint's first
-   * step, and what a fresh at-least-once producer writes before it publishes anything. Returns the bytes written.
+   * Stores an instance's output position (unless it is what this writer last stored): a checkpoint's last
+   * step, naming its chunks' revisions, and what a fresh at-least-once producer writes alone (no `chunks`)
+   * before it publishes anything. Returns the bytes written.
    */
   async writeOutputPosition(c: Omit<CheckpointMeta, 'v'>, written: WrittenCache): Promise<number> {
     const meta: CheckpointMeta = {
       v: CHECKPOINT_VERSION, computation: c.computation, index: c.index, count: c.count, version: c.version, at: c.at, producer: c.producer, seqs: c.seqs,
+      ...(c.chunks ? { chunks: c.chunks } : {}),
     };
     const metaKey = checkpointKeys.meta(c.computation, c.index);
     const metaBody = packr.pack({ ...meta, at: 0 });
     const lastMeta = written.get(metaKey);
-    if (lastMeta && Buffer.compare(lastMeta, metaBody) === 0) return 0;
+    if (lastMeta && Buffer.compare(lastMeta.body, metaBody) === 0) return 0;
     const value = packr.pack(meta);
-    await this.kv.put(metaKey, value);
-    written.set(metaKey, metaBody);
+    const revision = await this.kv.put(metaKey, value);
+    written.set(metaKey, { body: metaBody, revision });
     return value.length;
   }
 
-  /** The chunks of `partitions` and the output position of instance `index` of `count` (when it was cut with the same count). */
+  /**
+   * The chunks of `partitions` and the output position of instance `index` of `count` (when it was cut
+   * with the same count): the chunk revisions that position names, else (no position, another count,
+   * a position stored alone) the latest.
+   */
   async load(computation: string, partitions: readonly number[], index: number, count: number): Promise<LoadedCheckpoint | undefined> {
-    const out: LoadedCheckpoint = { state: { entries: [] }, timers: [], seen: [], pos: [], at: 0, chunks: 0, invalid: 0 };
+    const out: LoadedCheckpoint = { state: { entries: [] }, timers: [], seen: [], pos: [], at: 0, chunks: 0, invalid: 0, unpinned: 0 };
+    const m = await this.kv.get(checkpointKeys.meta(computation, index));
+    if (m && m.operation === 'PUT' && m.value.length) {
+      const r = checkpointMetaSchema.safeParse(unpack(m.value));
+      if (r.success && r.data.computation === computation && r.data.count === count) {
+        out.meta = r.data;
+        out.at = Math.max(out.at, r.data.at);
+      }
+      else if (!r.success) out.invalid++;
+    }
+    const pinned = out.meta?.chunks ? new Map(out.meta.chunks) : undefined;
     await Promise.all(partitions.map(async (p) => {
-      const e = await this.kv.get(checkpointKeys.chunk(computation, p));
+      const key = checkpointKeys.chunk(computation, p);
+      let e = await this.kv.get(key);
+      const revision = pinned?.get(p);
+      // Not named (the partition was not the instance's when it was cut): the latest, counted.
+      if (pinned && revision === undefined && e && e.operation === 'PUT' && e.value.length) out.unpinned++;
+      if (revision !== undefined && e?.revision !== revision) {
+        const committed = await this.kv.get(key, { revision });
+        // Gone (more uncommitted revisions than the bucket keeps): the latest, counted.
+        if (committed) e = committed;
+        else out.unpinned++;
+      }
       if (!e || e.operation !== 'PUT' || e.value.length === 0) return;
       const r = checkpointChunkSchema.safeParse(unpack(e.value));
       if (!r.success || r.data.computation !== computation || r.data.partition !== p) {
@@ -125,15 +160,6 @@ export class CheckpointStore {
       out.at = Math.max(out.at, r.data.at);
       out.chunks++;
     }));
-    const m = await this.kv.get(checkpointKeys.meta(computation, index));
-    if (m && m.operation === 'PUT' && m.value.length) {
-      const r = checkpointMetaSchema.safeParse(unpack(m.value));
-      if (r.success && r.data.computation === computation && r.data.count === count) {
-        out.meta = r.data;
-        out.at = Math.max(out.at, r.data.at);
-      }
-      else if (!r.success) out.invalid++;
-    }
     return out.chunks || out.meta ? out : undefined;
   }
 }

@@ -37,7 +37,7 @@ import { ThreadRunner } from '../runners/thread.js';
 import type { WatchedRunner } from '../runners/runner.js';
 import { HEAVY_CPU_MICROS } from '../oracle/limits.js';
 import { StreamTypes, TYPE_MISMATCH, type StreamType } from '../../protocol/types.js';
-import type { CheckpointStore } from '../state/checkpointStore.js';
+import type { CheckpointStore, WrittenCache } from '../state/checkpointStore.js';
 import type { DeliveryCounters } from './jetstream.js';
 import { sampleTrace, sourceTraceSample } from './tracing.js';
 
@@ -207,7 +207,7 @@ export class Instance {
   private sinceCheckpoint = 0;
   private refusedLogAt = 0;
   /** What this instance last wrote per checkpoint key (entries of another writer are never taken for its own). */
-  private readonly written = new Map<string, Uint8Array>();
+  private readonly written: WrittenCache = new Map();
   private readonly delivery: DeliveryCounters;
   /** A source's share of produced records that start a trace (0 for any other computation). */
   private readonly traceSample: number;

@@ -295,6 +295,10 @@ export class Worker {
     try {
       const loaded = await this.checkpoints.load(a.computation, a.partitions ?? partitionsOwnedBy(a.index, a.count), a.index, a.count);
       if (loaded?.invalid) log.error({ invalid: loaded.invalid }, `${loaded.invalid} checkpoint chunk(s) of "${a.computation}" were not valid and were skipped`);
+      if (loaded?.unpinned) {
+        log.warn({ unpinned: loaded.unpinned }, `${loaded.unpinned} checkpoint chunk(s) of "${a.computation}" were read at their latest, not at the revision its output position names: ` +
+          'records replayed from them may be counted again downstream');
+      }
       return loaded;
     } catch (err) {
       log.error({ err: (err as Error).message }, `could not read the checkpoints of "${a.computation}": starting empty (${(err as Error).message})`);
