@@ -34,8 +34,10 @@ describe('metrics on /metrics', () => {
 
     const first = await waitFor(async () => {
       const s = await scrape(url);
-      return total(s, 'topo_records_in_total', { computation: 'metrics-sink' }) > 20 ? s : undefined;
-    }, { what: 'the sink counted on /metrics', timeoutMs: 20_000 });
+      // Each side's figures come with its own worker's heartbeat: the ticker's may be a beat behind the sink's.
+      return total(s, 'topo_records_in_total', { computation: 'metrics-sink' }) > 20 &&
+        total(s, 'topo_records_out_total', { computation: 'e2e-ticker', stream: 'e2e-ticks' }) > 20 ? s : undefined;
+    }, { what: 'the sink and the ticker counted on /metrics', timeoutMs: 20_000 });
     const sink = pick(first, 'topo_records_in_total', { computation: 'metrics-sink' })[0]!;
     expect(Object.keys(sink.labels).sort()).toEqual(['computation', 'instance', 'version', 'worker']);
     expect(sink.labels).toMatchObject({ instance: '0', version: '1' });
