@@ -71,6 +71,8 @@ export interface StartNatsOptions {
   configFile?: string;
   /** Port of its HTTP monitoring (default: a free one). */
   monitorPort?: number;
+  /** How a free port is chosen when none is given (default freePort; a test hands out a taken one). */
+  pickPort?: () => Promise<number>;
 }
 
 /**
@@ -83,11 +85,31 @@ export function natsServerArgs(port: number, storeDir: string, configFile?: stri
 
 export const monitorUrlOf = (port: number): string => `http://127.0.0.1:${port}`;
 
+/** Tries a server gets, on new free ports, when it exits before listening on ports it was not given. */
+const START_ATTEMPTS = 3;
+
 export async function startNatsServer(opts: StartNatsOptions): Promise<StartedNats> {
   const bin = findNatsServer();
-  const port = opts.port ?? (await freePort());
-  const monitorPort = opts.monitorPort ?? (await freePort());
+  const pickPort = opts.pickPort ?? freePort;
   mkdirSync(opts.storeDir, { recursive: true });
+  // A port found free may be taken before the server binds it (another test's server, any process's outgoing
+  // connection gets ports from the same range): the server then exits at once, and it is tried again on others.
+  for (let attempt = 1; ; attempt++) {
+    const port = opts.port ?? (await pickPort());
+    let monitorPort = opts.monitorPort ?? (await pickPort());
+    while (monitorPort === port && opts.monitorPort === undefined) monitorPort = await pickPort();
+    try {
+      return await launch(bin, opts, port, monitorPort);
+    } catch (err) {
+      const ours = opts.port === undefined || opts.monitorPort === undefined;
+      if (!(err instanceof ExitedBeforeListening) || !ours || attempt >= START_ATTEMPTS) throw err;
+    }
+  }
+}
+
+class ExitedBeforeListening extends Error {}
+
+async function launch(bin: string, opts: StartNatsOptions, port: number, monitorPort: number): Promise<StartedNats> {
   const args = natsServerArgs(port, opts.storeDir, opts.configFile, monitorPort);
   let out: number | 'ignore' = 'ignore';
   if (opts.logFile) out = openSync(opts.logFile, 'a');
@@ -98,7 +120,7 @@ export async function startNatsServer(opts: StartNatsOptions): Promise<StartedNa
   child.once('exit', (code, sig) => (exited = `exited with ${sig ?? code}`));
   const deadline = Date.now() + 10_000;
   while (!(await portOpen(port))) {
-    if (exited) throw new Error(`nats-server ${exited} before listening on port ${port}${opts.logFile ? ` (see ${opts.logFile})` : ''}`);
+    if (exited) throw new ExitedBeforeListening(`nats-server ${exited} before listening on port ${port}${opts.logFile ? ` (see ${opts.logFile})` : ''}`);
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`nats-server did not listen on port ${port} within 10 s`);
