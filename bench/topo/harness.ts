@@ -120,13 +120,16 @@ async function scrapeMetrics(client: TopoClient, everyMs: number): Promise<{ sto
   const url = (await client.status()).httpUrl;
   if (!url) throw new Error('the controller serves no /metrics (TOPO_HTTP=off?)');
   const state = { scrapes: 0, bytes: 0, error: undefined as Error | undefined };
-  const timer = setInterval(() => {
+  const scrape = (): void => {
     fetch(`${url}/metrics`).then(async (res) => {
       if (!res.ok) throw new Error(`/metrics answered ${res.status}`);
       state.bytes += (await res.text()).length;
       state.scrapes++;
     }).catch((err: Error) => (state.error ??= err));
-  }, everyMs);
+  };
+  // At once as well: a run can be shorter than the interval.
+  scrape();
+  const timer = setInterval(scrape, everyMs);
   return {
     stop() {
       clearInterval(timer);
