@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { Kvm, type KV } from '@nats-io/kv';
-import { buckets, partitionOf } from '../protocol/index.js';
+import { buckets, packr, partitionOf } from '../protocol/index.js';
 import { openControlPlane } from '../runtime/controller/infrastructure.js';
 import { CheckpointStore, type CheckpointCut, type WrittenCache } from '../runtime/state/checkpointStore.js';
 import { startNatsServer, type StartedNats } from '../runtime/transport/natsServer.js';
@@ -88,6 +88,26 @@ describe('a checkpoint writer that dies midway', () => {
     const loaded = (await store.load('whole', [partitionOf(keyA), partitionOf(keyB)], 0, 1))!;
     expect(new Map(loaded.state.entries)).toEqual(new Map([[keyA, 2], [keyB, 1]]));
     expect(loaded.meta!.seqs).toEqual([['out', 2]]);
+  });
+});
+
+describe('a hostile output position', () => {
+  it('naming a revision of another key, or garbage, changes nothing: the latest chunks are read, and it is counted', async () => {
+    const written: WrittenCache = new Map();
+    const store = new CheckpointStore(kv);
+    await store.write(cutAt('hostile', 7), written);
+    const other = await kv.put('someone-else.p0', new Uint8Array([1]));
+    const metaKey = 'hostile.m0';
+    const meta = (await store.load('hostile', [partitionOf(keyA), partitionOf(keyB)], 0, 1))!.meta!;
+    await kv.put(metaKey, packr.pack({ ...meta, chunks: [[partitionOf(keyA), other], [partitionOf(keyB), other]] }));
+    const misled = (await store.load('hostile', [partitionOf(keyA), partitionOf(keyB)], 0, 1))!;
+    expect(new Map(misled.state.entries)).toEqual(new Map([[keyA, 7], [keyB, 7]]));
+    expect(misled.unpinned).toBe(2);
+    await kv.put(metaKey, packr.pack({ ...meta, chunks: [[99, -1]] }));
+    const garbage = (await store.load('hostile', [partitionOf(keyA), partitionOf(keyB)], 0, 1))!;
+    expect(garbage.meta).toBeUndefined();
+    expect(garbage.invalid).toBe(1);
+    expect(new Map(garbage.state.entries)).toEqual(new Map([[keyA, 7], [keyB, 7]]));
   });
 });
 
