@@ -81,7 +81,7 @@ const FLAGS: Record<string, { env: string; key: keyof BenchOptions; def: number;
   'polyglot-records': { env: 'BENCH_POLYGLOT_RECORDS', key: 'polyglotRecords', def: 100_000, help: 'records per polyglot run (hosted Python/Go vs hand-written loops)' },
   'scale-cycles': { env: 'BENCH_SCALE_CYCLES', key: 'scaleCycles', def: 5, help: 'live scale cycles, 4 changes each (1->2->4->2->1)' },
   'regroup-cycles': { env: 'BENCH_REGROUP_CYCLES', key: 'regroupCycles', def: 10, help: 'live fuse+split cycles, 2 changes each' },
-  'durable-records': { env: 'BENCH_DURABLE_RECORDS', key: 'durableRecords', def: 500_000, help: 'records per durable run (at-least-once one-hop, JetStream baseline, checkpointed counter)' },
+  'durable-records': { env: 'BENCH_DURABLE_RECORDS', key: 'durableRecords', def: 2_000_000, help: 'records per durable run (at-least-once one-hop, JetStream baseline, checkpointed counter)' },
   kills: { env: 'BENCH_KILLS', key: 'kills', def: 10, help: 'kill -9s of the counter\'s worker in the durable recovery case' },
   'live-keys': { env: 'BENCH_LIVE_KEYS', key: 'liveKeys', def: 500, help: 'scale/regroup source keys, one record each per 10 ms' },
 };
