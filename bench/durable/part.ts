@@ -249,9 +249,10 @@ function maxLoad(cases: CaseSummary[]): number {
   }
   return max;
 }
+
 /** How long the checkpoint pair's runs lasted (seconds, min-max over all its runs). */
-function runSeconds(cases: readonly { runs?: readonly { seconds: number }[] }[]): string {
-  const all = cases.flatMap((c) => c.runs ?? []).map((r) => r.seconds);
+function runSeconds(cases: CaseSummary[]): string {
+  const all = cases.flatMap((c) => c.runs).map((r) => r.seconds);
   if (!all.length) return 'an unknown time (no run finished)';
   return `${Math.min(...all).toFixed(1)}-${Math.max(...all).toFixed(1)} s`;
 }
